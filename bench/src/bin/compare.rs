@@ -1,0 +1,42 @@
+//! `compare [tcpwire] [--rows N] [--samples N] [--json]`: side-by-side runs against the anchors.
+//! `compare peak-rss-count FILE`: streams FILE through the counting path and prints peak RSS.
+
+use std::path::PathBuf;
+
+use bench::{harness, tcpwire_cases};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("peak-rss-count") {
+        let Some(file) = args.get(1) else {
+            eprintln!("usage: compare peak-rss-count FILE");
+            std::process::exit(2);
+        };
+        let (bytes, tally) = tcpwire_cases::count_file(&PathBuf::from(file));
+        let rows: u64 = tally.iter().map(|(_, n)| n).sum();
+        println!("bytes {bytes} rows {rows} peak_rss_kib {}", peak_rss_kib().unwrap_or(0));
+        return;
+    }
+    let value = |flag: &str| -> Option<u64> {
+        let at = args.iter().position(|a| a == flag)?;
+        args.get(at + 1)?.parse().ok()
+    };
+    let rows = value("--rows").unwrap_or(1_000_000);
+    let samples = value("--samples").map_or(7, |n| n as usize);
+    let json = args.iter().any(|a| a == "--json");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
+    let results = tcpwire_cases::run(&dir, rows, samples);
+    if json {
+        let items: Vec<String> = results.iter().map(harness::Comparison::to_json).collect();
+        println!("[{}]", items.join(",\n "));
+    } else {
+        print!("{}", harness::table(&results));
+    }
+}
+
+/// `VmHWM` of this process, in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

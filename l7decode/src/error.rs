@@ -1,0 +1,55 @@
+//! The crate's one error type: a `Copy` kind plus the byte offset where it was found.
+
+/// What went wrong, without borrowing the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Buffering a message would exceed a configured limit.
+    #[error("{limit:?} limit of {max} exceeded by {value}")]
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// The configured maximum.
+        max: u64,
+        /// The value that exceeded it.
+        value: u64,
+    },
+    /// Input was fed after `feed_eof` for that direction.
+    #[error("input fed after end of stream")]
+    FedAfterEof,
+}
+
+/// Which of [`Limits`](crate::Limits)' bounds was hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_buffered`](crate::Limits::max_buffered).
+    Buffered,
+    /// [`Limits::max_pending`](crate::Limits::max_pending).
+    Pending,
+}
+
+/// An error with the byte offset (from the start of the parsed input) where it was detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {offset}")]
+pub struct Error {
+    kind: ErrorKind,
+    offset: u64,
+}
+
+impl Error {
+    /// Builds an error of `kind` found at `offset`.
+    pub const fn new(kind: ErrorKind, offset: u64) -> Self {
+        Self { kind, offset }
+    }
+
+    /// What went wrong.
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Byte offset where it was found.
+    pub const fn offset(&self) -> u64 {
+        self.offset
+    }
+}

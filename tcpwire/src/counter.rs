@@ -1,0 +1,308 @@
+//! Per-state counters with node_exporter's semantics, and the counting fast path that fills them
+//! straight from table bytes.
+
+use crate::error::{Column, Error, ErrorKind};
+use crate::lines::{Line, LineAssembler};
+use crate::reader::{Limits, Stats};
+use crate::wire::row::{TcpRow, is_blank_line, is_header};
+use crate::wire::state::{RowKind, TcpState, TimerKind};
+use crate::wire::token::{Tokens, hex_u32, split_colon};
+
+/// How the two queue pseudo-states are summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum QueueSemantics {
+    /// node_exporter's: the sum over every row, LISTEN included. Fed from the `/proc` files this is
+    /// exactly node_exporter ≤ 1.3.1 (a LISTEN row's `rx_queue` is its accept backlog, counted as
+    /// if it were bytes; its `tx_queue` is 0). Fed from sock_diag it is exactly node_exporter ≥ 1.4,
+    /// where a LISTEN socket's `wqueue` is its maximum backlog, so `tx_queued_bytes` includes
+    /// Σ `listen()` backlogs.
+    #[default]
+    NodeExporter,
+    /// Bytes only: LISTEN rows, whose queues count connections, are left out of both sums.
+    BytesOnly,
+}
+
+/// Per-state row counts and queue sums of one or more tables.
+///
+/// Queue sums are kept apart for LISTEN and other rows, so either [`QueueSemantics`] can be
+/// derived afterwards. Unknown state codes are counted under their own code, never folded into a
+/// known state (node_exporter ≤ 1.3.1 added code `0D` to `tx_queued_bytes`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpCounts {
+    by_state: [u64; 256],
+    /// Rows counted.
+    pub rows: u64,
+    /// Rows printed by the full-socket printer.
+    pub full_rows: u64,
+    /// TIME_WAIT minisocket rows (states `06` and orphaned `05`).
+    pub time_wait_rows: u64,
+    /// Request-socket rows (`TCP_NEW_SYN_RECV`, printed as `03`).
+    pub request_rows: u64,
+    /// Σ `tx_queue` of LISTEN rows (0 from `/proc`; the maximum backlog from sock_diag).
+    pub tx_queue_listen: u64,
+    /// Σ `tx_queue` of all other rows.
+    pub tx_queue_other: u64,
+    /// Σ `rx_queue` of LISTEN rows: accept-queue lengths, not bytes.
+    pub rx_queue_listen: u64,
+    /// Σ `rx_queue` of all other rows.
+    pub rx_queue_other: u64,
+}
+
+impl Default for TcpCounts {
+    fn default() -> Self {
+        Self {
+            by_state: [0; 256],
+            rows: 0,
+            full_rows: 0,
+            time_wait_rows: 0,
+            request_rows: 0,
+            tx_queue_listen: 0,
+            tx_queue_other: 0,
+            rx_queue_listen: 0,
+            rx_queue_other: 0,
+        }
+    }
+}
+
+impl core::fmt::Debug for TcpCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TcpCounts")
+            .field("rows", &self.rows)
+            .field("states", &self.states().collect::<Vec<_>>())
+            .field("kinds", &(self.full_rows, self.time_wait_rows, self.request_rows))
+            .field("tx", &(self.tx_queue_listen, self.tx_queue_other))
+            .field("rx", &(self.rx_queue_listen, self.rx_queue_other))
+            .finish()
+    }
+}
+
+impl TcpCounts {
+    /// Counts one socket.
+    pub fn add(&mut self, state: TcpState, tx_queue: u32, rx_queue: u32, kind: RowKind) {
+        if let Some(n) = self.by_state.get_mut(usize::from(state.0)) {
+            *n += 1;
+        }
+        self.rows += 1;
+        match kind {
+            RowKind::TimeWait => self.time_wait_rows += 1,
+            RowKind::Request => self.request_rows += 1,
+            RowKind::Full => self.full_rows += 1,
+        }
+        let (tx, rx) = if state == TcpState::LISTEN {
+            (&mut self.tx_queue_listen, &mut self.rx_queue_listen)
+        } else {
+            (&mut self.tx_queue_other, &mut self.rx_queue_other)
+        };
+        *tx += u64::from(tx_queue);
+        *rx += u64::from(rx_queue);
+    }
+
+    /// Counts a parsed row.
+    pub fn add_row(&mut self, row: &TcpRow<'_>) {
+        self.add(row.state(), row.tx_queue(), row.rx_queue(), row.kind());
+    }
+
+    /// Adds another set of counts (the `tcp6` table to the `tcp` one).
+    pub fn merge(&mut self, other: &Self) {
+        for (mine, theirs) in self.by_state.iter_mut().zip(other.by_state.iter()) {
+            *mine += theirs;
+        }
+        self.rows += other.rows;
+        self.full_rows += other.full_rows;
+        self.time_wait_rows += other.time_wait_rows;
+        self.request_rows += other.request_rows;
+        self.tx_queue_listen += other.tx_queue_listen;
+        self.tx_queue_other += other.tx_queue_other;
+        self.rx_queue_listen += other.rx_queue_listen;
+        self.rx_queue_other += other.rx_queue_other;
+    }
+
+    /// Rows in `state`.
+    pub fn state(&self, state: TcpState) -> u64 {
+        self.by_state.get(usize::from(state.0)).copied().unwrap_or(0)
+    }
+
+    /// Every state code with at least one row, in code order.
+    pub fn states(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
+        (0..=255u8).map(TcpState).map(|s| (s, self.state(s))).filter(|&(_, n)| n > 0)
+    }
+
+    /// State codes node_exporter has no label for (such as `0D`), with their counts.
+    pub fn unknown_states(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
+        self.states().filter(|(s, _)| s.node_exporter_label().is_none())
+    }
+
+    /// The `rx_queued_bytes` pseudo-state.
+    pub const fn rx_queued_bytes(&self, semantics: QueueSemantics) -> u64 {
+        match semantics {
+            QueueSemantics::NodeExporter => self.rx_queue_other + self.rx_queue_listen,
+            QueueSemantics::BytesOnly => self.rx_queue_other,
+        }
+    }
+
+    /// The `tx_queued_bytes` pseudo-state.
+    pub const fn tx_queued_bytes(&self, semantics: QueueSemantics) -> u64 {
+        match semantics {
+            QueueSemantics::NodeExporter => self.tx_queue_other + self.tx_queue_listen,
+            QueueSemantics::BytesOnly => self.tx_queue_other,
+        }
+    }
+
+    /// The `state` label values and values of `node_tcp_connection_states`, in the order
+    /// node_exporter exposes them (sorted by label). States without rows are left out, as
+    /// node_exporter does, unless `zero_fill`; the two queue pseudo-states are always present.
+    pub fn node_exporter_states(
+        &self,
+        semantics: QueueSemantics,
+        zero_fill: bool,
+    ) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        let mut series: [(&'static str, u64); 13] = [("", 0); 13];
+        for (slot, code) in series.iter_mut().zip(1..=11u8) {
+            let state = TcpState(code);
+            *slot = (state.node_exporter_label().unwrap_or_default(), self.state(state));
+        }
+        series[11] = ("rx_queued_bytes", self.rx_queued_bytes(semantics));
+        series[12] = ("tx_queued_bytes", self.tx_queued_bytes(semantics));
+        series.sort_unstable_by_key(|(label, _)| *label);
+        series
+            .into_iter()
+            .filter(move |(label, n)| zero_fill || *n > 0 || label.ends_with("_queued_bytes"))
+    }
+}
+
+/// The counting fast path: reads only the columns counting needs (state, queues, and for the few
+/// states whose layout tells the row kind, the timer and the column count), in O(1) memory.
+///
+/// It checks less than [`TableReader`](crate::TableReader): rows whose other columns are damaged
+/// are still counted. On well-formed tables both give identical [`TcpCounts`].
+#[derive(Debug)]
+pub struct StateCounter {
+    lines: LineAssembler,
+    max_line: usize,
+    counts: TcpCounts,
+    stats: Stats,
+    first_error: Option<Error>,
+}
+
+impl StateCounter {
+    /// A counter at the start of a stream.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            lines: LineAssembler::new(limits.max_line),
+            max_line: limits.max_line,
+            counts: TcpCounts::default(),
+            stats: Stats::default(),
+            first_error: None,
+        }
+    }
+
+    /// Counts the lines this chunk completes; a cut line is carried (bounded) to the next chunk.
+    ///
+    /// # Panics
+    /// Never.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.stats.bytes += chunk.len() as u64;
+        let Self { lines, max_line, counts, stats, first_error } = self;
+        for line in lines.feed(chunk) {
+            count_line(line, *max_line, counts, stats, first_error);
+        }
+    }
+
+    /// Ends the stream, counting a last line that had no newline. The counter can then read
+    /// another table into the same counts.
+    ///
+    /// # Panics
+    /// Never.
+    pub fn finish(&mut self) {
+        let Self { lines, max_line, counts, stats, first_error } = self;
+        if let Some(line) = lines.finish() {
+            stats.unterminated_last_line = true;
+            count_line(line, *max_line, counts, stats, first_error);
+        }
+    }
+
+    /// The counts so far.
+    pub const fn counts(&self) -> &TcpCounts {
+        &self.counts
+    }
+
+    /// Line counters so far.
+    pub const fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The first malformed line's error (a stream offset), to show a user; all are counted in
+    /// [`Stats::malformed`].
+    pub const fn first_error(&self) -> Option<Error> {
+        self.first_error
+    }
+}
+
+fn count_line(
+    line: Line<'_>,
+    max_line: usize,
+    counts: &mut TcpCounts,
+    stats: &mut Stats,
+    first_error: &mut Option<Error>,
+) {
+    stats.lines += 1;
+    let result = if line.overlong {
+        stats.overlong += 1;
+        Err(Error::new(ErrorKind::LineTooLong { limit: max_line }, 0))
+    } else if is_blank_line(line.bytes) {
+        stats.blank_lines += 1;
+        return;
+    } else if is_header(line.bytes) {
+        stats.headers += 1;
+        return;
+    } else {
+        scan_counted_columns(line.bytes)
+    };
+    match result {
+        Ok((state, tx, rx, kind)) => {
+            stats.rows += 1;
+            counts.add(state, tx, rx, kind);
+        }
+        Err(e) => {
+            stats.malformed += 1;
+            first_error.get_or_insert(e.rebased(line.offset));
+        }
+    }
+}
+
+/// Reads `sl`, skips the addresses, then decodes `st` and `tx_queue:rx_queue`.
+fn scan_counted_columns(line: &[u8]) -> Result<(TcpState, u32, u32, RowKind), Error> {
+    let mut tokens = Tokens::new(line);
+    let missing = |column| Error::new(ErrorKind::MissingColumn { missing: column }, line.len() as u64);
+    let bad = |column, at: usize| Error::new(ErrorKind::BadColumn { column }, at as u64);
+    let (at, slot) = tokens.next().ok_or_else(|| missing(Column::Slot))?;
+    if slot.last() != Some(&b':') {
+        return Err(bad(Column::Slot, at));
+    }
+    tokens.next().ok_or_else(|| missing(Column::LocalAddress))?;
+    tokens.next().ok_or_else(|| missing(Column::RemoteAddress))?;
+    let (at, state) = tokens.next().ok_or_else(|| missing(Column::State))?;
+    let state = hex_u32(state)
+        .and_then(|s| u8::try_from(s).ok())
+        .map(TcpState)
+        .ok_or_else(|| bad(Column::State, at))?;
+    let (at, queues) = tokens.next().ok_or_else(|| missing(Column::TxQueue))?;
+    let (tx, rx) = split_colon(queues).ok_or_else(|| bad(Column::TxQueue, at))?;
+    let tx = hex_u32(tx).ok_or_else(|| bad(Column::TxQueue, at))?;
+    let rx = hex_u32(rx).ok_or_else(|| bad(Column::RxQueue, at))?;
+    let kind = if RowKind::tail_matters(state) {
+        let (at, timer) = tokens.next().ok_or_else(|| missing(Column::TimerKind))?;
+        let timer = split_colon(timer)
+            .and_then(|(kind, _)| hex_u32(kind))
+            .and_then(|k| u8::try_from(k).ok())
+            .ok_or_else(|| bad(Column::TimerKind, at))?;
+        // Six columns read so far; full rows have eleven more.
+        let has_tail = tokens.count() >= 11;
+        RowKind::classify(state, TimerKind(timer), has_tail)
+    } else {
+        RowKind::Full
+    };
+    Ok((state, tx, rx, kind))
+}

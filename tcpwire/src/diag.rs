@@ -1,0 +1,91 @@
+//! Tier 2 for sock_diag: counts a dump datagram by datagram into the same [`TcpCounts`].
+
+use crate::Status;
+use crate::counter::TcpCounts;
+use crate::error::{Error, ErrorKind};
+use crate::wire::netlink::{NetlinkMessage, parse_netlink_message};
+
+/// Whether a dump has more datagrams to come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DumpProgress {
+    /// Keep receiving.
+    More,
+    /// `NLMSG_DONE` arrived: the dump is complete.
+    Done,
+}
+
+/// Counts the sockets of a sock_diag dump. The caller owns the netlink socket: it sends the
+/// request from [`encode_sock_diag_request`](crate::encode_sock_diag_request), then feeds each
+/// datagram it receives until [`DumpProgress::Done`].
+///
+/// Queue sums follow the kernel's `inet_diag` semantics: LISTEN sockets report their accept
+/// backlog as `rqueue` and their maximum backlog as `wqueue` (see
+/// [`QueueSemantics::NodeExporter`](crate::QueueSemantics::NodeExporter)).
+#[derive(Debug, Default, Clone)]
+pub struct DiagCounter {
+    counts: TcpCounts,
+    messages: u64,
+    skipped: u64,
+    done: bool,
+}
+
+impl DiagCounter {
+    /// A counter awaiting the first datagram.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts every message of one received datagram.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NetlinkErrno`] when the kernel refused the request, and the errors of
+    /// [`parse_netlink_message`] (a datagram ending inside a message is
+    /// [`ErrorKind::NetlinkTruncated`]); offsets are within the datagram. Messages before the
+    /// error are counted.
+    ///
+    /// # Panics
+    /// Never.
+    pub fn feed_datagram(&mut self, datagram: &[u8]) -> Result<DumpProgress, Error> {
+        let mut at = 0;
+        while let Some(rest) = datagram.get(at..).filter(|r| !r.is_empty()) {
+            let here = at as u64;
+            let (message, consumed) = match parse_netlink_message(rest).map_err(|e| e.rebased(here))? {
+                Status::Complete { value, consumed } => (value, consumed),
+                Status::Partial { .. } => return Err(Error::new(ErrorKind::NetlinkTruncated, here)),
+            };
+            at += consumed;
+            self.messages += 1;
+            match message {
+                NetlinkMessage::InetDiag(msg) => {
+                    self.counts.add(msg.state, msg.wqueue, msg.rqueue, msg.kind());
+                }
+                NetlinkMessage::Done => {
+                    self.done = true;
+                    return Ok(DumpProgress::Done);
+                }
+                NetlinkMessage::Error { errno: 0 } => {}
+                NetlinkMessage::Error { errno } => {
+                    return Err(Error::new(ErrorKind::NetlinkErrno { errno }, here));
+                }
+                NetlinkMessage::Other { .. } => self.skipped += 1,
+            }
+        }
+        Ok(if self.done { DumpProgress::Done } else { DumpProgress::More })
+    }
+
+    /// Sockets counted so far.
+    pub const fn counts(&self) -> &TcpCounts {
+        &self.counts
+    }
+
+    /// Netlink messages read, and of those, of a type that was skipped.
+    pub const fn messages(&self) -> (u64, u64) {
+        (self.messages, self.skipped)
+    }
+
+    /// Whether `NLMSG_DONE` has arrived.
+    pub const fn is_done(&self) -> bool {
+        self.done
+    }
+}

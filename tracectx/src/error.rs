@@ -1,0 +1,76 @@
+//! The crate's one error type: a `Copy` kind plus the byte offset where it was found.
+
+/// What went wrong, without borrowing the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A field has the wrong length for its format.
+    #[error("{field:?} has length {found}, expected {expected}")]
+    BadLength {
+        /// Which field.
+        field: Field,
+        /// Length required by the format.
+        expected: u16,
+        /// Length found.
+        found: u16,
+    },
+    /// A byte that the format does not allow at this position (offset gives the byte).
+    #[error("{field:?} has an invalid byte")]
+    InvalidByte {
+        /// Which field.
+        field: Field,
+    },
+    /// An identifier that must be non-zero is all zeros.
+    #[error("{field:?} is all zeros")]
+    ZeroId {
+        /// Which field.
+        field: Field,
+    },
+    /// A caller buffer is too small for the encoded value.
+    #[error("output buffer of {capacity} bytes, {required} needed")]
+    BufferTooSmall {
+        /// Bytes the encoding needs.
+        required: u16,
+        /// Bytes the caller offered.
+        capacity: u16,
+    },
+}
+
+/// The header field an error refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Field {
+    /// A trace id (W3C, B3 or OT).
+    TraceId,
+    /// A span or parent id.
+    SpanId,
+    /// Trace flags or B3 sampling state.
+    Flags,
+    /// A version field.
+    Version,
+}
+
+/// An error with the byte offset (from the start of the parsed input) where it was detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at byte {offset}")]
+pub struct Error {
+    kind: ErrorKind,
+    offset: u64,
+}
+
+impl Error {
+    /// Builds an error of `kind` found at `offset`.
+    pub const fn new(kind: ErrorKind, offset: u64) -> Self {
+        Self { kind, offset }
+    }
+
+    /// What went wrong.
+    pub const fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Byte offset where it was found.
+    pub const fn offset(&self) -> u64 {
+        self.offset
+    }
+}

@@ -162,3 +162,53 @@ mod tests {
         assert_eq!(split_at_points(b"", &[]), vec![&b""[..]]);
     }
 }
+
+/// Minimal readers for the flat truth files that ship with fixtures (`"key": 123` and
+/// `"key": {"a": 1, "b": 2}`), so tests need no JSON dependency.
+pub mod truth {
+    /// The unsigned integer stored under `key` (the first occurrence).
+    pub fn number(json: &str, key: &str) -> Option<u64> {
+        let rest = after_key(json, key)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    }
+
+    /// The string stored under `key`.
+    pub fn string(json: &str, key: &str) -> Option<String> {
+        let rest = after_key(json, key)?.strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+
+    /// The `{"name": number, ...}` object stored under `key`, in file order.
+    pub fn numbers(json: &str, key: &str) -> Option<Vec<(String, u64)>> {
+        let rest = after_key(json, key)?.strip_prefix('{')?;
+        let body = &rest[..rest.find('}')?];
+        body.split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(|item| {
+                let (name, value) = item.split_once(':')?;
+                Some((name.trim().trim_matches('"').to_owned(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn after_key<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+        let quoted = format!("\"{key}\"");
+        let at = json.find(&quoted)? + quoted.len();
+        Some(json[at..].trim_start().strip_prefix(':')?.trim_start())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn reads_flat_truth() {
+            let json = r#"{"a": {"01": 3, "0A": 4}, "rows": 7, "endian": "big"}"#;
+            assert_eq!(super::number(json, "rows"), Some(7));
+            assert_eq!(super::string(json, "endian").as_deref(), Some("big"));
+            assert_eq!(
+                super::numbers(json, "a"),
+                Some(vec![("01".into(), 3), ("0A".into(), 4)])
+            );
+        }
+    }
+}

@@ -1,0 +1,7 @@
+#![no_main]
+//! Fuzz target: see `checks/tcpwire_parse_row.rs` for the properties checked (the same file `cargo test`
+//! replays over the committed corpus).
+
+include!("../checks/tcpwire_parse_row.rs");
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));

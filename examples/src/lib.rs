@@ -1,3 +1,6 @@
-//! Shared pieces of the example programs: Prometheus text exposition and small CLI helpers.
+//! Shared pieces of the example programs: Prometheus text exposition, tcpstat's sources and
+//! renderers.
 
 pub mod prom;
+pub mod tcpsource;
+pub mod tcpstat;

@@ -7,7 +7,6 @@ use crate::wire::netlink::{NetlinkMessage, parse_netlink_message};
 
 /// Whether a dump has more datagrams to come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum DumpProgress {
     /// Keep receiving.
     More,

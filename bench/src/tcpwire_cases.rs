@@ -21,7 +21,10 @@ const CHUNK: usize = 64 * 1024;
 /// # Panics
 /// When python3 is missing or the generator fails: the bench cannot run without its input.
 pub fn table_file(dir: &Path, family: u8, rows: u64, seed: u64) -> PathBuf {
-    let path = dir.join(format!("tcp{}_{rows}_seed{seed}", if family == 6 { "6" } else { "" }));
+    let path = dir.join(format!(
+        "tcp{}_{rows}_seed{seed}",
+        if family == 6 { "6" } else { "" }
+    ));
     if !path.exists() {
         std::fs::create_dir_all(dir).expect("create bench data dir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/gen_proc_net_tcp.py");
@@ -83,7 +86,10 @@ pub fn procfs_parse(data: &[u8]) -> StateTally {
     for e in &entries.0 {
         by_code[usize::from(e.state.to_u8())] += 1;
     }
-    (0..=255u8).map(|c| (c, by_code[usize::from(c)])).filter(|&(_, n)| n > 0).collect()
+    (0..=255u8)
+        .map(|c| (c, by_code[usize::from(c)]))
+        .filter(|&(_, n)| n > 0)
+        .collect()
 }
 
 /// Streams a file through the counter with one reused buffer; returns bytes and the tally.
@@ -124,7 +130,12 @@ pub fn run(dir: &Path, rows: u64, samples: usize) -> Vec<Comparison> {
         let path = table_file(dir, family, rows, 1);
         let data = std::fs::read(&path).expect("read table");
         let bytes = data.len() as u64;
-        let name = |what: &str| format!("tcp{} {rows} rows: {what}", if family == 6 { "6" } else { "" });
+        let name = |what: &str| {
+            format!(
+                "tcp{} {rows} rows: {what}",
+                if family == 6 { "6" } else { "" }
+            )
+        };
         out.push(compare(
             &name("typed parse"),
             "procfs-core 0.18 from_read",

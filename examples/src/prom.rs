@@ -37,11 +37,19 @@ pub fn family_header(out: &mut String, name: &str, help: &str, kind: &str) {
 /// Writes one sample with a single label.
 pub fn sample(out: &mut String, name: &str, label: (&str, &str), value: f64) {
     let (key, val) = label;
-    let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {}", escape_label(val), go_float(value));
+    let _ = writeln!(
+        out,
+        "{name}{{{key}=\"{}\"}} {}",
+        escape_label(val),
+        go_float(value)
+    );
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ pub fn collect_proc(root: &Path) -> Result<Collected, String> {
             Err(e) => {
                 let note = format!("{}: {e}", path.display());
                 if name == "tcp6" && e.kind() == io::ErrorKind::NotFound {
-                    out.notes.push(format!("{note} (no IPv6 table; counting IPv4 only)"));
+                    out.notes
+                        .push(format!("{note} (no IPv6 table; counting IPv4 only)"));
                 } else {
                     out.notes.push(note.clone());
                 }
@@ -56,7 +57,10 @@ pub fn collect_proc(root: &Path) -> Result<Collected, String> {
     out.counts = *counter.counts();
     out.malformed_rows = counter.stats().malformed;
     if let Some(e) = counter.first_error() {
-        out.notes.push(format!("{} malformed row(s), first: {e}", out.malformed_rows));
+        out.notes.push(format!(
+            "{} malformed row(s), first: {e}",
+            out.malformed_rows
+        ));
     }
     Ok(out)
 }
@@ -102,7 +106,11 @@ pub fn collect_netlink() -> Result<Collected, String> {
 
 fn dump_family(family: Family) -> io::Result<TcpCounts> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::from(AF_NETLINK), Type::RAW, Some(Protocol::from(NETLINK_SOCK_DIAG)))?;
+    let socket = Socket::new(
+        Domain::from(AF_NETLINK),
+        Type::RAW,
+        Some(Protocol::from(NETLINK_SOCK_DIAG)),
+    )?;
     socket.set_recv_buffer_size(1 << 20)?;
     socket.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut request = [0u8; SOCK_DIAG_REQUEST_LEN];
@@ -116,10 +124,16 @@ fn dump_family(family: Family) -> io::Result<TcpCounts> {
     loop {
         let n = (&socket).read(&mut buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "netlink socket closed mid-dump"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "netlink socket closed mid-dump",
+            ));
         }
         let datagram = buf.get(..n).unwrap_or_default();
-        match counter.feed_datagram(datagram).map_err(|e| io::Error::other(e.to_string()))? {
+        match counter
+            .feed_datagram(datagram)
+            .map_err(|e| io::Error::other(e.to_string()))?
+        {
             DumpProgress::Done => return Ok(*counter.counts()),
             DumpProgress::More => {}
         }

@@ -17,19 +17,32 @@ const HELP: &str = "Number of connection states.";
 pub fn render_prom(c: &Collected) -> String {
     let mut out = String::new();
     prom::family_header(&mut out, METRIC, HELP, "gauge");
-    for (label, value) in c.counts.node_exporter_states(QueueSemantics::NodeExporter, false) {
+    for (label, value) in c
+        .counts
+        .node_exporter_states(QueueSemantics::NodeExporter, false)
+    {
         prom::sample(&mut out, METRIC, ("state", label), value as f64);
     }
     let unknown: Vec<_> = c.counts.unknown_states().collect();
     if !unknown.is_empty() {
         let name = "tcpwire_unknown_state_connections";
-        prom::family_header(&mut out, name, "Sockets in a state code node_exporter has no label for.", "gauge");
+        prom::family_header(
+            &mut out,
+            name,
+            "Sockets in a state code node_exporter has no label for.",
+            "gauge",
+        );
         for (state, n) in unknown {
             prom::sample(&mut out, name, ("code", &state.to_string()), n as f64);
         }
     }
     let name = "tcpwire_malformed_rows";
-    prom::family_header(&mut out, name, "Lines of the socket tables that were not valid rows.", "gauge");
+    prom::family_header(
+        &mut out,
+        name,
+        "Lines of the socket tables that were not valid rows.",
+        "gauge",
+    );
     let _ = writeln!(out, "{name} {}", prom::go_float(c.malformed_rows as f64));
     out
 }
@@ -43,8 +56,11 @@ pub fn render_json(c: &Collected) -> String {
         .states()
         .filter_map(|(s, n)| Some(format!("\"{}\": {n}", s.node_exporter_label()?)))
         .collect();
-    let unknown: Vec<String> =
-        c.counts.unknown_states().map(|(s, n)| format!("\"{s}\": {n}")).collect();
+    let unknown: Vec<String> = c
+        .counts
+        .unknown_states()
+        .map(|(s, n)| format!("\"{s}\": {n}"))
+        .collect();
     format!(
         "{{\"rows\": {}, \"states\": {{{}}}, \"rx_queued_bytes\": {}, \"tx_queued_bytes\": {}, \"unknown_states\": {{{}}}, \"malformed_rows\": {}}}\n",
         c.counts.rows,

@@ -1,13 +1,17 @@
 //! `tcpstat` end to end: exact exposition and JSON on the real snapshot, hostile input, exit
 //! codes, and a real HTTP scrape over loopback validated against the text exposition format.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tcpwire/tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tcpwire/tests/data")
+        .join(name)
 }
 
 /// A fresh fake procfs root holding the given files as `net/tcp` and `net/tcp6`.
@@ -25,7 +29,10 @@ fn proc_root(test: &str, tcp: Option<&[u8]>, tcp6: Option<&[u8]>) -> PathBuf {
 }
 
 fn tcpstat(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tcpstat")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_tcpstat"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn real_root(test: &str) -> PathBuf {
@@ -42,18 +49,26 @@ fn validate_exposition(text: &str) -> Vec<(String, String, f64)> {
     let mut helped: Vec<String> = Vec::new();
     let name_ok = |n: &str| {
         !n.is_empty()
-            && n.chars().enumerate().all(|(i, c)| c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+            && n.chars().enumerate().all(|(i, c)| {
+                c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+            })
     };
     assert!(text.ends_with('\n'), "exposition ends with a newline");
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             let name = rest.split(' ').next().unwrap();
-            assert!(name_ok(name) && !helped.contains(&name.to_owned()), "{line}");
+            assert!(
+                name_ok(name) && !helped.contains(&name.to_owned()),
+                "{line}"
+            );
             helped.push(name.to_owned());
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
             assert!(name_ok(name) && !typed.contains(&name.to_owned()), "{line}");
-            assert!(["gauge", "counter", "untyped", "summary", "histogram"].contains(&kind), "{line}");
+            assert!(
+                ["gauge", "counter", "untyped", "summary", "histogram"].contains(&kind),
+                "{line}"
+            );
             typed.push(name.to_owned());
         } else {
             let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
@@ -67,12 +82,19 @@ fn validate_exposition(text: &str) -> Vec<(String, String, f64)> {
                 None => (series, ""),
             };
             assert!(name_ok(name), "{line}");
-            assert_eq!(typed.last().map(String::as_str), Some(name), "TYPE precedes samples: {line}");
+            assert_eq!(
+                typed.last().map(String::as_str),
+                Some(name),
+                "TYPE precedes samples: {line}"
+            );
             let mut label = String::new();
             for pair in labels.split(',').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("{line}"));
                 assert!(name_ok(k), "{line}");
-                assert!(v.len() >= 2 && v.starts_with('"') && v.ends_with('"'), "{line}");
+                assert!(
+                    v.len() >= 2 && v.starts_with('"') && v.ends_with('"'),
+                    "{line}"
+                );
                 label = v.trim_matches('"').to_owned();
             }
             samples.push((name.to_owned(), label, value));
@@ -111,7 +133,14 @@ node_tcp_connection_states{state=\"tx_queued_bytes\"} 7.725815e+06
 #[test]
 fn real_snapshot_as_json() {
     let root = real_root("json");
-    let out = tcpstat(&["--proc-root", root.to_str().unwrap(), "--format", "json", "--byte-order", "little"]);
+    let out = tcpstat(&[
+        "--proc-root",
+        root.to_str().unwrap(),
+        "--format",
+        "json",
+        "--byte-order",
+        "little",
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -133,7 +162,11 @@ fn unknown_states_stay_out_of_known_ones() {
     let text = String::from_utf8(out.stdout).unwrap();
     let samples = validate_exposition(&text);
     assert!(samples.contains(&("tcpwire_unknown_state_connections".into(), "0D".into(), 1.0)));
-    assert!(!samples.iter().any(|(n, l, _)| n == "node_tcp_connection_states" && l == "0D"));
+    assert!(
+        !samples
+            .iter()
+            .any(|(n, l, _)| n == "node_tcp_connection_states" && l == "0D")
+    );
 }
 
 #[test]
@@ -145,7 +178,10 @@ fn junk_is_counted_not_fatal_and_nothing_readable_is_an_error() {
     let out = tcpstat(&["--proc-root", root.to_str().unwrap(), "--format", "json"]);
     assert!(out.status.success(), "{out:?}");
     let json = String::from_utf8(out.stdout).unwrap();
-    assert!(json.contains("\"listen\": 1") && json.contains("\"malformed_rows\": 4"), "{json}");
+    assert!(
+        json.contains("\"listen\": 1") && json.contains("\"malformed_rows\": 4"),
+        "{json}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("malformed"));
 
     let empty = proc_root("none", None, None);
@@ -156,7 +192,12 @@ fn junk_is_counted_not_fatal_and_nothing_readable_is_an_error() {
     // A directory where the file should be is unreadable, not a crash.
     let dir_root = proc_root("dir", None, None);
     std::fs::create_dir_all(dir_root.join("net/tcp")).unwrap();
-    assert_eq!(tcpstat(&["--proc-root", dir_root.to_str().unwrap()]).status.code(), Some(1));
+    assert_eq!(
+        tcpstat(&["--proc-root", dir_root.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
 
     assert_eq!(tcpstat(&["--format", "xml"]).status.code(), Some(2));
     assert_eq!(tcpstat(&["--bogus"]).status.code(), Some(2));
@@ -168,18 +209,29 @@ fn netlink_source_counts_this_host() {
     let out = tcpstat(&["--source", "netlink", "--format", "json"]);
     if !out.status.success() {
         // Some sandboxes forbid NETLINK_SOCK_DIAG; the failure must then be explained.
-        assert!(String::from_utf8_lossy(&out.stderr).contains("sock_diag"), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("sock_diag"),
+            "{out:?}"
+        );
         return;
     }
     let json = String::from_utf8(out.stdout).unwrap();
-    assert!(json.starts_with("{\"rows\": ") && json.contains("\"malformed_rows\": 0"), "{json}");
+    assert!(
+        json.starts_with("{\"rows\": ") && json.contains("\"malformed_rows\": 0"),
+        "{json}"
+    );
 }
 
 #[test]
 fn prometheus_scrape_over_loopback() {
     let root = real_root("scrape");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tcpstat"))
-        .args(["--proc-root", root.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "--proc-root",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -194,7 +246,11 @@ fn prometheus_scrape_over_loopback() {
         .to_owned();
     let get = |path: &str| {
         let mut s = TcpStream::connect(&addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/plain\r\n\r\n"
+        )
+        .unwrap();
         let mut response = String::new();
         s.read_to_string(&mut response).unwrap();
         response
@@ -203,11 +259,25 @@ fn prometheus_scrape_over_loopback() {
         let response = get("/metrics");
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
         let samples = validate_exposition(body);
-        assert!(samples.contains(&("node_tcp_connection_states".into(), "established".into(), 26.0)));
-        assert!(samples.contains(&("node_tcp_connection_states".into(), "tx_queued_bytes".into(), 7_725_815.0)));
+        assert!(samples.contains(&(
+            "node_tcp_connection_states".into(),
+            "established".into(),
+            26.0
+        )));
+        assert!(samples.contains(&(
+            "node_tcp_connection_states".into(),
+            "tx_queued_bytes".into(),
+            7_725_815.0
+        )));
     }
     assert!(get("/").starts_with("HTTP/1.1 404"));
     child.kill().unwrap();

@@ -5,7 +5,7 @@
 // - `DiagCounter` counts exactly the inet_diag messages the walk found before any error or DONE.
 
 /// Runs every property on one input.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     use tcpwire::{DiagCounter, NetlinkMessage, Status, parse_netlink_message};
     let mut at = 0;
     let mut sockets = 0u64;

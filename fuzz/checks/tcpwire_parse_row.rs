@@ -5,7 +5,7 @@
 //   formatted text is accepted in strict mode when the row has a kernel layout.
 
 /// Runs every property on one input.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     use tcpwire::{ByteOrder, RowOptions, encode_row, parse_row};
     for order in [ByteOrder::Little, ByteOrder::Big] {
         let lenient = RowOptions::default().byte_order(order);

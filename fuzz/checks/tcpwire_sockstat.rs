@@ -2,7 +2,7 @@
 // the input, the iterator ends, and `parse_sockstat` fails exactly when some counter is malformed.
 
 /// Runs every property on one input.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let mut any_error = false;
     for item in tcpwire::sockstat_counters(data) {
         match item {

@@ -5,7 +5,7 @@
 //   full parser accepts (it checks fewer columns), with identical counts when no line is malformed.
 
 /// Runs every property on one input.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     use tcpwire::{Config, Event, Limits, StateCounter, TableReader, TcpCounts};
 
     fn read(chunks: &[&[u8]], limits: Limits) -> (Vec<String>, TcpCounts, tcpwire::Stats) {

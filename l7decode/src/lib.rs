@@ -69,13 +69,19 @@ impl Limits {
 
     /// No bound at all: only for inputs you trust.
     pub const fn unbounded_dangerous() -> Self {
-        Self { max_buffered: usize::MAX, max_pending: usize::MAX }
+        Self {
+            max_buffered: usize::MAX,
+            max_pending: usize::MAX,
+        }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_buffered: 1 << 20, max_pending: 1024 }
+        Self {
+            max_buffered: 1 << 20,
+            max_pending: 1024,
+        }
     }
 }
 
@@ -86,17 +92,38 @@ mod tests {
     #[test]
     fn errors_name_their_limit() {
         let e = Error::new(
-            ErrorKind::LimitExceeded { limit: Limit::Buffered, max: 8, value: 9 },
+            ErrorKind::LimitExceeded {
+                limit: Limit::Buffered,
+                max: 8,
+                value: 9,
+            },
             100,
         );
-        assert_eq!(e.to_string(), "Buffered limit of 8 exceeded by 9 at byte 100");
-        assert_eq!(e.kind(), ErrorKind::LimitExceeded { limit: Limit::Buffered, max: 8, value: 9 });
+        assert_eq!(
+            e.to_string(),
+            "Buffered limit of 8 exceeded by 9 at byte 100"
+        );
+        assert_eq!(
+            e.kind(),
+            ErrorKind::LimitExceeded {
+                limit: Limit::Buffered,
+                max: 8,
+                value: 9
+            }
+        );
     }
 
     #[test]
     fn latency_never_underflows() {
         assert_eq!(Timestamp(5).nanos_until(Timestamp(3)), 0);
         assert_eq!(Timestamp(3).nanos_until(Timestamp(5)), 2);
-        assert_eq!(Direction::ClientToServer.reverse(), Direction::ServerToClient);
+        assert_eq!(
+            Direction::ClientToServer.reverse(),
+            Direction::ServerToClient
+        );
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -51,13 +51,17 @@ impl Limits {
 
     /// No bound at all: only for inputs you trust.
     pub const fn unbounded_dangerous() -> Self {
-        Self { max_payload: u32::MAX }
+        Self {
+            max_payload: u32::MAX,
+        }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_payload: 64 * 1024 }
+        Self {
+            max_payload: 64 * 1024,
+        }
     }
 }
 
@@ -67,7 +71,13 @@ mod tests {
 
     #[test]
     fn errors_name_their_kind_and_offset() {
-        let e = Error::new(ErrorKind::PayloadTooLarge { limit: 10, declared: 11 }, 4);
+        let e = Error::new(
+            ErrorKind::PayloadTooLarge {
+                limit: 10,
+                declared: 11,
+            },
+            4,
+        );
         assert_eq!(e.offset(), 4);
         assert_eq!(
             e.to_string(),
@@ -82,3 +92,7 @@ mod tests {
         assert_eq!(Limits::unbounded_dangerous().max_payload, u32::MAX);
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -76,11 +76,19 @@ fn bench_netlink(c: &mut Criterion) {
     g.bench_function("3-socket datagram", |b| {
         b.iter(|| {
             let mut counter = DiagCounter::new();
-            counter.feed_datagram(black_box(NETLINK)).map(|_| counter.counts().rows)
+            counter
+                .feed_datagram(black_box(NETLINK))
+                .map(|_| counter.counts().rows)
         })
     });
     g.finish();
 }
 
-criterion_group!(benches, bench_parse_row, bench_reader, bench_counter, bench_netlink);
+criterion_group!(
+    benches,
+    bench_parse_row,
+    bench_reader,
+    bench_counter,
+    bench_netlink
+);
 criterion_main!(benches);

@@ -71,7 +71,10 @@ impl core::fmt::Debug for TcpCounts {
         f.debug_struct("TcpCounts")
             .field("rows", &self.rows)
             .field("states", &self.states().collect::<Vec<_>>())
-            .field("kinds", &(self.full_rows, self.time_wait_rows, self.request_rows))
+            .field(
+                "kinds",
+                &(self.full_rows, self.time_wait_rows, self.request_rows),
+            )
             .field("tx", &(self.tx_queue_listen, self.tx_queue_other))
             .field("rx", &(self.rx_queue_listen, self.rx_queue_other))
             .finish()
@@ -121,17 +124,24 @@ impl TcpCounts {
 
     /// Rows in `state`.
     pub fn state(&self, state: TcpState) -> u64 {
-        self.by_state.get(usize::from(state.0)).copied().unwrap_or(0)
+        self.by_state
+            .get(usize::from(state.0))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Every state code with at least one row, in code order.
     pub fn states(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
-        (0..=255u8).map(TcpState).map(|s| (s, self.state(s))).filter(|&(_, n)| n > 0)
+        (0..=255u8)
+            .map(TcpState)
+            .map(|s| (s, self.state(s)))
+            .filter(|&(_, n)| n > 0)
     }
 
     /// State codes node_exporter has no label for (such as `0D`), with their counts.
     pub fn unknown_states(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
-        self.states().filter(|(s, _)| s.node_exporter_label().is_none())
+        self.states()
+            .filter(|(s, _)| s.node_exporter_label().is_none())
     }
 
     /// The `rx_queued_bytes` pseudo-state.
@@ -161,7 +171,10 @@ impl TcpCounts {
         let mut series: [(&'static str, u64); 13] = [("", 0); 13];
         for (slot, code) in series.iter_mut().zip(1..=11u8) {
             let state = TcpState(code);
-            *slot = (state.node_exporter_label().unwrap_or_default(), self.state(state));
+            *slot = (
+                state.node_exporter_label().unwrap_or_default(),
+                self.state(state),
+            );
         }
         series[11] = ("rx_queued_bytes", self.rx_queued_bytes(semantics));
         series[12] = ("tx_queued_bytes", self.tx_queued_bytes(semantics));
@@ -204,7 +217,13 @@ impl StateCounter {
     /// Never.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.stats.bytes += chunk.len() as u64;
-        let Self { lines, max_line, counts, stats, first_error } = self;
+        let Self {
+            lines,
+            max_line,
+            counts,
+            stats,
+            first_error,
+        } = self;
         for line in lines.feed(chunk) {
             count_line(line, *max_line, counts, stats, first_error);
         }
@@ -216,7 +235,13 @@ impl StateCounter {
     /// # Panics
     /// Never.
     pub fn finish(&mut self) {
-        let Self { lines, max_line, counts, stats, first_error } = self;
+        let Self {
+            lines,
+            max_line,
+            counts,
+            stats,
+            first_error,
+        } = self;
         if let Some(line) = lines.finish() {
             stats.unterminated_last_line = true;
             count_line(line, *max_line, counts, stats, first_error);
@@ -275,14 +300,21 @@ fn count_line(
 /// Reads `sl`, skips the addresses, then decodes `st` and `tx_queue:rx_queue`.
 fn scan_counted_columns(line: &[u8]) -> Result<(TcpState, u32, u32, RowKind), Error> {
     let mut tokens = Tokens::new(line);
-    let missing = |column| Error::new(ErrorKind::MissingColumn { missing: column }, line.len() as u64);
+    let missing = |column| {
+        Error::new(
+            ErrorKind::MissingColumn { missing: column },
+            line.len() as u64,
+        )
+    };
     let bad = |column, at: usize| Error::new(ErrorKind::BadColumn { column }, at as u64);
     let (at, slot) = tokens.next().ok_or_else(|| missing(Column::Slot))?;
     if slot.last() != Some(&b':') {
         return Err(bad(Column::Slot, at));
     }
     tokens.next().ok_or_else(|| missing(Column::LocalAddress))?;
-    tokens.next().ok_or_else(|| missing(Column::RemoteAddress))?;
+    tokens
+        .next()
+        .ok_or_else(|| missing(Column::RemoteAddress))?;
     let (at, state) = tokens.next().ok_or_else(|| missing(Column::State))?;
     let state = hex_u32(state)
         .and_then(|s| u8::try_from(s).ok())

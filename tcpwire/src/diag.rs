@@ -49,15 +49,19 @@ impl DiagCounter {
         let mut at = 0;
         while let Some(rest) = datagram.get(at..).filter(|r| !r.is_empty()) {
             let here = at as u64;
-            let (message, consumed) = match parse_netlink_message(rest).map_err(|e| e.rebased(here))? {
-                Status::Complete { value, consumed } => (value, consumed),
-                Status::Partial { .. } => return Err(Error::new(ErrorKind::NetlinkTruncated, here)),
-            };
+            let (message, consumed) =
+                match parse_netlink_message(rest).map_err(|e| e.rebased(here))? {
+                    Status::Complete { value, consumed } => (value, consumed),
+                    Status::Partial { .. } => {
+                        return Err(Error::new(ErrorKind::NetlinkTruncated, here));
+                    }
+                };
             at += consumed;
             self.messages += 1;
             match message {
                 NetlinkMessage::InetDiag(msg) => {
-                    self.counts.add(msg.state, msg.wqueue, msg.rqueue, msg.kind());
+                    self.counts
+                        .add(msg.state, msg.wqueue, msg.rqueue, msg.kind());
                 }
                 NetlinkMessage::Done => {
                     self.done = true;
@@ -70,7 +74,11 @@ impl DiagCounter {
                 NetlinkMessage::Other { .. } => self.skipped += 1,
             }
         }
-        Ok(if self.done { DumpProgress::Done } else { DumpProgress::More })
+        Ok(if self.done {
+            DumpProgress::Done
+        } else {
+            DumpProgress::More
+        })
     }
 
     /// Sockets counted so far.

@@ -127,6 +127,9 @@ impl Error {
 
     /// The same error with its offset moved by `base` (a line's offset in a stream).
     pub(crate) const fn rebased(self, base: u64) -> Self {
-        Self { kind: self.kind, offset: self.offset.saturating_add(base) }
+        Self {
+            kind: self.kind,
+            offset: self.offset.saturating_add(base),
+        }
     }
 }

@@ -59,7 +59,9 @@ pub use wire::row::{
     ByteOrder, FullTail, RowFields, RowOptions, TCP4_HEADER, TCP4_LINE_WIDTH, TCP6_HEADER, TcpRow,
     encode_row, is_blank_line, is_header, parse_row,
 };
-pub use wire::sockstat::{Sockstat, SockstatCounters, TcpSockstat, parse_sockstat, sockstat_counters};
+pub use wire::sockstat::{
+    Sockstat, SockstatCounters, TcpSockstat, parse_sockstat, sockstat_counters,
+};
 pub use wire::state::{RowKind, TcpState, TimerKind};
 
 use core::num::NonZeroUsize;

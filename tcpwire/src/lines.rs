@@ -85,16 +85,25 @@ impl LineAssembler {
             (memchr::memchr(b'\n', chunk), memchr::memrchr(b'\n', chunk))
         else {
             self.carry(chunk, base);
-            return Lines { first: None, body: &[], base, max_line: self.max_line };
+            return Lines {
+                first: None,
+                body: &[],
+                base,
+                max_line: self.max_line,
+            };
         };
         let mut first = None;
         let mut body_start = 0;
         if self.has_pending() {
-            let (offset, overlong) = self.complete_pending(chunk.get(..first_nl).unwrap_or_default());
+            let (offset, overlong) =
+                self.complete_pending(chunk.get(..first_nl).unwrap_or_default());
             first = Some((offset, overlong));
             body_start = first_nl + 1;
         }
-        self.carry(chunk.get(last_nl + 1..).unwrap_or_default(), base + last_nl as u64 + 1);
+        self.carry(
+            chunk.get(last_nl + 1..).unwrap_or_default(),
+            base + last_nl as u64 + 1,
+        );
         let first = first.map(|(offset, overlong)| Line {
             bytes: if overlong { &[] } else { &self.joined },
             offset,
@@ -114,7 +123,11 @@ impl LineAssembler {
             return None;
         }
         let (offset, overlong) = self.complete_pending(&[]);
-        Some(Line { bytes: if overlong { &[] } else { &self.joined }, offset, overlong })
+        Some(Line {
+            bytes: if overlong { &[] } else { &self.joined },
+            offset,
+            overlong,
+        })
     }
 }
 
@@ -137,10 +150,18 @@ impl<'a> Iterator for Lines<'a> {
         }
         let nl = memchr::memchr(b'\n', self.body)?;
         let bytes = self.body.get(..nl).unwrap_or_default();
-        let line = Line { bytes, offset: self.base, overlong: bytes.len() > self.max_line };
+        let line = Line {
+            bytes,
+            offset: self.base,
+            overlong: bytes.len() > self.max_line,
+        };
         self.body = self.body.get(nl + 1..).unwrap_or_default();
         self.base += nl as u64 + 1;
-        Some(if line.overlong { Line { bytes: &[], ..line } } else { line })
+        Some(if line.overlong {
+            Line { bytes: &[], ..line }
+        } else {
+            line
+        })
     }
 }
 
@@ -153,9 +174,15 @@ mod tests {
         let mut asm = LineAssembler::new(max);
         let mut out = Vec::new();
         for chunk in chunks {
-            out.extend(asm.feed(chunk).map(|l| (l.bytes.to_vec(), l.offset, l.overlong)));
+            out.extend(
+                asm.feed(chunk)
+                    .map(|l| (l.bytes.to_vec(), l.offset, l.overlong)),
+            );
         }
-        out.extend(asm.finish().map(|l| (l.bytes.to_vec(), l.offset, l.overlong)));
+        out.extend(
+            asm.finish()
+                .map(|l| (l.bytes.to_vec(), l.offset, l.overlong)),
+        );
         out
     }
 
@@ -178,7 +205,10 @@ mod tests {
             assert_eq!(asm.feed(&[b'x'; 100]).count(), 0);
             assert!(asm.carried() <= 16);
         }
-        let last: Vec<_> = asm.feed(b"\nok\n").map(|l| (l.overlong, l.offset)).collect();
+        let last: Vec<_> = asm
+            .feed(b"\nok\n")
+            .map(|l| (l.overlong, l.offset))
+            .collect();
         assert_eq!(last, vec![(true, 0), (false, 100_001)]);
     }
 }

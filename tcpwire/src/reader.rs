@@ -22,7 +22,9 @@ impl Limits {
 
     /// No bound on line length: only for inputs you trust.
     pub const fn unbounded_dangerous() -> Self {
-        Self { max_line: usize::MAX }
+        Self {
+            max_line: usize::MAX,
+        }
     }
 }
 
@@ -96,13 +98,22 @@ pub enum Event<'a> {
 }
 
 /// Classifies one line, updating the counters; `None` for headers and blank lines.
-fn interpret<'a>(line: Line<'a>, options: RowOptions, max_line: usize, stats: &mut Stats) -> Option<Event<'a>> {
+fn interpret<'a>(
+    line: Line<'a>,
+    options: RowOptions,
+    max_line: usize,
+    stats: &mut Stats,
+) -> Option<Event<'a>> {
     stats.lines += 1;
     if line.overlong {
         stats.malformed += 1;
         stats.overlong += 1;
         let error = Error::new(ErrorKind::LineTooLong { limit: max_line }, line.offset);
-        return Some(Event::Malformed { line_offset: line.offset, line: line.bytes, error });
+        return Some(Event::Malformed {
+            line_offset: line.offset,
+            line: line.bytes,
+            error,
+        });
     }
     if is_blank_line(line.bytes) {
         stats.blank_lines += 1;
@@ -120,7 +131,11 @@ fn interpret<'a>(line: Line<'a>, options: RowOptions, max_line: usize, stats: &m
         Err(e) => {
             stats.malformed += 1;
             let error = e.rebased(line.offset);
-            Some(Event::Malformed { line_offset: line.offset, line: line.bytes, error })
+            Some(Event::Malformed {
+                line_offset: line.offset,
+                line: line.bytes,
+                error,
+            })
         }
     }
 }
@@ -160,7 +175,11 @@ pub struct TableReader {
 impl TableReader {
     /// A reader at the start of a stream.
     pub const fn new(config: Config) -> Self {
-        Self { lines: LineAssembler::new(config.limits.max_line), config, stats: zero_stats() }
+        Self {
+            lines: LineAssembler::new(config.limits.max_line),
+            config,
+            stats: zero_stats(),
+        }
     }
 
     /// Takes the next chunk and returns the events of the lines it completes. A line cut by the
@@ -189,7 +208,12 @@ impl TableReader {
     pub fn finish(&mut self) -> Option<Event<'_>> {
         let line = self.lines.finish()?;
         self.stats.unterminated_last_line = true;
-        interpret(line, self.config.row, self.config.limits.max_line, &mut self.stats)
+        interpret(
+            line,
+            self.config.row,
+            self.config.limits.max_line,
+            &mut self.stats,
+        )
     }
 
     /// Counters so far.

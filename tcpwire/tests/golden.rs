@@ -1,5 +1,7 @@
 //! Golden tests on real and kernel-exact synthetic tables: counts must equal the truth exactly.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
 use std::path::Path;
 
 use tcpwire::{
@@ -8,7 +10,9 @@ use tcpwire::{
 };
 
 fn data(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -53,10 +57,16 @@ fn order_of(truth: &str) -> ByteOrder {
 fn check_against_truth(name: &str, random_rounds: u64) {
     let table = data(name);
     let truth = String::from_utf8(data(&format!("{name}.truth.json"))).unwrap();
-    let config = Config::default().row(RowOptions::default().byte_order(order_of(&truth)).strict(true));
+    let config = Config::default().row(
+        RowOptions::default()
+            .byte_order(order_of(&truth))
+            .strict(true),
+    );
 
     let (events, counts, stats) =
-        testkit::assert_chunking_invariant(&table, random_rounds, |chunks| read_all(chunks, config));
+        testkit::assert_chunking_invariant(&table, random_rounds, |chunks| {
+            read_all(chunks, config)
+        });
     assert_eq!(stats.malformed, 0, "{name}: {events:?}");
     assert_eq!(stats.headers, 1);
     let rows = testkit::truth::number(&truth, "rows").unwrap();
@@ -75,13 +85,28 @@ fn check_against_truth(name: &str, random_rounds: u64) {
         "{name}"
     );
     let sum = |key: &str| testkit::truth::number(&truth, key).unwrap();
-    assert_eq!(counts.tx_queued_bytes(QueueSemantics::NodeExporter), sum("tx_queue_sum"));
-    assert_eq!(counts.rx_queued_bytes(QueueSemantics::NodeExporter), sum("rx_queue_sum"));
-    assert_eq!(counts.tx_queued_bytes(QueueSemantics::BytesOnly), sum("tx_queue_sum_excl_listen"));
-    assert_eq!(counts.rx_queued_bytes(QueueSemantics::BytesOnly), sum("rx_queue_sum_excl_listen"));
+    assert_eq!(
+        counts.tx_queued_bytes(QueueSemantics::NodeExporter),
+        sum("tx_queue_sum")
+    );
+    assert_eq!(
+        counts.rx_queued_bytes(QueueSemantics::NodeExporter),
+        sum("rx_queue_sum")
+    );
+    assert_eq!(
+        counts.tx_queued_bytes(QueueSemantics::BytesOnly),
+        sum("tx_queue_sum_excl_listen")
+    );
+    assert_eq!(
+        counts.rx_queued_bytes(QueueSemantics::BytesOnly),
+        sum("rx_queue_sum_excl_listen")
+    );
 
     let (fast, fast_stats) = testkit::assert_chunking_invariant(&table, random_rounds, count_all);
-    assert_eq!(fast, counts, "{name}: counting path disagrees with the full parse");
+    assert_eq!(
+        fast, counts,
+        "{name}: counting path disagrees with the full parse"
+    );
     assert_eq!(fast_stats.rows, rows);
 }
 
@@ -138,13 +163,28 @@ fn hand_made_edge_rows() {
     assert_eq!(stats.malformed, 0, "{events:?}");
     // From tcp_edge_cases.README: 0A:2 03:1 06:1 05:1 01:2 0D:1; tx 16; rx 5.
     let states: Vec<(u8, u64)> = counts.states().map(|(s, n)| (s.0, n)).collect();
-    assert_eq!(states, vec![(0x01, 2), (0x03, 1), (0x05, 1), (0x06, 1), (0x0A, 2), (0x0D, 1)]);
+    assert_eq!(
+        states,
+        vec![
+            (0x01, 2),
+            (0x03, 1),
+            (0x05, 1),
+            (0x06, 1),
+            (0x0A, 2),
+            (0x0D, 1)
+        ]
+    );
     assert_eq!(counts.tx_queued_bytes(QueueSemantics::NodeExporter), 16);
     assert_eq!(counts.rx_queued_bytes(QueueSemantics::NodeExporter), 5);
     assert_eq!(counts.rx_queued_bytes(QueueSemantics::BytesOnly), 0);
     // The unknown state stays apart from every known one and from the queue sums.
-    assert_eq!(counts.unknown_states().collect::<Vec<_>>(), vec![(TcpState(0x0D), 1)]);
-    let ne: Vec<_> = counts.node_exporter_states(QueueSemantics::NodeExporter, false).collect();
+    assert_eq!(
+        counts.unknown_states().collect::<Vec<_>>(),
+        vec![(TcpState(0x0D), 1)]
+    );
+    let ne: Vec<_> = counts
+        .node_exporter_states(QueueSemantics::NodeExporter, false)
+        .collect();
     assert_eq!(
         ne,
         vec![
@@ -157,7 +197,10 @@ fn hand_made_edge_rows() {
             ("tx_queued_bytes", 16),
         ]
     );
-    assert_eq!((counts.full_rows, counts.time_wait_rows, counts.request_rows), (5, 2, 1));
+    assert_eq!(
+        (counts.full_rows, counts.time_wait_rows, counts.request_rows),
+        (5, 2, 1)
+    );
     assert_eq!(count_all(&[&table]).0, counts);
 
     let mut reader = TableReader::new(config);
@@ -171,9 +214,15 @@ fn hand_made_edge_rows() {
     assert_eq!(rows.len(), 8);
     assert_eq!(rows[0].pointer, Some(0));
     assert_eq!(rows[1].kind(), RowKind::Request);
-    assert_eq!((rows[1].ref_count, rows[1].inode, rows[1].retransmits), (Some(0), None, 1));
+    assert_eq!(
+        (rows[1].ref_count, rows[1].inode, rows[1].retransmits),
+        (Some(0), None, 1)
+    );
     assert_eq!(rows[2].kind(), RowKind::TimeWait);
-    assert_eq!((rows[3].state, rows[3].timer, rows[3].kind()), (TcpState::FIN_WAIT2, TimerKind::TIME_WAIT, RowKind::TimeWait));
+    assert_eq!(
+        (rows[3].state, rows[3].timer, rows[3].kind()),
+        (TcpState::FIN_WAIT2, TimerKind::TIME_WAIT, RowKind::TimeWait)
+    );
     assert_eq!(rows[4].slot, 123_456);
     assert_eq!(rows[4].uid, 65534);
     assert_eq!(rows[4].inode, Some(5_000_000_001));
@@ -189,7 +238,9 @@ fn hand_made_edge_rows() {
 #[test]
 fn edge_rows_timer_helpers() {
     let table = data("tcp_edge_cases");
-    let mut reader = TableReader::new(Config::default().row(RowOptions::default().byte_order(ByteOrder::Little)));
+    let mut reader = TableReader::new(
+        Config::default().row(RowOptions::default().byte_order(ByteOrder::Little)),
+    );
     let rows: Vec<String> = reader
         .feed(&table)
         .filter_map(|e| match e {
@@ -213,14 +264,28 @@ fn real_snapshot_matches_ss() {
     let mut all = TcpCounts::default();
     for name in ["real_tcp", "real_tcp6"] {
         let table = data(name);
-        let config = Config::default().row(RowOptions::default().byte_order(ByteOrder::Little).strict(true));
+        let config = Config::default().row(
+            RowOptions::default()
+                .byte_order(ByteOrder::Little)
+                .strict(true),
+        );
         let (events, counts, stats) =
             testkit::assert_chunking_invariant(&table, 32, |chunks| read_all(chunks, config));
         assert_eq!(stats.malformed, 0, "{events:?}");
         all.merge(&counts);
     }
     let states: Vec<(u8, u64)> = all.states().map(|(s, n)| (s.0, n)).collect();
-    assert_eq!(states, vec![(0x01, 26), (0x02, 1), (0x05, 4), (0x06, 2), (0x08, 4), (0x0A, 9)]);
+    assert_eq!(
+        states,
+        vec![
+            (0x01, 26),
+            (0x02, 1),
+            (0x05, 4),
+            (0x06, 2),
+            (0x08, 4),
+            (0x0A, 9)
+        ]
+    );
     let ss = String::from_utf8(data("real_ss_tan.txt")).unwrap();
     let from_ss = |label: &str| ss.lines().filter(|l| l.starts_with(label)).count() as u64;
     assert_eq!(all.state(TcpState::ESTABLISHED), from_ss("ESTAB"));
@@ -234,10 +299,14 @@ fn real_snapshot_matches_ss() {
 #[test]
 fn real_tcp6_decodes_ipv4_mapped_peers_both_ways() {
     let table = data("real_tcp6");
-    let mut reader = TableReader::new(Config::default().row(RowOptions::default().byte_order(ByteOrder::Little)));
+    let mut reader = TableReader::new(
+        Config::default().row(RowOptions::default().byte_order(ByteOrder::Little)),
+    );
     let mut mapped = 0;
     for event in reader.feed(&table) {
-        let Event::Row(row) = event else { panic!("{event:?}") };
+        let Event::Row(row) = event else {
+            panic!("{event:?}")
+        };
         if row.is_ipv4_mapped() {
             mapped += 1;
             assert!(row.local().is_ipv6());
@@ -252,7 +321,11 @@ fn real_tcp6_decodes_ipv4_mapped_peers_both_ways() {
 fn strict_mode_refuses_what_lenient_mode_tolerates() {
     let odd = b"   0: 0100007F:16 00000000:0 A 0:0 0:0 0 0 0 7\n";
     let read = |strict| {
-        let config = Config::default().row(RowOptions::default().byte_order(ByteOrder::Little).strict(strict));
+        let config = Config::default().row(
+            RowOptions::default()
+                .byte_order(ByteOrder::Little)
+                .strict(strict),
+        );
         read_all(&[odd], config).2
     };
     assert_eq!((read(false).rows, read(false).malformed), (1, 0));

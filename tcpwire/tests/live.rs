@@ -1,6 +1,8 @@
 //! This machine's own tables parse without a single malformed row, in strict mode, and the
 //! counting path agrees with the full parse on the same bytes.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
 use tcpwire::{Config, Event, Limits, RowOptions, StateCounter, TableReader, TcpCounts};
 
 #[test]
@@ -12,7 +14,8 @@ fn live_proc_net_tcp_parses_cleanly() {
             continue;
         };
         read_any = true;
-        let mut reader = TableReader::new(Config::default().row(RowOptions::default().strict(true)));
+        let mut reader =
+            TableReader::new(Config::default().row(RowOptions::default().strict(true)));
         let mut counts = TcpCounts::default();
         // The kernel's own read size.
         for chunk in table.chunks(4096) {

@@ -1,5 +1,7 @@
 //! sock_diag request bytes and reply parsing.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
 use std::path::Path;
 
 use tcpwire::{
@@ -8,14 +10,20 @@ use tcpwire::{
 };
 
 fn dump() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/netlink_dump_v4_v6.bin")).unwrap()
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/netlink_dump_v4_v6.bin"))
+        .unwrap()
 }
 
 #[test]
 fn request_matches_the_kernel_abi() {
     let mut buf = [0xAAu8; 100];
-    let request = SockDiagRequest::new(Family::Inet6).states(StateMask::only(TcpState::LISTEN)).sequence(9);
-    assert_eq!(encode_sock_diag_request(&request, &mut buf), Ok(SOCK_DIAG_REQUEST_LEN));
+    let request = SockDiagRequest::new(Family::Inet6)
+        .states(StateMask::only(TcpState::LISTEN))
+        .sequence(9);
+    assert_eq!(
+        encode_sock_diag_request(&request, &mut buf),
+        Ok(SOCK_DIAG_REQUEST_LEN)
+    );
     let mut expected = Vec::new();
     expected.extend_from_slice(&72u32.to_ne_bytes());
     expected.extend_from_slice(&20u16.to_ne_bytes()); // SOCK_DIAG_BY_FAMILY
@@ -28,7 +36,13 @@ fn request_matches_the_kernel_abi() {
     assert_eq!(&buf[..72], &expected[..]);
     assert_eq!(buf[72], 0xAA, "nothing written past the request");
     let short = encode_sock_diag_request(&request, &mut [0u8; 71]).unwrap_err();
-    assert_eq!(short.kind(), ErrorKind::BufferTooSmall { required: 72, capacity: 71 });
+    assert_eq!(
+        short.kind(),
+        ErrorKind::BufferTooSmall {
+            required: 72,
+            capacity: 71
+        }
+    );
     assert_eq!(StateMask::ALL.with(TcpState(0x0D)).0, 0x2FFF);
 }
 
@@ -38,21 +52,37 @@ fn reply_messages_decode() {
     let mut at = 0;
     let mut seen = Vec::new();
     while at < data.len() {
-        let Status::Complete { value, consumed } = parse_netlink_message(&data[at..]).unwrap() else {
+        let Status::Complete { value, consumed } = parse_netlink_message(&data[at..]).unwrap()
+        else {
             panic!("partial at {at}");
         };
         at += consumed;
         seen.push(value);
     }
-    let NetlinkMessage::InetDiag(listen) = seen[0] else { panic!() };
+    let NetlinkMessage::InetDiag(listen) = seen[0] else {
+        panic!()
+    };
     assert_eq!(listen.state, TcpState::LISTEN);
     assert_eq!(listen.local.to_string(), "127.0.0.1:22");
-    assert_eq!((listen.wqueue, listen.inode, listen.cookie), (128, Some(1061), 1234));
-    assert_eq!(listen.attributes().collect::<Vec<_>>(), vec![(1, &[1u8, 2, 3, 4][..])]);
-    let NetlinkMessage::InetDiag(est) = seen[1] else { panic!() };
-    assert_eq!((est.local.to_string(), est.remote.to_string()), ("10.0.0.1:50000".into(), "10.0.0.2:443".into()));
+    assert_eq!(
+        (listen.wqueue, listen.inode, listen.cookie),
+        (128, Some(1061), 1234)
+    );
+    assert_eq!(
+        listen.attributes().collect::<Vec<_>>(),
+        vec![(1, &[1u8, 2, 3, 4][..])]
+    );
+    let NetlinkMessage::InetDiag(est) = seen[1] else {
+        panic!()
+    };
+    assert_eq!(
+        (est.local.to_string(), est.remote.to_string()),
+        ("10.0.0.1:50000".into(), "10.0.0.2:443".into())
+    );
     assert_eq!((est.uid, est.wqueue), (1000, 16));
-    let NetlinkMessage::InetDiag(tw) = seen[2] else { panic!() };
+    let NetlinkMessage::InetDiag(tw) = seen[2] else {
+        panic!()
+    };
     assert_eq!(tw.local.to_string(), "[::1]:443");
     assert_eq!(tw.kind(), RowKind::TimeWait);
     assert_eq!(seen[3], NetlinkMessage::Done);
@@ -61,7 +91,9 @@ fn reply_messages_decode() {
 #[test]
 fn every_prefix_is_partial_with_the_exact_shortfall_once_the_length_is_known() {
     let data = dump();
-    let Status::Complete { consumed, .. } = parse_netlink_message(&data).unwrap() else { panic!() };
+    let Status::Complete { consumed, .. } = parse_netlink_message(&data).unwrap() else {
+        panic!()
+    };
     for cut in 0..consumed {
         match parse_netlink_message(&data[..cut]).unwrap() {
             Status::Partial { needed } => {
@@ -90,7 +122,11 @@ fn counter_follows_the_dump_and_reports_kernel_errors() {
     let mut truncated = DiagCounter::new();
     let e = truncated.feed_datagram(&data[..100]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NetlinkTruncated);
-    assert_eq!(truncated.counts().rows, 1, "the whole first message still counts");
+    assert_eq!(
+        truncated.counts().rows,
+        1,
+        "the whole first message still counts"
+    );
 
     let mut eacces = Vec::new();
     eacces.extend_from_slice(&20u32.to_ne_bytes());

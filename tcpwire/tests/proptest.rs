@@ -1,12 +1,15 @@
 //! Property tests: the formatter and the parser are inverses, the readers are chunking-invariant,
 //! and a cut row is never half-reported.
 
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 use tcpwire::{
     ByteOrder, Config, Event, FullTail, Limits, RowFields, RowOptions, StateCounter, TCP4_HEADER,
-    TCP4_LINE_WIDTH, TCP6_HEADER, TableReader, TcpCounts, TcpState, TimerKind, encode_row, parse_row,
+    TCP4_LINE_WIDTH, TCP6_HEADER, TableReader, TcpCounts, TcpState, TimerKind, encode_row,
+    parse_row,
 };
 
 fn endpoint(v6: bool) -> impl Strategy<Value = SocketAddr> {
@@ -21,8 +24,14 @@ fn endpoint(v6: bool) -> impl Strategy<Value = SocketAddr> {
 }
 
 fn tail() -> impl Strategy<Value = FullTail> {
-    (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<i32>()).prop_map(
-        |(rto, ato, quick_ack, cwnd, ssthresh)| {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<i32>(),
+    )
+        .prop_map(|(rto, ato, quick_ack, cwnd, ssthresh)| {
             let mut t = FullTail::default();
             t.rto = u64::from(rto);
             t.ato = u64::from(ato);
@@ -30,36 +39,59 @@ fn tail() -> impl Strategy<Value = FullTail> {
             t.cwnd = cwnd;
             t.ssthresh = ssthresh;
             t
-        },
-    )
+        })
 }
 
 /// A row as one of the kernel's printers could print it (12 or 17 columns).
 fn row(v6: bool) -> impl Strategy<Value = RowFields> {
     (
-        (0u64..2_000_000, endpoint(v6), endpoint(v6), any::<u8>(), any::<u32>(), any::<u32>()),
-        (0u8..5, 0u64..=u64::from(u32::MAX), any::<u32>(), any::<u32>(), any::<i32>()),
-        (any::<u64>(), any::<i32>(), any::<u64>(), proptest::option::of(tail())),
+        (
+            0u64..2_000_000,
+            endpoint(v6),
+            endpoint(v6),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+        ),
+        (
+            0u8..5,
+            0u64..=u64::from(u32::MAX),
+            any::<u32>(),
+            any::<u32>(),
+            any::<i32>(),
+        ),
+        (
+            any::<u64>(),
+            any::<i32>(),
+            any::<u64>(),
+            proptest::option::of(tail()),
+        ),
     )
-        .prop_map(|((slot, local, remote, st, tx, rx), (tr, when, retr, uid, probes), (inode, refs, ptr, tail))| {
-            let mut f = RowFields::default();
-            f.slot = slot;
-            f.local = local;
-            f.remote = remote;
-            f.state = TcpState(st);
-            f.tx_queue = tx;
-            f.rx_queue = rx;
-            f.timer = TimerKind(tr);
-            f.timer_expiry = when;
-            f.retransmits = retr;
-            f.uid = uid;
-            f.probes = probes;
-            f.inode = (inode != 0).then_some(inode);
-            f.ref_count = Some(refs);
-            f.pointer = Some(ptr);
-            f.tail = tail;
-            f
-        })
+        .prop_map(
+            |(
+                (slot, local, remote, st, tx, rx),
+                (tr, when, retr, uid, probes),
+                (inode, refs, ptr, tail),
+            )| {
+                let mut f = RowFields::default();
+                f.slot = slot;
+                f.local = local;
+                f.remote = remote;
+                f.state = TcpState(st);
+                f.tx_queue = tx;
+                f.rx_queue = rx;
+                f.timer = TimerKind(tr);
+                f.timer_expiry = when;
+                f.retransmits = retr;
+                f.uid = uid;
+                f.probes = probes;
+                f.inode = (inode != 0).then_some(inode);
+                f.ref_count = Some(refs);
+                f.pointer = Some(ptr);
+                f.tail = tail;
+                f
+            },
+        )
 }
 
 fn order() -> impl Strategy<Value = ByteOrder> {
@@ -78,7 +110,10 @@ fn table(rows: &[RowFields], v6: bool, order: ByteOrder) -> Vec<u8> {
     let mut push = |line: &str| {
         out.push_str(line);
         if !v6 {
-            out.extend(std::iter::repeat_n(' ', TCP4_LINE_WIDTH.saturating_sub(line.len())));
+            out.extend(std::iter::repeat_n(
+                ' ',
+                TCP4_LINE_WIDTH.saturating_sub(line.len()),
+            ));
         }
         out.push('\n');
     };

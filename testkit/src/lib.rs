@@ -10,7 +10,7 @@
 //! This crate is `publish = false` and only ever a path dev-dependency (cargo drops those on publish),
 //! so the library crates stay independent of each other.
 
-use std::fmt::Debug;
+use core::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 /// A small deterministic pseudo-random generator (SplitMix64), so split points are reproducible
@@ -108,7 +108,9 @@ where
 
 /// The committed corpus directory of one fuzz target, `fuzz/corpus/<target>` at the repository root.
 pub fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
 }
 
 /// Runs `check` (the same function the fuzz target calls) over every file of a target's committed
@@ -128,7 +130,7 @@ pub fn replay_corpus(target: &str, check: impl Fn(&[u8])) -> usize {
     assert!(!paths.is_empty(), "corpus {} is empty", dir.display());
     for path in &paths {
         let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&data)));
+        let outcome = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| check(&data)));
         if let Err(panic) = outcome {
             eprintln!("fuzz check failed on corpus file {}", path.display());
             std::panic::resume_unwind(panic);
@@ -187,7 +189,10 @@ pub mod truth {
             .filter(|item| !item.trim().is_empty())
             .map(|item| {
                 let (name, value) = item.split_once(':')?;
-                Some((name.trim().trim_matches('"').to_owned(), value.trim().parse().ok()?))
+                Some((
+                    name.trim().trim_matches('"').to_owned(),
+                    value.trim().parse().ok()?,
+                ))
             })
             .collect()
     }

@@ -35,9 +35,23 @@ mod tests {
 
     #[test]
     fn errors_are_copy_and_locate_the_byte() {
-        let e = Error::new(ErrorKind::InvalidByte { field: Field::TraceId }, 7);
+        let e = Error::new(
+            ErrorKind::InvalidByte {
+                field: Field::TraceId,
+            },
+            7,
+        );
         let copy = e;
         assert_eq!(copy.offset(), 7);
-        assert_eq!(e.kind(), ErrorKind::InvalidByte { field: Field::TraceId });
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidByte {
+                field: Field::TraceId
+            }
+        );
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -14,7 +14,10 @@ fn main() {
         };
         let (bytes, tally) = tcpwire_cases::count_file(&PathBuf::from(file));
         let rows: u64 = tally.iter().map(|(_, n)| n).sum();
-        println!("bytes {bytes} rows {rows} peak_rss_kib {}", peak_rss_kib().unwrap_or(0));
+        println!(
+            "bytes {bytes} rows {rows} peak_rss_kib {}",
+            peak_rss_kib().unwrap_or(0)
+        );
         return;
     }
     let value = |flag: &str| -> Option<u64> {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use examples::tcpsource::{self, Collected};
 use examples::tcpstat::{render_json, render_prom};
 
-const USAGE: &str = "usage: tcpstat [--proc-root DIR] [--source proc|netlink] [--format prom|json] \
+const USAGE: &str =
+    "usage: tcpstat [--proc-root DIR] [--source proc|netlink] [--format prom|json] \
 [--byte-order native|little|big] [--listen ADDR]
 
   --proc-root DIR   read DIR/net/tcp and DIR/net/tcp6 (default /proc)
@@ -34,10 +35,19 @@ struct Options {
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { proc_root: PathBuf::from("/proc"), netlink: false, json: false, listen: None };
+    let mut o = Options {
+        proc_root: PathBuf::from("/proc"),
+        netlink: false,
+        json: false,
+        listen: None,
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--proc-root" => o.proc_root = PathBuf::from(value()?),
             "--source" => match value()?.as_str() {
@@ -63,11 +73,19 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 fn collect(o: &Options) -> Result<Collected, String> {
-    if o.netlink { tcpsource::collect_netlink() } else { tcpsource::collect_proc(&o.proc_root) }
+    if o.netlink {
+        tcpsource::collect_netlink()
+    } else {
+        tcpsource::collect_proc(&o.proc_root)
+    }
 }
 
 fn render(o: &Options, c: &Collected) -> String {
-    if o.json { render_json(c) } else { render_prom(c) }
+    if o.json {
+        render_json(c)
+    } else {
+        render_prom(c)
+    }
 }
 
 fn main() -> ExitCode {
@@ -106,7 +124,9 @@ fn serve(addr: &str, options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let local = listener.local_addr().map_or_else(|_| addr.to_owned(), |a| a.to_string());
+    let local = listener
+        .local_addr()
+        .map_or_else(|_| addr.to_owned(), |a| a.to_string());
     eprintln!("tcpstat: listening on http://{local}/metrics");
     for stream in listener.incoming() {
         match stream {
@@ -133,19 +153,34 @@ fn answer(stream: TcpStream, options: &Options) -> std::io::Result<()> {
         line.clear();
     }
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let path = target.split('?').next().unwrap_or_default();
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => match collect(options) {
             Ok(c) => {
                 c.notes.iter().for_each(|n| eprintln!("tcpstat: {n}"));
-                let kind = if options.json { "application/json" } else { "text/plain; version=0.0.4; charset=utf-8" };
+                let kind = if options.json {
+                    "application/json"
+                } else {
+                    "text/plain; version=0.0.4; charset=utf-8"
+                };
                 ("200 OK", kind, render(options, &c))
             }
-            Err(e) => ("503 Service Unavailable", "text/plain", format!("nothing could be read: {e}\n")),
+            Err(e) => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!("nothing could be read: {e}\n"),
+            ),
         },
         ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_owned()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_owned()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_owned(),
+        ),
     };
     let mut stream = stream;
     write!(

@@ -90,7 +90,12 @@ pub struct SockDiagRequest {
 impl SockDiagRequest {
     /// A dump of every TCP socket of `family`, no extensions.
     pub const fn new(family: Family) -> Self {
-        Self { family, states: StateMask::ALL, extensions: 0, sequence: 0 }
+        Self {
+            family,
+            states: StateMask::ALL,
+            extensions: 0,
+            sequence: 0,
+        }
     }
 
     /// Sets [`SockDiagRequest::states`].
@@ -123,7 +128,10 @@ impl SockDiagRequest {
 pub fn encode_sock_diag_request(request: &SockDiagRequest, out: &mut [u8]) -> Result<usize, Error> {
     let capacity = out.len();
     let Some(out) = out.get_mut(..SOCK_DIAG_REQUEST_LEN) else {
-        let kind = ErrorKind::BufferTooSmall { required: SOCK_DIAG_REQUEST_LEN, capacity };
+        let kind = ErrorKind::BufferTooSmall {
+            required: SOCK_DIAG_REQUEST_LEN,
+            capacity,
+        };
         return Err(Error::new(kind, 0));
     };
     out.fill(0);
@@ -206,7 +214,9 @@ pub struct InetDiagMsg<'a> {
 impl<'a> InetDiagMsg<'a> {
     /// The `rtattr` attributes that follow the message (extensions that were asked for).
     pub const fn attributes(&self) -> Attributes<'a> {
-        Attributes { rest: self.attributes }
+        Attributes {
+            rest: self.attributes,
+        }
     }
 
     /// The row kind, as far as sock_diag shows it: TIME_WAIT minisockets by state and timer,
@@ -261,14 +271,18 @@ fn u32_ne(buf: &[u8], at: usize) -> Option<u32> {
 /// Never.
 pub fn parse_netlink_message(buf: &[u8]) -> Result<Status<NetlinkMessage<'_>>, Error> {
     let Some(declared) = u32_ne(buf, 0) else {
-        return Ok(Status::Partial { needed: NonZeroUsize::new(NLMSG_HDRLEN - buf.len()) });
+        return Ok(Status::Partial {
+            needed: NonZeroUsize::new(NLMSG_HDRLEN - buf.len()),
+        });
     };
     let len = declared as usize;
     if len < NLMSG_HDRLEN {
         return Err(Error::new(ErrorKind::NetlinkBadLength { declared }, 0));
     }
     let Some(message) = buf.get(..len) else {
-        return Ok(Status::Partial { needed: NonZeroUsize::new(len - buf.len()) });
+        return Ok(Status::Partial {
+            needed: NonZeroUsize::new(len - buf.len()),
+        });
     };
     let kind = array(message, 4).map_or(0, u16::from_ne_bytes);
     let payload = message.get(NLMSG_HDRLEN..).unwrap_or_default();
@@ -276,26 +290,35 @@ pub fn parse_netlink_message(buf: &[u8]) -> Result<Status<NetlinkMessage<'_>>, E
     let value = match kind {
         NLMSG_DONE => NetlinkMessage::Done,
         NLMSG_ERROR => {
-            let error = array(payload, 0).map(i32::from_ne_bytes).ok_or_else(truncated)?;
-            NetlinkMessage::Error { errno: error.saturating_neg() }
+            let error = array(payload, 0)
+                .map(i32::from_ne_bytes)
+                .ok_or_else(truncated)?;
+            NetlinkMessage::Error {
+                errno: error.saturating_neg(),
+            }
         }
         SOCK_DIAG_BY_FAMILY => NetlinkMessage::InetDiag(parse_inet_diag(payload)?),
         _ => NetlinkMessage::Other { kind },
     };
-    Ok(Status::Complete { value, consumed: align4(len).min(buf.len()) })
+    Ok(Status::Complete {
+        value,
+        consumed: align4(len).min(buf.len()),
+    })
 }
 
 fn parse_inet_diag(payload: &[u8]) -> Result<InetDiagMsg<'_>, Error> {
     let at = NLMSG_HDRLEN as u64;
     let fixed: [u8; INET_DIAG_MSG_LEN] =
-        array(payload, 0).ok_or(Error::new(ErrorKind::NetlinkTruncated, at))?;
+        array(payload, 0).ok_or_else(|| Error::new(ErrorKind::NetlinkTruncated, at))?;
     let [family, state, timer, retransmits] = [fixed[0], fixed[1], fixed[2], fixed[3]];
     let sport = u16::from_be_bytes([fixed[4], fixed[5]]);
     let dport = u16::from_be_bytes([fixed[6], fixed[7]]);
     let address = |start: usize| -> Result<IpAddr, Error> {
         let bytes: [u8; 16] = array(&fixed, start).unwrap_or_default();
         match family {
-            AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+            AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(
+                bytes[0], bytes[1], bytes[2], bytes[3],
+            ))),
             AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(bytes))),
             _ => Err(Error::new(ErrorKind::UnknownFamily { family }, at)),
         }

@@ -249,7 +249,10 @@ impl<'a> TcpRow<'a> {
             return None;
         }
         let nanos = u128::from(ticks % hz) * 1_000_000_000 / u128::from(hz);
-        Some(core::time::Duration::new(ticks / hz, u32::try_from(nanos).ok()?))
+        Some(core::time::Duration::new(
+            ticks / hz,
+            u32::try_from(nanos).ok()?,
+        ))
     }
 
     /// For LISTEN rows, the fast-open queue's `max_qlen` (the kernel prints it in the last column).
@@ -296,12 +299,20 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 /// # Panics
 /// Never.
 pub fn parse_row(line: &[u8], options: RowOptions) -> Result<TcpRow<'_>, Error> {
-    RowParser { tokens: Tokens::new(line), line, options, columns: 0 }.parse()
+    RowParser {
+        tokens: Tokens::new(line),
+        line,
+        options,
+        columns: 0,
+    }
+    .parse()
 }
 
 /// Whether a line is the table's header: its first token is `sl`, wherever it arrives.
 pub fn is_header(line: &[u8]) -> bool {
-    Tokens::new(line).next().is_some_and(|(_, first)| first == b"sl")
+    Tokens::new(line)
+        .next()
+        .is_some_and(|(_, first)| first == b"sl")
 }
 
 /// Whether a line has no tokens at all (a trailing newline, padding only).
@@ -321,7 +332,10 @@ type Token<'a> = (usize, &'a [u8]);
 impl<'a> RowParser<'a> {
     fn next_column(&mut self, column: Column) -> Result<Token<'a>, Error> {
         let token = self.tokens.next().ok_or_else(|| {
-            Error::new(ErrorKind::MissingColumn { missing: column }, self.line.len() as u64)
+            Error::new(
+                ErrorKind::MissingColumn { missing: column },
+                self.line.len() as u64,
+            )
         })?;
         self.columns = self.columns.saturating_add(1);
         Ok(token)
@@ -332,7 +346,13 @@ impl<'a> RowParser<'a> {
     }
 
     /// A hex number whose width the kernel fixes (`%0NX`), checked only in strict mode.
-    fn hex_exact(&self, digits: &[u8], widths: &[usize], column: Column, at: usize) -> Result<u64, Error> {
+    fn hex_exact(
+        &self,
+        digits: &[u8],
+        widths: &[usize],
+        column: Column,
+        at: usize,
+    ) -> Result<u64, Error> {
         if self.options.strict && !widths.contains(&digits.len()) {
             return Err(Self::bad(column, at));
         }
@@ -346,7 +366,9 @@ impl<'a> RowParser<'a> {
 
     fn decimal<T: TryFrom<i64>>(&mut self, column: Column) -> Result<T, Error> {
         let (at, text) = self.next_column(column)?;
-        dec_i64(text).and_then(|v| T::try_from(v).ok()).ok_or_else(|| Self::bad(column, at))
+        dec_i64(text)
+            .and_then(|v| T::try_from(v).ok())
+            .ok_or_else(|| Self::bad(column, at))
     }
 
     fn endpoint(&mut self, column: Column) -> Result<SocketAddr, Error> {
@@ -354,7 +376,8 @@ impl<'a> RowParser<'a> {
         let (addr, port) = split_colon(token).ok_or_else(|| Self::bad(column, at))?;
         let port = self.hex32(port, 4, column, at)?;
         let port = u16::try_from(port).map_err(|_| Self::bad(column, at))?;
-        let ip = decode_address(addr, self.options.byte_order).ok_or_else(|| Self::bad(column, at))?;
+        let ip =
+            decode_address(addr, self.options.byte_order).ok_or_else(|| Self::bad(column, at))?;
         Ok(SocketAddr::new(ip, port))
     }
 
@@ -384,8 +407,12 @@ impl<'a> RowParser<'a> {
         let kind = self.hex32(kind_text, 2, Column::TimerKind, at)?;
         let timer = TimerKind(u8::try_from(kind).map_err(|_| Self::bad(Column::TimerKind, at))?);
         let when_at = at + kind_text.len() + 1;
-        let timer_expiry =
-            self.hex_exact(when, &[8, 9, 10, 11, 12, 13, 14, 15, 16], Column::TimerExpiry, when_at)?;
+        let timer_expiry = self.hex_exact(
+            when,
+            &[8, 9, 10, 11, 12, 13, 14, 15, 16],
+            Column::TimerExpiry,
+            when_at,
+        )?;
 
         let (at, retransmits) = self.next_column(Column::Retransmits)?;
         let retransmits = self.hex32(retransmits, 8, Column::Retransmits, at)?;
@@ -433,9 +460,17 @@ impl<'a> RowParser<'a> {
         let columns = u8::try_from(columns).unwrap_or(u8::MAX);
         if self.options.strict && !matches!(columns, 12 | 17) {
             let at = self.tokens.position() as u64;
-            return Err(Error::new(ErrorKind::UnexpectedColumnCount { found: columns }, at));
+            return Err(Error::new(
+                ErrorKind::UnexpectedColumnCount { found: columns },
+                at,
+            ));
         }
-        Ok(TcpRow { line: self.line, fields, columns, extra })
+        Ok(TcpRow {
+            line: self.line,
+            fields,
+            columns,
+            extra,
+        })
     }
 
     /// The five TCP-state columns, or `None` when fewer than five remain (an incomplete tail is
@@ -464,7 +499,9 @@ impl<'a> RowParser<'a> {
 /// Decodes the hex address of one endpoint: 8 digits for IPv4, 32 for IPv6.
 fn decode_address(hex: &[u8], order: ByteOrder) -> Option<IpAddr> {
     match hex.len() {
-        8 => Some(IpAddr::V4(Ipv4Addr::from(order.word_to_bytes(hex_u32(hex)?)))),
+        8 => Some(IpAddr::V4(Ipv4Addr::from(
+            order.word_to_bytes(hex_u32(hex)?),
+        ))),
         32 => {
             let mut octets = [0u8; 16];
             for (word, out) in hex.chunks_exact(8).zip(octets.chunks_exact_mut(4)) {
@@ -510,7 +547,11 @@ pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Writ
     };
     write!(out, " {refs} {ptr:016x}")?;
     if let Some(t) = fields.tail {
-        write!(out, " {} {} {} {} {}", t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh)?;
+        write!(
+            out,
+            " {} {} {} {} {}",
+            t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh
+        )?;
     }
     Ok(())
 }
@@ -520,8 +561,7 @@ pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Writ
 pub const TCP4_LINE_WIDTH: usize = 149;
 
 /// The header line of `/proc/net/tcp`, without padding.
-pub const TCP4_HEADER: &str =
-    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
+pub const TCP4_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";
 
 /// The header line of `/proc/net/tcp6`.
 pub const TCP6_HEADER: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode";

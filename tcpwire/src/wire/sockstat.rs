@@ -11,7 +11,13 @@ use crate::error::{Error, ErrorKind};
 /// Each item is an [`ErrorKind::BadSockstat`] error (offset within `text`) for a line that does
 /// not read `PROTO: key value …`; the following lines are still read.
 pub fn sockstat_counters(text: &[u8]) -> SockstatCounters<'_> {
-    SockstatCounters { text, line_start: 0, protocol: &[], pairs: Tokens::new(&[]), pairs_at: 0 }
+    SockstatCounters {
+        text,
+        line_start: 0,
+        protocol: &[],
+        pairs: Tokens::new(&[]),
+        pairs_at: 0,
+    }
 }
 
 /// See [`sockstat_counters`].
@@ -103,11 +109,36 @@ pub fn parse_sockstat(text: &[u8]) -> Result<Sockstat, Error> {
         let tcp = || out.tcp.unwrap_or_default();
         match (protocol, key) {
             (b"sockets", b"used") => out.sockets_used = Some(value),
-            (b"TCP", b"inuse") => out.tcp = Some(TcpSockstat { inuse: value, ..tcp() }),
-            (b"TCP", b"orphan") => out.tcp = Some(TcpSockstat { orphan: value, ..tcp() }),
-            (b"TCP", b"tw") => out.tcp = Some(TcpSockstat { time_wait: value, ..tcp() }),
-            (b"TCP", b"alloc") => out.tcp = Some(TcpSockstat { alloc: value, ..tcp() }),
-            (b"TCP", b"mem") => out.tcp = Some(TcpSockstat { mem_pages: value, ..tcp() }),
+            (b"TCP", b"inuse") => {
+                out.tcp = Some(TcpSockstat {
+                    inuse: value,
+                    ..tcp()
+                })
+            }
+            (b"TCP", b"orphan") => {
+                out.tcp = Some(TcpSockstat {
+                    orphan: value,
+                    ..tcp()
+                })
+            }
+            (b"TCP", b"tw") => {
+                out.tcp = Some(TcpSockstat {
+                    time_wait: value,
+                    ..tcp()
+                })
+            }
+            (b"TCP", b"alloc") => {
+                out.tcp = Some(TcpSockstat {
+                    alloc: value,
+                    ..tcp()
+                })
+            }
+            (b"TCP", b"mem") => {
+                out.tcp = Some(TcpSockstat {
+                    mem_pages: value,
+                    ..tcp()
+                })
+            }
             (b"TCP6", b"inuse") => out.tcp6_inuse = Some(value),
             _ => out.other_counters += 1,
         }
@@ -126,9 +157,21 @@ mod tests {
         let s = parse_sockstat(SOCKSTAT).unwrap();
         assert_eq!(s.sockets_used, Some(291));
         let tcp = s.tcp.unwrap();
-        assert_eq!((tcp.inuse, tcp.orphan, tcp.time_wait, tcp.alloc, tcp.mem_pages), (11, 0, 2, 16, 3));
+        assert_eq!(
+            (
+                tcp.inuse,
+                tcp.orphan,
+                tcp.time_wait,
+                tcp.alloc,
+                tcp.mem_pages
+            ),
+            (11, 0, 2, 16, 3)
+        );
         assert_eq!(s.other_counters, 6);
-        assert_eq!(parse_sockstat(b"TCP6: inuse 7\n").unwrap().tcp6_inuse, Some(7));
+        assert_eq!(
+            parse_sockstat(b"TCP6: inuse 7\n").unwrap().tcp6_inuse,
+            Some(7)
+        );
     }
 
     #[test]

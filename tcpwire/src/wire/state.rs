@@ -143,7 +143,10 @@ impl RowKind {
     /// Whether [`RowKind::classify`] needs to know if the row has the TCP-state tail: only for the
     /// states whose short layouts mean something else. Lets counters skip scanning other rows.
     pub const fn tail_matters(state: TcpState) -> bool {
-        matches!(state, TcpState::TIME_WAIT | TcpState::FIN_WAIT2 | TcpState::SYN_RECV)
+        matches!(
+            state,
+            TcpState::TIME_WAIT | TcpState::FIN_WAIT2 | TcpState::SYN_RECV
+        )
     }
 }
 
@@ -153,11 +156,15 @@ mod tests {
 
     #[test]
     fn every_node_exporter_label_belongs_to_one_code() {
-        let labelled: Vec<u8> =
-            (0..=255u8).filter(|c| TcpState(*c).node_exporter_label().is_some()).collect();
+        let labelled: Vec<u8> = (0..=255u8)
+            .filter(|c| TcpState(*c).node_exporter_label().is_some())
+            .collect();
         assert_eq!(labelled, (1..=11).collect::<Vec<u8>>());
         assert_eq!(TcpState(0x0D).node_exporter_label(), None);
-        assert_eq!(format!("{:?} {}", TcpState(0x0A), TcpState(0x0A)), "LISTEN 0A");
+        assert_eq!(
+            format!("{:?} {}", TcpState(0x0A), TcpState(0x0A)),
+            "LISTEN 0A"
+        );
         assert_eq!(format!("{:?}", TcpState(0xEE)), "TcpState(0xee)");
     }
 
@@ -167,8 +174,14 @@ mod tests {
         let k = RowKind::classify;
         assert_eq!(k(TcpState::SYN_RECV, TimerKind::RETRANSMIT, false), Request);
         assert_eq!(k(TcpState::SYN_RECV, TimerKind::RETRANSMIT, true), Full);
-        assert_eq!(k(TcpState::TIME_WAIT, TimerKind::TIME_WAIT, false), TimeWait);
-        assert_eq!(k(TcpState::FIN_WAIT2, TimerKind::TIME_WAIT, false), TimeWait);
+        assert_eq!(
+            k(TcpState::TIME_WAIT, TimerKind::TIME_WAIT, false),
+            TimeWait
+        );
+        assert_eq!(
+            k(TcpState::FIN_WAIT2, TimerKind::TIME_WAIT, false),
+            TimeWait
+        );
         assert_eq!(k(TcpState::FIN_WAIT2, TimerKind::KEEPALIVE, true), Full);
         assert_eq!(k(TcpState::ESTABLISHED, TimerKind::NONE, false), Full);
     }

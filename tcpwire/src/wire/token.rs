@@ -32,7 +32,10 @@ impl<'a> Iterator for Tokens<'a> {
         let rest = self.line.get(self.pos..)?;
         let start = self.pos + rest.iter().position(|&b| !is_blank(b))?;
         let after = self.line.get(start..)?;
-        let len = after.iter().position(|&b| is_blank(b)).unwrap_or(after.len());
+        let len = after
+            .iter()
+            .position(|&b| is_blank(b))
+            .unwrap_or(after.len());
         self.pos = start + len;
         Some((start, after.get(..len)?))
     }
@@ -45,8 +48,14 @@ pub(crate) const fn is_blank(b: u8) -> bool {
 
 /// `bytes` without leading and trailing blanks.
 pub(crate) fn trim_blanks(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| !is_blank(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|&b| !is_blank(b)).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|&b| !is_blank(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_blank(b))
+        .map_or(start, |i| i + 1);
     bytes.get(start..end).unwrap_or_default()
 }
 
@@ -64,7 +73,9 @@ pub(crate) fn hex_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 16 {
         return None;
     }
-    digits.iter().try_fold(0u64, |acc, &b| Some((acc << 4) | u64::from(hex_value(b)?)))
+    digits
+        .iter()
+        .try_fold(0u64, |acc, &b| Some((acc << 4) | u64::from(hex_value(b)?)))
 }
 
 /// 1 to 8 hex digits as a `u32`.

@@ -75,13 +75,17 @@ pub fn count(data: &[u8]) -> StateTally {
 
 /// The anchor: procfs-core's `TcpNetEntries::from_read`, then the same tally.
 pub fn procfs_parse(data: &[u8]) -> StateTally {
+    procfs_parse_reader(data)
+}
+
+fn procfs_parse_reader(reader: impl Read) -> StateTally {
     let info = procfs_core::ExplicitSystemInfo {
         boot_time_secs: 0,
         ticks_per_second: 100,
         page_size: 4096,
         is_little_endian: true,
     };
-    let entries = procfs_core::net::TcpNetEntries::from_read(data, &info).expect("procfs parses");
+    let entries = procfs_core::net::TcpNetEntries::from_read(reader, &info).expect("procfs parses");
     let mut by_code = [0u64; 256];
     for e in &entries.0 {
         by_code[usize::from(e.state.to_u8())] += 1;
@@ -120,6 +124,61 @@ pub fn read_file(path: &Path) -> u64 {
         }
         total += n as u64;
     }
+}
+
+/// Streams a file through the full typed reader with one reused buffer; returns the tally.
+pub fn typed_file(path: &Path) -> StateTally {
+    let mut file = std::fs::File::open(path).expect("open table");
+    let mut buf = vec![0u8; CHUNK];
+    let mut reader = TableReader::new(Config::default());
+    let mut counts = tcpwire::TcpCounts::default();
+    loop {
+        let n = file.read(&mut buf).expect("read table");
+        if n == 0 {
+            break;
+        }
+        for event in reader.feed(&buf[..n]) {
+            if let Event::Row(row) = event {
+                counts.add_row(&row);
+            }
+        }
+    }
+    if let Some(Event::Row(row)) = reader.finish() {
+        counts.add_row(&row);
+    }
+    tally(&counts)
+}
+
+/// The anchor reading the file itself, as `TcpNetEntries::from_read(File)` does.
+pub fn procfs_file(path: &Path) -> StateTally {
+    procfs_parse_reader(std::fs::File::open(path).expect("open table"))
+}
+
+/// This host's live tables: the `/proc` files through the counting path, and a sock_diag dump.
+/// Socket churn between the two reads makes their counts differ slightly, so only the time is
+/// compared (both sides return `()`).
+pub fn run_live(samples: usize) -> Vec<Comparison> {
+    let proc_bytes: u64 = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .map(|d| d.len() as u64)
+        .sum();
+    if examples::tcpsource::collect_netlink().is_err() {
+        eprintln!("compare: sock_diag unavailable here, live case skipped");
+        return Vec::new();
+    }
+    vec![compare(
+        "live host: /proc/net/tcp{,6} read + count",
+        "live host: sock_diag dump + count",
+        proc_bytes,
+        samples,
+        || {
+            examples::tcpsource::collect_proc(Path::new("/proc")).expect("read /proc");
+        },
+        || {
+            examples::tcpsource::collect_netlink().expect("sock_diag");
+        },
+    )]
 }
 
 /// Every tcpwire comparison on a table of `rows` rows.

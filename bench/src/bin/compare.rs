@@ -1,5 +1,5 @@
-//! `compare [tcpwire] [--rows N] [--samples N] [--json]`: side-by-side runs against the anchors.
-//! `compare peak-rss-count FILE`: streams FILE through the counting path and prints peak RSS.
+//! `compare [--rows N] [--samples N] [--json] [--no-live]`: side-by-side runs against the anchors.
+//! `compare peak-rss count|typed|procfs FILE`: reads FILE with one reader and prints peak RSS.
 
 use std::path::PathBuf;
 
@@ -28,7 +28,10 @@ fn main() {
     let samples = value("--samples").map_or(7, |n| n as usize);
     let json = args.iter().any(|a| a == "--json");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
-    let results = tcpwire_cases::run(&dir, rows, samples);
+    let mut results = tcpwire_cases::run(&dir, rows, samples);
+    if !args.iter().any(|a| a == "--no-live") {
+        results.extend(tcpwire_cases::run_live(samples));
+    }
     if json {
         let items: Vec<String> = results.iter().map(harness::Comparison::to_json).collect();
         println!("[{}]", items.join(",\n "));

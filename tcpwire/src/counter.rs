@@ -6,7 +6,9 @@ use crate::lines::{Line, LineAssembler};
 use crate::reader::{Limits, Stats};
 use crate::wire::row::{TcpRow, is_blank_line, is_header};
 use crate::wire::state::{RowKind, TcpState, TimerKind};
-use crate::wire::token::{Tokens, hex_u32, split_colon};
+use crate::wire::token::{
+    Tokens, all_nonblank, count_tokens, hex_u32, hex_u64, hex8_at, split_colon,
+};
 
 /// How the two queue pseudo-states are summed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -217,15 +219,37 @@ impl StateCounter {
     /// Never.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.stats.bytes += chunk.len() as u64;
-        let Self {
-            lines,
-            max_line,
-            counts,
-            stats,
-            first_error,
-        } = self;
-        for line in lines.feed(chunk) {
+        let Self { lines, max_line, counts, stats, first_error } = self;
+        let mut lines = lines.feed(chunk);
+        if let Some(first) = lines.first.take() {
+            count_line(first, *max_line, counts, stats, first_error);
+        }
+        let (body, base) = (lines.body, lines.base);
+        let mut pos = 0;
+        while pos < body.len() {
+            let fast = kernel_layout_prefix(body, pos).and_then(|(state, tx, rx, after)| {
+                // `body` ends with a newline, so every line has one.
+                let nl = find_newline(body, after)?;
+                let kind = if RowKind::tail_matters(state) {
+                    row_kind_from_rest(state, body.get(after..nl)?)?
+                } else {
+                    RowKind::Full
+                };
+                (nl - pos <= *max_line).then_some((state, tx, rx, kind, nl))
+            });
+            if let Some((state, tx, rx, kind, nl)) = fast {
+                stats.lines += 1;
+                stats.rows += 1;
+                counts.add(state, tx, rx, kind);
+                pos = nl + 1;
+                continue;
+            }
+            let Some(nl) = find_newline(body, pos) else { break };
+            let bytes = body.get(pos..nl).unwrap_or_default();
+            let overlong = bytes.len() > *max_line;
+            let line = Line { bytes: if overlong { &[] } else { bytes }, offset: base + pos as u64, overlong };
             count_line(line, *max_line, counts, stats, first_error);
+            pos = nl + 1;
         }
     }
 
@@ -297,24 +321,18 @@ fn count_line(
     }
 }
 
-/// Reads `sl`, skips the addresses, then decodes `st` and `tx_queue:rx_queue`.
+/// Reads `sl`, skips the addresses, then decodes `st` and `tx_queue:rx_queue`. The general path,
+/// for any spacing and digit count.
 fn scan_counted_columns(line: &[u8]) -> Result<(TcpState, u32, u32, RowKind), Error> {
     let mut tokens = Tokens::new(line);
-    let missing = |column| {
-        Error::new(
-            ErrorKind::MissingColumn { missing: column },
-            line.len() as u64,
-        )
-    };
+    let missing = |column| Error::new(ErrorKind::MissingColumn { missing: column }, line.len() as u64);
     let bad = |column, at: usize| Error::new(ErrorKind::BadColumn { column }, at as u64);
     let (at, slot) = tokens.next().ok_or_else(|| missing(Column::Slot))?;
     if slot.last() != Some(&b':') {
         return Err(bad(Column::Slot, at));
     }
     tokens.next().ok_or_else(|| missing(Column::LocalAddress))?;
-    tokens
-        .next()
-        .ok_or_else(|| missing(Column::RemoteAddress))?;
+    tokens.next().ok_or_else(|| missing(Column::RemoteAddress))?;
     let (at, state) = tokens.next().ok_or_else(|| missing(Column::State))?;
     let state = hex_u32(state)
         .and_then(|s| u8::try_from(s).ok())
@@ -325,16 +343,76 @@ fn scan_counted_columns(line: &[u8]) -> Result<(TcpState, u32, u32, RowKind), Er
     let tx = hex_u32(tx).ok_or_else(|| bad(Column::TxQueue, at))?;
     let rx = hex_u32(rx).ok_or_else(|| bad(Column::RxQueue, at))?;
     let kind = if RowKind::tail_matters(state) {
-        let (at, timer) = tokens.next().ok_or_else(|| missing(Column::TimerKind))?;
-        let timer = split_colon(timer)
-            .and_then(|(kind, _)| hex_u32(kind))
-            .and_then(|k| u8::try_from(k).ok())
-            .ok_or_else(|| bad(Column::TimerKind, at))?;
-        // Six columns read so far; full rows have eleven more.
-        let has_tail = tokens.count() >= 11;
-        RowKind::classify(state, TimerKind(timer), has_tail)
+        let rest = line.get(tokens.position()..).unwrap_or_default();
+        match (row_kind_from_rest(state, rest), tokens.next()) {
+            (Some(kind), _) => kind,
+            (None, None) => return Err(missing(Column::TimerKind)),
+            (None, Some((at, _))) => return Err(bad(Column::TimerKind, at)),
+        }
     } else {
         RowKind::Full
     };
     Ok((state, tx, rx, kind))
+}
+
+/// The row kind from what follows `tx_queue:rx_queue`: the timer kind, and whether the row has
+/// the five-column TCP-state tail (12 or more columns follow for full rows). `None` when the timer
+/// column is missing or malformed.
+fn row_kind_from_rest(state: TcpState, rest: &[u8]) -> Option<RowKind> {
+    // The kernel's ` %02X:%08lX ` first, at fixed offsets; anything else takes the general path.
+    if rest.get(..1) == Some(b" ")
+        && rest.get(3) == Some(&b':')
+        && rest.get(12) == Some(&b' ')
+        && hex8_at(rest, 4).is_some()
+        && let Some(timer) = rest.get(1..3).and_then(hex_u64)
+    {
+        let has_tail = count_tokens(rest.get(12..)?, 11) == 11;
+        return Some(RowKind::classify(state, TimerKind(timer as u8), has_tail));
+    }
+    let mut tokens = Tokens::new(rest);
+    let (_, timer) = tokens.next()?;
+    let (kind, _) = split_colon(timer)?;
+    let timer = u8::try_from(hex_u32(kind)?).ok()?;
+    let has_tail = count_tokens(rest.get(tokens.position()..)?, 11) == 11;
+    Some(RowKind::classify(state, TimerKind(timer), has_tail))
+}
+
+fn find_newline(body: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr(b'\n', body.get(from..)?).map(|i| from + i)
+}
+
+/// The kernel's exact layout up to the queues, read at fixed offsets: `%4d: ` slot, two endpoint
+/// tokens of 13 (`%08X:%04X`) or 37 (IPv6) bytes, `%02X` state, `%08X:%08X` queues, then a blank.
+/// Returns the state, queues and the offset after the queues. Every separator it accepts is a
+/// space, so it never reads across a newline; `None` sends the line to the general path, which
+/// gives the same answer for any line this accepts.
+fn kernel_layout_prefix(body: &[u8], pos: usize) -> Option<(TcpState, u32, u32, usize)> {
+    let at = |i: usize| body.get(i).copied();
+    let mut i = pos;
+    while at(i) == Some(b' ') {
+        i += 1;
+    }
+    let digits = i;
+    while at(i).is_some_and(|b| b.is_ascii_digit()) {
+        i += 1;
+    }
+    if i == digits || at(i) != Some(b':') || at(i + 1) != Some(b' ') {
+        return None;
+    }
+    i += 2;
+    // The counts need no address, only the token boundaries the general path would find.
+    for _ in 0..2 {
+        let len = [13, 37]
+            .into_iter()
+            .find(|&len| at(i + len) == Some(b' ') && all_nonblank(body, i, len))?;
+        i += len + 1;
+    }
+    let state = hex_u64(body.get(i..i + 2)?)? as u8;
+    let tx = hex8_at(body, i + 3)?;
+    let rx = hex8_at(body, i + 12)?;
+    let blank_after = matches!(at(i + 20), Some(b' ' | b'\n'));
+    if at(i + 2) != Some(b' ') || at(i + 11) != Some(b':') || !blank_after {
+        return None;
+    }
+    Some((TcpState(state), tx, rx, i + 20))
 }

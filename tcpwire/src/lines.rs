@@ -134,11 +134,13 @@ impl LineAssembler {
 /// The complete lines of one chunk, in order.
 #[derive(Debug)]
 pub(crate) struct Lines<'a> {
-    first: Option<Line<'a>>,
-    /// Whole lines, each ending in `\n`.
-    body: &'a [u8],
-    base: u64,
-    max_line: usize,
+    /// The line completed from the carry, if any; it comes before `body`.
+    pub(crate) first: Option<Line<'a>>,
+    /// Whole lines, each ending in `\n`, borrowed from the chunk.
+    pub(crate) body: &'a [u8],
+    /// Stream offset of `body[0]`.
+    pub(crate) base: u64,
+    pub(crate) max_line: usize,
 }
 
 impl<'a> Iterator for Lines<'a> {

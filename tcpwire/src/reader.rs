@@ -115,27 +115,25 @@ fn interpret<'a>(
             error,
         });
     }
-    if is_blank_line(line.bytes) {
-        stats.blank_lines += 1;
-        return None;
-    }
-    if is_header(line.bytes) {
-        stats.headers += 1;
-        return None;
-    }
+    // Rows are nearly every line: try the row grammar first and tell headers and blanks apart
+    // only when it fails.
     match parse_row(line.bytes, options) {
         Ok(row) => {
             stats.rows += 1;
             Some(Event::Row(row))
         }
+        Err(_) if is_blank_line(line.bytes) => {
+            stats.blank_lines += 1;
+            None
+        }
+        Err(_) if is_header(line.bytes) => {
+            stats.headers += 1;
+            None
+        }
         Err(e) => {
             stats.malformed += 1;
             let error = e.rebased(line.offset);
-            Some(Event::Malformed {
-                line_offset: line.offset,
-                line: line.bytes,
-                error,
-            })
+            Some(Event::Malformed { line_offset: line.offset, line: line.bytes, error })
         }
     }
 }

@@ -7,17 +7,23 @@ use bench::{harness, tcpwire_cases};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("peak-rss-count") {
-        let Some(file) = args.get(1) else {
-            eprintln!("usage: compare peak-rss-count FILE");
+    if args.first().map(String::as_str) == Some("peak-rss") {
+        let (Some(how), Some(file)) = (args.get(1), args.get(2)) else {
+            eprintln!("usage: compare peak-rss count|typed|procfs FILE");
             std::process::exit(2);
         };
-        let (bytes, tally) = tcpwire_cases::count_file(&PathBuf::from(file));
+        let file = PathBuf::from(file);
+        let tally = match how.as_str() {
+            "count" => tcpwire_cases::count_file(&file).1,
+            "typed" => tcpwire_cases::typed_file(&file),
+            "procfs" => tcpwire_cases::procfs_file(&file),
+            other => {
+                eprintln!("unknown reader {other:?}");
+                std::process::exit(2);
+            }
+        };
         let rows: u64 = tally.iter().map(|(_, n)| n).sum();
-        println!(
-            "bytes {bytes} rows {rows} peak_rss_kib {}",
-            peak_rss_kib().unwrap_or(0)
-        );
+        println!("{how}: rows {rows} peak_rss_kib {}", peak_rss_kib().unwrap_or(0));
         return;
     }
     let value = |flag: &str| -> Option<u64> {

@@ -51,11 +51,11 @@ pub fn typed_parse(data: &[u8]) -> StateTally {
     let mut reader = TableReader::new(Config::default());
     let mut counts = tcpwire::TcpCounts::default();
     for chunk in data.chunks(CHUNK) {
-        for event in reader.feed(chunk) {
+        reader.feed(chunk).for_each(|event| {
             if let Event::Row(row) = event {
                 counts.add_row(&row);
             }
-        }
+        });
     }
     if let Some(Event::Row(row)) = reader.finish() {
         counts.add_row(&row);
@@ -137,11 +137,11 @@ pub fn typed_file(path: &Path) -> StateTally {
         if n == 0 {
             break;
         }
-        for event in reader.feed(&buf[..n]) {
+        reader.feed(&buf[..n]).for_each(|event| {
             if let Event::Row(row) = event {
                 counts.add_row(&row);
             }
-        }
+        });
     }
     if let Some(Event::Row(row)) = reader.finish() {
         counts.add_row(&row);

@@ -219,7 +219,13 @@ impl StateCounter {
     /// Never.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.stats.bytes += chunk.len() as u64;
-        let Self { lines, max_line, counts, stats, first_error } = self;
+        let Self {
+            lines,
+            max_line,
+            counts,
+            stats,
+            first_error,
+        } = self;
         let mut lines = lines.feed(chunk);
         if let Some(first) = lines.first.take() {
             count_line(first, *max_line, counts, stats, first_error);
@@ -244,10 +250,16 @@ impl StateCounter {
                 pos = nl + 1;
                 continue;
             }
-            let Some(nl) = find_newline(body, pos) else { break };
+            let Some(nl) = find_newline(body, pos) else {
+                break;
+            };
             let bytes = body.get(pos..nl).unwrap_or_default();
             let overlong = bytes.len() > *max_line;
-            let line = Line { bytes: if overlong { &[] } else { bytes }, offset: base + pos as u64, overlong };
+            let line = Line {
+                bytes: if overlong { &[] } else { bytes },
+                offset: base + pos as u64,
+                overlong,
+            };
             count_line(line, *max_line, counts, stats, first_error);
             pos = nl + 1;
         }
@@ -325,14 +337,21 @@ fn count_line(
 /// for any spacing and digit count.
 fn scan_counted_columns(line: &[u8]) -> Result<(TcpState, u32, u32, RowKind), Error> {
     let mut tokens = Tokens::new(line);
-    let missing = |column| Error::new(ErrorKind::MissingColumn { missing: column }, line.len() as u64);
+    let missing = |column| {
+        Error::new(
+            ErrorKind::MissingColumn { missing: column },
+            line.len() as u64,
+        )
+    };
     let bad = |column, at: usize| Error::new(ErrorKind::BadColumn { column }, at as u64);
     let (at, slot) = tokens.next().ok_or_else(|| missing(Column::Slot))?;
     if slot.last() != Some(&b':') {
         return Err(bad(Column::Slot, at));
     }
     tokens.next().ok_or_else(|| missing(Column::LocalAddress))?;
-    tokens.next().ok_or_else(|| missing(Column::RemoteAddress))?;
+    tokens
+        .next()
+        .ok_or_else(|| missing(Column::RemoteAddress))?;
     let (at, state) = tokens.next().ok_or_else(|| missing(Column::State))?;
     let state = hex_u32(state)
         .and_then(|s| u8::try_from(s).ok())
@@ -415,4 +434,61 @@ fn kernel_layout_prefix(body: &[u8], pos: usize) -> Option<(TcpState, u32, u32, 
         return None;
     }
     Some((TcpState(state), tx, rx, i + 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wherever the fixed-offset path answers, the general path gives the same answer.
+    #[test]
+    fn fast_prefix_agrees_with_the_general_scan() {
+        let tables: [&[u8]; 3] = [
+            include_bytes!("../tests/data/real_tcp"),
+            include_bytes!("../tests/data/real_tcp6"),
+            include_bytes!("../tests/data/tcp_edge_cases"),
+        ];
+        let alphabet = b" :-0123456789ABCDEFaf\nxZ\t";
+        let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        let mut accepted = 0;
+        for table in tables {
+            for line in table
+                .split(|&b| b == b'\n')
+                .skip(1)
+                .filter(|l| !l.is_empty())
+            {
+                for round in 0..200 {
+                    let mut line = line.to_vec();
+                    for _ in 0..round % 4 {
+                        let at = next() % line.len();
+                        line[at] = alphabet[next() % alphabet.len()];
+                    }
+                    line.push(b'\n');
+                    let Some((state, tx, rx, after)) = kernel_layout_prefix(&line, 0) else {
+                        continue;
+                    };
+                    let Some(nl) = find_newline(&line, after) else {
+                        continue;
+                    };
+                    let Some(kind) = row_kind_from_rest(state, &line[after..nl]) else {
+                        continue;
+                    };
+                    accepted += 1;
+                    assert_eq!(
+                        scan_counted_columns(&line[..nl]),
+                        Ok((state, tx, rx, kind)),
+                        "{:?}",
+                        String::from_utf8_lossy(&line)
+                    );
+                }
+            }
+        }
+        assert!(accepted > 1000, "{accepted}");
+    }
 }

@@ -143,6 +143,15 @@ pub(crate) struct Lines<'a> {
     pub(crate) max_line: usize,
 }
 
+impl Lines<'_> {
+    /// Moves past the first `n` bytes of `body` (a line its caller read itself).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.body = self.body.get(n..).unwrap_or_default();
+        self.base += n as u64;
+    }
+}
+
 impl<'a> Iterator for Lines<'a> {
     type Item = Line<'a>;
 

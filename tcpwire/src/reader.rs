@@ -2,7 +2,9 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::lines::{Line, LineAssembler, Lines};
-use crate::wire::row::{RowOptions, TcpRow, is_blank_line, is_header, parse_row};
+use crate::wire::row::{
+    RowOptions, TcpRow, is_blank_line, is_header, parse_kernel_row_in_stream, parse_row,
+};
 
 /// Bounds on what a table may make a reader hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +100,7 @@ pub enum Event<'a> {
 }
 
 /// Classifies one line, updating the counters; `None` for headers and blank lines.
+#[inline(always)]
 fn interpret<'a>(
     line: Line<'a>,
     options: RowOptions,
@@ -133,7 +136,11 @@ fn interpret<'a>(
         Err(e) => {
             stats.malformed += 1;
             let error = e.rebased(line.offset);
-            Some(Event::Malformed { line_offset: line.offset, line: line.bytes, error })
+            Some(Event::Malformed {
+                line_offset: line.offset,
+                line: line.bytes,
+                error,
+            })
         }
     }
 }
@@ -247,16 +254,50 @@ pub struct Rows<'a> {
     stats: &'a mut Stats,
 }
 
-impl<'a> Iterator for Rows<'a> {
-    type Item = Event<'a>;
-
-    fn next(&mut self) -> Option<Event<'a>> {
+impl<'a> Rows<'a> {
+    #[inline(always)]
+    fn next_event(&mut self) -> Option<Event<'a>> {
+        if let Some(first) = self.lines.first.take()
+            && let Some(event) = interpret(first, self.options, self.max_line, self.stats)
+        {
+            return Some(event);
+        }
         loop {
+            // Most lines are kernel rows lying whole in the chunk: parse them and find their end
+            // in one pass; anything else is framed first and goes the general way.
+            let fast = parse_kernel_row_in_stream(self.lines.body, self.options.byte_order)
+                .filter(|(_, end)| *end <= self.max_line);
+            if let Some((row, end)) = fast {
+                self.lines.advance(end + 1);
+                self.stats.lines += 1;
+                self.stats.rows += 1;
+                return Some(Event::Row(row));
+            }
             let line = self.lines.next()?;
             if let Some(event) = interpret(line, self.options, self.max_line, self.stats) {
                 return Some(event);
             }
         }
+    }
+}
+
+impl<'a> Iterator for Rows<'a> {
+    type Item = Event<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Event<'a>> {
+        self.next_event()
+    }
+
+    /// Internal iteration (`for_each`, `fold`, `filter_map(..).sum()` …): each event is built
+    /// right where the closure takes it, sparing the copy of a row that `next` returns by value.
+    #[inline]
+    fn fold<B, F: FnMut(B, Event<'a>) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        while let Some(event) = self.next_event() {
+            acc = f(acc, event);
+        }
+        acc
     }
 }
 

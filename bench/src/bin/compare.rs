@@ -23,7 +23,10 @@ fn main() {
             }
         };
         let rows: u64 = tally.iter().map(|(_, n)| n).sum();
-        println!("{how}: rows {rows} peak_rss_kib {}", peak_rss_kib().unwrap_or(0));
+        println!(
+            "{how}: rows {rows} peak_rss_kib {}",
+            peak_rss_kib().unwrap_or(0)
+        );
         return;
     }
     let value = |flag: &str| -> Option<u64> {

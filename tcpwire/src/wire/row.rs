@@ -774,7 +774,8 @@ fn decode_address(hex: &[u8], order: ByteOrder) -> Option<IpAddr> {
 /// the newline and without the padding the IPv4 table adds (see [`TCP4_LINE_WIDTH`]).
 ///
 /// Rows with a [`FullTail`] use the 17-column full-socket layout; others use the 12-column
-/// layout, or stop after `inode` when `ref_count`/`pointer` are absent.
+/// layout, or stop early when `ref_count` or `pointer` is absent (a tail needs both, a pointer
+/// needs the reference count, as in the order the columns are read).
 ///
 /// # Errors
 /// Only those of `out`.
@@ -799,16 +800,15 @@ pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Writ
         fields.probes,
         fields.inode.unwrap_or(0)
     )?;
-    let (Some(refs), Some(ptr)) = (fields.ref_count, fields.pointer) else {
-        return Ok(());
-    };
-    write!(out, " {refs} {ptr:016x}")?;
-    if let Some(t) = fields.tail {
-        write!(
-            out,
-            " {} {} {} {} {}",
-            t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh
-        )?;
+    // Each optional column is written only after the ones before it, as the parser reads them.
+    if let Some(refs) = fields.ref_count {
+        write!(out, " {refs}")?;
+        if let Some(ptr) = fields.pointer {
+            write!(out, " {ptr:016x}")?;
+            if let Some(t) = fields.tail {
+                write!(out, " {} {} {} {} {}", t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh)?;
+            }
+        }
     }
     Ok(())
 }

@@ -226,13 +226,10 @@ pub(crate) fn hex_u64(digits: &[u8]) -> Option<u64> {
     (invalid & 0x80 == 0).then_some(acc)
 }
 
-/// 1 to 8 hex digits as a `u32`.
+/// 1 to 16 hex digits whose value fits a `u32` (leading zeros are harmless).
 #[inline]
 pub(crate) fn hex_u32(digits: &[u8]) -> Option<u32> {
-    if digits.len() > 8 {
-        return None;
-    }
-    hex_u64(digits).map(|v| v as u32)
+    hex_u64(digits).and_then(|v| u32::try_from(v).ok())
 }
 
 /// Unsigned decimal, no sign, no blanks, without overflow.
@@ -322,6 +319,7 @@ mod tests {
     fn numbers_reject_what_the_kernel_never_prints() {
         assert_eq!(hex_u32(b"0100007F"), Some(0x0100_007F));
         assert_eq!(hex_u32(b"100000000"), None);
+        assert_eq!(hex_u32(b"000000001"), Some(1));
         assert_eq!(hex_u64(b"FFFFFFFFFFFFFFF6"), Some(0xFFFF_FFFF_FFFF_FFF6));
         assert_eq!(hex_u64(b""), None);
         assert_eq!(hex_u64(b"0x1"), None);

@@ -34,8 +34,9 @@ pub(crate) fn check(data: &[u8]) {
             }
             Ok(Status::Partial { needed }) => {
                 let needed = needed.expect("netlink framing always knows").get();
-                // Once nlmsg_len is in, the declared length says exactly what is missing.
-                if rest.len() >= 4 {
+                // Once nlmsg_len is in, the declared length says exactly what is missing (checked
+                // for sizes worth allocating here; the parser itself never allocates).
+                if rest.len() >= 4 && needed <= 1 << 20 {
                     let mut longer = rest.to_vec();
                     longer.resize(rest.len() + needed, 0);
                     assert!(!matches!(parse_netlink_message(&longer), Ok(Status::Partial { .. })));

@@ -195,6 +195,12 @@ impl TcpCounts {
 #[derive(Debug)]
 pub struct StateCounter {
     lines: LineAssembler,
+    tally: Tally,
+}
+
+/// What the counter accumulates, apart from the line framing that feeds it.
+#[derive(Debug)]
+struct Tally {
     max_line: usize,
     counts: TcpCounts,
     stats: Stats,
@@ -206,10 +212,12 @@ impl StateCounter {
     pub fn new(limits: Limits) -> Self {
         Self {
             lines: LineAssembler::new(limits.max_line),
-            max_line: limits.max_line,
-            counts: TcpCounts::default(),
-            stats: Stats::default(),
-            first_error: None,
+            tally: Tally {
+                max_line: limits.max_line,
+                counts: TcpCounts::default(),
+                stats: Stats::default(),
+                first_error: None,
+            },
         }
     }
 
@@ -218,17 +226,11 @@ impl StateCounter {
     /// # Panics
     /// Never.
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.stats.bytes += chunk.len() as u64;
-        let Self {
-            lines,
-            max_line,
-            counts,
-            stats,
-            first_error,
-        } = self;
-        let mut lines = lines.feed(chunk);
+        let tally = &mut self.tally;
+        tally.stats.bytes += chunk.len() as u64;
+        let mut lines = self.lines.feed(chunk);
         if let Some(first) = lines.first.take() {
-            count_line(first, *max_line, counts, stats, first_error);
+            tally.count_line(first);
         }
         let (body, base) = (lines.body, lines.base);
         let mut pos = 0;
@@ -241,12 +243,12 @@ impl StateCounter {
                 } else {
                     RowKind::Full
                 };
-                (nl - pos <= *max_line).then_some((state, tx, rx, kind, nl))
+                (nl - pos <= tally.max_line).then_some((state, tx, rx, kind, nl))
             });
             if let Some((state, tx, rx, kind, nl)) = fast {
-                stats.lines += 1;
-                stats.rows += 1;
-                counts.add(state, tx, rx, kind);
+                tally.stats.lines += 1;
+                tally.stats.rows += 1;
+                tally.counts.add(state, tx, rx, kind);
                 pos = nl + 1;
                 continue;
             }
@@ -254,13 +256,13 @@ impl StateCounter {
                 break;
             };
             let bytes = body.get(pos..nl).unwrap_or_default();
-            let overlong = bytes.len() > *max_line;
-            let line = Line {
+            let overlong = bytes.len() > tally.max_line;
+            let offset = base + pos as u64;
+            tally.count_line(Line {
                 bytes: if overlong { &[] } else { bytes },
-                offset: base + pos as u64,
+                offset,
                 overlong,
-            };
-            count_line(line, *max_line, counts, stats, first_error);
+            });
             pos = nl + 1;
         }
     }
@@ -271,64 +273,63 @@ impl StateCounter {
     /// # Panics
     /// Never.
     pub fn finish(&mut self) {
-        let Self {
-            lines,
-            max_line,
-            counts,
-            stats,
-            first_error,
-        } = self;
-        if let Some(line) = lines.finish() {
-            stats.unterminated_last_line = true;
-            count_line(line, *max_line, counts, stats, first_error);
+        if let Some(line) = self.lines.finish() {
+            self.tally.stats.unterminated_last_line = true;
+            self.tally.count_line(line);
         }
     }
 
     /// The counts so far.
     pub const fn counts(&self) -> &TcpCounts {
-        &self.counts
+        &self.tally.counts
     }
 
     /// Line counters so far.
     pub const fn stats(&self) -> Stats {
-        self.stats
+        self.tally.stats
     }
 
     /// The first malformed line's error (a stream offset), to show a user; all are counted in
     /// [`Stats::malformed`].
     pub const fn first_error(&self) -> Option<Error> {
-        self.first_error
+        self.tally.first_error
     }
 }
 
-fn count_line(
-    line: Line<'_>,
-    max_line: usize,
-    counts: &mut TcpCounts,
-    stats: &mut Stats,
-    first_error: &mut Option<Error>,
-) {
-    stats.lines += 1;
-    let result = if line.overlong {
-        stats.overlong += 1;
-        Err(Error::new(ErrorKind::LineTooLong { limit: max_line }, 0))
-    } else if is_blank_line(line.bytes) {
-        stats.blank_lines += 1;
-        return;
-    } else if is_header(line.bytes) {
-        stats.headers += 1;
-        return;
-    } else {
-        scan_counted_columns(line.bytes)
-    };
-    match result {
-        Ok((state, tx, rx, kind)) => {
-            stats.rows += 1;
-            counts.add(state, tx, rx, kind);
-        }
-        Err(e) => {
-            stats.malformed += 1;
-            first_error.get_or_insert(e.rebased(line.offset));
+impl Tally {
+    /// Counts one framed line by the general path: any spacing, any digit count.
+    fn count_line(&mut self, line: Line<'_>) {
+        self.stats.lines += 1;
+        let result = if line.overlong {
+            self.stats.overlong += 1;
+            Err(Error::new(
+                ErrorKind::LineTooLong {
+                    limit: self.max_line,
+                },
+                0,
+            ))
+        } else {
+            match scan_counted_columns(line.bytes) {
+                Err(_) if is_blank_line(line.bytes) => {
+                    self.stats.blank_lines += 1;
+                    return;
+                }
+                Err(_) if is_header(line.bytes) => {
+                    self.stats.headers += 1;
+                    return;
+                }
+                other => other,
+            }
+        };
+        match result {
+            Ok((state, tx, rx, kind)) => {
+                self.stats.rows += 1;
+                self.counts.add(state, tx, rx, kind);
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                self.first_error.get_or_insert(e.rebased(line.offset));
+            }
         }
     }
 }

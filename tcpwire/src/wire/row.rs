@@ -806,7 +806,11 @@ pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Writ
         if let Some(ptr) = fields.pointer {
             write!(out, " {ptr:016x}")?;
             if let Some(t) = fields.tail {
-                write!(out, " {} {} {} {} {}", t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh)?;
+                write!(
+                    out,
+                    " {} {} {} {} {}",
+                    t.rto, t.ato, t.quick_ack, t.cwnd, t.ssthresh
+                )?;
             }
         }
     }

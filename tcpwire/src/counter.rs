@@ -328,7 +328,7 @@ impl Tally {
             }
             Err(e) => {
                 self.stats.malformed += 1;
-                self.first_error.get_or_insert(e.rebased(line.offset));
+                self.first_error.get_or_insert_with(|| e.rebased(line.offset));
             }
         }
     }

@@ -572,9 +572,11 @@ pub fn is_header(line: &[u8]) -> bool {
         .is_some_and(|(_, first)| first == b"sl")
 }
 
-/// Whether a line has no tokens at all (a trailing newline, padding only).
+/// Whether a line is empty or only whitespace (spaces, tabs, CR, newline). A line of other
+/// control bytes (NUL and the like) separates no columns either, but it is junk, not padding:
+/// readers report it as malformed.
 pub fn is_blank_line(line: &[u8]) -> bool {
-    Tokens::new(line).next().is_none()
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 struct RowParser<'a> {

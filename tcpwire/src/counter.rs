@@ -7,7 +7,7 @@ use crate::reader::{Limits, Stats};
 use crate::wire::row::{TcpRow, is_blank_line, is_header};
 use crate::wire::state::{RowKind, TcpState, TimerKind};
 use crate::wire::token::{
-    Tokens, all_nonblank, count_tokens, hex_u32, hex_u64, hex8_at, split_colon,
+    Tokens, all_nonblank, count_tokens, hex_u32, hex_u64, hex8_at, split_colon, trim_padding_end,
 };
 
 /// How the two queue pseudo-states are summed.
@@ -328,7 +328,8 @@ impl Tally {
             }
             Err(e) => {
                 self.stats.malformed += 1;
-                self.first_error.get_or_insert_with(|| e.rebased(line.offset));
+                self.first_error
+                    .get_or_insert_with(|| e.rebased(line.offset));
             }
         }
     }
@@ -386,7 +387,8 @@ fn row_kind_from_rest(state: TcpState, rest: &[u8]) -> Option<RowKind> {
         && hex8_at(rest, 4).is_some()
         && let Some(timer) = rest.get(1..3).and_then(hex_u64)
     {
-        let has_tail = count_tokens(rest.get(12..)?, 11) == 11;
+        let columns = trim_padding_end(rest.get(12..)?);
+        let has_tail = count_tokens(columns, 11) == 11;
         return Some(RowKind::classify(state, TimerKind(timer as u8), has_tail));
     }
     let mut tokens = Tokens::new(rest);

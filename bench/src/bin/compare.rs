@@ -9,12 +9,20 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("peak-rss") {
         let (Some(how), Some(file)) = (args.get(1), args.get(2)) else {
-            eprintln!("usage: compare peak-rss count|typed|procfs FILE");
+            eprintln!("usage: compare peak-rss count|count-mem|typed|procfs FILE");
             std::process::exit(2);
         };
         let file = PathBuf::from(file);
         let tally = match how.as_str() {
             "count" => tcpwire_cases::count_file(&file).1,
+            // In memory, ten times over: for profiling the parser without the file reads.
+            "count-mem" => {
+                let data = std::fs::read(&file).expect("read table");
+                (0..10)
+                    .map(|_| tcpwire_cases::count(&data))
+                    .last()
+                    .unwrap_or_default()
+            }
             "typed" => tcpwire_cases::typed_file(&file),
             "procfs" => tcpwire_cases::procfs_file(&file),
             other => {

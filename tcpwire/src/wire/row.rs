@@ -576,7 +576,8 @@ pub fn is_header(line: &[u8]) -> bool {
 /// control bytes (NUL and the like) separates no columns either, but it is junk, not padding:
 /// readers report it as malformed.
 pub fn is_blank_line(line: &[u8]) -> bool {
-    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 struct RowParser<'a> {

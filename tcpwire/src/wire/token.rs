@@ -139,6 +139,20 @@ pub(crate) fn only_padding(bytes: &[u8]) -> bool {
     all_space && chunks.remainder().iter().all(|&b| b == b' ' || b == b'\n')
 }
 
+/// `bytes` without its trailing spaces, skipped a word at a time (the IPv4 table's padding).
+#[inline]
+pub(crate) fn trim_padding_end(bytes: &[u8]) -> &[u8] {
+    let spaces = u64::from_le_bytes([b' '; 8]);
+    let mut end = bytes.len();
+    while end >= 8 && word_at(bytes, end - 8) == Some(spaces) {
+        end -= 8;
+    }
+    while end > 0 && bytes.get(end - 1) == Some(&b' ') {
+        end -= 1;
+    }
+    bytes.get(..end).unwrap_or_default()
+}
+
 /// The offset of the first byte at or after `from` that is not a space, a word at a time (the
 /// IPv4 table pads every line to 149 bytes).
 #[inline]
@@ -155,7 +169,7 @@ pub(crate) fn skip_padding(bytes: &[u8], from: usize) -> usize {
 }
 
 /// Exactly eight hex digits at `bytes[at..]` (either case) as a `u32`, decoded a word at a time.
-#[inline]
+#[inline(always)]
 pub(crate) fn hex8_at(bytes: &[u8], at: usize) -> Option<u32> {
     let eight: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
     let x = u64::from_be_bytes(eight);

@@ -18,10 +18,11 @@ fn main() {
             // In memory, ten times over: for profiling the parser without the file reads.
             "count-mem" => {
                 let data = std::fs::read(&file).expect("read table");
-                (0..10)
-                    .map(|_| tcpwire_cases::count(&data))
-                    .last()
-                    .unwrap_or_default()
+                let mut tally = Vec::new();
+                for _ in 0..10 {
+                    tally = tcpwire_cases::count(&data);
+                }
+                tally
             }
             "typed" => tcpwire_cases::typed_file(&file),
             "procfs" => tcpwire_cases::procfs_file(&file),

@@ -24,7 +24,10 @@ pub(crate) fn check(data: &[u8]) {
                             assert!(payload.len() <= rest.len());
                         }
                     }
-                    NetlinkMessage::Done => break,
+                    NetlinkMessage::Done { errno } => {
+                        clean_end = errno == 0;
+                        break;
+                    }
                     NetlinkMessage::Error { errno } if errno != 0 => {
                         clean_end = false;
                         break;

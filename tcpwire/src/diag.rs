@@ -38,7 +38,8 @@ impl DiagCounter {
     /// Counts every message of one received datagram.
     ///
     /// # Errors
-    /// [`ErrorKind::NetlinkErrno`] when the kernel refused the request, and the errors of
+    /// [`ErrorKind::NetlinkErrno`] when the kernel refused the request or ended the dump with an
+    /// error, and the errors of
     /// [`parse_netlink_message`] (a datagram ending inside a message is
     /// [`ErrorKind::NetlinkTruncated`]); offsets are within the datagram. Messages before the
     /// error are counted.
@@ -46,6 +47,9 @@ impl DiagCounter {
     /// # Panics
     /// Never.
     pub fn feed_datagram(&mut self, datagram: &[u8]) -> Result<DumpProgress, Error> {
+        // After a completed dump, the next datagram starts another one (IPv6 after IPv4) whose
+        // sockets add to the same counts.
+        self.done = false;
         let mut at = 0;
         while let Some(rest) = datagram.get(at..).filter(|r| !r.is_empty()) {
             let here = at as u64;
@@ -63,9 +67,12 @@ impl DiagCounter {
                     self.counts
                         .add(msg.state, msg.wqueue, msg.rqueue, msg.kind());
                 }
-                NetlinkMessage::Done => {
+                NetlinkMessage::Done { errno: 0 } => {
                     self.done = true;
                     return Ok(DumpProgress::Done);
+                }
+                NetlinkMessage::Done { errno } => {
+                    return Err(Error::new(ErrorKind::NetlinkErrno { errno }, here));
                 }
                 NetlinkMessage::Error { errno: 0 } => {}
                 NetlinkMessage::Error { errno } => {
@@ -91,7 +98,7 @@ impl DiagCounter {
         (self.messages, self.skipped)
     }
 
-    /// Whether `NLMSG_DONE` has arrived.
+    /// Whether the last datagram fed ended a dump with `NLMSG_DONE`.
     pub const fn is_done(&self) -> bool {
         self.done
     }

@@ -85,7 +85,7 @@ fn reply_messages_decode() {
     };
     assert_eq!(tw.local.to_string(), "[::1]:443");
     assert_eq!(tw.kind(), RowKind::TimeWait);
-    assert_eq!(seen[3], NetlinkMessage::Done);
+    assert_eq!(seen[3], NetlinkMessage::Done { errno: 0 });
 }
 
 #[test]
@@ -136,6 +136,24 @@ fn counter_follows_the_dump_and_reports_kernel_errors() {
     eacces.extend_from_slice(&(-13i32).to_ne_bytes());
     let e = DiagCounter::new().feed_datagram(&eacces).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NetlinkErrno { errno: 13 });
+
+    // A dump that fails ends in DONE carrying the error (-ENOENT without tcp_diag).
+    let mut failed_dump = Vec::new();
+    failed_dump.extend_from_slice(&20u32.to_ne_bytes());
+    failed_dump.extend_from_slice(&3u16.to_ne_bytes());
+    failed_dump.extend_from_slice(&2u16.to_ne_bytes());
+    failed_dump.extend_from_slice(&[0; 8]);
+    failed_dump.extend_from_slice(&(-2i32).to_ne_bytes());
+    let e = DiagCounter::new().feed_datagram(&failed_dump).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NetlinkErrno { errno: 2 });
+
+    // One counter across two dumps (IPv4 then IPv6) sums both and reports each end.
+    let mut both = DiagCounter::new();
+    assert_eq!(both.feed_datagram(&data), Ok(DumpProgress::Done));
+    assert_eq!(both.feed_datagram(&data[..272]), Ok(DumpProgress::More));
+    assert!(!both.is_done());
+    assert_eq!(both.feed_datagram(&data[272..]), Ok(DumpProgress::Done));
+    assert_eq!(both.counts().rows, 6);
 
     let bogus_len = [4u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let e = parse_netlink_message(&bogus_len).unwrap_err();

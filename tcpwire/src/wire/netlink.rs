@@ -167,8 +167,12 @@ impl Writer<'_> {
 pub enum NetlinkMessage<'a> {
     /// A socket.
     InetDiag(InetDiagMsg<'a>),
-    /// The end of a dump.
-    Done,
+    /// The end of a dump. `errno` is 0 when the dump completed, else the positive error number
+    /// the kernel put in the payload (e.g. 2, `ENOENT`, when `tcp_diag` is not available).
+    Done {
+        /// Positive errno, or 0.
+        errno: i32,
+    },
     /// `NLMSG_ERROR`: `errno` is 0 for an acknowledgement, else the positive error number.
     Error {
         /// Positive errno, or 0.
@@ -288,7 +292,13 @@ pub fn parse_netlink_message(buf: &[u8]) -> Result<Status<NetlinkMessage<'_>>, E
     let payload = message.get(NLMSG_HDRLEN..).unwrap_or_default();
     let truncated = || Error::new(ErrorKind::NetlinkTruncated, NLMSG_HDRLEN as u64);
     let value = match kind {
-        NLMSG_DONE => NetlinkMessage::Done,
+        // A 4-byte payload, when present, holds the dump's result (older kernels send none).
+        NLMSG_DONE => NetlinkMessage::Done {
+            errno: array(payload, 0)
+                .map_or(0, i32::from_ne_bytes)
+                .saturating_neg()
+                .max(0),
+        },
         NLMSG_ERROR => {
             let error = array(payload, 0)
                 .map(i32::from_ne_bytes)

@@ -631,14 +631,15 @@ impl<'a> RowParser<'a> {
             .ok_or_else(|| Self::bad(column, at))
     }
 
-    fn endpoint(&mut self, column: Column) -> Result<SocketAddr, Error> {
+    /// The endpoint column and its offset.
+    fn endpoint(&mut self, column: Column) -> Result<(usize, SocketAddr), Error> {
         let (at, token) = self.next_column(column)?;
         let (addr, port) = split_colon(token).ok_or_else(|| Self::bad(column, at))?;
         let port = self.hex32(port, 4, column, at)?;
         let port = u16::try_from(port).map_err(|_| Self::bad(column, at))?;
         let ip =
             decode_address(addr, self.options.byte_order).ok_or_else(|| Self::bad(column, at))?;
-        Ok(SocketAddr::new(ip, port))
+        Ok((at, SocketAddr::new(ip, port)))
     }
 
     fn parse(mut self) -> Result<TcpRow<'a>, Error> {
@@ -647,10 +648,10 @@ impl<'a> RowParser<'a> {
             .strip_suffix(b":")
             .and_then(dec_u64)
             .ok_or_else(|| Self::bad(Column::Slot, at))?;
-        let local = self.endpoint(Column::LocalAddress)?;
-        let remote = self.endpoint(Column::RemoteAddress)?;
+        let (_, local) = self.endpoint(Column::LocalAddress)?;
+        let (remote_at, remote) = self.endpoint(Column::RemoteAddress)?;
         if local.is_ipv4() != remote.is_ipv4() {
-            return Err(Self::bad(Column::RemoteAddress, at));
+            return Err(Self::bad(Column::RemoteAddress, remote_at));
         }
         let (at, state) = self.next_column(Column::State)?;
         let state = self.hex_exact(state, &[2], Column::State, at)?;
@@ -856,6 +857,32 @@ mod tests {
             columns: 0,
         }
         .parse()
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_column() {
+        let mixed = b"   0: 0100007F:0016 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1";
+        let e = parse_row(mixed, RowOptions::default()).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.offset()),
+            (
+                ErrorKind::BadColumn {
+                    column: Column::RemoteAddress
+                },
+                20
+            )
+        );
+        let short = b"   0: 0100007F:0016 00000000:0000 0A";
+        let e = parse_row(short, RowOptions::default()).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.offset()),
+            (
+                ErrorKind::MissingColumn {
+                    missing: Column::TxQueue
+                },
+                35
+            )
+        );
     }
 
     /// Every line the fast path accepts, the general parser accepts with the identical row, in

@@ -1,7 +1,7 @@
 //! `/proc/net/sockstat` and `/proc/net/sockstat6`: O(1) socket totals.
 #![deny(clippy::indexing_slicing)]
 
-use super::token::{Tokens, dec_u64};
+use super::token::{Tokens, dec_u64, trim_blanks};
 use crate::error::{Error, ErrorKind};
 
 /// Every `(protocol, key, value)` triple of a sockstat file, in order: `TCP: inuse 5 orphan 0`
@@ -58,7 +58,7 @@ impl<'a> Iterator for SockstatCounters<'a> {
             let Some(colon) = memchr::memchr(b':', line) else {
                 return Some(Err(Error::new(ErrorKind::BadSockstat, line_at as u64)));
             };
-            self.protocol = line.get(..colon).unwrap_or_default();
+            self.protocol = trim_blanks(line.get(..colon).unwrap_or_default());
             self.pairs = Tokens::new(line.get(colon + 1..).unwrap_or_default());
             self.pairs_at = line_at + colon + 1;
         }
@@ -140,7 +140,7 @@ pub fn parse_sockstat(text: &[u8]) -> Result<Sockstat, Error> {
                 })
             }
             (b"TCP6", b"inuse") => out.tcp6_inuse = Some(value),
-            _ => out.other_counters += 1,
+            _ => out.other_counters = out.other_counters.saturating_add(1),
         }
     }
     Ok(out)

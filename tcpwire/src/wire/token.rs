@@ -129,14 +129,16 @@ fn token_starts(word: u64, previous_blank: &mut u64) -> usize {
 /// Whether `bytes` holds only spaces and newlines (the kernel's padding), a word at a time.
 #[inline]
 pub(crate) fn only_padding(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(8);
     let spaces = u64::from_le_bytes([b' '; 8]);
-    let all_space = chunks.by_ref().all(|c| {
+    let padding = |b: &u8| *b == b' ' || *b == b'\n';
+    let mut chunks = bytes.chunks_exact(8);
+    let words_ok = chunks.by_ref().all(|c| {
         let mut eight = [0u8; 8];
         eight.copy_from_slice(c);
-        u64::from_le_bytes(eight) == spaces
+        // All spaces is the common case; a word with a newline is checked byte by byte.
+        u64::from_le_bytes(eight) == spaces || c.iter().all(padding)
     });
-    all_space && chunks.remainder().iter().all(|&b| b == b' ' || b == b'\n')
+    words_ok && chunks.remainder().iter().all(padding)
 }
 
 /// `bytes` without its trailing spaces, skipped a word at a time (the IPv4 table's padding).

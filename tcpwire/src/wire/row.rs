@@ -880,7 +880,7 @@ mod tests {
                 ErrorKind::MissingColumn {
                     missing: Column::TxQueue
                 },
-                35
+                short.len() as u64
             )
         );
     }

@@ -4,10 +4,11 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The first four bytes are not the exchange magic `0x3D230467`.
+    /// The stream does not start with the exchange magic `0x3D230467` (the peer speaks something
+    /// else, or sent a little-endian or Envoy-internal header).
     #[error("bad magic {found:#010x}, expected 0x3d230467")]
     BadMagic {
-        /// The four bytes found, read big-endian.
+        /// The first four bytes found (zero-filled if fewer arrived), read big-endian.
         found: u32,
     },
     /// The header declares a payload larger than [`Limits::max_payload`](crate::Limits::max_payload).
@@ -18,9 +19,40 @@ pub enum ErrorKind {
         /// The length the header declared.
         declared: u32,
     },
-    /// The header declares an empty payload, which carries no metadata.
+    /// The header declares an empty payload, which cannot hold a `Struct`.
     #[error("zero-length payload")]
     EmptyPayload,
+    /// The payload is not well-formed protobuf for `Any`/`Struct`/`Value` (truncated field,
+    /// wrong wire type, bad varint).
+    #[error("malformed protobuf")]
+    Protobuf,
+    /// A type URL, key or string that is not UTF-8.
+    #[error("string is not UTF-8")]
+    NotUtf8,
+    /// The `Any` does not hold a `google.protobuf.Struct` (its type URL does not end in
+    /// `/google.protobuf.Struct`).
+    #[error("Any type URL is not a google.protobuf.Struct")]
+    WrongTypeUrl,
+    /// Structs nested deeper than [`Limits::max_depth`](crate::Limits::max_depth).
+    #[error("structs nested too deep")]
+    TooDeep,
+    /// An HTTP header value that is not base64.
+    #[error("invalid base64")]
+    Base64,
+    /// An output buffer is too small.
+    #[error("output buffer of {capacity} bytes, {required} needed")]
+    BufferTooSmall {
+        /// Bytes required.
+        required: usize,
+        /// Bytes offered.
+        capacity: usize,
+    },
+    /// Peer bytes were fed before the negotiated ALPN was set ([`Exchange::set_alpn`](crate::Exchange::set_alpn)).
+    #[error("peer bytes fed before the ALPN was known")]
+    AlpnNotSet,
+    /// Input after the exchange was closed by policy or after end of stream.
+    #[error("input after the exchange ended")]
+    Closed,
 }
 
 /// An error with the byte offset (from the start of the parsed input) where it was detected.

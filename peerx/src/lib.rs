@@ -1,18 +1,87 @@
 //! `peerx`: Istio's TCP peer-metadata exchange (ALPN `istio-peer-exchange`), sans-IO and zero-copy.
 //!
-//! The wire format is an 8-byte header (magic `0x3D230467`, then the payload length, both
-//! big-endian `u32`) followed by a protobuf `google.protobuf.Any` wrapping a `Struct` of workload
-//! metadata. This crate reads and writes those bytes; it never performs I/O, reads a clock, spawns
-//! threads or allocates on its parsing paths.
+//! After an mTLS handshake that negotiated `istio-peer-exchange`, each side writes one frame before
+//! any application byte: an 8-byte header (magic `0x3D230467`, then the payload length, both
+//! big-endian `u32`) and a protobuf `google.protobuf.Any` wrapping a `Struct` whose key
+//! `x-envoy-peer-metadata` holds the workload's metadata and `x-envoy-peer-metadata-id` its node id.
 //!
-//! This release carries the shared foundations (errors, parse status, limits); the frame codec
-//! and the exchange machine follow.
+//! * Tier 1: [`parse_frame`] reads a frame in place (`Partial` with the exact bytes still needed, a
+//!   typed error for every way a frame can be wrong) and yields [`PeerMetadata`], a view over the
+//!   outer `Struct`; [`Workload`] is the typed view Istio's receiver derives. [`encode_frame`]
+//!   writes a frame byte-identical to Envoy's deterministic serialization from the owned
+//!   [`Metadata`]. [`decode_peer_metadata_header`] and [`encode_base64`] handle the HTTP variant.
+//! * Tier 2: [`Exchange`] runs one side of one connection: it hands out our frame once through
+//!   [`Exchange::poll_transmit`], consumes exactly one peer frame from the inbound bytes in any
+//!   chunking, and returns every following byte to the caller as a range of its own buffer (no
+//!   copy). Wrong magic, early close, a timeout, an oversize or undecodable payload each end in a
+//!   typed [`Event`].
+//!
+//! The crate performs no I/O, reads no clock, spawns no threads; parsing never allocates.
+//!
+//! # Run loop
+//! ```
+//! use bytes::Bytes;
+//! use peerx::{Config, Event, Exchange, Metadata, Timestamp, Value, encode_frame};
+//!
+//! let mut me = Metadata::default();
+//! me.peer.insert("NAMESPACE".into(), Value::from("default"));
+//! let mut frame = Vec::new();
+//! encode_frame(&me, &mut frame)?;
+//!
+//! let mut exchange = Exchange::new(Config::new(Bytes::from(frame.clone())));
+//! exchange.set_alpn(Timestamp(0), Some(b"istio-peer-exchange"));
+//! if let Some(ours) = exchange.poll_transmit() {
+//!     // socket.write_all(&ours) before any application byte
+//!     assert_eq!(ours, frame);
+//! }
+//! // Bytes read from the peer (here: the same frame and some application data).
+//! let mut inbound = frame.clone();
+//! inbound.extend_from_slice(b"hello");
+//! let app = exchange.feed(Timestamp(10), &inbound)?;
+//! while let Some(event) = exchange.poll_event() {
+//!     match event {
+//!         Event::Peer(peer) => {
+//!             let workload = peer.metadata().workload().expect("names a peer");
+//!             assert_eq!(workload.namespace, "default");
+//!         }
+//!         Event::Forward(held) => { /* application.write(&held) */ }
+//!         Event::NoPeer(reason) => { /* peer unknown: fall back to discovery */ }
+//!         Event::Close(reason) => { /* close the connection */ }
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(&inbound[app], b"hello"); // then: application.write(&inbound[app])
+//! # Ok::<(), peerx::Error>(())
+//! ```
 
+#![no_std]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 mod error;
+mod exchange;
+mod metadata;
+mod wire;
 
 pub use error::{Error, ErrorKind};
+pub use exchange::{
+    Config, Event, Exchange, ISTIO_PEER_EXCHANGE_ALPN, MalformedPolicy, NoPeerReason, PeerFrame,
+    Stats, Timestamp,
+};
+pub use metadata::{
+    Metadata, PEER_METADATA_ID_KEY, PEER_METADATA_KEY, PeerMetadata, Value, Workload, WorkloadType,
+    encode_frame, struct_from_view,
+};
+pub use wire::base64::{
+    HEADER_PEER_METADATA, HEADER_PEER_METADATA_ID, decode_base64, decode_peer_metadata_header,
+    decoded_len_max, encode_base64,
+};
+pub use wire::frame::{
+    Frame, FrameHeader, HEADER_LEN, MAGIC, STRUCT_TYPE_SUFFIX, STRUCT_TYPE_URL, parse_frame,
+    parse_frame_header,
+};
+pub use wire::structure::{ListIter, ListView, StructIter, StructView, ValueView};
 
 use core::num::NonZeroUsize;
 
@@ -38,8 +107,11 @@ pub enum Status<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Largest payload a header may declare (default 64 KiB).
+    /// Largest payload a header may declare (default 64 KiB; real frames are 0.6–4 KiB). The
+    /// reference has no limit.
     pub max_payload: u32,
+    /// Deepest nesting of structs and lists (default 32).
+    pub max_depth: u16,
 }
 
 impl Limits {
@@ -49,10 +121,17 @@ impl Limits {
         self
     }
 
-    /// No bound at all: only for inputs you trust.
+    /// Sets [`Limits::max_depth`].
+    pub const fn max_depth(mut self, depth: u16) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Any payload size. Depth stays bounded (512) because validation recurses.
     pub const fn unbounded_dangerous() -> Self {
         Self {
             max_payload: u32::MAX,
+            max_depth: 512,
         }
     }
 }
@@ -61,35 +140,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_payload: 64 * 1024,
+            max_depth: 32,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_name_their_kind_and_offset() {
-        let e = Error::new(
-            ErrorKind::PayloadTooLarge {
-                limit: 10,
-                declared: 11,
-            },
-            4,
-        );
-        assert_eq!(e.offset(), 4);
-        assert_eq!(
-            e.to_string(),
-            "declared payload of 11 bytes exceeds the limit of 10 at byte 4"
-        );
-    }
-
-    #[test]
-    fn limits_default_is_bounded() {
-        assert_eq!(Limits::default().max_payload, 65536);
-        assert_eq!(Limits::default().max_payload(8).max_payload, 8);
-        assert_eq!(Limits::unbounded_dangerous().max_payload, u32::MAX);
     }
 }
 

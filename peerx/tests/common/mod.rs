@@ -54,7 +54,7 @@ pub(crate) fn struct_json(view: StructView<'_>) -> serde_json::Value {
 
 /// What one receiving side observed: events (Forward folded into the application stream) and
 /// the application bytes in order.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Observed {
     pub(crate) events: Vec<String>,
     pub(crate) application: Vec<u8>,

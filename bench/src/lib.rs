@@ -2,4 +2,5 @@
 //! interleaved in one process, and reports both times and their ratio.
 
 pub mod harness;
+pub mod peerx_cases;
 pub mod tcpwire_cases;

@@ -118,38 +118,61 @@ pub struct Workload<'a> {
 }
 
 impl<'a> Workload<'a> {
-    /// Derives the view from an inner struct (`x-envoy-peer-metadata`, or the HTTP header's).
+    /// Derives the view from an inner struct (`x-envoy-peer-metadata`, or the HTTP header's), in
+    /// one walk over its entries and one over its labels; a repeated key's last entry wins, as in a
+    /// protobuf map.
     pub fn from_struct(inner: StructView<'a>) -> Self {
-        let text = |key: &str| inner.get_str(key).unwrap_or_default();
-        let labels = inner
-            .get("LABELS")
-            .and_then(|v| v.as_struct())
-            .unwrap_or(StructView::empty());
-        let label = |key: &str| labels.get(key).map(|v| v.as_str().unwrap_or_default());
-        let workload_name = text("WORKLOAD_NAME");
-        let owner = text("OWNER");
-        Self {
-            instance_name: text("NAME"),
-            namespace: text("NAMESPACE"),
-            workload_name,
-            cluster: text("CLUSTER_ID"),
-            identity: text("IDENTITY"),
-            region: text("REGION"),
-            zone: text("AVAILABILITY_ZONE"),
-            canonical_name: label("service.istio.io/canonical-name").unwrap_or_default(),
-            canonical_revision: label("service.istio.io/canonical-revision").unwrap_or_default(),
-            // A qualified label wins whenever it is present, even empty or not a string.
-            app_name: label("app.kubernetes.io/name")
-                .or_else(|| label("app"))
-                .unwrap_or_default(),
-            app_version: label("app.kubernetes.io/version")
-                .or_else(|| label("version"))
-                .unwrap_or_default(),
-            owner,
-            workload_type: workload_type(owner, workload_name),
-            labels,
+        let mut w = Self {
+            instance_name: "",
+            namespace: "",
+            workload_name: "",
+            cluster: "",
+            identity: "",
+            region: "",
+            zone: "",
+            canonical_name: "",
+            canonical_revision: "",
+            app_name: "",
+            app_version: "",
+            owner: "",
+            workload_type: WorkloadType::Unknown,
+            labels: StructView::empty(),
             raw: inner,
+        };
+        // Keys are matched as bytes, and only the values used are decoded.
+        let text =
+            |e: &crate::wire::structure::RawEntry<'a>| e.value().as_str().unwrap_or_default();
+        for entry in inner.raw_entries() {
+            match entry.key {
+                b"NAME" => w.instance_name = text(&entry),
+                b"NAMESPACE" => w.namespace = text(&entry),
+                b"WORKLOAD_NAME" => w.workload_name = text(&entry),
+                b"CLUSTER_ID" => w.cluster = text(&entry),
+                b"IDENTITY" => w.identity = text(&entry),
+                b"REGION" => w.region = text(&entry),
+                b"AVAILABILITY_ZONE" => w.zone = text(&entry),
+                b"OWNER" => w.owner = text(&entry),
+                b"LABELS" => w.labels = entry.value().as_struct().unwrap_or(StructView::empty()),
+                _ => {}
+            }
         }
+        // A qualified label wins whenever it is present, even empty or not a string.
+        let (mut app, mut version, mut app_q, mut version_q) = (None, None, None, None);
+        for entry in w.labels.raw_entries() {
+            match entry.key {
+                b"service.istio.io/canonical-name" => w.canonical_name = text(&entry),
+                b"service.istio.io/canonical-revision" => w.canonical_revision = text(&entry),
+                b"app.kubernetes.io/name" => app_q = Some(text(&entry)),
+                b"app.kubernetes.io/version" => version_q = Some(text(&entry)),
+                b"app" => app = Some(text(&entry)),
+                b"version" => version = Some(text(&entry)),
+                _ => {}
+            }
+        }
+        w.app_name = app_q.or(app).unwrap_or_default();
+        w.app_version = version_q.or(version).unwrap_or_default();
+        w.workload_type = workload_type(w.owner, w.workload_name);
+        w
     }
 
     /// String labels named in `keys` (Istio's `additional_labels`), in `keys` order.

@@ -1,9 +1,10 @@
-//! `compare [--rows N] [--samples N] [--json] [--no-live]`: side-by-side runs against the anchors.
+//! `compare [--only tcpwire|peerx] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
+//! runs against the anchors.
 //! `compare peak-rss count|typed|procfs FILE`: reads FILE with one reader and prints peak RSS.
 
 use std::path::PathBuf;
 
-use bench::{harness, tcpwire_cases};
+use bench::{harness, peerx_cases, tcpwire_cases};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,9 +47,20 @@ fn main() {
     let samples = value("--samples").map_or(7, |n| n as usize);
     let json = args.iter().any(|a| a == "--json");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
-    let mut results = tcpwire_cases::run(&dir, rows, samples);
-    if !args.iter().any(|a| a == "--no-live") {
-        results.extend(tcpwire_cases::run_live(samples));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let mut results = Vec::new();
+    if only.is_none_or(|o| o == "tcpwire") {
+        results.extend(tcpwire_cases::run(&dir, rows, samples));
+        if !args.iter().any(|a| a == "--no-live") {
+            results.extend(tcpwire_cases::run_live(samples));
+        }
+    }
+    if only.is_none_or(|o| o == "peerx") {
+        results.extend(peerx_cases::run(samples));
     }
     if json {
         let items: Vec<String> = results.iter().map(harness::Comparison::to_json).collect();

@@ -30,6 +30,7 @@ impl<'a> Fields<'a> {
         Error::new(kind, self.base)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, Error> {
         let mut value = 0u64;
         for i in 0..10 {
@@ -61,7 +62,23 @@ impl<'a> Fields<'a> {
     }
 
     /// The next `(field number, value)`, `None` at the end of the message.
+    #[inline(always)]
     pub(crate) fn next_field(&mut self) -> Result<Option<(u32, Wire<'a>, u64)>, Error> {
+        // Nearly every field of these messages is length-delimited with a one-byte tag and a
+        // one-byte length: take that shape without the general varint loop.
+        if let [tag, len, rest @ ..] = self.rest
+            && *tag < 0x80
+            && *tag & 7 == 2
+            && *tag >= 8
+            && *len < 0x80
+            && usize::from(*len) <= rest.len()
+        {
+            let (bytes, after) = rest.split_at(usize::from(*len));
+            let start = self.base + 2;
+            self.rest = after;
+            self.base = start + u64::from(*len);
+            return Ok(Some((u32::from(*tag >> 3), Wire::Bytes(bytes), start)));
+        }
         if self.rest.is_empty() {
             return Ok(None);
         }

@@ -74,7 +74,10 @@ impl<'a> StructView<'a> {
     /// # Panics
     /// Never.
     pub fn parse(bytes: &'a [u8], base: u64, limits: &Limits) -> Result<Self, Error> {
-        validate_struct(bytes, base, limits.max_depth)?;
+        // When the whole message is ASCII every string in it is too, and one pass over the bytes
+        // replaces a UTF-8 check per key and string (metadata is nearly always ASCII).
+        let all_ascii = bytes.is_ascii();
+        validate_struct(bytes, base, limits.max_depth, all_ascii)?;
         Ok(Self { bytes, base })
     }
 
@@ -99,16 +102,24 @@ impl<'a> StructView<'a> {
     /// Entries in wire order, duplicates included (see [`StructView::get`] for map semantics).
     pub fn iter(&self) -> StructIter<'a> {
         StructIter {
-            fields: Fields::new(self.bytes, self.base),
+            entries: self.raw_entries(),
         }
     }
 
     /// The value of `key`; when the key repeats, the last entry wins, as protobuf maps do.
     pub fn get(&self, key: &str) -> Option<ValueView<'a>> {
-        self.iter()
-            .filter(|(k, _)| *k == key)
+        // Keys compared as bytes: only the value found is decoded.
+        self.raw_entries()
+            .filter(|e| e.key == key.as_bytes())
             .last()
-            .map(|(_, v)| v)
+            .map(|e| e.value())
+    }
+
+    /// Entries with undecoded keys and values, for lookups that decode only what they use.
+    pub(crate) fn raw_entries(&self) -> RawEntries<'a> {
+        RawEntries {
+            fields: Fields::new(self.bytes, self.base),
+        }
     }
 
     /// The string value of `key`; `None` when absent or not a string.
@@ -187,23 +198,73 @@ impl fmt::Debug for ValueView<'_> {
     }
 }
 
+/// A map entry as it lies on the wire (validated).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawEntry<'a> {
+    pub(crate) key: &'a [u8],
+    value: &'a [u8],
+    value_at: u64,
+}
+
+impl<'a> RawEntry<'a> {
+    pub(crate) fn value(&self) -> ValueView<'a> {
+        decode_value(self.value, self.value_at)
+    }
+}
+
+/// Iterator over raw entries.
+#[derive(Debug, Clone)]
+pub(crate) struct RawEntries<'a> {
+    fields: Fields<'a>,
+}
+
+impl<'a> Iterator for RawEntries<'a> {
+    type Item = RawEntry<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<RawEntry<'a>> {
+        loop {
+            if let (1, Wire::Bytes(entry), at) = self.fields.next_field().ok()?? {
+                return Some(raw_entry(entry, at));
+            }
+        }
+    }
+}
+
+#[inline]
+fn raw_entry(entry: &[u8], base: u64) -> RawEntry<'_> {
+    let mut out = RawEntry {
+        key: &[],
+        value: &[],
+        value_at: base,
+    };
+    let mut fields = Fields::new(entry, base);
+    while let Ok(Some((number, wire, at))) = fields.next_field() {
+        match (number, wire) {
+            (1, Wire::Bytes(k)) => out.key = k,
+            (2, Wire::Bytes(v)) => (out.value, out.value_at) = (v, at),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Iterator over a struct's `(key, value)` entries.
 #[derive(Debug, Clone)]
 pub struct StructIter<'a> {
-    fields: Fields<'a>,
+    entries: RawEntries<'a>,
 }
 
 impl<'a> Iterator for StructIter<'a> {
     type Item = (&'a str, ValueView<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        // Validated at construction: a decoding failure cannot happen; it would end the walk.
-        loop {
-            match self.fields.next_field().ok()?? {
-                (1, Wire::Bytes(entry), at) => return Some(decode_entry(entry, at)),
-                _ => continue,
-            }
-        }
+        // Validated at construction: keys are UTF-8.
+        let entry = self.entries.next()?;
+        Some((
+            core::str::from_utf8(entry.key).unwrap_or_default(),
+            entry.value(),
+        ))
     }
 }
 
@@ -224,20 +285,6 @@ impl<'a> Iterator for ListIter<'a> {
             }
         }
     }
-}
-
-fn decode_entry(entry: &[u8], base: u64) -> (&str, ValueView<'_>) {
-    let mut key = "";
-    let mut value = ValueView::Null;
-    let mut fields = Fields::new(entry, base);
-    while let Ok(Some((number, wire, at))) = fields.next_field() {
-        match (number, wire) {
-            (1, Wire::Bytes(k)) => key = core::str::from_utf8(k).unwrap_or_default(),
-            (2, Wire::Bytes(v)) => value = decode_value(v, at),
-            _ => {}
-        }
-    }
-    (key, value)
 }
 
 fn decode_value(bytes: &[u8], base: u64) -> ValueView<'_> {
@@ -262,7 +309,12 @@ fn wrong_wire(at: u64) -> Error {
     Error::new(ErrorKind::Protobuf, at)
 }
 
-fn utf8(bytes: &[u8], at: u64) -> Result<(), Error> {
+fn utf8(bytes: &[u8], at: u64, all_ascii: bool) -> Result<(), Error> {
+    // Short ASCII strings (nearly every key and value) are cheaper to check byte by byte than
+    // through the general UTF-8 validator's set-up.
+    if all_ascii || bytes.iter().all(|b| b.is_ascii()) {
+        return Ok(());
+    }
     core::str::from_utf8(bytes)
         .map(|_| ())
         .map_err(|_| Error::new(ErrorKind::NotUtf8, at))
@@ -274,11 +326,11 @@ fn descend(depth_left: u16, at: u64) -> Result<u16, Error> {
         .ok_or_else(|| Error::new(ErrorKind::TooDeep, at))
 }
 
-fn validate_struct(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+fn validate_struct(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(entry)) => validate_entry(entry, at, depth_left)?,
+            (1, Wire::Bytes(entry)) => validate_entry(entry, at, depth_left, all_ascii)?,
             (1, _) => return Err(wrong_wire(at)),
             _ => {} // unknown field: skipped, as protobuf does
         }
@@ -286,12 +338,12 @@ fn validate_struct(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error
     Ok(())
 }
 
-fn validate_entry(entry: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+fn validate_entry(entry: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
     let mut fields = Fields::new(entry, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(key)) => utf8(key, at)?,
-            (2, Wire::Bytes(value)) => validate_value(value, at, depth_left)?,
+            (1, Wire::Bytes(key)) => utf8(key, at, all_ascii)?,
+            (2, Wire::Bytes(value)) => validate_value(value, at, depth_left, all_ascii)?,
             (1 | 2, _) => return Err(wrong_wire(at)),
             _ => {}
         }
@@ -299,14 +351,14 @@ fn validate_entry(entry: &[u8], base: u64, depth_left: u16) -> Result<(), Error>
     Ok(())
 }
 
-fn validate_value(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+fn validate_value(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
             (1 | 4, Wire::Varint(_)) | (2, Wire::Fixed64(_)) => {}
-            (3, Wire::Bytes(s)) => utf8(s, at)?,
-            (5, Wire::Bytes(s)) => validate_struct(s, at, descend(depth_left, at)?)?,
-            (6, Wire::Bytes(l)) => validate_list(l, at, descend(depth_left, at)?)?,
+            (3, Wire::Bytes(s)) => utf8(s, at, all_ascii)?,
+            (5, Wire::Bytes(s)) => validate_struct(s, at, descend(depth_left, at)?, all_ascii)?,
+            (6, Wire::Bytes(l)) => validate_list(l, at, descend(depth_left, at)?, all_ascii)?,
             (1..=6, _) => return Err(wrong_wire(at)),
             _ => {}
         }
@@ -314,11 +366,11 @@ fn validate_value(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error>
     Ok(())
 }
 
-fn validate_list(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+fn validate_list(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(value)) => validate_value(value, at, depth_left)?,
+            (1, Wire::Bytes(value)) => validate_value(value, at, depth_left, all_ascii)?,
             (1, _) => return Err(wrong_wire(at)),
             _ => {}
         }

@@ -33,6 +33,21 @@ fn bench_decode(c: &mut Criterion) {
     g.bench_function("peerx parse_frame + workload view", |b| {
         b.iter(|| ours(black_box(FRAME)))
     });
+    g.bench_function("parse_frame only", |b| {
+        b.iter(|| {
+            matches!(
+                parse_frame(black_box(FRAME), &Limits::default()),
+                Ok(Status::Complete { .. })
+            )
+        })
+    });
+    let Ok(Status::Complete { value, .. }) = parse_frame(FRAME, &Limits::default()) else {
+        return;
+    };
+    let md = value.metadata();
+    g.bench_function("workload only", |b| {
+        b.iter(|| black_box(md).workload().map(|w| w.app_name.len()))
+    });
     g.bench_function("prost-types Any + Struct", |b| {
         b.iter(|| prost_types_decode(black_box(FRAME)))
     });

@@ -74,10 +74,7 @@ impl<'a> StructView<'a> {
     /// # Panics
     /// Never.
     pub fn parse(bytes: &'a [u8], base: u64, limits: &Limits) -> Result<Self, Error> {
-        // When the whole message is ASCII every string in it is too, and one pass over the bytes
-        // replaces a UTF-8 check per key and string (metadata is nearly always ASCII).
-        let all_ascii = bytes.is_ascii();
-        validate_struct(bytes, base, limits.max_depth, all_ascii)?;
+        validate_struct(bytes, base, limits.max_depth)?;
         Ok(Self { bytes, base })
     }
 
@@ -233,6 +230,10 @@ impl<'a> Iterator for RawEntries<'a> {
 
 #[inline]
 fn raw_entry(entry: &[u8], base: u64) -> RawEntry<'_> {
+    canonical_entry(entry, base).unwrap_or_else(|| raw_entry_general(entry, base))
+}
+
+fn raw_entry_general(entry: &[u8], base: u64) -> RawEntry<'_> {
     let mut out = RawEntry {
         key: &[],
         value: &[],
@@ -287,7 +288,69 @@ impl<'a> Iterator for ListIter<'a> {
     }
 }
 
+/// A length-delimited field `tag, len, payload` at the start of `bytes`: the payload, its offset
+/// and what follows it.
+#[inline(always)]
+fn delimited(bytes: &[u8], tag: u8) -> Option<(&[u8], usize, &[u8])> {
+    let [t, rest @ ..] = bytes else { return None };
+    if *t != tag {
+        return None;
+    }
+    let (len, n) = short_varint(rest)?;
+    let payload = rest.get(n..n + len)?;
+    Some((payload, 1 + n, rest.get(n + len..)?))
+}
+
+/// A varint of at most two bytes (every length in metadata this size), as `usize`.
+#[inline(always)]
+fn short_varint(bytes: &[u8]) -> Option<(usize, usize)> {
+    match bytes {
+        [b, ..] if *b < 0x80 => Some((usize::from(*b), 1)),
+        [lo, hi, ..] if *hi < 0x80 => Some((usize::from(lo & 0x7F) | (usize::from(*hi) << 7), 2)),
+        _ => None,
+    }
+}
+
+/// The layout every encoder writes for a map entry (key, then value, nothing else), read without
+/// the general field loop; `None` sends other layouts to it.
+#[inline(always)]
+fn canonical_entry(entry: &[u8], base: u64) -> Option<RawEntry<'_>> {
+    let (key, _, rest) = delimited(entry, 0x0A)?;
+    let (value, value_start, rest2) = delimited(rest, 0x12)?;
+    if !rest2.is_empty() {
+        return None;
+    }
+    let value_at = base + (entry.len() - rest.len() + value_start) as u64;
+    Some(RawEntry {
+        key,
+        value,
+        value_at,
+    })
+}
+
+#[inline]
 fn decode_value(bytes: &[u8], base: u64) -> ValueView<'_> {
+    // The common case: a single length-delimited kind spanning the whole value.
+    if let Some(tag @ (0x1A | 0x2A | 0x32)) = bytes.first().copied()
+        && let Some((payload, start, [])) = delimited(bytes, tag)
+    {
+        let at = base + start as u64;
+        return match tag {
+            0x1A => ValueView::String(core::str::from_utf8(payload).unwrap_or_default()),
+            0x2A => ValueView::Struct(StructView {
+                bytes: payload,
+                base: at,
+            }),
+            _ => ValueView::List(ListView {
+                bytes: payload,
+                base: at,
+            }),
+        };
+    }
+    decode_value_general(bytes, base)
+}
+
+fn decode_value_general(bytes: &[u8], base: u64) -> ValueView<'_> {
     // A oneof: the last kind on the wire wins.
     let mut value = ValueView::Null;
     let mut fields = Fields::new(bytes, base);
@@ -309,10 +372,24 @@ fn wrong_wire(at: u64) -> Error {
     Error::new(ErrorKind::Protobuf, at)
 }
 
-fn utf8(bytes: &[u8], at: u64, all_ascii: bool) -> Result<(), Error> {
-    // Short ASCII strings (nearly every key and value) are cheaper to check byte by byte than
-    // through the general UTF-8 validator's set-up.
-    if all_ascii || bytes.iter().all(|b| b.is_ascii()) {
+/// ASCII check eight bytes at a time (the standard one loops byte by byte on short slices).
+#[inline]
+fn is_ascii_words(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    let mut high = 0u64;
+    for word in words.by_ref() {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        high |= u64::from_le_bytes(eight);
+    }
+    let tail = words.remainder().iter().fold(0u8, |acc, b| acc | b);
+    (high & 0x8080_8080_8080_8080) == 0 && tail < 0x80
+}
+
+fn utf8(bytes: &[u8], at: u64) -> Result<(), Error> {
+    // Keys and values are nearly always short ASCII: a word-at-a-time check spares the general
+    // UTF-8 validator's set-up.
+    if is_ascii_words(bytes) {
         return Ok(());
     }
     core::str::from_utf8(bytes)
@@ -326,11 +403,11 @@ fn descend(depth_left: u16, at: u64) -> Result<u16, Error> {
         .ok_or_else(|| Error::new(ErrorKind::TooDeep, at))
 }
 
-fn validate_struct(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
+fn validate_struct(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(entry)) => validate_entry(entry, at, depth_left, all_ascii)?,
+            (1, Wire::Bytes(entry)) => validate_entry(entry, at, depth_left)?,
             (1, _) => return Err(wrong_wire(at)),
             _ => {} // unknown field: skipped, as protobuf does
         }
@@ -338,12 +415,19 @@ fn validate_struct(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) ->
     Ok(())
 }
 
-fn validate_entry(entry: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
+fn validate_entry(entry: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+    // The canonical layout with an ASCII key first; anything else (and any error position in a
+    // key) is the general loop's.
+    if let Some(e) = canonical_entry(entry, base)
+        && is_ascii_words(e.key)
+    {
+        return validate_value(e.value, e.value_at, depth_left);
+    }
     let mut fields = Fields::new(entry, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(key)) => utf8(key, at, all_ascii)?,
-            (2, Wire::Bytes(value)) => validate_value(value, at, depth_left, all_ascii)?,
+            (1, Wire::Bytes(key)) => utf8(key, at)?,
+            (2, Wire::Bytes(value)) => validate_value(value, at, depth_left)?,
             (1 | 2, _) => return Err(wrong_wire(at)),
             _ => {}
         }
@@ -351,14 +435,25 @@ fn validate_entry(entry: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> 
     Ok(())
 }
 
-fn validate_value(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
+fn validate_value(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
+    // The common case: a single length-delimited kind spanning the whole value.
+    if let Some(tag @ (0x1A | 0x2A | 0x32)) = bytes.first().copied()
+        && let Some((payload, start, [])) = delimited(bytes, tag)
+    {
+        let at = base + start as u64;
+        return match tag {
+            0x1A => utf8(payload, at),
+            0x2A => validate_struct(payload, at, descend(depth_left, at)?),
+            _ => validate_list(payload, at, descend(depth_left, at)?),
+        };
+    }
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
             (1 | 4, Wire::Varint(_)) | (2, Wire::Fixed64(_)) => {}
-            (3, Wire::Bytes(s)) => utf8(s, at, all_ascii)?,
-            (5, Wire::Bytes(s)) => validate_struct(s, at, descend(depth_left, at)?, all_ascii)?,
-            (6, Wire::Bytes(l)) => validate_list(l, at, descend(depth_left, at)?, all_ascii)?,
+            (3, Wire::Bytes(s)) => utf8(s, at)?,
+            (5, Wire::Bytes(s)) => validate_struct(s, at, descend(depth_left, at)?)?,
+            (6, Wire::Bytes(l)) => validate_list(l, at, descend(depth_left, at)?)?,
             (1..=6, _) => return Err(wrong_wire(at)),
             _ => {}
         }
@@ -366,14 +461,72 @@ fn validate_value(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> 
     Ok(())
 }
 
-fn validate_list(bytes: &[u8], base: u64, depth_left: u16, all_ascii: bool) -> Result<(), Error> {
+fn validate_list(bytes: &[u8], base: u64, depth_left: u16) -> Result<(), Error> {
     let mut fields = Fields::new(bytes, base);
     while let Some((number, wire, at)) = fields.next_field()? {
         match (number, wire) {
-            (1, Wire::Bytes(value)) => validate_value(value, at, depth_left, all_ascii)?,
+            (1, Wire::Bytes(value)) => validate_value(value, at, depth_left)?,
             (1, _) => return Err(wrong_wire(at)),
             _ => {}
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    /// The canonical fast paths give what the general field loops give, on every input where
+    /// they answer (mutations of real entries and values).
+    #[test]
+    fn fast_paths_agree_with_the_general_loops() {
+        let seeds: [&[u8]; 4] = [
+            b"\x0a\x03app\x12\x0d\x1a\x0bproductpage",
+            b"\x0a\x06LABELS\x12\x06\x2a\x04\x0a\x02\x0a\x00",
+            b"\x0a\x01k\x12\x04\x32\x02\x08\x00",
+            b"\x0a\x01n\x12\x09\x11\x00\x00\x00\x00\x00\x00\xf0\x3f",
+        ];
+        let mut rng = 0x853C_49E6_748F_EA9B_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        let mut agreed = 0;
+        for seed in seeds {
+            for round in 0..5000 {
+                let mut bytes: Vec<u8> = seed.to_vec();
+                for _ in 0..round % 4 {
+                    let at = next() % bytes.len();
+                    bytes[at] =
+                        [0x0a, 0x12, 0x1a, 0x2a, 0x32, 0x00, 0x01, 0x80, 0xff, b'a'][next() % 10];
+                }
+                if let Some(fast) = canonical_entry(&bytes, 7) {
+                    let general = raw_entry_general(&bytes, 7);
+                    assert_eq!(
+                        (fast.key, fast.value, fast.value_at),
+                        (general.key, general.value, general.value_at),
+                        "{bytes:?}"
+                    );
+                    let (a, b) = (
+                        decode_value(fast.value, fast.value_at),
+                        decode_value_general(fast.value, fast.value_at),
+                    );
+                    assert_eq!(alloc::format!("{a:?}"), alloc::format!("{b:?}"));
+                    agreed += 1;
+                }
+                // Debug output compares NaN with NaN and nested views by their bytes.
+                let (a, b) = (decode_value(&bytes, 3), decode_value_general(&bytes, 3));
+                assert_eq!(
+                    alloc::format!("{a:?}"),
+                    alloc::format!("{b:?}"),
+                    "{bytes:?}"
+                );
+            }
+        }
+        assert!(agreed > 1000, "{agreed}");
+    }
 }

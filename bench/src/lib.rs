@@ -1,6 +1,13 @@
 //! Side-by-side timing harness: each case runs our code and the anchor's on the same input,
 //! interleaved in one process, and reports both times and their ratio.
 
+pub mod alloc_count;
 pub mod harness;
+pub mod otel_cases;
 pub mod peerx_cases;
 pub mod tcpwire_cases;
+
+/// The lib's unit tests count allocations (`otel_cases` tests); binaries install their own.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_count::CountingAlloc = alloc_count::CountingAlloc;

@@ -9,12 +9,12 @@ pub enum ErrorKind {
     BadLength {
         /// Which field.
         field: Field,
-        /// Length required by the format.
+        /// Length required by the format (the first allowed one when several are).
         expected: u16,
-        /// Length found.
+        /// Length found (saturated at `u16::MAX`).
         found: u16,
     },
-    /// A byte that the format does not allow at this position (offset gives the byte).
+    /// A byte that the format does not allow at this position (the offset gives the byte).
     #[error("{field:?} has an invalid byte")]
     InvalidByte {
         /// Which field.
@@ -23,6 +23,26 @@ pub enum ErrorKind {
     /// An identifier that must be non-zero is all zeros.
     #[error("{field:?} is all zeros")]
     ZeroId {
+        /// Which field.
+        field: Field,
+    },
+    /// A header that may appear once appears several times (W3C `traceparent`).
+    #[error("{field:?} appears in more than one header field")]
+    Duplicate {
+        /// Which field.
+        field: Field,
+    },
+    /// More list members than the format allows (32 for `tracestate`).
+    #[error("{field:?} has more than {limit} members")]
+    TooManyMembers {
+        /// Which list.
+        field: Field,
+        /// The limit.
+        limit: u16,
+    },
+    /// A required part is missing (a B3 span id without a trace id, an empty value).
+    #[error("{field:?} is missing")]
+    Missing {
         /// Which field.
         field: Field,
     },
@@ -44,13 +64,35 @@ pub enum Field {
     TraceId,
     /// A span or parent id.
     SpanId,
+    /// A B3 parent span id.
+    ParentSpanId,
     /// Trace flags or B3 sampling state.
     Flags,
     /// A version field.
     Version,
+    /// The whole `traceparent` value.
+    TraceParent,
+    /// A `tracestate` key.
+    TraceStateKey,
+    /// A `tracestate` value.
+    TraceStateValue,
+    /// The `tracestate` list.
+    TraceState,
+    /// A `baggage` key.
+    BaggageKey,
+    /// A `baggage` value.
+    BaggageValue,
+    /// A `baggage` property.
+    BaggageProperty,
+    /// The `baggage` list.
+    Baggage,
+    /// The single `b3` header.
+    B3,
+    /// `x-ot-span-context`.
+    OtSpanContext,
 }
 
-/// An error with the byte offset (from the start of the parsed input) where it was detected.
+/// An error with the byte offset (within the header value) where it was detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {
@@ -72,5 +114,12 @@ impl Error {
     /// Byte offset where it was found.
     pub const fn offset(&self) -> u64 {
         self.offset
+    }
+
+    pub(crate) const fn at(kind: ErrorKind, offset: usize) -> Self {
+        Self {
+            kind,
+            offset: offset as u64,
+        }
     }
 }

@@ -1,0 +1,293 @@
+//! W3C Baggage: members, properties and percent-decoding, across repeated header fields.
+#![deny(clippy::indexing_slicing)]
+
+use crate::carrier::Carrier;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind, Field};
+use crate::w3c::{ows_prefix, trim_ows};
+
+/// One `key=value;prop;prop=v` member, borrowed; the value is still percent-encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaggageMember<'a> {
+    key: &'a str,
+    value: &'a [u8],
+    properties: &'a [u8],
+}
+
+impl<'a> BaggageMember<'a> {
+    /// The key (an RFC 7230 token).
+    pub const fn key(&self) -> &'a str {
+        self.key
+    }
+
+    /// The value as sent (percent-encoded).
+    pub const fn raw_value(&self) -> &'a [u8] {
+        self.value
+    }
+
+    /// Percent-decodes the value into `out` as UTF-8, invalid sequences replaced by U+FFFD. `out`
+    /// needs at most three bytes per input byte.
+    ///
+    /// # Errors
+    /// [`ErrorKind::BufferTooSmall`].
+    pub fn decode_value<'o>(&self, out: &'o mut [u8]) -> Result<&'o str, Error> {
+        percent_decode(self.value, out)
+    }
+
+    /// The properties: `(key, value)` with OWS trimmed; `value` is `None` for a bare key.
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        self.properties.split(|b| *b == b';').filter_map(|p| {
+            let p = trim_ows(p);
+            if p.is_empty() {
+                return None;
+            }
+            let (k, v) = match p.iter().position(|b| *b == b'=') {
+                Some(i) => (trim_ows(p.get(..i)?), Some(trim_ows(p.get(i + 1..)?))),
+                None => (p, None),
+            };
+            Some((
+                core::str::from_utf8(k).ok()?,
+                v.and_then(|v| core::str::from_utf8(v).ok()),
+            ))
+        })
+    }
+}
+
+/// Reads every `baggage` field's members, in order, up to the configured member and byte limits
+/// (whole members only; the rest is dropped and counted by [`Members::dropped`]).
+pub fn extract_baggage<'a, C: Carrier + ?Sized>(
+    carrier: &'a C,
+    config: &Config,
+) -> Members<'a, impl Iterator<Item = &'a [u8]> + 'a> {
+    Members {
+        fields: carrier.get_all("baggage"),
+        current: &[],
+        max_members: config.max_baggage_members,
+        max_bytes: config.max_baggage_bytes,
+        members: 0,
+        bytes: 0,
+        dropped: 0,
+    }
+}
+
+/// Members of one or more `baggage` fields; each item is a member or the error of a malformed
+/// one (the spec leaves malformed input undefined: a caller may skip it or drop the header).
+#[derive(Debug)]
+pub struct Members<'a, F> {
+    fields: F,
+    current: &'a [u8],
+    max_members: u16,
+    max_bytes: u16,
+    members: u16,
+    bytes: usize,
+    dropped: u32,
+}
+
+impl<F> Members<'_, F> {
+    /// Members dropped for the limits.
+    pub const fn dropped(&self) -> u32 {
+        self.dropped
+    }
+}
+
+impl<'a, F: Iterator<Item = &'a [u8]>> Iterator for Members<'a, F> {
+    type Item = Result<BaggageMember<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_empty() {
+                self.current = self.fields.next()?;
+                if self.current.is_empty() {
+                    continue;
+                }
+            }
+            let end = self
+                .current
+                .iter()
+                .position(|b| *b == b',')
+                .unwrap_or(self.current.len());
+            let raw = self.current.get(..end).unwrap_or_default();
+            self.current = self.current.get(end + 1..).unwrap_or_default();
+            if trim_ows(raw).is_empty() {
+                continue;
+            }
+            if self.members >= self.max_members
+                || self.bytes + raw.len() > usize::from(self.max_bytes)
+            {
+                self.dropped += 1;
+                continue;
+            }
+            self.members += 1;
+            self.bytes += raw.len() + 1;
+            return Some(parse_member(raw));
+        }
+    }
+}
+
+const fn token_char(b: u8) -> bool {
+    matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+const fn baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+fn parse_member(raw: &[u8]) -> Result<BaggageMember<'_>, Error> {
+    let lead = ows_prefix(raw);
+    let (kv, properties) = match raw.iter().position(|b| *b == b';') {
+        Some(i) => (
+            raw.get(..i).unwrap_or_default(),
+            raw.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (raw, &[][..]),
+    };
+    let eq = kv.iter().position(|b| *b == b'=').ok_or_else(|| {
+        Error::at(
+            ErrorKind::Missing {
+                field: Field::BaggageValue,
+            },
+            lead,
+        )
+    })?;
+    let key = trim_ows(kv.get(..eq).unwrap_or_default());
+    if key.is_empty() {
+        return Err(Error::at(
+            ErrorKind::Missing {
+                field: Field::BaggageKey,
+            },
+            lead,
+        ));
+    }
+    if let Some(i) = key.iter().position(|b| !token_char(*b)) {
+        return Err(Error::at(
+            ErrorKind::InvalidByte {
+                field: Field::BaggageKey,
+            },
+            lead + i,
+        ));
+    }
+    let value = trim_ows(kv.get(eq + 1..).unwrap_or_default());
+    if let Some(i) = value.iter().position(|b| !baggage_octet(*b)) {
+        return Err(Error::at(
+            ErrorKind::InvalidByte {
+                field: Field::BaggageValue,
+            },
+            eq + 1 + i,
+        ));
+    }
+    let key = core::str::from_utf8(key).map_err(|_| {
+        Error::at(
+            ErrorKind::InvalidByte {
+                field: Field::BaggageKey,
+            },
+            lead,
+        )
+    })?;
+    Ok(BaggageMember {
+        key,
+        value,
+        properties,
+    })
+}
+
+/// Percent-decodes `input` into `out`, replacing invalid UTF-8 with U+FFFD.
+///
+/// # Errors
+/// [`ErrorKind::BufferTooSmall`].
+pub fn percent_decode<'o>(input: &[u8], out: &'o mut [u8]) -> Result<&'o str, Error> {
+    // First the raw bytes (a `%` not followed by two hex digits stays as is).
+    let mut len = 0;
+    let mut i = 0;
+    let too_small = |required: usize, capacity: usize| {
+        Error::at(
+            ErrorKind::BufferTooSmall {
+                required: u16::try_from(required).unwrap_or(u16::MAX),
+                capacity: u16::try_from(capacity).unwrap_or(u16::MAX),
+            },
+            0,
+        )
+    };
+    while let Some(&b) = input.get(i) {
+        let hex = |j: usize| input.get(i + j).and_then(|c| (*c as char).to_digit(16));
+        let (byte, step) = match (b, hex(1), hex(2)) {
+            (b'%', Some(h), Some(l)) => ((h * 16 + l) as u8, 3),
+            _ => (b, 1),
+        };
+        let capacity = out.len();
+        *out.get_mut(len)
+            .ok_or_else(|| too_small(input.len() * 3, capacity))? = byte;
+        len += 1;
+        i += step;
+    }
+    // Then repair invalid UTF-8 in place, back to front, so replacements never overwrite input
+    // still to be read: each invalid byte becomes the three bytes of U+FFFD.
+    let invalid = count_invalid(out.get(..len).unwrap_or_default());
+    let total = len + 2 * invalid;
+    if total > out.len() {
+        return Err(too_small(total, out.len()));
+    }
+    if invalid > 0 {
+        expand_invalid(out, len, total);
+    }
+    Ok(core::str::from_utf8(out.get(..total).unwrap_or_default()).unwrap_or_default())
+}
+
+/// Bytes of `bytes` that are not part of a valid UTF-8 sequence.
+fn count_invalid(mut bytes: &[u8]) -> usize {
+    let mut invalid = 0;
+    loop {
+        match core::str::from_utf8(bytes) {
+            Ok(_) => return invalid,
+            Err(e) => {
+                let skip = e
+                    .error_len()
+                    .unwrap_or_else(|| bytes.len() - e.valid_up_to());
+                invalid += skip;
+                bytes = bytes.get(e.valid_up_to() + skip..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// Rewrites `out[..len]` to `out[..total]` with every invalid byte replaced by U+FFFD.
+fn expand_invalid(out: &mut [u8], len: usize, total: usize) {
+    // Mark which input bytes are invalid, walking forward; then copy backward.
+    let mut flags = [0u64; 1024];
+    let mut at = 0;
+    while at < len {
+        let rest = out.get(at..len).unwrap_or_default();
+        match core::str::from_utf8(rest) {
+            Ok(_) => break,
+            Err(e) => {
+                let skip = e
+                    .error_len()
+                    .unwrap_or_else(|| rest.len() - e.valid_up_to());
+                for k in 0..skip {
+                    let idx = at + e.valid_up_to() + k;
+                    if let Some(word) = flags.get_mut(idx / 64) {
+                        *word |= 1 << (idx % 64);
+                    }
+                }
+                at += e.valid_up_to() + skip;
+            }
+        }
+    }
+    let mut write = total;
+    for read in (0..len).rev() {
+        let bad = flags
+            .get(read / 64)
+            .is_some_and(|w| w & (1 << (read % 64)) != 0);
+        if bad {
+            write -= 3;
+            if let Some(dst) = out.get_mut(write..write + 3) {
+                dst.copy_from_slice("\u{FFFD}".as_bytes());
+            }
+        } else {
+            write -= 1;
+            let byte = out.get(read).copied().unwrap_or(0);
+            if let Some(dst) = out.get_mut(write) {
+                *dst = byte;
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod harness;
 pub mod otel_cases;
 pub mod peerx_cases;
 pub mod tcpwire_cases;
+pub mod tracectx_cases;
 
 /// The lib's unit tests count allocations (`otel_cases` tests); binaries install their own.
 #[cfg(test)]

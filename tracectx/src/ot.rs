@@ -238,7 +238,10 @@ fn base64_decode(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let mut bits = 0;
     let mut len = 0;
     for (i, &c) in text.iter().enumerate() {
-        let v = ALPHABET.iter().position(|a| *a == c).ok_or_else(|| bad(i))? as u32;
+        let v = ALPHABET
+            .iter()
+            .position(|a| *a == c)
+            .ok_or_else(|| bad(i))? as u32;
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {

@@ -284,13 +284,21 @@ impl<'a> TraceState<'a> {
         Ok(())
     }
 
-    /// Removes `key`, if present.
+    /// Removes every entry of `key` (a received list may repeat a key).
     pub fn remove(&mut self, key: &[u8]) {
-        let found = self.iter().position(|(k, _)| k == key);
-        if let Some(i) = found {
-            self.members.copy_within(i + 1..self.len, i);
-            self.len -= 1;
+        let mut kept = 0;
+        for i in 0..self.len {
+            let Some(&member) = self.members.get(i) else {
+                break;
+            };
+            if member.0 != key {
+                if let Some(slot) = self.members.get_mut(kept) {
+                    *slot = member;
+                }
+                kept += 1;
+            }
         }
+        self.len = kept;
     }
 
     /// Writes `k=v,k=v` into `out`, keeping at most `max_len` bytes: whole members only, dropping

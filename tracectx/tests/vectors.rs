@@ -297,3 +297,27 @@ fn the_comparison_is_not_vacuous() {
         json!({"kind": "b3-single", "input": [["b3", "0"]], "expect": {"result": "invalid"}});
     assert!(!agrees(&case["expect"], &evaluate(&case)));
 }
+
+#[cfg(feature = "http")]
+#[test]
+fn header_map_carrier_sees_every_field() {
+    let mut map = http::HeaderMap::new();
+    map.append(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    map.append("tracestate", http::HeaderValue::from_static("a=1"));
+    map.append("tracestate", http::HeaderValue::from_static("b=2"));
+    let config = Config::default();
+    assert!(extract_traceparent(&map, &config).unwrap().is_some());
+    let state = extract_tracestate(&map, &config).unwrap().unwrap();
+    assert_eq!(state.len(), 2, "both tracestate fields combined");
+    map.append(
+        "traceparent",
+        http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    assert!(
+        extract_traceparent(&map, &config).is_err(),
+        "a repeated traceparent is invalid"
+    );
+}

@@ -1,10 +1,14 @@
-//! `compare [--only tcpwire|peerx] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
+//! `compare [--only tcpwire|peerx|tracectx] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
 //! runs against the anchors.
 //! `compare peak-rss count|typed|procfs FILE`: reads FILE with one reader and prints peak RSS.
 
 use std::path::PathBuf;
 
-use bench::{harness, peerx_cases, tcpwire_cases};
+use bench::{harness, peerx_cases, tcpwire_cases, tracectx_cases};
+
+// Counts allocations per operation for the tracectx comparison (otherwise just `System`).
+#[global_allocator]
+static ALLOCATOR: bench::alloc_count::CountingAlloc = bench::alloc_count::CountingAlloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,11 +66,20 @@ fn main() {
     if only.is_none_or(|o| o == "peerx") {
         results.extend(peerx_cases::run(samples));
     }
+    let mut notes = Vec::new();
+    if only.is_none_or(|o| o == "tracectx") {
+        let (comparisons, allocations) = tracectx_cases::run(samples);
+        results.extend(comparisons);
+        notes.extend(allocations);
+    }
     if json {
         let items: Vec<String> = results.iter().map(harness::Comparison::to_json).collect();
         println!("[{}]", items.join(",\n "));
     } else {
         print!("{}", harness::table(&results));
+    }
+    for note in notes {
+        eprintln!("{note}");
     }
 }
 

@@ -8,8 +8,9 @@
 use std::hint::black_box;
 
 use tracectx::{
-    B3, B3_SINGLE_MAX_LEN, B3MultiBuf, Config, TRACEPARENT_LEN, extract_b3, extract_traceparent,
-    extract_tracestate, write_b3_multi, write_b3_single, write_traceparent,
+    B3, B3_SINGLE_MAX_LEN, B3MultiBuf, Config, TRACEPARENT_LEN, TraceState, extract_b3,
+    extract_traceparent, extract_tracestate_into, write_b3_multi, write_b3_single,
+    write_traceparent,
 };
 
 use crate::alloc_count::allocations_during;
@@ -43,8 +44,9 @@ pub fn ours_w3c(headers: &[(&str, &str)]) -> u64 {
     let mut tp_out = [0u8; TRACEPARENT_LEN];
     let tp_text = write_traceparent(&tp, &mut tp_out);
     let mut ts_out = [0u8; 512];
-    let ts_len = match extract_tracestate(headers, &config) {
-        Ok(Some(state)) => state.write(&mut ts_out, 512),
+    let mut state = TraceState::default();
+    let ts_len = match extract_tracestate_into(headers, &config, &mut state) {
+        Ok(true) => state.write(&mut ts_out, 512),
         _ => 0,
     };
     let ts_text = std::str::from_utf8(&ts_out[..ts_len]).unwrap_or_default();
@@ -97,11 +99,20 @@ pub fn ours_b3_single(headers: &[(&str, &str)]) -> u64 {
 }
 
 /// Both sides produce the same outgoing pairs, byte for byte (FNV over names and values).
-fn exact_check(name: &str, headers: &[(&str, &str)], ours: fn(&[(&str, &str)]) -> u64, theirs_out: &std::collections::HashMap<String, String>) {
+fn exact_check(
+    name: &str,
+    headers: &[(&str, &str)],
+    ours: fn(&[(&str, &str)]) -> u64,
+    theirs_out: &std::collections::HashMap<String, String>,
+) {
     EXACT.with(|exact| exact.set(true));
     let ours_sum = ours(headers);
     EXACT.with(|exact| exact.set(false));
-    assert_eq!(ours_sum, otel::checksum_map(theirs_out), "{name}: outgoing headers differ");
+    assert_eq!(
+        ours_sum,
+        otel::checksum_map(theirs_out),
+        "{name}: outgoing headers differ"
+    );
 }
 
 thread_local! {
@@ -110,7 +121,11 @@ thread_local! {
 }
 
 fn sum<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> u64 {
-    if EXACT.with(std::cell::Cell::get) { otel::checksum_pairs(pairs) } else { digest(pairs) }
+    if EXACT.with(std::cell::Cell::get) {
+        otel::checksum_pairs(pairs)
+    } else {
+        digest(pairs)
+    }
 }
 
 type Case = (

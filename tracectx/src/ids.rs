@@ -238,6 +238,25 @@ const fn hex_value(b: u8, uppercase: bool) -> Option<u8> {
     }
 }
 
+/// Digit values for lowercase hex (`LOWER`) and for either case (`ANY`); 0xFF elsewhere.
+// Evaluated at compile time: an index out of bounds fails the build, it cannot panic.
+#[allow(clippy::indexing_slicing)]
+const fn hex_table(uppercase: bool) -> [u8; 256] {
+    let mut table = [0xFF; 256];
+    let mut b = 0;
+    while b < 256 {
+        if let Some(v) = hex_value(b as u8, uppercase) {
+            table[b] = v;
+        }
+        b += 1;
+    }
+    table
+}
+
+// Built at compile time; the indices are bytes, always in range.
+const LOWER: [u8; 256] = hex_table(false);
+const ANY: [u8; 256] = hex_table(true);
+
 /// Decodes `hex` (two digits per byte) into `out`; the error offset is the bad digit's.
 pub(crate) fn decode_hex(
     hex: &[u8],
@@ -245,13 +264,21 @@ pub(crate) fn decode_hex(
     field: Field,
     config: &Config,
 ) -> Result<(), Error> {
-    for (i, (pair, byte)) in hex.chunks_exact(2).zip(out.iter_mut()).enumerate() {
-        let digit = |j: usize| {
-            let b = pair.get(j).copied().unwrap_or(0);
-            hex_value(b, config.uppercase_hex)
-                .ok_or_else(|| Error::at(ErrorKind::InvalidByte { field }, 2 * i + j))
+    let table = if config.uppercase_hex { &ANY } else { &LOWER };
+    let value = |b: u8| table.get(usize::from(b)).copied().unwrap_or(0xFF);
+    let mut invalid = 0u8;
+    for (pair, byte) in hex.chunks_exact(2).zip(out.iter_mut()) {
+        let (hi, lo) = match pair {
+            [h, l] => (value(*h), value(*l)),
+            _ => (0xFF, 0xFF),
         };
-        *byte = (digit(0)? << 4) | digit(1)?;
+        invalid |= hi | lo;
+        *byte = (hi << 4) | (lo & 0x0F);
+    }
+    // One branch at the end; find the offending digit only on failure.
+    if invalid & 0x80 != 0 {
+        let at = hex.iter().position(|b| value(*b) == 0xFF).unwrap_or(0);
+        return Err(Error::at(ErrorKind::InvalidByte { field }, at));
     }
     Ok(())
 }

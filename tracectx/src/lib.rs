@@ -82,7 +82,7 @@ pub use request_id::{
 };
 pub use w3c::{
     TRACEPARENT_LEN, TRACESTATE_MAX_MEMBERS, TraceParent, TraceState, extract_traceparent,
-    extract_tracestate, parse_traceparent, write_traceparent,
+    extract_tracestate, extract_tracestate_into, parse_traceparent, write_traceparent,
 };
 
 /// A new span id from `rng`, never zero.

@@ -355,12 +355,29 @@ pub fn extract_tracestate<'a, C: Carrier + ?Sized>(
     config: &Config,
 ) -> Result<Option<TraceState<'a>>, Error> {
     let mut state = TraceState::default();
+    Ok(extract_tracestate_into(carrier, config, &mut state)?.then_some(state))
+}
+
+/// [`extract_tracestate`] into a list the caller owns (cleared first), sparing the copies of a
+/// 1 KiB value; returns whether any `tracestate` field was present.
+///
+/// # Errors
+/// As for [`extract_tracestate`]; the list is left empty then.
+pub fn extract_tracestate_into<'a, C: Carrier + ?Sized>(
+    carrier: &'a C,
+    config: &Config,
+    state: &mut TraceState<'a>,
+) -> Result<bool, Error> {
+    state.len = 0;
     let mut any = false;
     for field in carrier.get_all("tracestate") {
         any = true;
-        state.push_field(field, config)?;
+        if let Err(e) = state.push_field(field, config) {
+            state.len = 0;
+            return Err(e);
+        }
     }
-    Ok(any.then_some(state))
+    Ok(any)
 }
 
 fn parse_member(member: &[u8], grammar: KeyGrammar) -> Result<(&[u8], &[u8]), Error> {

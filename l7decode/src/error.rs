@@ -14,6 +14,9 @@ pub enum ErrorKind {
         /// The value that exceeded it.
         value: u64,
     },
+    /// Bytes that do not follow the protocol's grammar where the decoder expected it to.
+    #[error("malformed protocol data")]
+    Malformed,
     /// Input was fed after `feed_eof` for that direction.
     #[error("input fed after end of stream")]
     FedAfterEof,

@@ -5,14 +5,43 @@
 //! capture timestamp and drains events. The crate never performs I/O, reads a clock or spawns
 //! threads, and every buffer it keeps is bounded by [`Limits`].
 //!
-//! This release carries the shared foundations (errors, limits, timestamps, directions); the
-//! protocol decoders follow.
+//! * [`reassembly`]: a per-direction TCP reassembler (sequence wrap-around, bounded out-of-order
+//!   window, retransmissions trimmed, exact gap sizes), usable on its own.
+//! * [`Connection`]: the two in-order streams of one connection in, [`Event`]s out: HTTP/1.x
+//!   [`Transaction`]s with first/last-byte timestamps, RFC 9112 body framing (HEAD, 1xx, 204, 304,
+//!   chunked with extensions and trailers, close-delimited, tunnels), pipelining, interim
+//!   responses, mid-stream resynchronisation, gaps skipped inside bodies of known length, and TLS
+//!   reported rather than parsed. Bodies are counted, never copied. MySQL and MongoDB follow.
+//!
+//! ```
+//! use l7decode::{Connection, Direction, Event, Limits, Timestamp};
+//!
+//! let mut conn = Connection::new(Limits::default());
+//! conn.feed(Direction::ClientToServer, Timestamp(1_000), b"GET /items HTTP/1.1\r\nHost: shop\r\n\r\n")?;
+//! conn.feed(Direction::ServerToClient, Timestamp(5_000), b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")?;
+//! while let Some(event) = conn.poll_event() {
+//!     if let Event::Transaction(t) = event {
+//!         assert_eq!((t.method(), t.uri(), t.status()), (Some("GET"), Some("/items"), Some(200)));
+//!         assert_eq!(t.latency_ns(), Some(4_000));
+//!     }
+//! }
+//! # Ok::<(), l7decode::Error>(())
+//! ```
 
 #![forbid(unsafe_code)]
 
+mod connection;
 mod error;
+mod http;
+pub mod reassembly;
 
+pub use connection::{Connection, Event, Flags, Message, Protocol, Stats, Transaction};
 pub use error::{Error, ErrorKind, Limit};
+pub use http::chunked::{ChunkedScanner, Scan};
+pub use http::head::{
+    BodyFraming, FramingFlags, Head, HeadStatus, MAX_HEADERS, looks_like_request,
+    looks_like_response, parse_request, parse_response,
+};
 
 /// Nanoseconds since an epoch the caller chooses (usually the capture's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

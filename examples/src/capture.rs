@@ -1,0 +1,853 @@
+//! The capture-reading layer of `meshsniff`: packets out of classic pcap or pcapng files,
+//! optionally gzip'd, and TCP segments out of those packets.
+//!
+//! [`open`] (or [`Capture::from_reader`]) sniffs the input: a gzip magic (`1f 8b`) switches on
+//! streaming decompression (concatenated gzip members included), then the classic pcap magics
+//! (both byte orders, micro- and nanosecond timestamps) or the pcapng section header pick the
+//! format. Records are read through `pcap-parser`'s streaming readers with a bounded buffer
+//! ([`INITIAL_BUFFER`], grown only for a record that does not fit, up to [`MAX_BUFFER`]), so a
+//! capture of any size is read in constant memory.
+//!
+//! [`Capture`] is an iterator of `Result<Packet, CaptureError>`. Packets whose link type has no
+//! decoder here (see [`LinkType`]) are skipped and counted in [`CaptureStats`], never fatal; so
+//! are pcapng blocks that carry no packet. A file that ends inside a record yields every whole
+//! packet first and then one [`CaptureError::Truncated`] item; nothing follows an error item.
+//!
+//! [`tcp_segment`] decodes a packet down to TCP with `etherparse` (VLAN tags, IPv4 and IPv6; IP
+//! fragments and non-TCP packets give `None`), and [`flow_key`] maps both directions of a
+//! connection to one [`FlowKey`].
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Cursor, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use flate2::read::MultiGzDecoder;
+use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
+use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
+
+/// Size of the streaming reader's buffer when a capture is opened.
+pub const INITIAL_BUFFER: usize = 1 << 20;
+
+/// Largest the streaming buffer may grow to hold one record; a bigger record is an error.
+pub const MAX_BUFFER: usize = 64 << 20;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+/// The link-layer framing of a packet, for the link types this module can decode.
+///
+/// Any other link type makes its packets [skipped](CaptureStats::skipped_link_type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// BSD null/loopback (0): a 4-byte host-order address family, then IPv4 or IPv6.
+    Null,
+    /// Ethernet II (1), with any VLAN tags.
+    Ethernet,
+    /// Raw IP (101): the packet starts with an IPv4 or IPv6 header.
+    RawIp,
+    /// OpenBSD loopback (108): like [`LinkType::Null`] with the family in network order.
+    Loop,
+    /// Linux cooked capture v1 (113): a 16-byte header ending in an ether type.
+    LinuxSll,
+    /// Raw IPv4 (228).
+    Ipv4,
+    /// Raw IPv6 (229).
+    Ipv6,
+    /// Linux cooked capture v2 (276): a 20-byte header starting with an ether type.
+    LinuxSll2,
+}
+
+impl LinkType {
+    /// The link type for a `LINKTYPE_*` number, if it is one this module decodes.
+    pub fn from_code(code: u32) -> Option<Self> {
+        Some(match code {
+            0 => Self::Null,
+            1 => Self::Ethernet,
+            101 => Self::RawIp,
+            108 => Self::Loop,
+            113 => Self::LinuxSll,
+            228 => Self::Ipv4,
+            229 => Self::Ipv6,
+            276 => Self::LinuxSll2,
+            _ => return None,
+        })
+    }
+
+    /// The `LINKTYPE_*` number.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Null => 0,
+            Self::Ethernet => 1,
+            Self::RawIp => 101,
+            Self::Loop => 108,
+            Self::LinuxSll => 113,
+            Self::Ipv4 => 228,
+            Self::Ipv6 => 229,
+            Self::LinuxSll2 => 276,
+        }
+    }
+}
+
+/// One captured packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Capture time in nanoseconds since the Unix epoch (0 for a pcapng simple packet block,
+    /// which has no timestamp).
+    pub ts_ns: u64,
+    /// How `data` is framed.
+    pub link: LinkType,
+    /// The captured bytes, starting at the link-layer header.
+    pub data: Vec<u8>,
+    /// The packet's length on the wire; more than `data.len()` when the capture cut it.
+    pub orig_len: u32,
+}
+
+impl Packet {
+    /// Whether the capture kept fewer bytes than the packet had on the wire (snaplen cut).
+    pub fn is_truncated(&self) -> bool {
+        (self.data.len() as u64) < u64::from(self.orig_len)
+    }
+}
+
+/// The container format of a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Classic libpcap format.
+    Pcap {
+        /// Timestamps have nanosecond resolution (magic `a1b23c4d`) rather than microsecond.
+        nanosecond: bool,
+        /// The file was written big-endian.
+        big_endian: bool,
+    },
+    /// pcapng.
+    PcapNg,
+}
+
+/// Counters kept while a capture is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    /// Packets yielded.
+    pub packets: u64,
+    /// Yielded packets whose captured length is below their original length.
+    pub truncated_packets: u64,
+    /// Packets skipped because their link type has no decoder here.
+    pub skipped_link_type: u64,
+    /// pcapng blocks skipped: blocks that carry no packet (statistics, name resolution,
+    /// decryption secrets, custom and unknown blocks) and packet blocks naming an interface
+    /// that was never described.
+    pub skipped_blocks: u64,
+}
+
+/// Why a capture could not be read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The file could not be opened.
+    Open {
+        /// The path given to [`open`].
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// Reading the input (or decompressing it) failed.
+    Io(io::Error),
+    /// The input is empty (after decompression, if it was gzip'd).
+    Empty {
+        /// The input was gzip'd.
+        gzip: bool,
+    },
+    /// The input starts with neither a pcap, a pcapng nor a gzip magic.
+    NotCapture {
+        /// The first bytes (up to 4) of the input, after decompression if it was gzip'd.
+        magic: Vec<u8>,
+        /// The input was gzip'd.
+        gzip: bool,
+    },
+    /// The input ends in the middle of the file header, a record or a block.
+    Truncated {
+        /// Offset (in the decompressed stream) of the incomplete header, record or block.
+        offset: u64,
+        /// Whole packets yielded before it.
+        packets: u64,
+        /// What was cut.
+        detail: &'static str,
+    },
+    /// A record or block could not be parsed.
+    Malformed {
+        /// Offset (in the decompressed stream) of the bad record or block.
+        offset: u64,
+        /// What the parser said.
+        detail: String,
+    },
+    /// One record is bigger than [`MAX_BUFFER`].
+    RecordTooLarge {
+        /// Offset (in the decompressed stream) of the record.
+        offset: u64,
+        /// The buffer limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gz = |gzip: &bool| {
+            if *gzip {
+                " after gzip decompression"
+            } else {
+                ""
+            }
+        };
+        match self {
+            Self::Open { path, source } => {
+                write!(f, "cannot open capture {}: {source}", path.display())
+            }
+            Self::Io(e) => write!(f, "I/O error while reading capture: {e}"),
+            Self::Empty { gzip } => write!(f, "not a capture file: the input is empty{}", gz(gzip)),
+            Self::NotCapture { magic, gzip } => {
+                write!(f, "not a capture file: it starts with")?;
+                for b in magic {
+                    write!(f, " {b:02x}")?;
+                }
+                write!(f, "{}, not a pcap, pcapng or gzip magic", gz(gzip))
+            }
+            Self::Truncated {
+                offset,
+                packets,
+                detail,
+            } => write!(
+                f,
+                "truncated capture: the input ends inside {detail} at byte {offset} (after {packets} whole packets)"
+            ),
+            Self::Malformed { offset, detail } => {
+                write!(f, "malformed capture at byte {offset}: {detail}")
+            }
+            Self::RecordTooLarge { offset, limit } => write!(
+                f,
+                "capture record at byte {offset} is larger than the {limit}-byte read buffer limit"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CaptureError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Open { source, .. } | Self::Io(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Opens a capture file: pcap or pcapng, optionally gzip'd. Reads only the first buffer-full.
+pub fn open(path: &Path) -> Result<Capture, CaptureError> {
+    let file = File::open(path).map_err(|source| CaptureError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Capture::from_reader(file)
+}
+
+/// A description of one pcapng interface.
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link: Option<LinkType>,
+    /// Timestamp units per second.
+    units_per_sec: u64,
+    /// Seconds added to every timestamp.
+    offset_sec: i64,
+    snaplen: u32,
+}
+
+/// A streaming reader of packets from a capture; see the [module docs](self).
+pub struct Capture {
+    reader: Box<dyn PcapReaderIterator + Send>,
+    io_error: Arc<Mutex<Option<io::Error>>>,
+    format: Format,
+    gzip: bool,
+    /// Classic pcap: the file's link type, or `None` when it has no decoder here.
+    pcap_link: Option<LinkType>,
+    /// pcapng: the current section's interfaces.
+    interfaces: Vec<Interface>,
+    capacity: usize,
+    stats: CaptureStats,
+    done: bool,
+}
+
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capture")
+            .field("format", &self.format)
+            .field("gzip", &self.gzip)
+            .field("pcap_link", &self.pcap_link)
+            .field("interfaces", &self.interfaces)
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Capture {
+    /// Starts reading a capture from any byte stream: pcap or pcapng, optionally gzip'd.
+    ///
+    /// Fails at once if the input is empty, is not a capture, or ends inside the file header.
+    pub fn from_reader<R: Read + Send + 'static>(mut input: R) -> Result<Self, CaptureError> {
+        let raw_head = read_prefix(&mut input, 4).map_err(CaptureError::Io)?;
+        let gzip = raw_head.starts_with(&GZIP_MAGIC);
+        let (head, rest): (Vec<u8>, Box<dyn Read + Send>) = if gzip {
+            let mut decoder = MultiGzDecoder::new(Cursor::new(raw_head).chain(input));
+            let head = read_prefix(&mut decoder, 4).map_err(|e| io_to_error(e, 0, 0))?;
+            (head, Box::new(decoder))
+        } else {
+            (raw_head, Box::new(input))
+        };
+        let format = sniff_format(&head, gzip)?;
+        let input = Cursor::new(head).chain(rest);
+        let io_error = Arc::new(Mutex::new(None));
+        let fill = FillReader {
+            inner: input,
+            failed: false,
+            slot: Arc::clone(&io_error),
+        };
+        let reader = match create_reader(INITIAL_BUFFER, fill) {
+            Ok(reader) => reader,
+            Err(e) => {
+                if let Some(io) = take_io_error(&io_error) {
+                    return Err(io_to_error(io, 0, 0));
+                }
+                return Err(match e {
+                    PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
+                        CaptureError::Truncated {
+                            offset: 0,
+                            packets: 0,
+                            detail: "the file header",
+                        }
+                    }
+                    // The first section header block may not fit in the first buffer-full,
+                    // or it may be damaged: either way the magic promised a pcapng file.
+                    PcapError::HeaderNotRecognized if format == Format::PcapNg => {
+                        CaptureError::Malformed {
+                            offset: 0,
+                            detail: "the pcapng section header block cannot be parsed".into(),
+                        }
+                    }
+                    other => CaptureError::Malformed {
+                        offset: 0,
+                        detail: format!("file header: {}", describe(&other)),
+                    },
+                });
+            }
+        };
+        Ok(Self {
+            reader,
+            io_error,
+            format,
+            gzip,
+            pcap_link: None,
+            interfaces: Vec::new(),
+            capacity: INITIAL_BUFFER,
+            stats: CaptureStats::default(),
+            done: false,
+        })
+    }
+
+    /// The container format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Whether the input was gzip'd.
+    pub fn is_gzip(&self) -> bool {
+        self.gzip
+    }
+
+    /// Counters so far (complete once the iterator has returned `None`).
+    pub fn stats(&self) -> CaptureStats {
+        self.stats
+    }
+
+    fn fail(&mut self, error: CaptureError) -> Option<Result<Packet, CaptureError>> {
+        self.done = true;
+        Some(Err(error))
+    }
+
+    fn truncated(&self, detail: &'static str) -> CaptureError {
+        CaptureError::Truncated {
+            offset: self.reader.consumed() as u64,
+            packets: self.stats.packets,
+            detail,
+        }
+    }
+}
+
+/// What the streaming reader's `next` said, without borrowing the reader.
+enum Step {
+    Block(usize, Option<Packet>),
+    Eof,
+    Refill,
+    Grow,
+    UnexpectedEof,
+    ReadError,
+    Malformed(String),
+}
+
+impl Iterator for Capture {
+    type Item = Result<Packet, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let step = match self.reader.next() {
+                Ok((offset, block)) => {
+                    let packet = match block {
+                        PcapBlockOwned::LegacyHeader(header) => {
+                            self.pcap_link = LinkType::from_code(pcap_linktype(header.network.0));
+                            None
+                        }
+                        PcapBlockOwned::Legacy(record) => match self.pcap_link {
+                            Some(link) => {
+                                let nanos = matches!(
+                                    self.format,
+                                    Format::Pcap {
+                                        nanosecond: true,
+                                        ..
+                                    }
+                                );
+                                let frac = u64::from(record.ts_usec);
+                                Some(Packet {
+                                    ts_ns: u64::from(record.ts_sec) * 1_000_000_000
+                                        + if nanos { frac } else { frac * 1_000 },
+                                    link,
+                                    data: record.data.to_vec(),
+                                    orig_len: record.origlen,
+                                })
+                            }
+                            None => {
+                                self.stats.skipped_link_type += 1;
+                                None
+                            }
+                        },
+                        PcapBlockOwned::NG(block) => {
+                            ng_block(&mut self.interfaces, &mut self.stats, &block)
+                        }
+                    };
+                    Step::Block(offset, packet)
+                }
+                Err(PcapError::Eof) => Step::Eof,
+                Err(PcapError::Incomplete(_)) => Step::Refill,
+                Err(PcapError::BufferTooSmall) => Step::Grow,
+                Err(PcapError::UnexpectedEof) => Step::UnexpectedEof,
+                Err(PcapError::ReadError) => Step::ReadError,
+                Err(other) => Step::Malformed(describe(&other)),
+            };
+            match step {
+                Step::Block(offset, packet) => {
+                    self.reader.consume(offset);
+                    if let Some(packet) = packet {
+                        self.stats.packets += 1;
+                        if packet.is_truncated() {
+                            self.stats.truncated_packets += 1;
+                        }
+                        return Some(Ok(packet));
+                    }
+                }
+                Step::Eof => {
+                    if let Some(error) = self.stream_error() {
+                        return self.fail(error);
+                    }
+                    self.done = true;
+                }
+                Step::Refill => {
+                    let before = self.reader.data().len();
+                    if self.reader.refill().is_err() {
+                        return self.read_error();
+                    }
+                    // A full buffer that still holds no whole record: treat it as too small.
+                    if !self.reader.reader_exhausted()
+                        && self.reader.data().len() == before
+                        && let Err(item) = self.step_grow()
+                    {
+                        return item;
+                    }
+                }
+                Step::Grow => {
+                    if let Err(item) = self.step_grow() {
+                        return item;
+                    }
+                }
+                Step::UnexpectedEof => {
+                    if let Some(error) = self.stream_error() {
+                        return self.fail(error);
+                    }
+                    self.done = true;
+                    // Defensive: the reader reports a clean end this way when its buffer is
+                    // empty but not rewound.
+                    if !self.reader.data().is_empty() {
+                        let what = match self.format {
+                            Format::Pcap { .. } => "a packet record",
+                            Format::PcapNg => "a pcapng block",
+                        };
+                        return Some(Err(self.truncated(what)));
+                    }
+                }
+                Step::ReadError => return self.read_error(),
+                Step::Malformed(detail) => {
+                    let offset = self.reader.consumed() as u64;
+                    return self.fail(CaptureError::Malformed { offset, detail });
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Capture {
+    /// Doubles the buffer (up to [`MAX_BUFFER`]) and refills it; `Err` carries the error item
+    /// that ends the iteration.
+    fn step_grow(&mut self) -> Result<(), Option<Result<Packet, CaptureError>>> {
+        if self.capacity >= MAX_BUFFER {
+            let offset = self.reader.consumed() as u64;
+            return Err(self.fail(CaptureError::RecordTooLarge {
+                offset,
+                limit: MAX_BUFFER,
+            }));
+        }
+        self.capacity = (self.capacity * 2).min(MAX_BUFFER);
+        self.reader.grow(self.capacity);
+        if self.reader.refill().is_err() {
+            return Err(self.read_error());
+        }
+        Ok(())
+    }
+
+    /// The I/O error that ended the input early, if one did.
+    fn stream_error(&self) -> Option<CaptureError> {
+        let offset = self.reader.consumed() as u64;
+        take_io_error(&self.io_error).map(|e| io_to_error(e, offset, self.stats.packets))
+    }
+
+    fn read_error(&mut self) -> Option<Result<Packet, CaptureError>> {
+        let offset = self.reader.consumed() as u64;
+        let error = match take_io_error(&self.io_error) {
+            Some(e) => io_to_error(e, offset, self.stats.packets),
+            None => CaptureError::Io(io::Error::other("read failed")),
+        };
+        self.fail(error)
+    }
+}
+
+/// Turns one pcapng block into a packet, keeping the section's interface table up to date.
+fn ng_block(
+    interfaces: &mut Vec<Interface>,
+    stats: &mut CaptureStats,
+    block: &Block<'_>,
+) -> Option<Packet> {
+    match block {
+        Block::SectionHeader(_) => {
+            interfaces.clear();
+            None
+        }
+        Block::InterfaceDescription(idb) => {
+            interfaces.push(Interface {
+                link: LinkType::from_code(pcap_linktype(idb.linktype.0)),
+                units_per_sec: ts_units_per_sec(idb.if_tsresol),
+                offset_sec: idb.ts_offset(),
+                snaplen: idb.snaplen,
+            });
+            None
+        }
+        Block::EnhancedPacket(epb) => {
+            let Some(iface) = interfaces.get(epb.if_id as usize) else {
+                stats.skipped_blocks += 1;
+                return None;
+            };
+            let Some(link) = iface.link else {
+                stats.skipped_link_type += 1;
+                return None;
+            };
+            let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+            Some(Packet {
+                ts_ns: ng_ts_ns(ts, iface.units_per_sec, iface.offset_sec),
+                link,
+                data: epb.packet_data().to_vec(),
+                orig_len: epb.orig_len(),
+            })
+        }
+        Block::SimplePacket(spb) => {
+            let Some(iface) = interfaces.first() else {
+                stats.skipped_blocks += 1;
+                return None;
+            };
+            let Some(link) = iface.link else {
+                stats.skipped_link_type += 1;
+                return None;
+            };
+            let mut data = spb.packet_data();
+            if iface.snaplen != 0 && data.len() > iface.snaplen as usize {
+                data = &data[..iface.snaplen as usize];
+            }
+            Some(Packet {
+                ts_ns: 0,
+                link,
+                data: data.to_vec(),
+                orig_len: spb.orig_len(),
+            })
+        }
+        _ => {
+            stats.skipped_blocks += 1;
+            None
+        }
+    }
+}
+
+/// A parser error in a few words (its `Display` would dump the whole remaining buffer).
+fn describe<I>(e: &PcapError<I>) -> String {
+    match e {
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("unparsable record or block ({kind:?})")
+        }
+        PcapError::Eof => "end of file".into(),
+        PcapError::BufferTooSmall => "record larger than the read buffer".into(),
+        PcapError::UnexpectedEof => "unexpected end of file".into(),
+        PcapError::ReadError => "read error".into(),
+        PcapError::Incomplete(n) => format!("{n} more bytes needed"),
+        PcapError::HeaderNotRecognized => "header not recognized as pcap or pcapng".into(),
+    }
+}
+
+/// The link type proper from a pcap header's or IDB's link-type field (the upper bits of the
+/// pcap field can carry FCS information).
+fn pcap_linktype(raw: i32) -> u32 {
+    (raw as u32) & 0xffff
+}
+
+/// Timestamp units per second for a pcapng `if_tsresol` value: 10^-n seconds, or 2^-n with the
+/// top bit set. (`pcap-parser`'s own helper rejects every power-of-two resolution.) A value
+/// too large for `u64` falls back to the default, microseconds.
+fn ts_units_per_sec(tsresol: u8) -> u64 {
+    let exp = u32::from(tsresol & 0x7f);
+    let units = if tsresol & 0x80 == 0 {
+        10u64.checked_pow(exp)
+    } else {
+        1u64.checked_shl(exp).filter(|_| exp < 64)
+    };
+    units.unwrap_or(1_000_000)
+}
+
+/// Epoch nanoseconds from a pcapng timestamp, saturating at the ends of `u64`.
+fn ng_ts_ns(ts: u64, units_per_sec: u64, offset_sec: i64) -> u64 {
+    let units = u128::from(units_per_sec.max(1));
+    let ns = i128::try_from(u128::from(ts) * 1_000_000_000 / units).unwrap_or(i128::MAX);
+    let total = ns.saturating_add(i128::from(offset_sec) * 1_000_000_000);
+    u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+}
+
+fn sniff_format(head: &[u8], gzip: bool) -> Result<Format, CaptureError> {
+    if head.is_empty() {
+        return Err(CaptureError::Empty { gzip });
+    }
+    let magic: Option<[u8; 4]> = head.try_into().ok();
+    match magic {
+        Some(PCAPNG_MAGIC) => Ok(Format::PcapNg),
+        // "Modified" (Kuznetzov) pcap: little-endian, microseconds.
+        Some([0xd4, 0xc3, 0xb2, 0xa1] | [0x34, 0xcd, 0xb2, 0xa1]) => Ok(Format::Pcap {
+            nanosecond: false,
+            big_endian: false,
+        }),
+        Some([0xa1, 0xb2, 0xc3, 0xd4]) => Ok(Format::Pcap {
+            nanosecond: false,
+            big_endian: true,
+        }),
+        Some([0x4d, 0x3c, 0xb2, 0xa1]) => Ok(Format::Pcap {
+            nanosecond: true,
+            big_endian: false,
+        }),
+        Some([0xa1, 0xb2, 0x3c, 0x4d]) => Ok(Format::Pcap {
+            nanosecond: true,
+            big_endian: true,
+        }),
+        _ => Err(CaptureError::NotCapture {
+            magic: head.to_vec(),
+            gzip,
+        }),
+    }
+}
+
+/// Reads up to `n` bytes, fewer only at the end of the input.
+fn read_prefix(input: &mut impl Read, n: usize) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(n);
+    input.take(n as u64).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// An I/O error as a capture error: an early end of a (gzip) stream is a truncation.
+fn io_to_error(e: io::Error, offset: u64, packets: u64) -> CaptureError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        CaptureError::Truncated {
+            offset,
+            packets,
+            detail: "the gzip stream (cut before its end)",
+        }
+    } else {
+        CaptureError::Io(e)
+    }
+}
+
+fn take_io_error(slot: &Mutex<Option<io::Error>>) -> Option<io::Error> {
+    match slot.lock() {
+        Ok(mut guard) => guard.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    }
+}
+
+/// Fills the caller's buffer as far as the input allows, so that the streaming reader sees a
+/// full buffer after every read (and a 0 only at the real end). `pcap-parser` drops I/O errors,
+/// so the first one is kept in `slot` and the stream ends there: bytes read before it are
+/// delivered, later reads return 0, and the capture reports the error when it reaches the end.
+struct FillReader<R> {
+    inner: R,
+    failed: bool,
+    slot: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl<R: Read> Read for FillReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() && !self.failed {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.failed = true;
+                    match self.slot.lock() {
+                        Ok(mut guard) => *guard = Some(e),
+                        Err(poisoned) => *poisoned.into_inner() = Some(e),
+                    }
+                }
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// One TCP segment decoded from a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegment<'a> {
+    /// The packet's capture time, epoch nanoseconds.
+    pub ts_ns: u64,
+    /// Sender.
+    pub src: SocketAddr,
+    /// Receiver.
+    pub dst: SocketAddr,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful when the ACK flag is set, which it is on every
+    /// segment of an established connection).
+    pub ack: u32,
+    /// SYN flag.
+    pub syn: bool,
+    /// FIN flag.
+    pub fin: bool,
+    /// RST flag.
+    pub rst: bool,
+    /// The TCP payload as captured (IP length bounds it, so link-layer padding is excluded).
+    pub payload: &'a [u8],
+    /// The capture cut the packet (captured length below the original length, or the IP
+    /// header announcing more bytes than were captured): `payload` may be shorter than what
+    /// was sent.
+    pub truncated: bool,
+}
+
+/// Decodes a packet down to its TCP segment: `None` for non-IP, non-TCP, IP fragments, and
+/// packets too damaged or too cut to hold a whole TCP header.
+pub fn tcp_segment(packet: &Packet) -> Option<TcpSegment<'_>> {
+    let data = packet.data.as_slice();
+    let sliced = match packet.link {
+        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok()?,
+        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => LaxSlicedPacket::from_ip(data).ok()?,
+        // The address family's byte order depends on the capturing host; the IP header's
+        // version nibble says the same thing portably.
+        LinkType::Null | LinkType::Loop => LaxSlicedPacket::from_ip(data.get(4..)?).ok()?,
+        LinkType::LinuxSll => {
+            let proto = u16::from_be_bytes([*data.get(14)?, *data.get(15)?]);
+            LaxSlicedPacket::from_ether_type(EtherType(proto), data.get(16..)?)
+        }
+        LinkType::LinuxSll2 => {
+            let proto = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
+            LaxSlicedPacket::from_ether_type(EtherType(proto), data.get(20..)?)
+        }
+    };
+    let (src_ip, dst_ip, ip_payload) = match sliced.net.as_ref()? {
+        LaxNetSlice::Ipv4(ip) => {
+            let header = ip.header();
+            (
+                IpAddr::V4(header.source_addr()),
+                IpAddr::V4(header.destination_addr()),
+                ip.payload(),
+            )
+        }
+        LaxNetSlice::Ipv6(ip) => {
+            let header = ip.header();
+            (
+                IpAddr::V6(header.source_addr()),
+                IpAddr::V6(header.destination_addr()),
+                ip.payload(),
+            )
+        }
+        LaxNetSlice::Arp(_) => return None,
+    };
+    if ip_payload.fragmented {
+        return None;
+    }
+    let Some(TransportSlice::Tcp(tcp)) = sliced.transport.as_ref() else {
+        return None;
+    };
+    Some(TcpSegment {
+        ts_ns: packet.ts_ns,
+        src: SocketAddr::new(src_ip, tcp.source_port()),
+        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        syn: tcp.syn(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+        payload: tcp.payload(),
+        truncated: packet.is_truncated() || ip_payload.incomplete,
+    })
+}
+
+/// A TCP connection's two endpoints in canonical order (`lo <= hi`), the same for both
+/// directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The smaller endpoint.
+    pub lo: SocketAddr,
+    /// The larger endpoint.
+    pub hi: SocketAddr,
+}
+
+/// The segment's flow, and whether it travels forward (from [`FlowKey::lo`] to
+/// [`FlowKey::hi`]).
+pub fn flow_key(seg: &TcpSegment<'_>) -> (FlowKey, bool) {
+    if seg.src <= seg.dst {
+        (
+            FlowKey {
+                lo: seg.src,
+                hi: seg.dst,
+            },
+            true,
+        )
+    } else {
+        (
+            FlowKey {
+                lo: seg.dst,
+                hi: seg.src,
+            },
+            false,
+        )
+    }
+}

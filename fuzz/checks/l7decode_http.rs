@@ -1,0 +1,38 @@
+// Properties of the HTTP connection decoder on an arbitrary pair of streams (split at the first
+// 0xff: client bytes, then server bytes), fed in chunks whose size comes from the first byte:
+// never panics; identical events whole and chunked; every transaction's byte counts stay within
+// what was fed; buffered bytes stay within the limit.
+
+fn decode(client: &[u8], server: &[u8], step: usize) -> Vec<String> {
+    use l7decode::{Connection, Direction, Limits, Timestamp};
+    let mut conn = Connection::new(Limits::default().max_buffered(1024));
+    let mut out = Vec::new();
+    for (dir, stream) in [(Direction::ClientToServer, client), (Direction::ServerToClient, server)] {
+        for chunk in stream.chunks(step) {
+            conn.feed(dir, Timestamp(0), chunk).expect("open direction");
+            while let Some(e) = conn.poll_event() {
+                out.push(format!("{e:?}"));
+            }
+        }
+    }
+    conn.feed_eof(Direction::ClientToServer, Timestamp(1));
+    conn.feed_eof(Direction::ServerToClient, Timestamp(1));
+    while let Some(e) = conn.poll_event() {
+        if let l7decode::Event::Transaction(t) = &e {
+            let body = t.request.as_ref().map_or(0, |m| m.body_bytes) + t.response.as_ref().map_or(0, |m| m.body_bytes);
+            assert!(body <= (client.len() + server.len()) as u64);
+        }
+        out.push(format!("{e:?}"));
+    }
+    out
+}
+
+/// Runs every property on one input.
+pub(crate) fn check(data: &[u8]) {
+    let Some((&control, rest)) = data.split_first() else { return };
+    let split = rest.iter().position(|b| *b == 0xff).unwrap_or(rest.len());
+    let (client, server) = (&rest[..split], rest.get(split + 1..).unwrap_or_default());
+    let whole = decode(client, server, usize::MAX);
+    let step = usize::from(control % 32) + 1;
+    assert_eq!(whole, decode(client, server, step), "chunks of {step}");
+}

@@ -1,0 +1,892 @@
+//! Tier 2: one TCP connection's two byte streams in, request/response records out.
+//!
+//! The caller hands in each direction's in-order bytes (after reassembly) with their capture
+//! timestamps, reports lost bytes with [`Connection::feed_gap`] and the end of each direction with
+//! [`Connection::feed_eof`], and drains [`Connection::poll_event`] after every call.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{Error, ErrorKind};
+use crate::http::chunked::{ChunkedScanner, Scan};
+use crate::http::head::{
+    BodyFraming, Head, HeadStatus, looks_like_request, looks_like_response, parse_request,
+    parse_response,
+};
+use crate::{Direction, Limits, Timestamp};
+
+/// What a connection carries, as inferred from its first bytes (ports are never used alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.x.
+    Http,
+    /// A TLS record layer: reported as such, never parsed.
+    Tls,
+    /// Something else: bytes are counted, nothing is decoded.
+    Unknown,
+}
+
+/// Flags on a transaction record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub struct Flags {
+    /// Bytes were lost inside one of the messages (skipped while staying in sync).
+    pub gap: bool,
+    /// The response came without a request seen (a capture that started mid-stream).
+    pub orphan: bool,
+    /// No response arrived before the server's direction ended.
+    pub missing_response: bool,
+    /// The response switched the connection to a tunnel (101, or 2xx to CONNECT).
+    pub upgraded: bool,
+    /// A message carried both Transfer-Encoding and Content-Length.
+    pub te_and_cl: bool,
+    /// A body ended early: its direction closed before its framing said it would.
+    pub truncated: bool,
+}
+
+/// One side of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    head: Bytes,
+    /// Decoded body bytes (chunked framing removed).
+    pub body_bytes: u64,
+    /// When the first byte arrived.
+    pub first: Timestamp,
+    /// When the last byte arrived.
+    pub last: Timestamp,
+}
+
+impl Message {
+    /// The head as received (start line and header fields).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The first value of a header, OWS-trimmed, without allocating.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .split(|b| *b == b'\n')
+            .skip(1)
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|b| *b == b':')?;
+                Some((
+                    line.get(..colon)?.trim_ascii(),
+                    line.get(colon + 1..)?.trim_ascii(),
+                ))
+            })
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    fn start_line(&self) -> &[u8] {
+        let line = self.head.split(|b| *b == b'\n').next().unwrap_or_default();
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
+
+    fn word(&self, index: usize) -> Option<&str> {
+        let line = self.start_line();
+        let word = if index == 2 {
+            // The reason phrase is the rest of the status line.
+            let mut seen = 0;
+            let at = line.iter().position(|b| {
+                seen += usize::from(*b == b' ');
+                seen == 2
+            })?;
+            line.get(at + 1..)?
+        } else {
+            line.split(|b| *b == b' ')
+                .filter(|w| !w.is_empty())
+                .nth(index)?
+        };
+        core::str::from_utf8(word).ok()
+    }
+}
+
+/// An HTTP exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transaction {
+    /// The request (absent for an orphan response).
+    pub request: Option<Message>,
+    /// The final response (absent when it never came).
+    pub response: Option<Message>,
+    /// Status codes of interim (1xx) responses, in order (at most 8 kept).
+    pub interim: [u16; 8],
+    /// How many of `interim` are set.
+    pub interim_len: u8,
+    /// Anomalies.
+    pub flags: Flags,
+}
+
+impl Transaction {
+    /// Request method.
+    pub fn method(&self) -> Option<&str> {
+        self.request.as_ref()?.word(0)
+    }
+
+    /// Request target.
+    pub fn uri(&self) -> Option<&str> {
+        self.request.as_ref()?.word(1)
+    }
+
+    /// Request version, `HTTP/1.x`.
+    pub fn request_version(&self) -> Option<&str> {
+        self.request.as_ref()?.word(2)
+    }
+
+    /// Final status code.
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref()?.word(1)?.parse().ok()
+    }
+
+    /// Reason phrase.
+    pub fn reason(&self) -> Option<&str> {
+        self.response.as_ref()?.word(2)
+    }
+
+    /// Interim status codes.
+    pub fn interim_statuses(&self) -> &[u16] {
+        self.interim
+            .get(..usize::from(self.interim_len))
+            .unwrap_or_default()
+    }
+
+    /// Response's last byte minus request's last byte, in nanoseconds.
+    pub fn latency_ns(&self) -> Option<u64> {
+        Some(
+            self.request
+                .as_ref()?
+                .last
+                .nanos_until(self.response.as_ref()?.last),
+        )
+    }
+
+    /// Response's first byte minus request's last byte, in nanoseconds.
+    pub fn ttfb_ns(&self) -> Option<u64> {
+        Some(
+            self.request
+                .as_ref()?
+                .last
+                .nanos_until(self.response.as_ref()?.first),
+        )
+    }
+}
+
+/// What the decoder reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The protocol was inferred.
+    Protocol(Protocol),
+    /// A completed exchange (or a request whose response never came, or an orphan response).
+    Transaction(Transaction),
+    /// Bytes of one direction could not be decoded and were skipped until the next plausible
+    /// message start.
+    Resynced {
+        /// Which stream.
+        direction: Direction,
+        /// Bytes skipped.
+        skipped: u64,
+    },
+    /// The connection became a tunnel; later bytes are only counted.
+    Tunnel,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Bytes fed, both directions.
+    pub bytes: u64,
+    /// Bytes reported lost.
+    pub gap_bytes: u64,
+    /// Bytes skipped while resynchronising.
+    pub skipped_bytes: u64,
+    /// Transactions reported.
+    pub transactions: u64,
+    /// Requests dropped because `Limits::max_pending` was reached.
+    pub dropped_requests: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    Length(u64),
+    Chunked(Box<ChunkedScanner>),
+    UntilClose,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Nothing seen yet in this direction.
+    Start,
+    /// Waiting for (or gathering) a head.
+    Head,
+    /// In a body.
+    Body(Body),
+    /// Out of sync: looking for a plausible message start.
+    Lost,
+    /// Tunnel, TLS or an unknown protocol: bytes are only counted.
+    Opaque,
+    /// The direction ended.
+    Closed,
+}
+
+#[derive(Debug)]
+struct Half {
+    phase: Phase,
+    /// A head being gathered, or while lost, a held candidate message start.
+    buf: BytesMut,
+    /// Bytes skipped since the direction lost sync, not yet reported.
+    skipped: u64,
+    /// While lost: whether the last byte seen ended a line.
+    line_start: bool,
+    /// The message being read: head, body count, first time, gap seen.
+    current: Option<(Message, bool)>,
+}
+
+impl Half {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Start,
+            buf: BytesMut::new(),
+            skipped: 0,
+            line_start: true,
+            current: None,
+        }
+    }
+}
+
+/// A request waiting for its response.
+#[derive(Debug)]
+struct Pending {
+    message: Message,
+    complete: bool,
+    method_head: bool,
+    method_connect: bool,
+    interim: [u16; 8],
+    interim_len: u8,
+    flags: Flags,
+}
+
+/// The decoder for one connection.
+#[derive(Debug)]
+pub struct Connection {
+    limits: Limits,
+    client: Half,
+    server: Half,
+    pending: VecDeque<Pending>,
+    events: VecDeque<Event>,
+    protocol: Option<Protocol>,
+    stats: Stats,
+}
+
+impl Connection {
+    /// A decoder at the start of a connection (or of a capture of one).
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            client: Half::new(),
+            server: Half::new(),
+            pending: VecDeque::new(),
+            events: VecDeque::new(),
+            protocol: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The next event; drain until `None` after every input.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Counters so far.
+    pub const fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The protocol, once inferred.
+    pub const fn protocol(&self) -> Option<Protocol> {
+        self.protocol
+    }
+
+    /// In-order bytes of one direction. Bodies are counted, never copied; a head cut by the end of
+    /// `bytes` is kept (bounded by [`Limits::max_buffered`]). Returns the bytes accepted (all).
+    ///
+    /// # Errors
+    /// [`ErrorKind::FedAfterEof`] after [`Connection::feed_eof`] for that direction.
+    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+        if matches!(self.half(dir).phase, Phase::Closed) {
+            return Err(Error::new(ErrorKind::FedAfterEof, 0));
+        }
+        self.stats.bytes += bytes.len() as u64;
+        if matches!(self.half(dir).phase, Phase::Start) {
+            self.detect(dir, bytes);
+        }
+        let mut input = bytes;
+        while !input.is_empty() {
+            let used = self.step(dir, now, input);
+            input = input.get(used..).unwrap_or_default();
+            if used == 0 {
+                break;
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ClientToServer => &mut self.client,
+            Direction::ServerToClient => &mut self.server,
+        }
+    }
+
+    /// Infers the protocol from a direction's first bytes.
+    fn detect(&mut self, dir: Direction, bytes: &[u8]) {
+        let http = match dir {
+            Direction::ClientToServer => looks_like_request(bytes.get(..8).unwrap_or(bytes)),
+            Direction::ServerToClient => looks_like_response(bytes.get(..8).unwrap_or(bytes)),
+        };
+        let tls = matches!(
+            bytes,
+            [0x16, 0x03, 0..=4, ..] | [0x17, 0x03, 0..=4, ..] | [0x15, 0x03, ..] | [0x14, 0x03, ..]
+        );
+        let protocol = if tls {
+            Protocol::Tls
+        } else if http {
+            Protocol::Http
+        } else {
+            // A mid-stream start: look for a message start before giving up on HTTP.
+            self.half(dir).phase = Phase::Lost;
+            return;
+        };
+        self.half(dir).phase = if protocol == Protocol::Http {
+            Phase::Head
+        } else {
+            Phase::Opaque
+        };
+        if self.protocol.is_none() {
+            self.protocol = Some(protocol);
+            self.events.push_back(Event::Protocol(protocol));
+        }
+        if protocol == Protocol::Tls {
+            self.client.phase = Phase::Opaque;
+            self.server.phase = Phase::Opaque;
+        }
+    }
+
+    /// Consumes a prefix of `input` in the current phase; returns its length.
+    fn step(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
+        match self.half(dir).phase.clone() {
+            Phase::Start | Phase::Head => self.head(dir, now, input),
+            Phase::Body(body) => self.body(dir, now, input, body),
+            Phase::Lost => self.resync(dir, input),
+            Phase::Opaque | Phase::Closed => input.len(),
+        }
+    }
+
+    /// Skips to the next plausible message start (a request or status line at the beginning of a
+    /// line). A candidate cut by the end of a chunk is held (8 bytes at most) until it can be
+    /// judged, so the outcome does not depend on how the stream was chunked.
+    fn resync(&mut self, dir: Direction, input: &[u8]) -> usize {
+        const PROBE: usize = 8;
+        let plausible = |s: &[u8]| match dir {
+            Direction::ClientToServer => looks_like_request(s),
+            Direction::ServerToClient => looks_like_response(s),
+        };
+        let half = self.half(dir);
+        let mut skipped = 0;
+        let mut at = 0;
+        if !half.buf.is_empty() {
+            let take = (PROBE - half.buf.len()).min(input.len());
+            half.buf
+                .extend_from_slice(input.get(..take).unwrap_or_default());
+            if half.buf.len() < PROBE {
+                return take;
+            }
+            if plausible(&half.buf) {
+                // The held bytes start the head: the head parser gathers from here.
+                half.phase = Phase::Head;
+                self.report_skipped(dir);
+                self.found_http();
+                return take;
+            }
+            skipped += half.buf.len();
+            half.line_start = half.buf.last() == Some(&b'\n');
+            half.buf.clear();
+            at = take;
+        }
+        let mut found = None;
+        for i in at..input.len() {
+            let line_start = if i == 0 {
+                half.line_start
+            } else {
+                input.get(i - 1) == Some(&b'\n')
+            };
+            if !line_start {
+                continue;
+            }
+            let rest = input.get(i..).unwrap_or_default();
+            if rest.len() >= PROBE {
+                if plausible(rest.get(..PROBE).unwrap_or_default()) {
+                    found = Some(i);
+                    break;
+                }
+            } else if plausible(rest) {
+                // A candidate cut by the chunk's end: hold it.
+                skipped += i - at;
+                half.buf.extend_from_slice(rest);
+                self.note_skipped(dir, skipped);
+                return input.len();
+            }
+        }
+        let end = found.unwrap_or(input.len());
+        skipped += end - at;
+        half.line_start = if end == 0 {
+            half.line_start
+        } else {
+            input.get(end - 1) == Some(&b'\n')
+        };
+        if found.is_some() {
+            half.phase = Phase::Head;
+        }
+        // Skipped bytes are reported before what was found after them, in any chunking.
+        self.note_skipped(dir, skipped);
+        if found.is_some() {
+            self.report_skipped(dir);
+            self.found_http();
+        }
+        end
+    }
+
+    /// Counts skipped bytes; they are reported as one [`Event::Resynced`] when the direction is
+    /// back in sync (or ends), so the events do not depend on how the stream was chunked.
+    fn note_skipped(&mut self, dir: Direction, skipped: usize) {
+        self.stats.skipped_bytes += skipped as u64;
+        self.half(dir).skipped += skipped as u64;
+    }
+
+    fn report_skipped(&mut self, dir: Direction) {
+        let skipped = core::mem::take(&mut self.half(dir).skipped);
+        if skipped > 0 {
+            self.events.push_back(Event::Resynced {
+                direction: dir,
+                skipped,
+            });
+        }
+    }
+
+    fn found_http(&mut self) {
+        if self.protocol.is_none() {
+            self.protocol = Some(Protocol::Http);
+            self.events.push_back(Event::Protocol(Protocol::Http));
+        }
+    }
+
+    fn head(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
+        let limit = self.limits.max_buffered;
+        let parse = |buf| parse_head(dir, buf);
+        let half = self.half(dir);
+        if half.current.is_none() {
+            half.current = Some((
+                Message {
+                    head: Bytes::new(),
+                    body_bytes: 0,
+                    first: now,
+                    last: now,
+                },
+                false,
+            ));
+        }
+        let held = half.buf.len();
+        if held == 0 {
+            // The common case: the whole head is in this chunk, parsed in place.
+            match parse(input) {
+                Ok(HeadStatus::Complete(head)) => {
+                    let (summary, len) = (head_summary(&head), head.len);
+                    let bytes = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
+                    self.on_head(dir, now, summary, bytes);
+                    len
+                }
+                Ok(HeadStatus::Partial) if input.len() < limit => {
+                    half.buf.extend_from_slice(input);
+                    input.len()
+                }
+                // Too long a head, or not a head: skip a byte and look for the next start.
+                Ok(HeadStatus::Partial) | Err(_) => {
+                    self.lose(dir);
+                    self.note_skipped(dir, 1);
+                    1
+                }
+            }
+        } else {
+            // A head cut by earlier chunks: gather (bounded), then parse the whole.
+            let take = input.len().min(limit.saturating_sub(held));
+            half.buf
+                .extend_from_slice(input.get(..take).unwrap_or_default());
+            let verdict = match parse(&half.buf) {
+                Ok(HeadStatus::Complete(head)) => Some(Ok((head_summary(&head), head.len))),
+                Ok(HeadStatus::Partial) if half.buf.len() < limit => None,
+                Ok(HeadStatus::Partial) | Err(_) => Some(Err(())),
+            };
+            match verdict {
+                None => take,
+                Some(Ok((summary, len))) => {
+                    let bytes = half.buf.split_to(len).freeze();
+                    // What was gathered past the head is still in `input`: it is read again.
+                    half.buf.clear();
+                    self.on_head(dir, now, summary, bytes);
+                    len - held
+                }
+                Some(Err(())) => {
+                    self.lose(dir);
+                    take.max(1).min(input.len())
+                }
+            }
+        }
+    }
+
+    fn lose(&mut self, dir: Direction) {
+        let half = self.half(dir);
+        let dropped = half.buf.len() as u64;
+        half.buf.clear();
+        half.current = None;
+        half.phase = Phase::Lost;
+        self.stats.skipped_bytes += dropped;
+        if dropped > 0 {
+            self.events.push_back(Event::Resynced {
+                direction: dir,
+                skipped: dropped,
+            });
+        }
+    }
+
+    fn on_head(&mut self, dir: Direction, now: Timestamp, head: HeadSummary, bytes: Bytes) {
+        let half = self.half(dir);
+        let Some((mut message, gap)) = half.current.take() else {
+            return;
+        };
+        message.head = bytes;
+        message.last = now;
+        match dir {
+            Direction::ClientToServer => {
+                let framing = head.request_framing;
+                if self.pending.len() >= self.limits.max_pending {
+                    self.pending.pop_front();
+                    self.stats.dropped_requests += 1;
+                }
+                let mut flags = Flags {
+                    gap,
+                    te_and_cl: head.te_and_cl,
+                    ..Flags::default()
+                };
+                flags.gap |= gap;
+                self.pending.push_back(Pending {
+                    message,
+                    complete: false,
+                    method_head: head.method_head,
+                    method_connect: head.method_connect,
+                    interim: [0; 8],
+                    interim_len: 0,
+                    flags,
+                });
+                self.start_body(dir, framing);
+            }
+            Direction::ServerToClient => {
+                let status = head.status;
+                if (100..200).contains(&status) && status != 101 {
+                    // Interim: it belongs to the oldest request; the final response follows.
+                    if let Some(p) = self.pending.front_mut()
+                        && let Some(slot) = p.interim.get_mut(usize::from(p.interim_len))
+                    {
+                        *slot = status;
+                        p.interim_len += 1;
+                    }
+                    self.server.phase = Phase::Head;
+                    return;
+                }
+                let method = self.pending.front().map(|p| {
+                    if p.method_head {
+                        "HEAD"
+                    } else if p.method_connect {
+                        "CONNECT"
+                    } else {
+                        "GET"
+                    }
+                });
+                let framing = head.response_framing(method);
+                self.server.current = Some((message, gap));
+                if head.te_and_cl
+                    && let Some(p) = self.pending.front_mut()
+                {
+                    p.flags.te_and_cl = true;
+                }
+                match framing {
+                    BodyFraming::Tunnel => {
+                        self.finish_response(Flags {
+                            upgraded: true,
+                            ..Flags::default()
+                        });
+                        self.client.phase = Phase::Opaque;
+                        self.server.phase = Phase::Opaque;
+                        self.events.push_back(Event::Tunnel);
+                    }
+                    other => self.start_body(dir, other),
+                }
+            }
+        }
+    }
+
+    fn start_body(&mut self, dir: Direction, framing: BodyFraming) {
+        let body = match framing {
+            BodyFraming::Length(0) | BodyFraming::Empty | BodyFraming::Tunnel => None,
+            BodyFraming::Length(n) => Some(Body::Length(n)),
+            BodyFraming::Chunked => Some(Body::Chunked(Box::default())),
+            BodyFraming::UntilClose => Some(Body::UntilClose),
+        };
+        match body {
+            Some(b) => self.half(dir).phase = Phase::Body(b),
+            None => self.message_done(dir, None),
+        }
+    }
+
+    fn body(&mut self, dir: Direction, now: Timestamp, input: &[u8], body: Body) -> usize {
+        let (used, done, next) = match body {
+            Body::Length(left) => {
+                let take = (input.len() as u64).min(left);
+                (take as usize, take == left, Body::Length(left - take))
+            }
+            Body::UntilClose => (input.len(), false, Body::UntilClose),
+            Body::Chunked(mut scanner) => {
+                let before = scanner.body_bytes;
+                match scanner.scan(input) {
+                    Ok(Scan::Done(n)) => {
+                        self.add_body(dir, now, scanner.body_bytes - before);
+                        self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
+                        self.message_done(dir, Some(now));
+                        return n;
+                    }
+                    Ok(Scan::NeedMore) => {
+                        let counted = scanner.body_bytes - before;
+                        self.add_body(dir, now, counted);
+                        self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
+                        return input.len();
+                    }
+                    Err(_) => {
+                        self.lose(dir);
+                        return 0;
+                    }
+                }
+            }
+        };
+        self.add_body(dir, now, used as u64);
+        if done {
+            self.message_done(dir, Some(now));
+        } else {
+            self.half(dir).phase = Phase::Body(next);
+        }
+        used
+    }
+
+    fn add_body(&mut self, dir: Direction, now: Timestamp, n: u64) {
+        match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.message.body_bytes += n;
+                    p.message.last = now;
+                }
+            }
+            Direction::ServerToClient => {
+                if let Some((m, _)) = self.server.current.as_mut() {
+                    m.body_bytes += n;
+                    m.last = now;
+                }
+            }
+        }
+    }
+
+    fn message_done(&mut self, dir: Direction, now: Option<Timestamp>) {
+        self.half(dir).phase = Phase::Head;
+        match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.complete = true;
+                    if let Some(now) = now {
+                        p.message.last = now;
+                    }
+                }
+            }
+            Direction::ServerToClient => {
+                if let (Some(now), Some((m, _))) = (now, self.server.current.as_mut()) {
+                    m.last = now;
+                }
+                self.finish_response(Flags::default());
+            }
+        }
+    }
+
+    fn finish_response(&mut self, extra: Flags) {
+        let Some((response, gap)) = self.server.current.take() else {
+            return;
+        };
+        let mut t = match self.pending.pop_front() {
+            Some(p) => Transaction {
+                request: Some(p.message),
+                response: Some(response),
+                interim: p.interim,
+                interim_len: p.interim_len,
+                flags: p.flags,
+            },
+            None => Transaction {
+                request: None,
+                response: Some(response),
+                interim: [0; 8],
+                interim_len: 0,
+                flags: Flags {
+                    orphan: true,
+                    ..Flags::default()
+                },
+            },
+        };
+        t.flags.gap |= gap;
+        t.flags.upgraded |= extra.upgraded;
+        t.flags.truncated |= extra.truncated;
+        self.stats.transactions += 1;
+        self.events.push_back(Event::Transaction(t));
+    }
+
+    /// Bytes lost by the capture in one direction. Inside a body of known length they are skipped
+    /// and the decoder stays in sync; elsewhere it looks for the next message start.
+    pub fn feed_gap(&mut self, dir: Direction, now: Timestamp, missing: u64) {
+        self.stats.gap_bytes += missing;
+        let mark = |c: &mut Self| match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = c.pending.back_mut() {
+                    p.flags.gap = true;
+                }
+            }
+            Direction::ServerToClient => {
+                if let Some((_, g)) = c.server.current.as_mut() {
+                    *g = true;
+                }
+            }
+        };
+        match self.half(dir).phase.clone() {
+            Phase::Body(Body::Length(left)) if missing <= left => {
+                mark(self);
+                self.add_body(dir, now, missing);
+                if missing == left {
+                    self.message_done(dir, None);
+                } else {
+                    self.half(dir).phase = Phase::Body(Body::Length(left - missing));
+                }
+            }
+            Phase::Body(Body::UntilClose) => {
+                mark(self);
+                self.add_body(dir, now, missing);
+            }
+            Phase::Opaque | Phase::Closed => {}
+            _ => {
+                mark(self);
+                self.lose(dir);
+            }
+        }
+    }
+
+    /// The end of one direction. A close-delimited response ends here; when the server's side
+    /// ends, requests still waiting are reported without a response.
+    pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
+        match self.half(dir).phase.clone() {
+            Phase::Body(Body::UntilClose) => self.message_done(dir, Some(now)),
+            Phase::Body(_) => {
+                if dir == Direction::ServerToClient && self.server.current.is_some() {
+                    self.finish_response(Flags {
+                        truncated: true,
+                        ..Flags::default()
+                    });
+                } else if let Some(p) = self.pending.back_mut() {
+                    p.flags.truncated = true;
+                }
+            }
+            _ => {}
+        }
+        let held = self.half(dir).buf.len();
+        if matches!(self.half(dir).phase, Phase::Lost) {
+            self.note_skipped(dir, held);
+            self.half(dir).buf.clear();
+        }
+        self.report_skipped(dir);
+        self.half(dir).phase = Phase::Closed;
+        if dir == Direction::ServerToClient {
+            while let Some(p) = self.pending.pop_front() {
+                let flags = Flags {
+                    missing_response: true,
+                    ..p.flags
+                };
+                self.stats.transactions += 1;
+                self.events.push_back(Event::Transaction(Transaction {
+                    request: Some(p.message),
+                    response: None,
+                    interim: p.interim,
+                    interim_len: p.interim_len,
+                    flags,
+                }));
+            }
+        }
+    }
+}
+
+fn parse_head(dir: Direction, buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
+    match dir {
+        Direction::ClientToServer => parse_request(buf),
+        Direction::ServerToClient => parse_response(buf),
+    }
+}
+
+/// What the decoder needs from a head once its borrow of the input ends.
+#[derive(Debug, Clone, Copy)]
+struct HeadSummary {
+    status: u16,
+    method_head: bool,
+    method_connect: bool,
+    request_framing: BodyFraming,
+    te_and_cl: bool,
+    chunked: bool,
+    other_te: bool,
+    content_length: Option<u64>,
+}
+
+impl HeadSummary {
+    fn response_framing(&self, method: Option<&str>) -> BodyFraming {
+        let head = Head {
+            method: None,
+            uri: None,
+            status: Some(self.status),
+            reason: None,
+            version: 1,
+            len: 0,
+            headers: &[],
+            content_length: self.content_length,
+            chunked: self.chunked,
+            other_transfer_encoding: self.other_te,
+            flags: Default::default(),
+        };
+        head.response_framing(method)
+    }
+}
+
+fn head_summary(head: &Head<'_>) -> HeadSummary {
+    HeadSummary {
+        status: head.status.unwrap_or(0),
+        method_head: head.method == Some("HEAD"),
+        method_connect: head.method == Some("CONNECT"),
+        request_framing: head.request_framing(),
+        te_and_cl: head.flags.te_and_cl,
+        chunked: head.chunked,
+        other_te: head.other_transfer_encoding,
+        content_length: head.content_length,
+    }
+}

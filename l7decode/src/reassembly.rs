@@ -1,0 +1,637 @@
+//! Sans-IO reassembly of one direction of a TCP connection into an in-order byte stream.
+//!
+//! A [`Reassembler`] takes the captured segments of **one direction** (sequence number, flags,
+//! payload) in capture order and hands back what became contiguous, as [`Event`]s:
+//!
+//! * in-order bytes are delivered at once and **never copied**: the [`Event::Data`] slice borrows
+//!   the payload the caller passed in;
+//! * segments that arrive ahead of a hole are copied into a bounded, sequence-ordered store and
+//!   delivered (from that store) as soon as the hole fills;
+//! * retransmissions and overlaps are trimmed, so every stream byte is delivered at most once;
+//! * a hole that cannot be filled (the store exceeds [`ReassemblyConfig::max_buffered`] or
+//!   [`ReassemblyConfig::max_segments`], or [`Reassembler::flush`] at the end of a capture) is
+//!   reported as an explicit [`Event::Gap`] carrying the exact number of missing bytes, and
+//!   delivery continues after it, which is what decoders need to skip or resynchronise;
+//! * FIN and RST become [`Event::Fin`] (once every byte before it was delivered) and
+//!   [`Event::Rst`].
+//!
+//! Sequence arithmetic is modulo 2<sup>32</sup>: streams may start anywhere and wrap around. A
+//! segment is placed by its signed distance from the next expected byte, so one more than
+//! 2<sup>31</sup> bytes ahead reads as old and is dropped as a retransmission (RFC 1323's PAWS
+//! problem; captures with such jumps need the caller to start a new `Reassembler`).
+//!
+//! The first segment fixes where the stream starts (see [`Reassembler::segment`]): bytes before it
+//! are treated as already delivered, so feed a direction from its SYN when the capture has it.
+//!
+//! Overlapping copies are expected to carry the same bytes (real retransmissions do). Where they
+//! differ, the copy already delivered or held wins, except that an in-order payload is always
+//! delivered whole (that is what keeps it zero-copy) and replaces the held bytes it covers.
+//!
+//! Like the rest of the crate it never performs I/O, reads a clock or panics. Between calls it
+//! keeps at most [`ReassemblyConfig::max_buffered`] bytes in at most
+//! [`ReassemblyConfig::max_segments`] held pieces, plus the held segments the last call delivered
+//! (released at the start of the next call); the bounds are checked after each segment is added,
+//! so one call may briefly hold one more segment than the bounds allow.
+//!
+//! ```
+//! use l7decode::Timestamp;
+//! use l7decode::reassembly::{Event, ReassemblyConfig, Reassembler, TcpFlags};
+//!
+//! let mut r = Reassembler::new(ReassemblyConfig::default());
+//! let mut stream = Vec::new();
+//! // SYN with ISN 1000: the first data byte has sequence number 1001.
+//! assert_eq!(r.segment(Timestamp(1), 1000, TcpFlags::SYN, b"").count(), 0);
+//! // " world" arrives before "hello": it is held...
+//! assert_eq!(r.segment(Timestamp(2), 1006, TcpFlags::NONE, b" world").count(), 0);
+//! // ...and delivered right after "hello" fills the hole.
+//! for event in r.segment(Timestamp(3), 1001, TcpFlags::NONE, b"hello") {
+//!     if let Event::Data { bytes, .. } = event {
+//!         stream.extend_from_slice(bytes);
+//!     }
+//! }
+//! assert_eq!(stream, b"hello world");
+//! ```
+
+#![deny(clippy::indexing_slicing)]
+
+use core::fmt;
+use core::iter::FusedIterator;
+use core::ops::{BitOr, BitOrAssign};
+use std::collections::BTreeMap;
+
+use crate::Timestamp;
+
+/// The TCP header flags the reassembler looks at: an open newtype over the flags byte of the TCP
+/// header (byte 13), so `TcpFlags(tcp_header[13])` can be passed straight through.
+///
+/// Only [`TcpFlags::FIN`], [`TcpFlags::SYN`] and [`TcpFlags::RST`] matter; other bits (ACK, PSH, …)
+/// are ignored. Combine flags with `|`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No flag set (an ordinary data segment).
+    pub const NONE: Self = Self(0);
+    /// FIN (`0x01`): the sender has no more data after this segment's payload.
+    pub const FIN: Self = Self(0x01);
+    /// SYN (`0x02`): opens the stream; consumes one sequence number before the data.
+    pub const SYN: Self = Self(0x02);
+    /// RST (`0x04`): the connection was reset.
+    pub const RST: Self = Self(0x04);
+
+    /// Whether every bit of `other` is set in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether SYN is set.
+    pub const fn syn(self) -> bool {
+        self.contains(Self::SYN)
+    }
+
+    /// Whether FIN is set.
+    pub const fn fin(self) -> bool {
+        self.contains(Self::FIN)
+    }
+
+    /// Whether RST is set.
+    pub const fn rst(self) -> bool {
+        self.contains(Self::RST)
+    }
+}
+
+impl BitOr for TcpFlags {
+    type Output = Self;
+
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
+}
+
+impl BitOrAssign for TcpFlags {
+    fn bitor_assign(&mut self, rhs: Self) {
+        self.0 |= rhs.0;
+    }
+}
+
+/// Bounds on what one direction's [`Reassembler`] holds while waiting for a hole to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReassemblyConfig {
+    /// Bytes held out of order, waiting for a hole to fill (default 256 KiB). Past it, the first
+    /// hole is given up on and reported as an [`Event::Gap`].
+    pub max_buffered: usize,
+    /// Out-of-order segments held at once (default 1024). Past it, the first hole is given up on.
+    pub max_segments: usize,
+}
+
+impl ReassemblyConfig {
+    /// Sets [`ReassemblyConfig::max_buffered`].
+    pub const fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = bytes;
+        self
+    }
+
+    /// Sets [`ReassemblyConfig::max_segments`].
+    pub const fn max_segments(mut self, segments: usize) -> Self {
+        self.max_segments = segments;
+        self
+    }
+}
+
+impl Default for ReassemblyConfig {
+    fn default() -> Self {
+        Self {
+            max_buffered: 256 << 10,
+            max_segments: 1024,
+        }
+    }
+}
+
+/// Counters of one [`Reassembler`], for the caller's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ReassemblyStats {
+    /// Bytes delivered in [`Event::Data`].
+    pub bytes_delivered: u64,
+    /// The most bytes held out of order at the end of any call (never above
+    /// [`ReassemblyConfig::max_buffered`]).
+    pub bytes_held_peak: usize,
+    /// Segments that arrived ahead of the next expected byte and had bytes to hold.
+    pub segments_out_of_order: u64,
+    /// Bytes received more than once (retransmissions, overlaps) and trimmed.
+    pub bytes_retransmitted: u64,
+    /// [`Event::Gap`]s reported.
+    pub gaps: u64,
+    /// Bytes reported missing, summed over every [`Event::Gap`].
+    pub bytes_missing: u64,
+}
+
+/// What one call to [`Reassembler::segment`] or [`Reassembler::flush`] produced, in stream order.
+///
+/// Every event of a call carries that call's `now`: the time its bytes became contiguous.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// The next bytes of the stream. Borrowed from the caller's payload when they arrived in order
+    /// (no copy), from the reassembler's store when they had been held.
+    Data {
+        /// Time of the call that delivered them.
+        now: Timestamp,
+        /// The bytes, contiguous with everything delivered before.
+        bytes: &'a [u8],
+    },
+    /// Bytes the capture lost: the stream continues `missing` bytes after the last delivered one.
+    Gap {
+        /// Time of the call that gave up on the hole.
+        now: Timestamp,
+        /// Exact number of stream bytes skipped (from the sequence numbers).
+        missing: u64,
+    },
+    /// The sender closed its side: every byte before its FIN has been delivered (or reported
+    /// missing). Emitted once.
+    Fin {
+        /// Time of the call that completed the stream.
+        now: Timestamp,
+    },
+    /// The connection was reset. Emitted once, after the data that was in order at the time.
+    Rst {
+        /// Time of the segment carrying the RST.
+        now: Timestamp,
+    },
+}
+
+impl Event<'_> {
+    /// The time the event carries.
+    pub const fn now(&self) -> Timestamp {
+        match *self {
+            Self::Data { now, .. }
+            | Self::Gap { now, .. }
+            | Self::Fin { now }
+            | Self::Rst { now } => now,
+        }
+    }
+}
+
+/// Payloads are redacted: `Data` shows its length only.
+impl fmt::Debug for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Data { now, bytes } => f
+                .debug_struct("Data")
+                .field("now", now)
+                .field("len", &bytes.len())
+                .finish(),
+            Self::Gap { now, missing } => f
+                .debug_struct("Gap")
+                .field("now", now)
+                .field("missing", missing)
+                .finish(),
+            Self::Fin { now } => f.debug_struct("Fin").field("now", now).finish(),
+            Self::Rst { now } => f.debug_struct("Rst").field("now", now).finish(),
+        }
+    }
+}
+
+/// One queued output of the current call; resolved into an [`Event`] by [`Delivered`].
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// `payload[from..]` of the current `segment` call.
+    Payload {
+        from: usize,
+    },
+    /// `ready[index][from..]`: a held segment that became contiguous.
+    Held {
+        index: usize,
+        from: usize,
+    },
+    Gap(u64),
+    Fin,
+    Rst,
+}
+
+/// The stream of one TCP direction, put back in order. See the [module docs](self).
+pub struct Reassembler {
+    config: ReassemblyConfig,
+    /// Whether the first segment has fixed the stream's start.
+    started: bool,
+    /// Sequence number of the next expected byte.
+    next_seq: u32,
+    /// Stream offset of the next expected byte (bytes delivered plus bytes reported missing).
+    next_off: u64,
+    /// Out-of-order bytes by stream offset; never overlapping, every key above `next_off`.
+    held: BTreeMap<u64, Vec<u8>>,
+    held_bytes: usize,
+    /// Stream offset of the FIN, once seen.
+    fin_off: Option<u64>,
+    fin_emitted: bool,
+    rst_emitted: bool,
+    /// Held segments delivered by the current call (dropped at the start of the next one).
+    ready: Vec<Vec<u8>>,
+    /// Outputs of the current call, in order.
+    pending: Vec<Pending>,
+    stats: ReassemblyStats,
+}
+
+/// Shows positions and counters, never held payload bytes.
+impl fmt::Debug for Reassembler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reassembler")
+            .field("config", &self.config)
+            .field("next_seq", &self.next_seq())
+            .field("stream_offset", &self.next_off)
+            .field("segments_held", &self.held.len())
+            .field("bytes_held", &self.held_bytes)
+            .field("fin_emitted", &self.fin_emitted)
+            .field("rst_emitted", &self.rst_emitted)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Reassembler {
+    fn default() -> Self {
+        Self::new(ReassemblyConfig::default())
+    }
+}
+
+impl Reassembler {
+    /// A reassembler that has seen nothing yet: its first segment fixes where the stream starts.
+    pub fn new(config: ReassemblyConfig) -> Self {
+        Self {
+            config,
+            started: false,
+            next_seq: 0,
+            next_off: 0,
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            fin_off: None,
+            fin_emitted: false,
+            rst_emitted: false,
+            ready: Vec::new(),
+            pending: Vec::new(),
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    /// Feeds one captured segment of this direction and returns what it made contiguous.
+    ///
+    /// `seq` is the segment's sequence number. The first segment fixes the stream's start: with
+    /// SYN, the byte after the ISN (`seq + 1`); without (a capture that starts mid-stream), `seq`
+    /// itself. Later SYNs (retransmitted, or carrying data) also place their data at `seq + 1`.
+    ///
+    /// The returned [`Delivered`] yields, in order: the in-order part of `payload` (borrowed, not
+    /// copied), held bytes that became contiguous, [`Event::Gap`]s for holes given up on because
+    /// the store exceeded its bounds, then [`Event::Fin`] / [`Event::Rst`].
+    ///
+    /// Drain it before the next call to see every event. The reassembler's state is fully updated
+    /// before this returns, so dropping it early loses those events but never corrupts the stream.
+    ///
+    /// # Panics
+    /// Never, on any input.
+    pub fn segment<'a>(
+        &'a mut self,
+        now: Timestamp,
+        seq: u32,
+        flags: TcpFlags,
+        payload: &'a [u8],
+    ) -> Delivered<'a> {
+        self.pending.clear();
+        self.ready.clear();
+
+        let data_seq = seq.wrapping_add(u32::from(flags.syn()));
+        if !self.started {
+            self.started = true;
+            self.next_seq = data_seq;
+        }
+
+        // Signed distance of the payload's first byte from the next expected byte.
+        let dist = i64::from(data_seq.wrapping_sub(self.next_seq) as i32);
+        let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
+        // Stream offset of the FIN (the byte after the payload), computed before delivery moves
+        // `next_off`.
+        let fin_off = flags.fin().then(|| self.offset_at(dist, len));
+
+        if dist <= 0 {
+            // Starts at or before the next expected byte: trim what was already delivered and
+            // deliver the rest in place.
+            let old = dist.unsigned_abs().min(len);
+            self.stats.bytes_retransmitted = self.stats.bytes_retransmitted.saturating_add(old);
+            if old < len {
+                let from = usize::try_from(old).unwrap_or(usize::MAX);
+                self.pending.push(Pending::Payload { from });
+                self.advance(len - old);
+                self.drain_contiguous();
+            }
+        } else if len > 0 {
+            self.stats.segments_out_of_order = self.stats.segments_out_of_order.saturating_add(1);
+            let start = self.next_off.saturating_add(dist.unsigned_abs());
+            self.hold(start, payload);
+            self.enforce_bounds();
+        }
+
+        if self.fin_off.is_none() {
+            self.fin_off = fin_off;
+        }
+        self.check_fin();
+        if flags.rst() && !self.rst_emitted {
+            self.rst_emitted = true;
+            self.pending.push(Pending::Rst);
+        }
+        self.note_peak();
+        self.delivered(now, payload)
+    }
+
+    /// Gives up on every hole: the end of the capture, or the connection is gone.
+    ///
+    /// Yields, in stream order, an [`Event::Gap`] for each hole and every held byte, then, when a
+    /// FIN was seen, a gap for any bytes missing before it and [`Event::Fin`]. Afterwards nothing
+    /// is held; the reassembler stays usable.
+    ///
+    /// Drain the result to see every event; dropping it early never corrupts the state.
+    ///
+    /// # Panics
+    /// Never.
+    pub fn flush(&mut self, now: Timestamp) -> Delivered<'_> {
+        self.pending.clear();
+        self.ready.clear();
+        while let Some(&start) = self.held.keys().next() {
+            self.skip_to(start);
+            self.drain_contiguous();
+        }
+        if let Some(fin_off) = self.fin_off
+            && !self.fin_emitted
+        {
+            self.skip_to(fin_off);
+        }
+        self.check_fin();
+        self.delivered(now, &[])
+    }
+
+    /// The counters so far.
+    pub const fn stats(&self) -> ReassemblyStats {
+        self.stats
+    }
+
+    /// The configuration it was built with.
+    pub const fn config(&self) -> ReassemblyConfig {
+        self.config
+    }
+
+    /// Sequence number of the next expected byte, once a segment has fixed the stream's start.
+    pub const fn next_seq(&self) -> Option<u32> {
+        if self.started {
+            Some(self.next_seq)
+        } else {
+            None
+        }
+    }
+
+    /// Stream offset of the next expected byte: bytes delivered plus bytes reported missing.
+    pub const fn stream_offset(&self) -> u64 {
+        self.next_off
+    }
+
+    /// Bytes currently held out of order.
+    pub const fn bytes_held(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Segments (or non-overlapping pieces of them) currently held out of order.
+    pub fn segments_held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether [`Event::Fin`] has been emitted.
+    pub const fn is_finished(&self) -> bool {
+        self.fin_emitted
+    }
+
+    /// Stream offset `dist + len` bytes after the next expected byte, clamped at 0.
+    fn offset_at(&self, dist: i64, len: u64) -> u64 {
+        if dist >= 0 {
+            self.next_off
+                .saturating_add(dist.unsigned_abs())
+                .saturating_add(len)
+        } else {
+            self.next_off
+                .saturating_add(len)
+                .saturating_sub(dist.unsigned_abs())
+        }
+    }
+
+    /// Moves the next expected byte forward over `n` delivered bytes.
+    fn advance(&mut self, n: u64) {
+        self.next_off = self.next_off.saturating_add(n);
+        // Truncation is the modulo-2^32 arithmetic of sequence numbers.
+        self.next_seq = self.next_seq.wrapping_add(n as u32);
+        self.stats.bytes_delivered = self.stats.bytes_delivered.saturating_add(n);
+    }
+
+    /// Reports the bytes up to stream offset `off` missing (nothing if already there).
+    fn skip_to(&mut self, off: u64) {
+        let missing = off.saturating_sub(self.next_off);
+        if missing == 0 {
+            return;
+        }
+        self.pending.push(Pending::Gap(missing));
+        self.next_off = off;
+        self.next_seq = self.next_seq.wrapping_add(missing as u32);
+        self.stats.gaps = self.stats.gaps.saturating_add(1);
+        self.stats.bytes_missing = self.stats.bytes_missing.saturating_add(missing);
+    }
+
+    /// Delivers held segments that start at or before the next expected byte, trimming what was
+    /// already delivered.
+    fn drain_contiguous(&mut self) {
+        while let Some(entry) = self.held.first_entry() {
+            let start = *entry.key();
+            if start > self.next_off {
+                break;
+            }
+            let bytes = entry.remove();
+            self.held_bytes = self.held_bytes.saturating_sub(bytes.len());
+            let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            let old = (self.next_off - start).min(len);
+            self.stats.bytes_retransmitted = self.stats.bytes_retransmitted.saturating_add(old);
+            if old < len {
+                let from = usize::try_from(old).unwrap_or(usize::MAX);
+                self.pending.push(Pending::Held {
+                    index: self.ready.len(),
+                    from,
+                });
+                self.ready.push(bytes);
+                self.advance(len - old);
+            }
+        }
+    }
+
+    /// Copies the parts of `payload` (stream offset `start`, above `next_off`) that no held
+    /// segment covers yet: on overlap the first copy wins.
+    fn hold(&mut self, start: u64, payload: &[u8]) {
+        let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
+        let end = start.saturating_add(len);
+        let mut cur = start;
+        let mut kept = 0u64;
+        // A held segment that starts earlier may cover the beginning.
+        if let Some((&k, v)) = self.held.range(..start).next_back() {
+            cur = cur.max(k.saturating_add(v.len() as u64).min(end));
+        }
+        while cur < end {
+            let next_held = self
+                .held
+                .range(cur..end)
+                .next()
+                .map(|(&k, v)| (k, k.saturating_add(v.len() as u64)));
+            let piece_end = next_held.map_or(end, |(k, _)| k);
+            if piece_end > cur {
+                let from = usize::try_from(cur - start).unwrap_or(usize::MAX);
+                let to = usize::try_from(piece_end - start).unwrap_or(usize::MAX);
+                if let Some(piece) = payload.get(from..to) {
+                    self.held.insert(cur, piece.to_vec());
+                    self.held_bytes = self.held_bytes.saturating_add(piece.len());
+                    kept = kept.saturating_add(piece_end - cur);
+                }
+            }
+            // Skip what the held segment already covers (held pieces are never empty).
+            cur = next_held
+                .map_or(end, |(_, held_end)| held_end.min(end))
+                .max(piece_end);
+        }
+        self.stats.bytes_retransmitted = self
+            .stats
+            .bytes_retransmitted
+            .saturating_add(len.saturating_sub(kept));
+    }
+
+    /// Gives up on holes while the store is over its bounds.
+    fn enforce_bounds(&mut self) {
+        while self.held_bytes > self.config.max_buffered
+            || self.held.len() > self.config.max_segments
+        {
+            let Some(&start) = self.held.keys().next() else {
+                break;
+            };
+            self.skip_to(start);
+            self.drain_contiguous();
+        }
+    }
+
+    fn check_fin(&mut self) {
+        if let Some(fin_off) = self.fin_off
+            && !self.fin_emitted
+            && fin_off <= self.next_off
+        {
+            self.fin_emitted = true;
+            self.pending.push(Pending::Fin);
+        }
+    }
+
+    fn note_peak(&mut self) {
+        self.stats.bytes_held_peak = self.stats.bytes_held_peak.max(self.held_bytes);
+    }
+
+    fn delivered<'a>(&'a self, now: Timestamp, payload: &'a [u8]) -> Delivered<'a> {
+        Delivered {
+            now,
+            payload,
+            ready: &self.ready,
+            pending: self.pending.iter(),
+        }
+    }
+}
+
+/// The events of one [`Reassembler::segment`] or [`Reassembler::flush`] call, in stream order.
+///
+/// An iterator of [`Event`]s whose `Data` slices borrow the caller's payload or the reassembler.
+/// Drain it before feeding the next segment to see every event; the reassembler's state was
+/// already updated, so dropping it early loses events but never corrupts the stream.
+#[must_use = "the events carry the reassembled bytes; drain them"]
+pub struct Delivered<'a> {
+    now: Timestamp,
+    payload: &'a [u8],
+    ready: &'a [Vec<u8>],
+    pending: core::slice::Iter<'a, Pending>,
+}
+
+impl fmt::Debug for Delivered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivered")
+            .field("now", &self.now)
+            .field("remaining", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Iterator for Delivered<'a> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        let now = self.now;
+        Some(match *self.pending.next()? {
+            Pending::Payload { from } => Event::Data {
+                now,
+                bytes: self.payload.get(from..).unwrap_or_default(),
+            },
+            Pending::Held { index, from } => Event::Data {
+                now,
+                bytes: self
+                    .ready
+                    .get(index)
+                    .and_then(|held| held.get(from..))
+                    .unwrap_or_default(),
+            },
+            Pending::Gap(missing) => Event::Gap { now, missing },
+            Pending::Fin => Event::Fin { now },
+            Pending::Rst => Event::Rst { now },
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.pending.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Delivered<'_> {}
+
+impl FusedIterator for Delivered<'_> {}

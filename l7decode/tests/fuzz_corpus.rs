@@ -1,0 +1,16 @@
+//! Replays the committed cargo-fuzz corpus through the very checks the fuzz targets run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // the checks report failures by panicking
+
+mod reassembly {
+    include!("../../fuzz/checks/l7decode_reassembly.rs");
+}
+mod http {
+    include!("../../fuzz/checks/l7decode_http.rs");
+}
+
+#[test]
+fn corpus_l7decode() {
+    assert!(testkit::replay_corpus("l7decode_reassembly", reassembly::check) > 0);
+    assert!(testkit::replay_corpus("l7decode_http", http::check) > 0);
+}

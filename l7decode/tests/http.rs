@@ -1,0 +1,275 @@
+//! HTTP/1.x through the connection decoder: RFC 9112 framing, pipelining, interim responses,
+//! tunnels, mid-stream starts, gaps, and chunking invariance.
+
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp, Transaction};
+
+const C: Direction = Direction::ClientToServer;
+const S: Direction = Direction::ServerToClient;
+
+/// Feeds `steps` (direction, time, bytes) and the EOFs, returning every event.
+fn run(steps: &[(Direction, u64, &[u8])], eof: bool) -> Vec<Event> {
+    let mut conn = Connection::new(Limits::default());
+    let mut out = Vec::new();
+    for (dir, t, bytes) in steps {
+        conn.feed(*dir, Timestamp(*t), bytes).unwrap();
+        while let Some(e) = conn.poll_event() {
+            out.push(e);
+        }
+    }
+    if eof {
+        conn.feed_eof(C, Timestamp(1_000));
+        conn.feed_eof(S, Timestamp(1_000));
+        while let Some(e) = conn.poll_event() {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn transactions(events: &[Event]) -> Vec<&Transaction> {
+    events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Transaction(t) = e {
+                Some(t)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn summary(t: &Transaction) -> (Option<&str>, Option<&str>, Option<u16>, u64, u64) {
+    (
+        t.method(),
+        t.uri(),
+        t.status(),
+        t.request.as_ref().map_or(0, |m| m.body_bytes),
+        t.response.as_ref().map_or(0, |m| m.body_bytes),
+    )
+}
+
+#[test]
+fn a_simple_exchange_with_timestamps() {
+    let events = run(
+        &[
+            (
+                C,
+                10,
+                b"POST /api/items HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhel",
+            ),
+            (C, 12, b"lo"),
+            (S, 20, b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\n\r\n"),
+            (S, 25, b"abc"),
+        ],
+        false,
+    );
+    assert_eq!(events[0], Event::Protocol(Protocol::Http));
+    let t = transactions(&events);
+    assert_eq!(t.len(), 1);
+    assert_eq!(
+        summary(t[0]),
+        (Some("POST"), Some("/api/items"), Some(201), 5, 3)
+    );
+    assert_eq!(t[0].reason(), Some("Created"));
+    assert_eq!(t[0].request_version(), Some("HTTP/1.1"));
+    let (req, resp) = (
+        t[0].request.as_ref().unwrap(),
+        t[0].response.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (req.first.0, req.last.0, resp.first.0, resp.last.0),
+        (10, 12, 20, 25)
+    );
+    assert_eq!((t[0].latency_ns(), t[0].ttfb_ns()), (Some(13), Some(8)));
+    assert_eq!(req.header("host"), Some(&b"x"[..]));
+}
+
+#[test]
+fn pipelined_requests_with_head_in_the_middle() {
+    let client: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    let server: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2594\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nx";
+    let events = run(&[(C, 1, client), (S, 2, server)], false);
+    let t = transactions(&events);
+    let got: Vec<_> = t.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("GET"), Some("/a"), Some(200), 0, 2),
+            (Some("HEAD"), Some("/b"), Some(200), 0, 0),
+            (Some("GET"), Some("/c"), Some(404), 0, 1)
+        ]
+    );
+}
+
+#[test]
+fn chunked_with_extensions_and_trailers_interim_and_no_body_statuses() {
+    let client: &[u8] = b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\ndataGET /n HTTP/1.1\r\n\r\nGET /m HTTP/1.1\r\n\r\nGET /ch HTTP/1.1\r\n\r\n";
+    let server: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\nHTTP/1.1 304 Not Modified\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n";
+    let events = run(&[(C, 1, client), (S, 2, server)], false);
+    let t = transactions(&events);
+    assert_eq!(t.len(), 4);
+    assert_eq!(t[0].interim_statuses(), &[100]);
+    assert_eq!(summary(t[0]), (Some("POST"), Some("/up"), Some(201), 4, 0));
+    assert_eq!(t[1].status(), Some(204));
+    assert_eq!(t[2].status(), Some(304));
+    assert_eq!(summary(t[3]), (Some("GET"), Some("/ch"), Some(200), 0, 11));
+    assert!(t[3].flags.te_and_cl, "TE and CL together are flagged");
+}
+
+#[test]
+fn close_delimited_missing_and_upgrade() {
+    let events = run(
+        &[
+            (C, 1, b"GET /close HTTP/1.0\r\n\r\n"),
+            (S, 2, b"HTTP/1.0 200 OK\r\n\r\nuntil the end"),
+        ],
+        true,
+    );
+    let t = transactions(&events);
+    assert_eq!(
+        summary(t[0]),
+        (Some("GET"), Some("/close"), Some(200), 0, 13)
+    );
+    assert_eq!(
+        t[0].response.as_ref().unwrap().last.0,
+        1_000,
+        "ends at the close"
+    );
+
+    let events = run(
+        &[
+            (C, 1, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            (S, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ],
+        true,
+    );
+    let t = transactions(&events);
+    assert_eq!(t.len(), 2);
+    assert!(t[1].response.is_none() && t[1].flags.missing_response);
+
+    let events = run(
+        &[
+            (C, 1, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"),
+            (S, 2, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05GET / HTTP/1.1"),
+            (C, 3, b"GET / HTTP/1.1\r\n\r\n"),
+        ],
+        false,
+    );
+    let t = transactions(&events);
+    assert_eq!(t.len(), 1, "tunnel bytes are not decoded: {events:?}");
+    assert!(t[0].flags.upgraded);
+    assert!(events.contains(&Event::Tunnel));
+}
+
+#[test]
+fn mid_stream_starts_never_pair_an_orphan_with_the_next_request() {
+    let events = run(
+        &[
+            (S, 1, b"ody of a response we never saw the start of\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            (C, 2, b"tail of an earlier request\r\nGET /next HTTP/1.1\r\n\r\n"),
+            (S, 3, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nz"),
+        ],
+        false,
+    );
+    let t = transactions(&events);
+    assert_eq!(t.len(), 2, "{events:?}");
+    assert!(t[0].flags.orphan && t[0].request.is_none());
+    assert_eq!(summary(t[1]), (Some("GET"), Some("/next"), Some(200), 0, 1));
+    assert!(events.iter().any(|e| matches!(e, Event::Resynced { .. })));
+}
+
+#[test]
+fn a_gap_inside_a_known_length_body_keeps_sync() {
+    let mut conn = Connection::new(Limits::default());
+    conn.feed(
+        C,
+        Timestamp(1),
+        b"GET /big HTTP/1.1\r\n\r\nGET /small HTTP/1.1\r\n\r\n",
+    )
+    .unwrap();
+    conn.feed(
+        S,
+        Timestamp(2),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .unwrap();
+    conn.feed_gap(S, Timestamp(3), 980);
+    conn.feed(
+        S,
+        Timestamp(4),
+        b"abcdefghijHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .unwrap();
+    let events: Vec<Event> = std::iter::from_fn(|| conn.poll_event()).collect();
+    let t = transactions(&events);
+    assert_eq!(t.len(), 2);
+    assert_eq!(
+        summary(t[0]),
+        (Some("GET"), Some("/big"), Some(200), 0, 1000)
+    );
+    assert!(t[0].flags.gap);
+    assert_eq!(
+        summary(t[1]),
+        (Some("GET"), Some("/small"), Some(200), 0, 2)
+    );
+    assert!(!t[1].flags.gap);
+    assert_eq!(conn.stats().gap_bytes, 980);
+}
+
+#[test]
+fn tls_is_reported_not_parsed() {
+    let events = run(
+        &[
+            (
+                C,
+                1,
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfcGET / HTTP/1.1\r\n\r\n",
+            ),
+            (S, 2, b"\x16\x03\x03\x00\x7a\x02"),
+        ],
+        true,
+    );
+    assert_eq!(events, vec![Event::Protocol(Protocol::Tls)]);
+}
+
+#[test]
+fn every_chunking_gives_the_same_records() {
+    let client: &[u8] = b"GET /a HTTP/1.1\r\nHost: example\r\nUser-Agent: curl\r\n\r\nPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /c HTTP/1.1\r\n\r\n";
+    let server: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabcdHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na;x=y\r\n0123456789\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n";
+    let mut stream = client.to_vec();
+    stream.push(0xFF);
+    stream.extend_from_slice(server);
+    let records = testkit::assert_chunking_invariant(&stream, 40, |chunks| {
+        let mut conn = Connection::new(Limits::default());
+        let mut dir = C;
+        let mut out = Vec::new();
+        for chunk in chunks {
+            for (i, part) in chunk.split(|b| *b == 0xFF).enumerate() {
+                if i > 0 {
+                    dir = S;
+                }
+                conn.feed(dir, Timestamp(0), part).unwrap();
+            }
+        }
+        conn.feed_eof(C, Timestamp(0));
+        conn.feed_eof(S, Timestamp(0));
+        while let Some(e) = conn.poll_event() {
+            out.push(e);
+        }
+        out
+    });
+    let t = transactions(&records);
+    let got: Vec<_> = t.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("GET"), Some("/a"), Some(200), 0, 4),
+            (Some("POST"), Some("/b"), Some(200), 3, 10),
+            (Some("HEAD"), Some("/c"), Some(200), 0, 0)
+        ]
+    );
+    assert_eq!(t[1].interim_statuses(), &[100]);
+}

@@ -2,6 +2,7 @@
 //! renderers.
 
 pub mod capture;
+pub mod meshsniff;
 pub mod prom;
 pub mod tcpsource;
 pub mod tcpstat;

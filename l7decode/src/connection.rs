@@ -800,7 +800,8 @@ impl Connection {
     /// ends, requests still waiting are reported without a response.
     pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
         match self.half(dir).phase.clone() {
-            Phase::Body(Body::UntilClose) => self.message_done(dir, Some(now)),
+            // The body's last byte is the last data before the close, not the close itself.
+            Phase::Body(Body::UntilClose) => self.message_done(dir, None),
             Phase::Body(_) => {
                 if dir == Direction::ServerToClient && self.server.current.is_some() {
                     self.finish_response(Flags {

@@ -135,8 +135,8 @@ fn close_delimited_missing_and_upgrade() {
     );
     assert_eq!(
         t[0].response.as_ref().unwrap().last.0,
-        1_000,
-        "ends at the close"
+        2,
+        "the last byte is the last data, not the close"
     );
 
     let events = run(

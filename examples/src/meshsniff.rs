@@ -1,0 +1,264 @@
+//! The main job: a capture in, HTTP transaction records out. Packets are grouped into TCP flows,
+//! each direction goes through an `l7decode` reassembler, and the two in-order streams through an
+//! `l7decode::Connection`; request headers go to `tracectx` for the trace context.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
+use l7decode::{Connection, Direction, Event, Limits, Timestamp, Transaction};
+
+use crate::capture::{Capture, CaptureError, FlowKey, flow_key, tcp_segment};
+
+/// One decoded exchange, with the flow's endpoints.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The side that opened the connection.
+    pub client: SocketAddr,
+    /// The side that accepted it.
+    pub server: SocketAddr,
+    /// The exchange.
+    pub transaction: Transaction,
+}
+
+/// Totals of one run.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    /// Packets read.
+    pub packets: u64,
+    /// TCP segments decoded.
+    pub segments: u64,
+    /// TCP connections seen.
+    pub connections: u64,
+    /// Bytes the capture lost (TCP holes).
+    pub gap_bytes: u64,
+    /// Bytes skipped while resynchronising.
+    pub skipped_bytes: u64,
+    /// Connections that were TLS.
+    pub tls_connections: u64,
+    /// Connections that were neither HTTP nor TLS.
+    pub unknown_connections: u64,
+}
+
+struct Flow {
+    /// Which endpoint is the client (`FlowKey::lo` when true).
+    client_is_lo: Option<bool>,
+    halves: [Reassembler; 2],
+    conn: Connection,
+    done: [bool; 2],
+}
+
+impl Flow {
+    fn new() -> Self {
+        let config = ReassemblyConfig::default();
+        Self {
+            client_is_lo: None,
+            halves: [Reassembler::new(config), Reassembler::new(config)],
+            conn: Connection::new(Limits::default()),
+            done: [false; 2],
+        }
+    }
+}
+
+/// Decodes every flow of `capture`, calling `on_record` for each exchange in the order they
+/// complete. A broken packet or connection never stops the rest.
+///
+/// # Errors
+/// A capture that cannot be read at all; later errors (a truncated file) end the run with what
+/// was decoded.
+pub fn analyze(
+    capture: Capture,
+    mut on_record: impl FnMut(Record),
+) -> (Totals, Option<CaptureError>) {
+    let mut totals = Totals::default();
+    let mut flows: HashMap<FlowKey, Flow> = HashMap::new();
+    let mut failure = None;
+    for packet in capture {
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        totals.packets += 1;
+        let Some(seg) = tcp_segment(&packet) else {
+            continue;
+        };
+        totals.segments += 1;
+        let (key, forward) = flow_key(&seg);
+        // A bare ACK (or FIN) of a connection already closed must not open a new one.
+        if !flows.contains_key(&key) && !seg.syn && seg.payload.is_empty() {
+            continue;
+        }
+        let flow = flows.entry(key).or_insert_with(|| {
+            totals.connections += 1;
+            Flow::new()
+        });
+        // The side that sends the first SYN, else the side whose first bytes look like a request,
+        // else the higher port (ephemeral ports are high) opened the connection.
+        if flow.client_is_lo.is_none() {
+            if seg.syn {
+                flow.client_is_lo = Some(forward);
+            } else if !seg.payload.is_empty() {
+                let looks_request =
+                    l7decode::looks_like_request(seg.payload.get(..8).unwrap_or(seg.payload));
+                let looks_response =
+                    l7decode::looks_like_response(seg.payload.get(..8).unwrap_or(seg.payload));
+                flow.client_is_lo = Some(if looks_request {
+                    forward
+                } else if looks_response {
+                    !forward
+                } else {
+                    key.lo.port() > key.hi.port()
+                });
+            }
+        }
+        let Some(client_is_lo) = flow.client_is_lo else {
+            continue;
+        };
+        let dir = if forward == client_is_lo {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let index = usize::from(dir == Direction::ServerToClient);
+        let now = Timestamp(seg.ts_ns);
+        let mut flags = TcpFlags::NONE;
+        if seg.syn {
+            flags |= TcpFlags::SYN;
+        }
+        if seg.fin {
+            flags |= TcpFlags::FIN;
+        }
+        if seg.rst {
+            flags |= TcpFlags::RST;
+        }
+        let Flow {
+            halves, conn, done, ..
+        } = flow;
+        let Some(half) = halves.get_mut(index) else {
+            continue;
+        };
+        let ended = deliver(
+            half.segment(now, seg.seq, flags, seg.payload),
+            conn,
+            dir,
+            &mut totals,
+        );
+        if ended && let Some(d) = done.get_mut(index) {
+            *d = true;
+        }
+        drain(conn, key, client_is_lo, &mut on_record, &mut totals);
+        if done.iter().all(|d| *d)
+            && let Some(mut finished) = flows.remove(&key)
+        {
+            finish(&mut finished, key, &mut on_record, &mut totals);
+        }
+    }
+    for (key, mut flow) in flows.drain() {
+        finish(&mut flow, key, &mut on_record, &mut totals);
+    }
+    (totals, failure)
+}
+
+/// Hands reassembled events to the decoder; returns whether the direction ended.
+fn deliver(
+    events: l7decode::reassembly::Delivered<'_>,
+    conn: &mut Connection,
+    dir: Direction,
+    totals: &mut Totals,
+) -> bool {
+    let mut ended = false;
+    for event in events {
+        match event {
+            TcpEvent::Data { now, bytes } => {
+                if !ended {
+                    let _ = conn.feed(dir, now, bytes);
+                }
+            }
+            TcpEvent::Gap { now, missing } => {
+                totals.gap_bytes += missing;
+                conn.feed_gap(dir, now, missing);
+            }
+            TcpEvent::Fin { now } | TcpEvent::Rst { now } => {
+                if !ended {
+                    conn.feed_eof(dir, now);
+                }
+                ended = true;
+            }
+            _ => {}
+        }
+    }
+    ended
+}
+
+fn endpoints(key: FlowKey, client_is_lo: bool) -> (SocketAddr, SocketAddr) {
+    if client_is_lo {
+        (key.lo, key.hi)
+    } else {
+        (key.hi, key.lo)
+    }
+}
+
+fn drain(
+    conn: &mut Connection,
+    key: FlowKey,
+    client_is_lo: bool,
+    on_record: &mut impl FnMut(Record),
+    totals: &mut Totals,
+) {
+    while let Some(event) = conn.poll_event() {
+        match event {
+            Event::Transaction(transaction) => {
+                let (client, server) = endpoints(key, client_is_lo);
+                on_record(Record {
+                    client,
+                    server,
+                    transaction,
+                });
+            }
+            Event::Protocol(l7decode::Protocol::Tls) => totals.tls_connections += 1,
+            Event::Protocol(l7decode::Protocol::Unknown) => totals.unknown_connections += 1,
+            _ => {}
+        }
+    }
+}
+
+fn finish(flow: &mut Flow, key: FlowKey, on_record: &mut impl FnMut(Record), totals: &mut Totals) {
+    let Some(client_is_lo) = flow.client_is_lo else {
+        return;
+    };
+    let Flow {
+        halves, conn, done, ..
+    } = flow;
+    for (index, half) in halves.iter_mut().enumerate() {
+        let dir = if index == 0 {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        let already = done.get(index).copied().unwrap_or(true);
+        let ended = deliver(half.flush(Timestamp(0)), conn, dir, totals);
+        if !already && !ended {
+            conn.feed_eof(dir, Timestamp(0));
+        }
+    }
+    totals.skipped_bytes += conn.stats().skipped_bytes;
+    drain(conn, key, client_is_lo, on_record, totals);
+}
+
+/// `OK`, `CLIENT_ERROR`, `SERVER_ERROR`, or `MISSING` (no final response).
+pub fn outcome(t: &Transaction) -> &'static str {
+    match t.status() {
+        None => "MISSING",
+        Some(400..=499) => "CLIENT_ERROR",
+        Some(500..=599) => "SERVER_ERROR",
+        Some(_) => "OK",
+    }
+}
+
+/// Epoch seconds of a capture timestamp, as the truth files write them.
+pub fn seconds(t: Timestamp) -> f64 {
+    t.0 as f64 / 1e9
+}

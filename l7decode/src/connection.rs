@@ -798,7 +798,7 @@ impl Connection {
 
     /// The end of one direction. A close-delimited response ends here; when the server's side
     /// ends, requests still waiting are reported without a response.
-    pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
+    pub fn feed_eof(&mut self, dir: Direction, _now: Timestamp) {
         match self.half(dir).phase.clone() {
             // The body's last byte is the last data before the close, not the close itself.
             Phase::Body(Body::UntilClose) => self.message_done(dir, None),

@@ -172,10 +172,8 @@ fn deliver(
     let mut ended = false;
     for event in events {
         match event {
-            TcpEvent::Data { now, bytes } => {
-                if !ended {
-                    let _ = conn.feed(dir, now, bytes);
-                }
+            TcpEvent::Data { now, bytes } if !ended => {
+                let _ = conn.feed(dir, now, bytes);
             }
             TcpEvent::Gap { now, missing } => {
                 totals.gap_bytes += missing;

@@ -109,3 +109,61 @@ fn every_http_curl_transaction_matches_the_truth() {
         );
     }
 }
+
+#[test]
+fn the_program_on_the_bundled_capture() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_meshsniff"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 33);
+    for line in &lines {
+        for field in [
+            "proto",
+            "client",
+            "server",
+            "req_first_time",
+            "req_time",
+            "resp_first_time",
+            "resp_last_time",
+            "latency_us",
+            "ttfb_us",
+            "method",
+            "uri",
+            "req_version",
+            "req_body_bytes",
+            "status",
+            "reason",
+            "interim_statuses",
+            "resp_body_bytes",
+            "outcome",
+            "flags",
+            "trace",
+        ] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+    let table = String::from_utf8(run(&[]).stdout).unwrap();
+    assert!(
+        table.contains("GET /index.html") && table.contains("33 transactions"),
+        "{table}"
+    );
+    let bad = run(&["/nonexistent.pcap"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(run(&["--bogus"]).status.code(), Some(2));
+    let not_capture =
+        std::env::temp_dir().join(format!("meshsniff-not-a-capture-{}", std::process::id()));
+    std::fs::write(&not_capture, b"hello, not a capture").unwrap();
+    let out = run(&[not_capture.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+}

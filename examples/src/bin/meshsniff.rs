@@ -1,0 +1,213 @@
+//! `meshsniff [CAPTURE...] [--json] [--top N]`: HTTP transactions from packet captures (pcap or
+//! pcapng, gzip'd or not), as a per-endpoint table or one JSON object per transaction.
+//!
+//! With no capture it analyses the one bundled in `examples/data`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use examples::capture::open;
+use examples::meshsniff::{Record, Totals, analyze, outcome, seconds};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: meshsniff [CAPTURE...] [--json] [--top N]";
+
+fn main() -> ExitCode {
+    let mut paths = Vec::new();
+    let mut json_out = false;
+    let mut top = 20usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => json_out = true,
+            "--top" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => top = n,
+                None => {
+                    eprintln!("meshsniff: --top needs a number\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+            flag if flag.starts_with("--") => {
+                eprintln!("meshsniff: unknown flag {flag}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            path => paths.push(PathBuf::from(path)),
+        }
+    }
+    if paths.is_empty() {
+        paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/http_curl.pcap.gz"));
+    }
+    let mut records = Vec::new();
+    let mut totals = Totals::default();
+    let mut read_any = false;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for path in &paths {
+        let capture = match open(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("meshsniff: {}: {e}", path.display());
+                continue;
+            }
+        };
+        read_any = true;
+        let (t, failure) = analyze(capture, |r| {
+            if json_out {
+                let _ = writeln!(out, "{}", record_json(&r));
+            } else {
+                records.push(r);
+            }
+        });
+        add(&mut totals, &t);
+        if let Some(e) = failure {
+            eprintln!(
+                "meshsniff: {}: {e} (kept what was decoded before it)",
+                path.display()
+            );
+        }
+    }
+    if !read_any {
+        return ExitCode::FAILURE;
+    }
+    if !json_out {
+        let _ = write!(out, "{}", table(&records, &totals, top));
+    }
+    ExitCode::SUCCESS
+}
+
+fn add(total: &mut Totals, t: &Totals) {
+    total.packets += t.packets;
+    total.segments += t.segments;
+    total.connections += t.connections;
+    total.gap_bytes += t.gap_bytes;
+    total.skipped_bytes += t.skipped_bytes;
+    total.tls_connections += t.tls_connections;
+    total.unknown_connections += t.unknown_connections;
+}
+
+/// The request's headers as `(name, value)` pairs, for `tracectx`.
+fn header_pairs(head: &[u8]) -> Vec<(&str, &str)> {
+    head.split(|b| *b == b'\n')
+        .skip(1)
+        .filter_map(|line| {
+            let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
+            let (n, v) = line.split_once(':')?;
+            Some((n.trim(), v.trim()))
+        })
+        .collect()
+}
+
+fn trace(r: &Record) -> Value {
+    let Some(req) = r.transaction.request.as_ref() else {
+        return Value::Null;
+    };
+    let headers = header_pairs(req.head());
+    let config = tracectx::Config::default();
+    if let Ok(Some(tp)) = tracectx::extract_traceparent(headers.as_slice(), &config) {
+        return json!({"format": "w3c", "trace_id": tp.trace_id.to_string(), "span_id": tp.parent_id.to_string(), "sampled": tp.flags.is_sampled()});
+    }
+    if let Ok(Some(tracectx::B3::Context(c))) = tracectx::extract_b3(headers.as_slice(), &config) {
+        return json!({"format": "b3", "trace_id": c.trace_id.to_string(), "span_id": c.span_id.to_string(), "sampled": c.sampling.sampled()});
+    }
+    Value::Null
+}
+
+fn record_json(r: &Record) -> Value {
+    let t = &r.transaction;
+    let time = |m: Option<&l7decode::Message>, first: bool| {
+        m.map(|m| seconds(if first { m.first } else { m.last }))
+    };
+    let (req, resp) = (t.request.as_ref(), t.response.as_ref());
+    let f = t.flags;
+    let flags: Vec<&str> = [
+        (f.gap, "gap"),
+        (f.orphan, "orphan"),
+        (f.missing_response, "missing_response"),
+        (f.upgraded, "upgraded"),
+        (f.te_and_cl, "te_and_cl"),
+        (f.truncated, "truncated"),
+    ]
+    .iter()
+    .filter_map(|(on, name)| on.then_some(*name))
+    .collect();
+    json!({
+        "proto": "http",
+        "client": r.client.to_string(),
+        "server": r.server.to_string(),
+        "req_first_time": time(req, true),
+        "req_time": time(req, false),
+        "resp_first_time": time(resp, true),
+        "resp_last_time": time(resp, false),
+        "latency_us": t.latency_ns().map(|n| n as f64 / 1e3),
+        "ttfb_us": t.ttfb_ns().map(|n| n as f64 / 1e3),
+        "method": t.method(),
+        "uri": t.uri(),
+        "req_version": t.request_version().and_then(|v| v.strip_prefix("HTTP/")),
+        "req_body_bytes": req.map(|m| m.body_bytes),
+        "status": t.status(),
+        "reason": t.reason(),
+        "interim_statuses": t.interim_statuses(),
+        "resp_body_bytes": resp.map(|m| m.body_bytes),
+        "outcome": outcome(t),
+        "flags": flags,
+        "trace": trace(r),
+    })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank).copied().unwrap_or(0) as f64 / 1e6
+}
+
+/// The per-endpoint table: protocol, server, `METHOD /path`, requests, errors, latency p50/p90/p99.
+fn table(records: &[Record], totals: &Totals, top: usize) -> String {
+    let mut groups: BTreeMap<(String, String), (u64, u64, Vec<u64>)> = BTreeMap::new();
+    for r in records {
+        let t = &r.transaction;
+        let path = t
+            .uri()
+            .map(|u| u.split('?').next().unwrap_or(u))
+            .unwrap_or("?");
+        let endpoint = format!("{} {}", t.method().unwrap_or("?"), path);
+        let entry = groups.entry((r.server.to_string(), endpoint)).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(outcome(t) != "OK");
+        if let Some(l) = t.latency_ns() {
+            entry.2.push(l);
+        }
+    }
+    let mut rows: Vec<_> = groups.into_iter().collect();
+    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    let mut out = format!(
+        "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
+        "proto", "server", "endpoint", "requests", "errors", "p50 ms", "p90 ms", "p99 ms"
+    );
+    for ((server, endpoint), (n, errors, mut lat)) in rows.into_iter().take(top) {
+        lat.sort_unstable();
+        out.push_str(&format!(
+            "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9.3} {:>9.3} {:>9.3}\n",
+            "http",
+            server,
+            endpoint,
+            n,
+            errors,
+            percentile(&lat, 50.0),
+            percentile(&lat, 90.0),
+            percentile(&lat, 99.0)
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} packets, {} TCP connections ({} TLS, {} other), {} transactions, {} bytes lost by the capture, {} bytes skipped while resynchronising\n",
+        totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, records.len(), totals.gap_bytes, totals.skipped_bytes
+    ));
+    out
+}

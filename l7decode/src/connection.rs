@@ -410,7 +410,6 @@ impl Connection {
             if plausible(&half.buf) {
                 // The held bytes start the head: the head parser gathers from here.
                 half.phase = Phase::Head;
-                self.report_skipped(dir);
                 self.found_http();
                 return take;
             }
@@ -456,14 +455,13 @@ impl Connection {
         // Skipped bytes are reported before what was found after them, in any chunking.
         self.note_skipped(dir, skipped);
         if found.is_some() {
-            self.report_skipped(dir);
             self.found_http();
         }
         end
     }
 
-    /// Counts skipped bytes; they are reported as one [`Event::Resynced`] when the direction is
-    /// back in sync (or ends), so the events do not depend on how the stream was chunked.
+    /// Counts skipped bytes; they are reported as [`Event::Resynced`] just before the next record
+    /// (or when the direction ends), so the events do not depend on how the stream was chunked.
     fn note_skipped(&mut self, dir: Direction, skipped: usize) {
         self.stats.skipped_bytes += skipped as u64;
         self.half(dir).skipped += skipped as u64;
@@ -551,17 +549,12 @@ impl Connection {
 
     fn lose(&mut self, dir: Direction) {
         let half = self.half(dir);
-        let dropped = half.buf.len() as u64;
+        let dropped = half.buf.len();
         half.buf.clear();
         half.current = None;
         half.phase = Phase::Lost;
-        self.stats.skipped_bytes += dropped;
-        if dropped > 0 {
-            self.events.push_back(Event::Resynced {
-                direction: dir,
-                skipped: dropped,
-            });
-        }
+        half.line_start = false;
+        self.note_skipped(dir, dropped);
     }
 
     fn on_head(&mut self, dir: Direction, now: Timestamp, head: HeadSummary, bytes: Bytes) {
@@ -732,6 +725,9 @@ impl Connection {
         let Some((response, gap)) = self.server.current.take() else {
             return;
         };
+        // Skips are reported just before the record that follows them.
+        self.report_skipped(Direction::ClientToServer);
+        self.report_skipped(Direction::ServerToClient);
         let mut t = match self.pending.pop_front() {
             Some(p) => Transaction {
                 request: Some(p.message),

@@ -167,3 +167,41 @@ fn the_program_on_the_bundled_capture() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+/// ab over HTTP/1.0 keep-alive and HTTP/1.1: 3,300 transactions (GET 200, GET 404, POST 201).
+/// The truth is the shared truth file reduced to the compared fields (see its first line).
+#[test]
+fn every_http_ab_transaction_matches_the_truth() {
+    use std::io::Read;
+    let mut text = String::new();
+    let file = std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_ab.truth.tsv.gz")).unwrap();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).unwrap();
+    let mut expected: Vec<Vec<&str>> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split('\t').collect()).collect();
+    expected.sort_by_key(|e| (e[7].parse::<i64>().unwrap(), e[0].to_owned()));
+    let capture = open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/http_ab.pcap.gz")).unwrap();
+    let mut got = Vec::new();
+    let (totals, failure) = analyze(capture, |r| got.push(r));
+    assert!(failure.is_none());
+    assert_eq!(totals.gap_bytes, 0);
+    got.sort_by_key(|r| (r.transaction.request.as_ref().map_or(i64::MAX, |m| micros(seconds(m.first))), r.client.to_string()));
+    assert_eq!(got.len(), expected.len());
+    for (r, e) in got.iter().zip(&expected) {
+        let t = &r.transaction;
+        let (req, resp) = (t.request.as_ref().unwrap(), t.response.as_ref().unwrap());
+        let line = [
+            r.client.to_string(),
+            r.server.to_string(),
+            t.method().unwrap().to_owned(),
+            t.uri().unwrap().to_owned(),
+            t.status().unwrap().to_string(),
+            req.body_bytes.to_string(),
+            resp.body_bytes.to_string(),
+            micros(seconds(req.first)).to_string(),
+            micros(seconds(req.last)).to_string(),
+            micros(seconds(resp.first)).to_string(),
+            micros(seconds(resp.last)).to_string(),
+            outcome(t).to_owned(),
+        ];
+        assert_eq!(line.iter().map(String::as_str).collect::<Vec<_>>(), *e);
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod alloc_count;
 pub mod harness;
+pub mod l7decode_cases;
 pub mod otel_cases;
 pub mod peerx_cases;
 pub mod tcpwire_cases;

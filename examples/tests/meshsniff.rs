@@ -174,16 +174,34 @@ fn the_program_on_the_bundled_capture() {
 fn every_http_ab_transaction_matches_the_truth() {
     use std::io::Read;
     let mut text = String::new();
-    let file = std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_ab.truth.tsv.gz")).unwrap();
-    flate2::read::GzDecoder::new(file).read_to_string(&mut text).unwrap();
-    let mut expected: Vec<Vec<&str>> = text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split('\t').collect()).collect();
+    let file = std::fs::File::open(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_ab.truth.tsv.gz"),
+    )
+    .unwrap();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut expected: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split('\t').collect())
+        .collect();
     expected.sort_by_key(|e| (e[7].parse::<i64>().unwrap(), e[0].to_owned()));
-    let capture = open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/http_ab.pcap.gz")).unwrap();
+    let capture =
+        open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("data/http_ab.pcap.gz")).unwrap();
     let mut got = Vec::new();
     let (totals, failure) = analyze(capture, |r| got.push(r));
     assert!(failure.is_none());
     assert_eq!(totals.gap_bytes, 0);
-    got.sort_by_key(|r| (r.transaction.request.as_ref().map_or(i64::MAX, |m| micros(seconds(m.first))), r.client.to_string()));
+    got.sort_by_key(|r| {
+        (
+            r.transaction
+                .request
+                .as_ref()
+                .map_or(i64::MAX, |m| micros(seconds(m.first))),
+            r.client.to_string(),
+        )
+    });
     assert_eq!(got.len(), expected.len());
     for (r, e) in got.iter().zip(&expected) {
         let t = &r.transaction;

@@ -525,6 +525,14 @@ impl Connection {
             let take = input.len().min(limit.saturating_sub(held));
             half.buf
                 .extend_from_slice(input.get(..take).unwrap_or_default());
+            // Parse again only once the head's blank line has arrived: looking at the new bytes
+            // (and the three before them) keeps a head trickled byte by byte linear, not quadratic.
+            let tail = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
+            let ended =
+                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(4).any(|w| w == b"\r\n\r\n");
+            if !ended && half.buf.len() < limit {
+                return take;
+            }
             let verdict = match parse(&half.buf) {
                 Ok(HeadStatus::Complete(head)) => Some(Ok((head_summary(&head), head.len))),
                 Ok(HeadStatus::Partial) if half.buf.len() < limit => None,

@@ -1,10 +1,10 @@
-//! `compare [--only tcpwire|peerx|tracectx] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
+//! `compare [--only tcpwire|peerx|tracectx|l7decode] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
 //! runs against the anchors.
 //! `compare peak-rss count|typed|procfs FILE`: reads FILE with one reader and prints peak RSS.
 
 use std::path::PathBuf;
 
-use bench::{harness, peerx_cases, tcpwire_cases, tracectx_cases};
+use bench::{harness, l7decode_cases, peerx_cases, tcpwire_cases, tracectx_cases};
 
 // Counts allocations per operation for the tracectx comparison (otherwise just `System`).
 #[global_allocator]
@@ -67,6 +67,11 @@ fn main() {
         results.extend(peerx_cases::run(samples));
     }
     let mut notes = Vec::new();
+    if only.is_none_or(|o| o == "l7decode") {
+        let (comparisons, l7_notes) = l7decode_cases::run(samples);
+        results.extend(comparisons);
+        notes.extend(l7_notes);
+    }
     if only.is_none_or(|o| o == "tracectx") {
         let (comparisons, allocations) = tracectx_cases::run(samples);
         results.extend(comparisons);

@@ -245,6 +245,9 @@ struct Half {
     line_start: bool,
     /// The message being read: head, body count, first time, gap seen.
     current: Option<(Message, bool)>,
+    /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
+    /// exactly as if they had arrived in one chunk.
+    reread: Vec<u8>,
 }
 
 impl Half {
@@ -255,6 +258,7 @@ impl Half {
             skipped: 0,
             line_start: true,
             current: None,
+            reread: Vec::new(),
         }
     }
 }
@@ -326,15 +330,44 @@ impl Connection {
         if matches!(self.half(dir).phase, Phase::Start) {
             self.detect(dir, bytes);
         }
-        let mut input = bytes;
-        while !input.is_empty() {
+        self.run(dir, now, bytes);
+        Ok(bytes.len())
+    }
+
+    /// Steps through `bytes`. When gathered bytes must be read again, they and the rest of
+    /// `bytes` continue from an owned copy (only on that error path).
+    fn run(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) {
+        let mut owned: Option<Vec<u8>> = None;
+        let mut pos = 0;
+        loop {
+            let input = owned
+                .as_deref()
+                .unwrap_or(bytes)
+                .get(pos..)
+                .unwrap_or_default();
+            if input.is_empty() {
+                break;
+            }
+            let phase_before = core::mem::discriminant(&self.half(dir).phase);
             let used = self.step(dir, now, input);
-            input = input.get(used..).unwrap_or_default();
-            if used == 0 {
+            let reread = core::mem::take(&mut self.half(dir).reread);
+            if !reread.is_empty() {
+                let mut next = reread;
+                next.extend_from_slice(input.get(used..).unwrap_or_default());
+                owned = Some(next);
+                pos = 0;
+                continue;
+            }
+            pos += used;
+            // A step that consumes nothing hands over to another phase (a message start found at
+            // the chunk's first byte, a body that failed to parse); if it did not, the rest would
+            // never be read, so it is counted as skipped rather than silently lost.
+            if used == 0 && core::mem::discriminant(&self.half(dir).phase) == phase_before {
+                debug_assert!(false, "a step made no progress");
+                self.note_skipped(dir, input.len());
                 break;
             }
         }
-        Ok(bytes.len())
     }
 
     fn half(&mut self, dir: Direction) -> &mut Half {
@@ -548,8 +581,14 @@ impl Connection {
                     len - held
                 }
                 Some(Err(())) => {
+                    // Judge the gathered bytes as if they had come in one chunk: skip the first
+                    // and read the others again; this chunk's bytes are read again after them.
+                    let mut gathered = core::mem::take(&mut half.buf);
+                    gathered.truncate(held);
+                    half.reread = gathered.get(1..).unwrap_or_default().to_vec();
                     self.lose(dir);
-                    take.max(1).min(input.len())
+                    self.note_skipped(dir, 1);
+                    0
                 }
             }
         }
@@ -818,8 +857,9 @@ impl Connection {
             }
             _ => {}
         }
+        // A held candidate or an unfinished head never became a message: its bytes were skipped.
         let held = self.half(dir).buf.len();
-        if matches!(self.half(dir).phase, Phase::Lost) {
+        if matches!(self.half(dir).phase, Phase::Lost | Phase::Head) {
             self.note_skipped(dir, held);
             self.half(dir).buf.clear();
         }

@@ -93,6 +93,12 @@ fn decode(flows: &[Vec<Segment>]) -> u64 {
                 transactions += u64::from(matches!(e, Event::Transaction(_)));
             }
         }
+        // The capture may end before a connection does (as meshsniff does at the end).
+        conn.feed_eof(Direction::ClientToServer, Timestamp(0));
+        conn.feed_eof(Direction::ServerToClient, Timestamp(0));
+        while let Some(e) = conn.poll_event() {
+            transactions += u64::from(matches!(e, Event::Transaction(_)));
+        }
     }
     transactions
 }

@@ -327,9 +327,6 @@ impl Connection {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
         }
         self.stats.bytes += bytes.len() as u64;
-        if matches!(self.half(dir).phase, Phase::Start) {
-            self.detect(dir, bytes);
-        }
         self.run(dir, now, bytes);
         Ok(bytes.len())
     }
@@ -377,47 +374,55 @@ impl Connection {
         }
     }
 
-    /// Infers the protocol from a direction's first bytes.
-    fn detect(&mut self, dir: Direction, bytes: &[u8]) {
-        let http = match dir {
-            Direction::ClientToServer => looks_like_request(bytes.get(..8).unwrap_or(bytes)),
-            Direction::ServerToClient => looks_like_response(bytes.get(..8).unwrap_or(bytes)),
-        };
+    /// A direction's first bytes: TLS is recognised from its record header (three bytes, gathered
+    /// if the first chunk is shorter); anything else is looked at as HTTP from a line start, the
+    /// way a mid-stream start is, so a short first chunk is judged like a long one.
+    fn start(&mut self, dir: Direction, input: &[u8]) -> usize {
+        const TLS_PROBE: usize = 3;
+        let half = self.half(dir);
+        let take = (TLS_PROBE - half.buf.len()).min(input.len());
+        half.buf
+            .extend_from_slice(input.get(..take).unwrap_or_default());
+        if half.buf.len() < TLS_PROBE {
+            return take;
+        }
+        let probe = core::mem::take(&mut half.buf);
         let tls = matches!(
-            bytes,
-            [0x16, 0x03, 0..=4, ..] | [0x17, 0x03, 0..=4, ..] | [0x15, 0x03, ..] | [0x14, 0x03, ..]
+            probe.as_ref(),
+            [0x16 | 0x17, 0x03, 0..=4] | [0x15 | 0x14, 0x03, _]
         );
-        let protocol = if tls {
-            Protocol::Tls
-        } else if http {
-            Protocol::Http
-        } else {
-            // A mid-stream start: look for a message start before giving up on HTTP.
-            self.half(dir).phase = Phase::Lost;
-            return;
-        };
-        self.half(dir).phase = if protocol == Protocol::Http {
-            Phase::Head
-        } else {
-            Phase::Opaque
-        };
+        if !tls {
+            half.phase = Phase::Lost;
+            half.line_start = true;
+            half.reread = probe.to_vec();
+            return take;
+        }
         if self.protocol.is_none() {
-            self.protocol = Some(protocol);
-            self.events.push_back(Event::Protocol(protocol));
+            self.protocol = Some(Protocol::Tls);
+            self.events.push_back(Event::Protocol(Protocol::Tls));
         }
-        if protocol == Protocol::Tls {
-            self.client.phase = Phase::Opaque;
-            self.server.phase = Phase::Opaque;
-        }
+        self.client.phase = Phase::Opaque;
+        self.server.phase = Phase::Opaque;
+        take
     }
 
     /// Consumes a prefix of `input` in the current phase; returns its length.
     fn step(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
-        match self.half(dir).phase.clone() {
-            Phase::Start | Phase::Head => self.head(dir, now, input),
-            Phase::Body(body) => self.body(dir, now, input, body),
+        let half = self.half(dir);
+        match &half.phase {
+            Phase::Start => self.start(dir, input),
+            Phase::Head => self.head(dir, now, input),
             Phase::Lost => self.resync(dir, input),
             Phase::Opaque | Phase::Closed => input.len(),
+            // Moved out, not cloned (a chunked body's scanner is boxed and large); `body` always
+            // stores the phase that follows.
+            Phase::Body(_) => match core::mem::replace(&mut half.phase, Phase::Closed) {
+                Phase::Body(body) => self.body(dir, now, input, body),
+                other => {
+                    half.phase = other;
+                    0
+                }
+            },
         }
     }
 
@@ -432,27 +437,27 @@ impl Connection {
         };
         let half = self.half(dir);
         let mut skipped = 0;
-        let mut at = 0;
         if !half.buf.is_empty() {
-            let take = (PROBE - half.buf.len()).min(input.len());
+            let held = half.buf.len();
+            let take = (PROBE - held).min(input.len());
             half.buf
                 .extend_from_slice(input.get(..take).unwrap_or_default());
-            if half.buf.len() < PROBE {
-                return take;
-            }
             if plausible(&half.buf) {
-                // The held bytes start the head: the head parser gathers from here.
-                half.phase = Phase::Head;
-                self.found_http();
+                if half.buf.len() == PROBE {
+                    // The held bytes start the head: the head parser gathers from here.
+                    half.phase = Phase::Head;
+                    self.found_http();
+                }
                 return take;
             }
-            skipped += half.buf.len();
-            half.line_start = half.buf.last() == Some(&b'\n');
+            // Not a start after all. The held bytes are a method or version prefix, so hold no
+            // line start and no line end: skip them, and scan this chunk from its first byte.
+            skipped += held;
+            half.line_start = false;
             half.buf.clear();
-            at = take;
         }
         let mut found = None;
-        for i in at..input.len() {
+        for i in 0..input.len() {
             let line_start = if i == 0 {
                 half.line_start
             } else {
@@ -469,14 +474,14 @@ impl Connection {
                 }
             } else if plausible(rest) {
                 // A candidate cut by the chunk's end: hold it.
-                skipped += i - at;
+                skipped += i;
                 half.buf.extend_from_slice(rest);
                 self.note_skipped(dir, skipped);
                 return input.len();
             }
         }
         let end = found.unwrap_or(input.len());
-        skipped += end - at;
+        skipped += end;
         half.line_start = if end == 0 {
             half.line_start
         } else {
@@ -561,8 +566,10 @@ impl Connection {
             // Parse again only once the head's blank line has arrived: looking at the new bytes
             // (and the three before them) keeps a head trickled byte by byte linear, not quadratic.
             let tail = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
+            // A head ends with an empty line after a line end: LF LF or LF CR LF (httparse
+            // accepts bare LFs, so CRLF LF and LF CRLF end a head too).
             let ended =
-                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(4).any(|w| w == b"\r\n\r\n");
+                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
             if !ended && half.buf.len() < limit {
                 return take;
             }
@@ -715,9 +722,14 @@ impl Connection {
                         self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
                         return input.len();
                     }
-                    Err(_) => {
+                    // What was framed before the bad byte belongs to the message; sync is lost
+                    // from there, at the same stream position however the body was chunked.
+                    Err(e) => {
+                        self.add_body(dir, now, scanner.body_bytes - before);
                         self.lose(dir);
-                        return 0;
+                        return usize::try_from(e.offset())
+                            .unwrap_or(usize::MAX)
+                            .min(input.len());
                     }
                 }
             }
@@ -859,7 +871,10 @@ impl Connection {
         }
         // A held candidate or an unfinished head never became a message: its bytes were skipped.
         let held = self.half(dir).buf.len();
-        if matches!(self.half(dir).phase, Phase::Lost | Phase::Head) {
+        if matches!(
+            self.half(dir).phase,
+            Phase::Start | Phase::Lost | Phase::Head
+        ) {
             self.note_skipped(dir, held);
             self.half(dir).buf.clear();
         }

@@ -62,6 +62,9 @@ impl ChunkedScanner {
     ///
     /// # Errors
     /// [`ErrorKind::Malformed`] for a bad or over-long size line, or a missing CRLF after data.
+    /// Its offset (into `input`) is where the body stopped making sense: the bad byte, the first
+    /// byte past the line limit, or the end of an unparsable line; the same stream position
+    /// however the body was chunked.
     pub fn scan(&mut self, input: &[u8]) -> Result<Scan, Error> {
         let mut at = 0;
         while at < input.len() {
@@ -98,19 +101,22 @@ impl ChunkedScanner {
                     }
                 }
                 State::Size | State::Trailer => {
-                    let (line, used) = match rest.iter().position(|b| *b == b'\n') {
-                        Some(nl) => (
-                            self.complete_line(rest.get(..nl).unwrap_or_default())?,
-                            nl + 1,
-                        ),
-                        None => {
-                            self.keep(rest)?;
-                            return Ok(Scan::NeedMore);
-                        }
+                    // Errors point at a stream position that does not depend on chunking: the
+                    // first byte past the line limit, or the end of a line that does not parse.
+                    let nl = rest.iter().position(|b| *b == b'\n');
+                    let room = MAX_LINE.saturating_sub(self.line_len);
+                    if nl.unwrap_or(rest.len()) > room {
+                        return Err(Error::new(ErrorKind::Malformed, (at + room) as u64));
+                    }
+                    let Some(nl) = nl else {
+                        self.keep(rest);
+                        return Ok(Scan::NeedMore);
                     };
-                    at += used;
+                    let line = self.complete_line(rest.get(..nl).unwrap_or_default());
+                    at += nl + 1;
                     let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                    self.on_line(line)?;
+                    self.on_line(line)
+                        .map_err(|e| Error::new(e.kind(), at as u64))?;
                 }
             }
         }
@@ -121,18 +127,16 @@ impl ChunkedScanner {
         })
     }
 
-    fn keep(&mut self, part: &[u8]) -> Result<(), Error> {
-        let dst = self
-            .line
-            .get_mut(self.line_len..self.line_len + part.len())
-            .ok_or(Error::new(ErrorKind::Malformed, 0))?;
-        dst.copy_from_slice(part);
-        self.line_len += part.len();
-        Ok(())
+    /// Keeps a line's prefix; the caller checked it fits.
+    fn keep(&mut self, part: &[u8]) {
+        if let Some(dst) = self.line.get_mut(self.line_len..self.line_len + part.len()) {
+            dst.copy_from_slice(part);
+            self.line_len += part.len();
+        }
     }
 
     /// The whole line: the kept prefix plus `tail` (copied only when a prefix was kept).
-    fn complete_line(&mut self, tail: &[u8]) -> Result<LineBuf, Error> {
+    fn complete_line(&mut self, tail: &[u8]) -> LineBuf {
         let mut out = LineBuf {
             bytes: [0; 64],
             len: 0,
@@ -144,11 +148,8 @@ impl ChunkedScanner {
                 out.len += 1;
             }
         }
-        if kept.len() + tail.len() > MAX_LINE {
-            return Err(Error::new(ErrorKind::Malformed, 0));
-        }
         self.line_len = 0;
-        Ok(out)
+        out
     }
 
     fn on_line(&mut self, line: &[u8]) -> Result<(), Error> {

@@ -223,3 +223,84 @@ fn every_http_ab_transaction_matches_the_truth() {
         assert_eq!(line.iter().map(String::as_str).collect::<Vec<_>>(), *e);
     }
 }
+
+/// DeepFlow's public HTTP captures (`agent/resources/test/flow_generator/http`): each holds one
+/// exchange, two of them cut short. Expected values are read from the bytes; method, path and
+/// status agree with DeepFlow's own `.result` files.
+#[test]
+fn deepflow_http_captures() {
+    struct Expected {
+        file: &'static str,
+        method: &'static str,
+        uri: &'static str,
+        status: u16,
+        req_body: u64,
+        resp_body: u64,
+        latency_us: u64,
+        truncated: bool,
+    }
+    let cases = [
+        Expected {
+            file: "httpv1.pcap",
+            method: "POST",
+            uri: "/query?1590632942",
+            status: 200,
+            req_body: 85,
+            resp_body: 54,
+            latency_us: 84_051,
+            truncated: false,
+        },
+        // One 1,410-byte segment of a request whose head the server acknowledged at 1,718
+        // bytes: the head's complete lines are kept and the response pairs with it.
+        Expected {
+            file: "client-ip.pcap",
+            method: "POST",
+            uri: "/biz-inquiry-bff/bff/v1/common/check/polymerization?channel=webportal&terminalType=bff",
+            status: 200,
+            req_body: 0,
+            resp_body: 469,
+            latency_us: 84_387,
+            truncated: true,
+        },
+        // An Istio sidecar's request; the capture keeps only the first 17 bytes of the HTTP/1.0
+        // response: its status line.
+        Expected {
+            file: "istio-tcp-frag.pcap",
+            method: "GET",
+            uri: "/productpage",
+            status: 200,
+            req_body: 0,
+            resp_body: 0,
+            latency_us: 167,
+            truncated: true,
+        },
+    ];
+    for e in cases {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/deepflow")
+            .join(e.file);
+        let mut got = Vec::new();
+        let (_, failure) = analyze(open(&path).unwrap(), |r| got.push(r));
+        assert!(failure.is_none(), "{}: {failure:?}", e.file);
+        assert_eq!(got.len(), 1, "{}", e.file);
+        let t = &got[0].transaction;
+        assert_eq!(t.method(), Some(e.method), "{}", e.file);
+        assert_eq!(t.uri(), Some(e.uri), "{}", e.file);
+        assert_eq!(t.status(), Some(e.status), "{}", e.file);
+        assert_eq!(
+            t.request.as_ref().unwrap().body_bytes,
+            e.req_body,
+            "{}",
+            e.file
+        );
+        assert_eq!(
+            t.response.as_ref().unwrap().body_bytes,
+            e.resp_body,
+            "{}",
+            e.file
+        );
+        assert_eq!(t.latency_ns(), Some(e.latency_us * 1_000), "{}", e.file);
+        assert_eq!(t.flags.truncated, e.truncated, "{}", e.file);
+        assert!(!t.flags.orphan && !t.flags.missing_response, "{}", e.file);
+    }
+}

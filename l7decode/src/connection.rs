@@ -337,6 +337,14 @@ impl Connection {
         let mut owned: Option<Vec<u8>> = None;
         let mut pos = 0;
         loop {
+            let reread = core::mem::take(&mut self.half(dir).reread);
+            if !reread.is_empty() {
+                let mut next = reread;
+                let rest = owned.as_deref().unwrap_or(bytes).get(pos..);
+                next.extend_from_slice(rest.unwrap_or_default());
+                owned = Some(next);
+                pos = 0;
+            }
             let input = owned
                 .as_deref()
                 .unwrap_or(bytes)
@@ -347,24 +355,47 @@ impl Connection {
             }
             let phase_before = core::mem::discriminant(&self.half(dir).phase);
             let used = self.step(dir, now, input);
-            let reread = core::mem::take(&mut self.half(dir).reread);
-            if !reread.is_empty() {
-                let mut next = reread;
-                next.extend_from_slice(input.get(used..).unwrap_or_default());
-                owned = Some(next);
-                pos = 0;
-                continue;
-            }
             pos += used;
             // A step that consumes nothing hands over to another phase (a message start found at
-            // the chunk's first byte, a body that failed to parse); if it did not, the rest would
-            // never be read, so it is counted as skipped rather than silently lost.
-            if used == 0 && core::mem::discriminant(&self.half(dir).phase) == phase_before {
+            // the chunk's first byte, a body that failed to parse) or asks for bytes to be read
+            // again; if it did neither, the rest would never be read, so it is counted as
+            // skipped rather than silently lost.
+            if used == 0
+                && self.half(dir).reread.is_empty()
+                && core::mem::discriminant(&self.half(dir).phase) == phase_before
+            {
                 debug_assert!(false, "a step made no progress");
                 self.note_skipped(dir, input.len());
                 break;
             }
         }
+    }
+
+    /// Judges a head still being gathered in `dir` as if all its bytes had come in one chunk
+    /// (the gather path parses only once the blank line arrives, to stay linear). Called before
+    /// anything the other direction reports, so records do not depend on chunking.
+    fn settle(&mut self, dir: Direction, now: Timestamp) {
+        let half = self.half(dir);
+        if !matches!(half.phase, Phase::Head)
+            || half.buf.is_empty()
+            || parse_head(dir, &half.buf).is_ok()
+        {
+            return;
+        }
+        let held = self.half(dir).buf.len();
+        self.reread_after_bad_head(dir, held);
+        self.run(dir, now, &[]);
+    }
+
+    /// A gathered head (its first `held` bytes) turned out bad: skip its first byte and read the
+    /// others again, exactly as if they had arrived in one chunk.
+    fn reread_after_bad_head(&mut self, dir: Direction, held: usize) {
+        let half = self.half(dir);
+        let mut gathered = core::mem::take(&mut half.buf);
+        gathered.truncate(held);
+        half.reread = gathered.get(1..).unwrap_or_default().to_vec();
+        self.lose(dir);
+        self.note_skipped(dir, 1);
     }
 
     fn half(&mut self, dir: Direction) -> &mut Half {
@@ -588,14 +619,52 @@ impl Connection {
                     len - held
                 }
                 Some(Err(())) => {
-                    // Judge the gathered bytes as if they had come in one chunk: skip the first
-                    // and read the others again; this chunk's bytes are read again after them.
-                    let mut gathered = core::mem::take(&mut half.buf);
-                    gathered.truncate(held);
-                    half.reread = gathered.get(1..).unwrap_or_default().to_vec();
-                    self.lose(dir);
-                    self.note_skipped(dir, 1);
+                    // This chunk's bytes are read again after the gathered ones.
+                    self.reread_after_bad_head(dir, held);
                     0
+                }
+            }
+        }
+    }
+
+    /// A head cut short (its direction ended, or for a request, the server answered before it
+    /// ended, so the capture missed its end): its complete lines, closed by an empty line, make
+    /// a message flagged truncated. The partial last line is counted as skipped.
+    fn salvage_head(&mut self, dir: Direction) {
+        let half = self.half(dir);
+        if !matches!(half.phase, Phase::Head) {
+            return;
+        }
+        let Some(cut) = half.buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1) else {
+            return;
+        };
+        let mut closed = half.buf.get(..cut).unwrap_or_default().to_vec();
+        closed.extend_from_slice(b"\r\n");
+        let Ok(HeadStatus::Complete(head)) = parse_head(dir, &closed) else {
+            return;
+        };
+        let summary = head_summary(&head);
+        let partial_line = half.buf.len() - cut;
+        let lines = half.buf.split_to(cut).freeze();
+        half.buf.clear();
+        let last = half.current.as_ref().map_or(Timestamp(0), |(m, _)| m.last);
+        self.note_skipped(dir, partial_line);
+        self.on_head(dir, last, summary, lines);
+        match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.flags.truncated = true;
+                }
+            }
+            Direction::ServerToClient => {
+                if self.server.current.is_some() {
+                    self.finish_response(Flags {
+                        truncated: true,
+                        ..Flags::default()
+                    });
+                } else if let Some(Event::Transaction(t)) = self.events.back_mut() {
+                    // A status without a body was reported as soon as its head was read.
+                    t.flags.truncated = true;
                 }
             }
         }
@@ -643,6 +712,16 @@ impl Connection {
                 self.start_body(dir, framing);
             }
             Direction::ServerToClient => {
+                self.settle(Direction::ClientToServer, now);
+                if self.pending.is_empty() && !self.client.buf.is_empty() {
+                    // Answered while the only request's head was still being gathered: the
+                    // capture missed the head's end. Keep what was seen; find the next request.
+                    self.salvage_head(Direction::ClientToServer);
+                    if !self.pending.is_empty() {
+                        self.client.phase = Phase::Lost;
+                        self.client.line_start = false;
+                    }
+                }
                 let status = head.status;
                 if (100..200).contains(&status) && status != 101 {
                     // Interim: it belongs to the oldest request; the final response follows.
@@ -781,6 +860,15 @@ impl Connection {
     }
 
     fn finish_response(&mut self, extra: Flags) {
+        if self.server.current.is_none() {
+            return;
+        }
+        let now = self
+            .server
+            .current
+            .as_ref()
+            .map_or(Timestamp(0), |(m, _)| m.last);
+        self.settle(Direction::ClientToServer, now);
         let Some((response, gap)) = self.server.current.take() else {
             return;
         };
@@ -853,7 +941,9 @@ impl Connection {
 
     /// The end of one direction. A close-delimited response ends here; when the server's side
     /// ends, requests still waiting are reported without a response.
-    pub fn feed_eof(&mut self, dir: Direction, _now: Timestamp) {
+    pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
+        self.settle(dir, now);
+        self.salvage_head(dir);
         match self.half(dir).phase.clone() {
             // The body's last byte is the last data before the close, not the close itself.
             Phase::Body(Body::UntilClose) => self.message_done(dir, None),

@@ -300,3 +300,32 @@ fn a_bad_head_cut_by_chunks_is_judged_as_if_whole() {
         .collect();
     assert_eq!(skipped, vec![(C, 6), (S, 38), (S, 12)]);
 }
+
+#[test]
+fn heads_cut_short_keep_their_complete_lines() {
+    // The capture lost the end of the request head (the server answered anyway), and keeps only
+    // the status line and half a header of the response. Both heads keep their complete lines;
+    // the partial lines are counted as skipped; the record is flagged truncated.
+    let client: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nX-Lo";
+    let server: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.0 200 OK\r\nContent-Ty";
+    let records = chunking_invariant_records(client, server);
+    let t = transactions(&records);
+    let got: Vec<_> = t.iter().map(|t| summary(t)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("POST"), Some("/a"), Some(204), 0, 0),
+            (None, None, Some(200), 0, 0)
+        ]
+    );
+    assert!(t[0].flags.truncated && !t[0].flags.orphan);
+    assert!(t[1].flags.truncated && t[1].flags.orphan);
+    let skipped: Vec<_> = records
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resynced { direction, skipped } => Some((*direction, *skipped)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, vec![(C, 4), (S, 10)]);
+}

@@ -248,6 +248,8 @@ struct Half {
     /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
     /// exactly as if they had arrived in one chunk.
     reread: Vec<u8>,
+    /// When the bytes to read again first arrived.
+    reread_time: Timestamp,
 }
 
 impl Half {
@@ -259,6 +261,7 @@ impl Half {
             line_start: true,
             current: None,
             reread: Vec::new(),
+            reread_time: Timestamp(0),
         }
     }
 }
@@ -336,25 +339,34 @@ impl Connection {
     fn run(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) {
         let mut owned: Option<Vec<u8>> = None;
         let mut pos = 0;
+        // Bytes read again keep the time they first arrived; they are stepped through apart
+        // from the rest, like an earlier chunk.
+        let mut reread_end: usize = 0;
+        let mut reread_time = now;
         loop {
             let reread = core::mem::take(&mut self.half(dir).reread);
             if !reread.is_empty() {
+                reread_time = self.half(dir).reread_time;
+                // Bytes still to be read again from an earlier round keep their place in front.
+                reread_end = reread.len() + reread_end.saturating_sub(pos);
                 let mut next = reread;
                 let rest = owned.as_deref().unwrap_or(bytes).get(pos..);
                 next.extend_from_slice(rest.unwrap_or_default());
                 owned = Some(next);
                 pos = 0;
             }
-            let input = owned
-                .as_deref()
-                .unwrap_or(bytes)
-                .get(pos..)
-                .unwrap_or_default();
+            let all = owned.as_deref().unwrap_or(bytes);
+            let (input, time) = if pos < reread_end {
+                (all.get(pos..reread_end), reread_time)
+            } else {
+                (all.get(pos..), now)
+            };
+            let input = input.unwrap_or_default();
             if input.is_empty() {
                 break;
             }
             let phase_before = core::mem::discriminant(&self.half(dir).phase);
-            let used = self.step(dir, now, input);
+            let used = self.step(dir, time, input);
             pos += used;
             // A step that consumes nothing hands over to another phase (a message start found at
             // the chunk's first byte, a body that failed to parse) or asks for bytes to be read
@@ -394,6 +406,9 @@ impl Connection {
         let mut gathered = core::mem::take(&mut half.buf);
         gathered.truncate(held);
         half.reread = gathered.get(1..).unwrap_or_default().to_vec();
+        if let Some((message, _)) = &half.current {
+            half.reread_time = message.first;
+        }
         self.lose(dir);
         self.note_skipped(dir, 1);
     }

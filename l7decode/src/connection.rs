@@ -587,7 +587,9 @@ impl Connection {
         if held == 0 {
             // The common case: the whole head is in this chunk, parsed in place.
             match parse(input) {
-                Ok(HeadStatus::Complete(head)) => {
+                // A head longer than the buffer limit is refused even when it came whole, as it
+                // would be when gathered from pieces.
+                Ok(HeadStatus::Complete(head)) if head.len <= limit => {
                     let (summary, len) = (head_summary(&head), head.len);
                     let bytes = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
                     self.on_head(dir, now, summary, bytes);
@@ -598,7 +600,7 @@ impl Connection {
                     input.len()
                 }
                 // Too long a head, or not a head: skip a byte and look for the next start.
-                Ok(HeadStatus::Partial) | Err(_) => {
+                Ok(_) | Err(_) => {
                     self.lose(dir);
                     self.note_skipped(dir, 1);
                     1

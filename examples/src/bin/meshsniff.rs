@@ -57,13 +57,28 @@ fn main() -> ExitCode {
             }
         };
         read_any = true;
+        // A progress line on stderr, once a capture takes more than a second.
+        let started = std::time::Instant::now();
+        let (mut seen, mut shown_at) = (0u64, started);
         let (t, failure) = analyze(capture, |r| {
+            seen += 1;
+            if seen % 1024 == 0 && shown_at.elapsed() >= std::time::Duration::from_secs(1) {
+                shown_at = std::time::Instant::now();
+                eprint!(
+                    "\rmeshsniff: {}: {seen} transactions, {:.0} s",
+                    path.display(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
             if json_out {
                 let _ = writeln!(out, "{}", record_json(&r));
             } else {
                 records.push(r);
             }
         });
+        if shown_at != started {
+            eprintln!();
+        }
         add(&mut totals, &t);
         if let Some(e) = failure {
             eprintln!(

@@ -423,7 +423,7 @@ impl Connection {
     /// A direction's first bytes: TLS is recognised from its record header (three bytes, gathered
     /// if the first chunk is shorter); anything else is looked at as HTTP from a line start, the
     /// way a mid-stream start is, so a short first chunk is judged like a long one.
-    fn start(&mut self, dir: Direction, input: &[u8]) -> usize {
+    fn start(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
         const TLS_PROBE: usize = 3;
         let half = self.half(dir);
         let take = (TLS_PROBE - half.buf.len()).min(input.len());
@@ -447,16 +447,29 @@ impl Connection {
             self.protocol = Some(Protocol::Tls);
             self.events.push_back(Event::Protocol(Protocol::Tls));
         }
-        self.client.phase = Phase::Opaque;
-        self.server.phase = Phase::Opaque;
+        self.settle(dir.reverse(), now);
+        self.go_opaque();
         take
+    }
+
+    /// From here on both directions are only counted (TLS, a tunnel). Bytes still held (a
+    /// candidate start, an unfinished head) are counted as skipped, not dropped.
+    fn go_opaque(&mut self) {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let held = self.half(dir).buf.len();
+            self.note_skipped(dir, held);
+            let half = self.half(dir);
+            half.buf.clear();
+            half.current = None;
+            half.phase = Phase::Opaque;
+        }
     }
 
     /// Consumes a prefix of `input` in the current phase; returns its length.
     fn step(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
         let half = self.half(dir);
         match &half.phase {
-            Phase::Start => self.start(dir, input),
+            Phase::Start => self.start(dir, now, input),
             Phase::Head => self.head(dir, now, input),
             Phase::Lost => self.resync(dir, input),
             Phase::Opaque | Phase::Closed => input.len(),
@@ -773,8 +786,7 @@ impl Connection {
                             upgraded: true,
                             ..Flags::default()
                         });
-                        self.client.phase = Phase::Opaque;
-                        self.server.phase = Phase::Opaque;
+                        self.go_opaque();
                         self.events.push_back(Event::Tunnel);
                     }
                     other => self.start_body(dir, other),

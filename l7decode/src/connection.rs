@@ -692,6 +692,8 @@ impl Connection {
                         truncated: true,
                         ..Flags::default()
                     });
+                    // Its body never came: nothing more belongs to this response.
+                    self.server.phase = Phase::Head;
                 } else if let Some(Event::Transaction(t)) = self.events.back_mut() {
                     // A status without a body was reported as soon as its head was read.
                     t.flags.truncated = true;

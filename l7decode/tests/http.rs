@@ -329,3 +329,21 @@ fn heads_cut_short_keep_their_complete_lines() {
         .collect();
     assert_eq!(skipped, vec![(C, 4), (S, 10)]);
 }
+
+#[test]
+fn a_response_head_cut_by_the_end_flags_only_its_own_record() {
+    // Two pipelined requests; the first response's head is cut after its Content-Length line.
+    let events = run(
+        &[
+            (C, 1, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"),
+            (S, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nServ"),
+        ],
+        true,
+    );
+    let t = transactions(&events);
+    assert_eq!(t.len(), 2);
+    assert_eq!(summary(t[0]), (Some("GET"), Some("/a"), Some(200), 0, 0));
+    assert!(t[0].flags.truncated && !t[0].flags.missing_response);
+    assert_eq!(t[1].uri(), Some("/b"));
+    assert!(t[1].flags.missing_response && !t[1].flags.truncated);
+}

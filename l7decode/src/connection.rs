@@ -377,7 +377,8 @@ impl Connection {
                 && core::mem::discriminant(&self.half(dir).phase) == phase_before
             {
                 debug_assert!(false, "a step made no progress");
-                self.note_skipped(dir, input.len());
+                let left = owned.as_deref().unwrap_or(bytes).len() - pos;
+                self.note_skipped(dir, left);
                 break;
             }
         }

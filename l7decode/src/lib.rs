@@ -77,7 +77,8 @@ impl Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Bytes buffered per direction for a message that straddles feeds (default 1 MiB).
+    /// Bytes buffered per direction for a head that straddles feeds, and the longest head
+    /// accepted (default 64 KiB).
     pub max_buffered: usize,
     /// Requests awaiting their response (default 1024).
     pub max_pending: usize,
@@ -108,7 +109,7 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_buffered: 1 << 20,
+            max_buffered: 64 << 10,
             max_pending: 1024,
         }
     }

@@ -118,7 +118,7 @@ impl BitOrAssign for TcpFlags {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReassemblyConfig {
-    /// Bytes held out of order, waiting for a hole to fill (default 256 KiB). Past it, the first
+    /// Bytes held out of order, waiting for a hole to fill (default 64 KiB). Past it, the first
     /// hole is given up on and reported as an [`Event::Gap`].
     pub max_buffered: usize,
     /// Out-of-order segments held at once (default 1024). Past it, the first hole is given up on.
@@ -142,7 +142,7 @@ impl ReassemblyConfig {
 impl Default for ReassemblyConfig {
     fn default() -> Self {
         Self {
-            max_buffered: 256 << 10,
+            max_buffered: 64 << 10,
             max_segments: 1024,
         }
     }

@@ -46,6 +46,8 @@ struct Flow {
     halves: [Reassembler; 2],
     conn: Connection,
     done: [bool; 2],
+    /// When the flow's last packet was seen: what it held back is delivered as of then.
+    last_seen: Timestamp,
 }
 
 impl Flow {
@@ -56,6 +58,7 @@ impl Flow {
             halves: [Reassembler::new(config), Reassembler::new(config)],
             conn: Connection::new(Limits::default()),
             done: [false; 2],
+            last_seen: Timestamp(0),
         }
     }
 }
@@ -124,6 +127,7 @@ pub fn analyze(
         };
         let index = usize::from(dir == Direction::ServerToClient);
         let now = Timestamp(seg.ts_ns);
+        flow.last_seen = now;
         let mut flags = TcpFlags::NONE;
         if seg.syn {
             flags |= TcpFlags::SYN;
@@ -228,8 +232,13 @@ fn finish(flow: &mut Flow, key: FlowKey, on_record: &mut impl FnMut(Record), tot
         return;
     };
     let Flow {
-        halves, conn, done, ..
+        halves,
+        conn,
+        done,
+        last_seen,
+        ..
     } = flow;
+    let now = *last_seen;
     for (index, half) in halves.iter_mut().enumerate() {
         let dir = if index == 0 {
             Direction::ClientToServer
@@ -237,9 +246,9 @@ fn finish(flow: &mut Flow, key: FlowKey, on_record: &mut impl FnMut(Record), tot
             Direction::ServerToClient
         };
         let already = done.get(index).copied().unwrap_or(true);
-        let ended = deliver(half.flush(Timestamp(0)), conn, dir, totals);
+        let ended = deliver(half.flush(now), conn, dir, totals);
         if !already && !ended {
-            conn.feed_eof(dir, Timestamp(0));
+            conn.feed_eof(dir, now);
         }
     }
     totals.skipped_bytes += conn.stats().skipped_bytes;

@@ -304,3 +304,163 @@ fn deepflow_http_captures() {
         assert!(!t.flags.orphan && !t.flags.missing_response, "{}", e.file);
     }
 }
+
+/// One classic pcap record: its 16-byte header and its data.
+type PcapRecord = (Vec<u8>, Vec<u8>);
+
+/// `http_curl` as classic pcap records (the file header, then each record).
+fn curl_records() -> (Vec<u8>, Vec<PcapRecord>) {
+    use std::io::Read;
+    let gz = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/http_curl.pcap.gz"))
+        .unwrap();
+    let mut raw = Vec::new();
+    flate2::read::MultiGzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    assert_eq!(
+        raw[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian classic pcap"
+    );
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at < raw.len() {
+        let incl = u32::from_le_bytes(raw[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.push((
+            raw[at..at + 16].to_vec(),
+            raw[at + 16..at + 16 + incl].to_vec(),
+        ));
+        at += 16 + incl;
+    }
+    (raw[..24].to_vec(), records)
+}
+
+/// Runs the pipeline on a derived capture.
+fn analyze_records(header: &[u8], records: &[PcapRecord]) -> Vec<Record> {
+    let mut bytes = header.to_vec();
+    for (head, data) in records {
+        let mut head = head.clone();
+        head[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(data);
+    }
+    let capture = examples::capture::Capture::from_reader(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = Vec::new();
+    let (_, failure) = analyze(capture, |r| out.push(r));
+    assert!(failure.is_none(), "{failure:?}");
+    out
+}
+
+/// The truth's exchanges by (client, request start in µs): (method, uri, status) of each (a
+/// pipeline's requests share their start).
+type TruthIndex = std::collections::HashMap<(String, i64), Vec<(String, String, Option<u64>)>>;
+
+fn curl_truth() -> TruthIndex {
+    let truth: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/http_curl.truth.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut index = TruthIndex::new();
+    for t in truth["transactions"].as_array().unwrap() {
+        index
+            .entry((
+                t["client"].as_str().unwrap().to_owned(),
+                micros(t["req_first_time"].as_f64().unwrap()),
+            ))
+            .or_default()
+            .push((
+                t["method"].as_str().unwrap().to_owned(),
+                t["uri"].as_str().unwrap().to_owned(),
+                t["status"].as_u64(),
+            ));
+    }
+    index
+}
+
+/// Every record that has a request names a real request (and, when it has a response, that
+/// request's real status): a damaged capture may lose exchanges, never invent or mis-pair one.
+/// Returns how many records carry both sides.
+fn assert_no_wrong_pairing(records: &[Record], what: &str) -> usize {
+    let truth = curl_truth();
+    let mut paired = 0;
+    for r in records {
+        let t = &r.transaction;
+        let Some(req) = t.request.as_ref() else {
+            continue;
+        };
+        let key = (r.client.to_string(), micros(seconds(req.first)));
+        let candidates = truth.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let status = t.response.as_ref().map(|_| t.status().map(u64::from));
+        let real = candidates.iter().any(|(method, uri, real_status)| {
+            t.method() == Some(method.as_str())
+                && (t.flags.truncated || t.uri() == Some(uri.as_str()))
+                && status.is_none_or(|s| s == *real_status)
+        });
+        assert!(
+            real,
+            "{what}: {key:?} {:?} {:?} -> {status:?} is not in the truth: {candidates:?}",
+            t.method(),
+            t.uri()
+        );
+        paired += usize::from(t.response.is_some());
+    }
+    paired
+}
+
+#[test]
+fn mid_stream_starts_lose_exchanges_but_never_mis_pair() {
+    let (header, records) = curl_records();
+    for skip in [40, 120, 250, 400, 520] {
+        let got = analyze_records(&header, &records[skip..]);
+        let paired = assert_no_wrong_pairing(&got, &format!("first {skip} packets dropped"));
+        assert!(paired > 0, "first {skip} packets dropped: nothing decoded");
+    }
+}
+
+#[test]
+fn a_lost_segment_is_a_gap_in_one_exchange_only() {
+    let (header, records) = curl_records();
+    let with_payload: Vec<usize> = (0..records.len())
+        .filter(|&i| records[i].1.len() > 200)
+        .collect();
+    for &drop in with_payload.iter().step_by(with_payload.len() / 6) {
+        let mut kept = records.clone();
+        kept.remove(drop);
+        let got = analyze_records(&header, &kept);
+        let what = format!("packet {drop} dropped");
+        let paired = assert_no_wrong_pairing(&got, &what);
+        let damaged = got
+            .iter()
+            .filter(|r| r.transaction.flags.gap || r.transaction.flags.truncated)
+            .count();
+        assert!(paired >= 30, "{what}: only {paired} of 33 exchanges paired");
+        assert!(
+            damaged <= 3,
+            "{what}: {damaged} records damaged by one lost segment"
+        );
+    }
+}
+
+#[test]
+fn a_snaplen_keeps_what_fits_and_flags_the_rest() {
+    let (header, records) = curl_records();
+    let cut: Vec<_> = records
+        .iter()
+        .map(|(h, d)| (h.clone(), d[..d.len().min(128)].to_vec()))
+        .collect();
+    let got = analyze_records(&header, &cut);
+    let paired = assert_no_wrong_pairing(&got, "snaplen 128");
+    assert!(paired > 0, "snaplen 128: nothing paired");
+    for r in &got {
+        let t = &r.transaction;
+        let whole = t.request.as_ref().is_some_and(|m| m.body_bytes == 0) && !t.flags.gap;
+        assert!(
+            whole || t.flags.gap || t.flags.truncated || t.flags.orphan || t.flags.missing_response,
+            "{t:?}"
+        );
+    }
+    eprintln!("snaplen 128: {} records, {paired} paired", got.len());
+}

@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind};
 use crate::http::chunked::{ChunkedScanner, Scan};
 use crate::http::head::{
     BodyFraming, Head, HeadStatus, looks_like_request, looks_like_response, parse_request,
-    parse_response,
+    parse_response, starts_message_mid_line,
 };
 use crate::{Direction, Limits, Timestamp};
 
@@ -243,6 +243,9 @@ struct Half {
     skipped: u64,
     /// While lost: whether the last byte seen ended a line.
     line_start: bool,
+    /// While lost: whether the held candidate began a line, and when it arrived.
+    held_line_start: bool,
+    held_since: Timestamp,
     /// The message being read: head, body count, first time, gap seen.
     current: Option<(Message, bool)>,
     /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
@@ -259,6 +262,8 @@ impl Half {
             buf: BytesMut::new(),
             skipped: 0,
             line_start: true,
+            held_line_start: true,
+            held_since: Timestamp(0),
             current: None,
             reread: Vec::new(),
             reread_time: Timestamp(0),
@@ -442,6 +447,7 @@ impl Connection {
             half.phase = Phase::Lost;
             half.line_start = true;
             half.reread = probe.to_vec();
+            half.reread_time = now;
             return take;
         }
         if self.protocol.is_none() {
@@ -472,7 +478,7 @@ impl Connection {
         match &half.phase {
             Phase::Start => self.start(dir, now, input),
             Phase::Head => self.head(dir, now, input),
-            Phase::Lost => self.resync(dir, input),
+            Phase::Lost => self.resync(dir, now, input),
             Phase::Opaque | Phase::Closed => input.len(),
             // Moved out, not cloned (a chunked body's scanner is boxed and large); `body` always
             // stores the phase that follows.
@@ -486,35 +492,67 @@ impl Connection {
         }
     }
 
-    /// Skips to the next plausible message start (a request or status line at the beginning of a
-    /// line). A candidate cut by the end of a chunk is held (8 bytes at most) until it can be
+    /// Skips to the next plausible message start: a request or status line at the beginning of
+    /// a line, or, where a body ended without a newline, a stronger `METHOD /` or `HTTP/1.x NNN`
+    /// anywhere. A candidate cut by the end of a chunk is held (13 bytes at most) until it can be
     /// judged, so the outcome does not depend on how the stream was chunked.
-    fn resync(&mut self, dir: Direction, input: &[u8]) -> usize {
+    fn resync(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
         const PROBE: usize = 8;
-        let plausible = |s: &[u8]| match dir {
-            Direction::ClientToServer => looks_like_request(s),
-            Direction::ServerToClient => looks_like_response(s),
+        const MAX_PROBE: usize = 13;
+        let request = dir == Direction::ClientToServer;
+        // `None`: too few bytes to tell.
+        let judge = |s: &[u8], line_start: bool| -> Option<bool> {
+            let plausible = |s: &[u8]| {
+                if request {
+                    looks_like_request(s)
+                } else {
+                    looks_like_response(s)
+                }
+            };
+            if !line_start {
+                starts_message_mid_line(s, request)
+            } else if let Some(probe) = s.get(..PROBE) {
+                Some(plausible(probe))
+            } else if plausible(s) {
+                None
+            } else {
+                Some(false)
+            }
         };
         let half = self.half(dir);
         let mut skipped = 0;
         if !half.buf.is_empty() {
             let held = half.buf.len();
-            let take = (PROBE - held).min(input.len());
+            let take = MAX_PROBE.saturating_sub(held).min(input.len());
             half.buf
                 .extend_from_slice(input.get(..take).unwrap_or_default());
-            if plausible(&half.buf) {
-                if half.buf.len() == PROBE {
-                    // The held bytes start the head: the head parser gathers from here.
+            match judge(&half.buf, half.held_line_start) {
+                Some(true) => {
+                    // The held bytes start the head, which began when they arrived: the head
+                    // parser gathers from here.
                     half.phase = Phase::Head;
+                    half.current = Some((
+                        Message {
+                            head: Bytes::new(),
+                            body_bytes: 0,
+                            first: half.held_since,
+                            last: half.held_since,
+                        },
+                        false,
+                    ));
                     self.found_http();
+                    return take;
                 }
-                return take;
+                None => return take,
+                // Not a start after all. The held bytes are a strict prefix of a method or a
+                // status line, so hold no line end and no other candidate: skip them, and scan
+                // this chunk from its first byte.
+                Some(false) => {
+                    skipped += held;
+                    half.line_start = false;
+                    half.buf.clear();
+                }
             }
-            // Not a start after all. The held bytes are a method or version prefix, so hold no
-            // line start and no line end: skip them, and scan this chunk from its first byte.
-            skipped += held;
-            half.line_start = false;
-            half.buf.clear();
         }
         let mut found = None;
         for i in 0..input.len() {
@@ -523,21 +561,31 @@ impl Connection {
             } else {
                 input.get(i - 1) == Some(&b'\n')
             };
-            if !line_start {
+            let first = input.get(i).copied().unwrap_or_default();
+            let can_start = if request {
+                matches!(first, b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T')
+            } else {
+                first == b'H'
+            };
+            if !can_start {
                 continue;
             }
             let rest = input.get(i..).unwrap_or_default();
-            if rest.len() >= PROBE {
-                if plausible(rest.get(..PROBE).unwrap_or_default()) {
+            match judge(rest, line_start) {
+                Some(true) => {
                     found = Some(i);
                     break;
                 }
-            } else if plausible(rest) {
-                // A candidate cut by the chunk's end: hold it.
-                skipped += i;
-                half.buf.extend_from_slice(rest);
-                self.note_skipped(dir, skipped);
-                return input.len();
+                Some(false) => {}
+                None => {
+                    // A candidate cut by the chunk's end: hold it.
+                    skipped += i;
+                    half.buf.extend_from_slice(rest);
+                    half.held_line_start = line_start;
+                    half.held_since = now;
+                    self.note_skipped(dir, skipped);
+                    return input.len();
+                }
             }
         }
         let end = found.unwrap_or(input.len());
@@ -723,17 +771,12 @@ impl Connection {
         match dir {
             Direction::ClientToServer => {
                 let framing = head.request_framing;
-                if self.pending.len() >= self.limits.max_pending {
-                    self.pending.pop_front();
-                    self.stats.dropped_requests += 1;
-                }
-                let mut flags = Flags {
+                let flags = Flags {
                     gap,
                     te_and_cl: head.te_and_cl,
                     ..Flags::default()
                 };
-                flags.gap |= gap;
-                self.pending.push_back(Pending {
+                self.push_pending(Pending {
                     message,
                     complete: false,
                     method_head: head.method_head,
@@ -909,7 +952,8 @@ impl Connection {
         self.report_skipped(Direction::ServerToClient);
         let mut t = match self.pending.pop_front() {
             Some(p) => Transaction {
-                request: Some(p.message),
+                // A request the capture lost entirely held its place with an empty head.
+                request: (!p.message.head.is_empty()).then_some(p.message),
                 response: Some(response),
                 interim: p.interim,
                 interim_len: p.interim_len,
@@ -934,7 +978,8 @@ impl Connection {
     }
 
     /// Bytes lost by the capture in one direction. Inside a body of known length they are skipped
-    /// and the decoder stays in sync; elsewhere it looks for the next message start.
+    /// and the decoder stays in sync; elsewhere it looks for the next message start, and a head
+    /// the gap cut keeps its complete lines (its record is flagged `gap` and `truncated`).
     pub fn feed_gap(&mut self, dir: Direction, now: Timestamp, missing: u64) {
         self.stats.gap_bytes += missing;
         let mark = |c: &mut Self| match dir {
@@ -964,11 +1009,86 @@ impl Connection {
                 self.add_body(dir, now, missing);
             }
             Phase::Opaque | Phase::Closed => {}
-            _ => {
+            phase => {
+                let between_messages =
+                    matches!(phase, Phase::Head | Phase::Start) && self.half(dir).buf.is_empty();
+                // A head cut by the gap (a snaplen, a lost segment) keeps its complete lines.
+                self.settle(dir, now);
+                self.salvage_head(dir);
                 mark(self);
+                match dir {
+                    // A response cut inside its body is reported, flagged, with its request.
+                    Direction::ServerToClient if self.server.current.is_some() => {
+                        self.finish_response(Flags {
+                            truncated: true,
+                            ..Flags::default()
+                        });
+                    }
+                    // The lost bytes began a response: the oldest request's answer is gone. It
+                    // is reported without one rather than paired with the next response.
+                    Direction::ServerToClient if between_messages => {
+                        if let Some(p) = self.pending.pop_front() {
+                            self.report_unanswered(
+                                p,
+                                Flags {
+                                    gap: true,
+                                    ..Flags::default()
+                                },
+                            );
+                        }
+                    }
+                    // The lost bytes began a request: its place in the queue is kept, so its
+                    // response does not pair with the next request.
+                    Direction::ClientToServer if between_messages => {
+                        self.push_pending(Pending {
+                            message: Message {
+                                head: Bytes::new(),
+                                body_bytes: 0,
+                                first: now,
+                                last: now,
+                            },
+                            complete: true,
+                            method_head: false,
+                            method_connect: false,
+                            interim: [0; 8],
+                            interim_len: 0,
+                            flags: Flags {
+                                gap: true,
+                                ..Flags::default()
+                            },
+                        });
+                    }
+                    _ => {}
+                }
                 self.lose(dir);
             }
         }
+    }
+
+    /// Queues a request for its response, within [`Limits::max_pending`].
+    fn push_pending(&mut self, pending: Pending) {
+        if self.pending.len() >= self.limits.max_pending {
+            self.pending.pop_front();
+            self.stats.dropped_requests += 1;
+        }
+        self.pending.push_back(pending);
+    }
+
+    /// Reports a request that will get no response.
+    fn report_unanswered(&mut self, p: Pending, extra: Flags) {
+        let flags = Flags {
+            missing_response: true,
+            gap: p.flags.gap || extra.gap,
+            ..p.flags
+        };
+        self.stats.transactions += 1;
+        self.events.push_back(Event::Transaction(Transaction {
+            request: (!p.message.head.is_empty()).then_some(p.message),
+            response: None,
+            interim: p.interim,
+            interim_len: p.interim_len,
+            flags,
+        }));
     }
 
     /// The end of one direction. A close-delimited response ends here; when the server's side
@@ -1004,18 +1124,7 @@ impl Connection {
         self.half(dir).phase = Phase::Closed;
         if dir == Direction::ServerToClient {
             while let Some(p) = self.pending.pop_front() {
-                let flags = Flags {
-                    missing_response: true,
-                    ..p.flags
-                };
-                self.stats.transactions += 1;
-                self.events.push_back(Event::Transaction(Transaction {
-                    request: Some(p.message),
-                    response: None,
-                    interim: p.interim,
-                    interim_len: p.interim_len,
-                    flags,
-                }));
+                self.report_unanswered(p, Flags::default());
             }
         }
     }

@@ -40,7 +40,7 @@ pub use error::{Error, ErrorKind, Limit};
 pub use http::chunked::{ChunkedScanner, Scan};
 pub use http::head::{
     BodyFraming, FramingFlags, Head, HeadStatus, MAX_HEADERS, looks_like_request,
-    looks_like_response, parse_request, parse_response,
+    looks_like_response, parse_request, parse_response, starts_message_mid_line,
 };
 
 /// Nanoseconds since an epoch the caller chooses (usually the capture's clock).

@@ -169,14 +169,16 @@ pub struct ReassemblyStats {
 
 /// What one call to [`Reassembler::segment`] or [`Reassembler::flush`] produced, in stream order.
 ///
-/// Every event of a call carries that call's `now`: the time its bytes became contiguous.
+/// Every event of a call carries that call's `now`: the time its bytes became contiguous. The
+/// exception: held bytes delivered because a hole before them was given up on keep the time they
+/// arrived, as no later byte made them contiguous.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event<'a> {
     /// The next bytes of the stream. Borrowed from the caller's payload when they arrived in order
     /// (no copy), from the reassembler's store when they had been held.
     Data {
-        /// Time of the call that delivered them.
+        /// Time of the call that delivered them (see the type docs for held bytes after a gap).
         now: Timestamp,
         /// The bytes, contiguous with everything delivered before.
         bytes: &'a [u8],
@@ -240,10 +242,12 @@ enum Pending {
     Payload {
         from: usize,
     },
-    /// `ready[index][from..]`: a held segment that became contiguous.
+    /// `ready[index][from..]`: a held segment that became contiguous; `arrived` when it did so
+    /// because a hole before it was given up on (no byte filled it, so its own time stands).
     Held {
         index: usize,
         from: usize,
+        arrived: Option<Timestamp>,
     },
     Gap(u64),
     Fin,
@@ -260,7 +264,7 @@ pub struct Reassembler {
     /// Stream offset of the next expected byte (bytes delivered plus bytes reported missing).
     next_off: u64,
     /// Out-of-order bytes by stream offset; never overlapping, every key above `next_off`.
-    held: BTreeMap<u64, Vec<u8>>,
+    held: BTreeMap<u64, (Timestamp, Vec<u8>)>,
     held_bytes: usize,
     /// Stream offset of the FIN, once seen.
     fin_off: Option<u64>,
@@ -361,12 +365,12 @@ impl Reassembler {
                 let from = usize::try_from(old).unwrap_or(usize::MAX);
                 self.pending.push(Pending::Payload { from });
                 self.advance(len - old);
-                self.drain_contiguous();
+                self.drain_contiguous(false);
             }
         } else if len > 0 {
             self.stats.segments_out_of_order = self.stats.segments_out_of_order.saturating_add(1);
             let start = self.next_off.saturating_add(dist.unsigned_abs());
-            self.hold(start, payload);
+            self.hold(now, start, payload);
             self.enforce_bounds();
         }
 
@@ -397,7 +401,7 @@ impl Reassembler {
         self.ready.clear();
         while let Some(&start) = self.held.keys().next() {
             self.skip_to(start);
-            self.drain_contiguous();
+            self.drain_contiguous(true);
         }
         if let Some(fin_off) = self.fin_off
             && !self.fin_emitted
@@ -482,14 +486,14 @@ impl Reassembler {
     }
 
     /// Delivers held segments that start at or before the next expected byte, trimming what was
-    /// already delivered.
-    fn drain_contiguous(&mut self) {
+    /// already delivered. After a hole was given up on, they keep their arrival times.
+    fn drain_contiguous(&mut self, given_up: bool) {
         while let Some(entry) = self.held.first_entry() {
             let start = *entry.key();
             if start > self.next_off {
                 break;
             }
-            let bytes = entry.remove();
+            let (arrived, bytes) = entry.remove();
             self.held_bytes = self.held_bytes.saturating_sub(bytes.len());
             let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
             let old = (self.next_off - start).min(len);
@@ -499,6 +503,7 @@ impl Reassembler {
                 self.pending.push(Pending::Held {
                     index: self.ready.len(),
                     from,
+                    arrived: given_up.then_some(arrived),
                 });
                 self.ready.push(bytes);
                 self.advance(len - old);
@@ -508,13 +513,13 @@ impl Reassembler {
 
     /// Copies the parts of `payload` (stream offset `start`, above `next_off`) that no held
     /// segment covers yet: on overlap the first copy wins.
-    fn hold(&mut self, start: u64, payload: &[u8]) {
+    fn hold(&mut self, now: Timestamp, start: u64, payload: &[u8]) {
         let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
         let end = start.saturating_add(len);
         let mut cur = start;
         let mut kept = 0u64;
         // A held segment that starts earlier may cover the beginning.
-        if let Some((&k, v)) = self.held.range(..start).next_back() {
+        if let Some((&k, (_, v))) = self.held.range(..start).next_back() {
             cur = cur.max(k.saturating_add(v.len() as u64).min(end));
         }
         while cur < end {
@@ -522,13 +527,13 @@ impl Reassembler {
                 .held
                 .range(cur..end)
                 .next()
-                .map(|(&k, v)| (k, k.saturating_add(v.len() as u64)));
+                .map(|(&k, (_, v))| (k, k.saturating_add(v.len() as u64)));
             let piece_end = next_held.map_or(end, |(k, _)| k);
             if piece_end > cur {
                 let from = usize::try_from(cur - start).unwrap_or(usize::MAX);
                 let to = usize::try_from(piece_end - start).unwrap_or(usize::MAX);
                 if let Some(piece) = payload.get(from..to) {
-                    self.held.insert(cur, piece.to_vec());
+                    self.held.insert(cur, (now, piece.to_vec()));
                     self.held_bytes = self.held_bytes.saturating_add(piece.len());
                     kept = kept.saturating_add(piece_end - cur);
                 }
@@ -553,7 +558,7 @@ impl Reassembler {
                 break;
             };
             self.skip_to(start);
-            self.drain_contiguous();
+            self.drain_contiguous(true);
         }
     }
 
@@ -613,8 +618,12 @@ impl<'a> Iterator for Delivered<'a> {
                 now,
                 bytes: self.payload.get(from..).unwrap_or_default(),
             },
-            Pending::Held { index, from } => Event::Data {
-                now,
+            Pending::Held {
+                index,
+                from,
+                arrived,
+            } => Event::Data {
+                now: arrived.unwrap_or(now),
                 bytes: self
                     .ready
                     .get(index)

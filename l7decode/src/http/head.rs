@@ -119,22 +119,60 @@ fn header_lines(block: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
 /// Whether `buf` starts like a request line (a token method, a space, a target).
 pub fn looks_like_request(buf: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
     METHODS
         .iter()
         .any(|m| buf.starts_with(m) || m.starts_with(buf))
+}
+
+/// Whether a message may start at `buf` when it does not follow a line end (a body without a
+/// final newline, then the next message): a stronger pattern than at a line start, a request's
+/// `METHOD /` or a status line's `HTTP/1.x NNN` followed by a space or CR. `None` while `buf` is
+/// too short to tell; the pattern is at most 13 bytes long.
+pub fn starts_message_mid_line(buf: &[u8], request: bool) -> Option<bool> {
+    if !request {
+        return matches_pattern(buf, b"HTTP/1.x ###_".iter().copied());
+    }
+    let mut undecided = false;
+    for method in METHODS {
+        match matches_pattern(buf, method.iter().copied().chain([b'/'])) {
+            Some(true) => return Some(true),
+            None => undecided = true,
+            Some(false) => {}
+        }
+    }
+    if undecided { None } else { Some(false) }
+}
+
+/// Compares the start of `buf` with `pattern`, where `#` is any digit, `x` is `0` or `1`, and
+/// `_` is a space or CR (methods and versions use none of them); `None` if `buf` ends first.
+fn matches_pattern(buf: &[u8], pattern: impl Iterator<Item = u8>) -> Option<bool> {
+    for (i, want) in pattern.enumerate() {
+        let got = *buf.get(i)?;
+        let ok = match want {
+            b'#' => got.is_ascii_digit(),
+            b'x' => got == b'0' || got == b'1',
+            b'_' => got == b' ' || got == b'\r',
+            _ => got == want,
+        };
+        if !ok {
+            return Some(false);
+        }
+    }
+    Some(true)
 }
 
 /// Whether `buf` starts like a status line.

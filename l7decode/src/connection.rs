@@ -544,13 +544,20 @@ impl Connection {
                     return take;
                 }
                 None => return take,
-                // Not a start after all. The held bytes are a strict prefix of a method or a
-                // status line, so hold no line end and no other candidate: skip them, and scan
-                // this chunk from its first byte.
+                // Not a start after all: skip its first byte. The other held bytes hold no line
+                // end, but may start a candidate ("PO" then "P": "OPTIONS /"), so they are read
+                // again, before this chunk, as if they had come with it.
                 Some(false) => {
-                    skipped += held;
+                    skipped += 1;
                     half.line_start = false;
+                    let again = half.buf.get(1..held).unwrap_or_default().to_vec();
                     half.buf.clear();
+                    if !again.is_empty() {
+                        half.reread = again;
+                        half.reread_time = half.held_since;
+                        self.note_skipped(dir, skipped);
+                        return 0;
+                    }
                 }
             }
         }

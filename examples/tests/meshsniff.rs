@@ -125,7 +125,59 @@ fn the_program_on_the_bundled_capture() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 33);
+    // The bundled capture: curl → nginx → a Python backend, with trace headers on some requests
+    // (examples/data/README.md); 12 requests through nginx, 13 exchanges nginx → backend.
+    assert_eq!(lines.len(), 25);
+    let traced: Vec<(String, String, String)> = lines
+        .iter()
+        .filter(|l| !l["trace"].is_null())
+        .map(|l| {
+            (
+                format!(
+                    "{} {}",
+                    l["method"].as_str().unwrap(),
+                    l["uri"].as_str().unwrap()
+                ),
+                l["trace"]["format"].as_str().unwrap().to_owned(),
+                l["trace"]["trace_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The ids curl sent; nginx passes them on, so each traced request appears on both hops.
+    for (request, format, trace_id, hops) in [
+        ("GET /", "w3c", "4bf92f3577b34da6a3ce929d0e0e4736", 1),
+        (
+            "GET /api/items",
+            "b3",
+            "80f198ee56343ba864fe8b2a57d3eff7",
+            2,
+        ),
+        (
+            "GET /api/items/42",
+            "b3",
+            "463ac35c9f6413ad48485a3953bb6124",
+            2,
+        ),
+        (
+            "POST /api/orders",
+            "w3c",
+            "0af7651916cd43dd8448eb211c80319c",
+            2,
+        ),
+        (
+            "GET /api/fail",
+            "w3c",
+            "11111111111111111111111111111111",
+            2,
+        ),
+    ] {
+        let seen = traced
+            .iter()
+            .filter(|(r, f, t)| r == request && f == format && t == trace_id)
+            .count();
+        assert_eq!(seen, hops, "{request} {format} {trace_id}: {traced:?}");
+    }
+    assert_eq!(traced.len(), 9, "{traced:?}");
     for line in &lines {
         for field in [
             "proto",
@@ -154,7 +206,7 @@ fn the_program_on_the_bundled_capture() {
     }
     let table = String::from_utf8(run(&[]).stdout).unwrap();
     assert!(
-        table.contains("GET /index.html") && table.contains("33 transactions"),
+        table.contains("GET /api/items") && table.contains("25 transactions"),
         "{table}"
     );
     let bad = run(&["/nonexistent.pcap"]);

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
     }
     if paths.is_empty() {
-        paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/http_curl.pcap.gz"));
+        paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mesh_demo.pcap.gz"));
     }
     let mut records = Vec::new();
     let mut totals = Totals::default();

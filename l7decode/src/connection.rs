@@ -4,16 +4,17 @@
 //! timestamps, reports lost bytes with [`Connection::feed_gap`] and the end of each direction with
 //! [`Connection::feed_eof`], and drains [`Connection::poll_event`] after every call.
 
+#![deny(clippy::indexing_slicing)]
+
+mod recovery;
+
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::{ChunkedScanner, Scan};
-use crate::http::head::{
-    BodyFraming, Head, HeadStatus, looks_like_request, looks_like_response, parse_request,
-    parse_response, starts_message_mid_line,
-};
+use crate::http::head::{BodyFraming, Head, HeadStatus, parse_request, parse_response};
 use crate::{Direction, Limits, Timestamp};
 
 /// What a connection carries, as inferred from its first bytes (ports are never used alone).
@@ -389,86 +390,10 @@ impl Connection {
         }
     }
 
-    /// Judges a head still being gathered in `dir` as if all its bytes had come in one chunk
-    /// (the gather path parses only once the blank line arrives, to stay linear). Called before
-    /// anything the other direction reports, so records do not depend on chunking.
-    fn settle(&mut self, dir: Direction, now: Timestamp) {
-        let half = self.half(dir);
-        if !matches!(half.phase, Phase::Head)
-            || half.buf.is_empty()
-            || parse_head(dir, &half.buf).is_ok()
-        {
-            return;
-        }
-        let held = self.half(dir).buf.len();
-        self.reread_after_bad_head(dir, held);
-        self.run(dir, now, &[]);
-    }
-
-    /// A gathered head (its first `held` bytes) turned out bad: skip its first byte and read the
-    /// others again, exactly as if they had arrived in one chunk.
-    fn reread_after_bad_head(&mut self, dir: Direction, held: usize) {
-        let half = self.half(dir);
-        let mut gathered = core::mem::take(&mut half.buf);
-        gathered.truncate(held);
-        half.reread = gathered.get(1..).unwrap_or_default().to_vec();
-        if let Some((message, _)) = &half.current {
-            half.reread_time = message.first;
-        }
-        self.lose(dir);
-        self.note_skipped(dir, 1);
-    }
-
     fn half(&mut self, dir: Direction) -> &mut Half {
         match dir {
             Direction::ClientToServer => &mut self.client,
             Direction::ServerToClient => &mut self.server,
-        }
-    }
-
-    /// A direction's first bytes: TLS is recognised from its record header (three bytes, gathered
-    /// if the first chunk is shorter); anything else is looked at as HTTP from a line start, the
-    /// way a mid-stream start is, so a short first chunk is judged like a long one.
-    fn start(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
-        const TLS_PROBE: usize = 3;
-        let half = self.half(dir);
-        let take = (TLS_PROBE - half.buf.len()).min(input.len());
-        half.buf
-            .extend_from_slice(input.get(..take).unwrap_or_default());
-        if half.buf.len() < TLS_PROBE {
-            return take;
-        }
-        let probe = core::mem::take(&mut half.buf);
-        let tls = matches!(
-            probe.as_ref(),
-            [0x16 | 0x17, 0x03, 0..=4] | [0x15 | 0x14, 0x03, _]
-        );
-        if !tls {
-            half.phase = Phase::Lost;
-            half.line_start = true;
-            half.reread = probe.to_vec();
-            half.reread_time = now;
-            return take;
-        }
-        if self.protocol.is_none() {
-            self.protocol = Some(Protocol::Tls);
-            self.events.push_back(Event::Protocol(Protocol::Tls));
-        }
-        self.settle(dir.reverse(), now);
-        self.go_opaque();
-        take
-    }
-
-    /// From here on both directions are only counted (TLS, a tunnel). Bytes still held (a
-    /// candidate start, an unfinished head) are counted as skipped, not dropped.
-    fn go_opaque(&mut self) {
-        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-            let held = self.half(dir).buf.len();
-            self.note_skipped(dir, held);
-            let half = self.half(dir);
-            half.buf.clear();
-            half.current = None;
-            half.phase = Phase::Opaque;
         }
     }
 
@@ -489,151 +414,6 @@ impl Connection {
                     0
                 }
             },
-        }
-    }
-
-    /// Skips to the next plausible message start: a request or status line at the beginning of
-    /// a line, or, where a body ended without a newline, a stronger `METHOD /` or `HTTP/1.x NNN`
-    /// anywhere. A candidate cut by the end of a chunk is held (13 bytes at most) until it can be
-    /// judged, so the outcome does not depend on how the stream was chunked.
-    fn resync(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
-        const PROBE: usize = 8;
-        const MAX_PROBE: usize = 13;
-        let request = dir == Direction::ClientToServer;
-        // `None`: too few bytes to tell.
-        let judge = |s: &[u8], line_start: bool| -> Option<bool> {
-            let plausible = |s: &[u8]| {
-                if request {
-                    looks_like_request(s)
-                } else {
-                    looks_like_response(s)
-                }
-            };
-            if !line_start {
-                starts_message_mid_line(s, request)
-            } else if let Some(probe) = s.get(..PROBE) {
-                Some(plausible(probe))
-            } else if plausible(s) {
-                None
-            } else {
-                Some(false)
-            }
-        };
-        let half = self.half(dir);
-        let mut skipped = 0;
-        if !half.buf.is_empty() {
-            let held = half.buf.len();
-            let take = MAX_PROBE.saturating_sub(held).min(input.len());
-            half.buf
-                .extend_from_slice(input.get(..take).unwrap_or_default());
-            match judge(&half.buf, half.held_line_start) {
-                Some(true) => {
-                    // The held bytes start the head, which began when they arrived: the head
-                    // parser gathers from here.
-                    half.phase = Phase::Head;
-                    half.current = Some((
-                        Message {
-                            head: Bytes::new(),
-                            body_bytes: 0,
-                            first: half.held_since,
-                            last: half.held_since,
-                        },
-                        false,
-                    ));
-                    self.found_http();
-                    return take;
-                }
-                None => return take,
-                // Not a start after all: skip its first byte. The other held bytes hold no line
-                // end, but may start a candidate ("PO" then "P": "OPTIONS /"), so they are read
-                // again, before this chunk, as if they had come with it.
-                Some(false) => {
-                    skipped += 1;
-                    half.line_start = false;
-                    let again = half.buf.get(1..held).unwrap_or_default().to_vec();
-                    half.buf.clear();
-                    if !again.is_empty() {
-                        half.reread = again;
-                        half.reread_time = half.held_since;
-                        self.note_skipped(dir, skipped);
-                        return 0;
-                    }
-                }
-            }
-        }
-        let mut found = None;
-        for i in 0..input.len() {
-            let line_start = if i == 0 {
-                half.line_start
-            } else {
-                input.get(i - 1) == Some(&b'\n')
-            };
-            let first = input.get(i).copied().unwrap_or_default();
-            let can_start = if request {
-                matches!(first, b'G' | b'P' | b'H' | b'D' | b'O' | b'C' | b'T')
-            } else {
-                first == b'H'
-            };
-            if !can_start {
-                continue;
-            }
-            let rest = input.get(i..).unwrap_or_default();
-            match judge(rest, line_start) {
-                Some(true) => {
-                    found = Some(i);
-                    break;
-                }
-                Some(false) => {}
-                None => {
-                    // A candidate cut by the chunk's end: hold it.
-                    skipped += i;
-                    half.buf.extend_from_slice(rest);
-                    half.held_line_start = line_start;
-                    half.held_since = now;
-                    self.note_skipped(dir, skipped);
-                    return input.len();
-                }
-            }
-        }
-        let end = found.unwrap_or(input.len());
-        skipped += end;
-        half.line_start = if end == 0 {
-            half.line_start
-        } else {
-            input.get(end - 1) == Some(&b'\n')
-        };
-        if found.is_some() {
-            half.phase = Phase::Head;
-        }
-        // Skipped bytes are reported before what was found after them, in any chunking.
-        self.note_skipped(dir, skipped);
-        if found.is_some() {
-            self.found_http();
-        }
-        end
-    }
-
-    /// Counts skipped bytes; they are reported as [`Event::Resynced`] just before the next record
-    /// (or when the direction ends), so the events do not depend on how the stream was chunked.
-    fn note_skipped(&mut self, dir: Direction, skipped: usize) {
-        self.stats.skipped_bytes += skipped as u64;
-        self.half(dir).skipped += skipped as u64;
-    }
-
-    fn report_skipped(&mut self, dir: Direction) {
-        let skipped = core::mem::take(&mut self.half(dir).skipped);
-        if skipped > 0 {
-            self.events.push_back(Event::Resynced {
-                direction: dir,
-                skipped,
-            });
-        }
-    }
-
-    fn found_http(&mut self) {
-        if self.protocol.is_none() {
-            self.protocol = Some(Protocol::Http);
-            self.events.push_back(Event::Protocol(Protocol::Http));
         }
     }
 
@@ -711,61 +491,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// A head cut short (its direction ended, or for a request, the server answered before it
-    /// ended, so the capture missed its end): its complete lines, closed by an empty line, make
-    /// a message flagged truncated. The partial last line is counted as skipped.
-    fn salvage_head(&mut self, dir: Direction) {
-        let half = self.half(dir);
-        if !matches!(half.phase, Phase::Head) {
-            return;
-        }
-        let Some(cut) = half.buf.iter().rposition(|b| *b == b'\n').map(|i| i + 1) else {
-            return;
-        };
-        let mut closed = half.buf.get(..cut).unwrap_or_default().to_vec();
-        closed.extend_from_slice(b"\r\n");
-        let Ok(HeadStatus::Complete(head)) = parse_head(dir, &closed) else {
-            return;
-        };
-        let summary = head_summary(&head);
-        let partial_line = half.buf.len() - cut;
-        let lines = half.buf.split_to(cut).freeze();
-        half.buf.clear();
-        let last = half.current.as_ref().map_or(Timestamp(0), |(m, _)| m.last);
-        self.note_skipped(dir, partial_line);
-        self.on_head(dir, last, summary, lines);
-        match dir {
-            Direction::ClientToServer => {
-                if let Some(p) = self.pending.back_mut() {
-                    p.flags.truncated = true;
-                }
-            }
-            Direction::ServerToClient => {
-                if self.server.current.is_some() {
-                    self.finish_response(Flags {
-                        truncated: true,
-                        ..Flags::default()
-                    });
-                    // Its body never came: nothing more belongs to this response.
-                    self.server.phase = Phase::Head;
-                } else if let Some(Event::Transaction(t)) = self.events.back_mut() {
-                    // A status without a body was reported as soon as its head was read.
-                    t.flags.truncated = true;
-                }
-            }
-        }
-    }
-
-    fn lose(&mut self, dir: Direction) {
-        let half = self.half(dir);
-        let dropped = half.buf.len();
-        half.buf.clear();
-        half.current = None;
-        half.phase = Phase::Lost;
-        half.line_start = false;
-        self.note_skipped(dir, dropped);
     }
 
     fn on_head(&mut self, dir: Direction, now: Timestamp, head: HeadSummary, bytes: Bytes) {

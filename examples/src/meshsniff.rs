@@ -144,8 +144,15 @@ pub fn analyze(
         let Some(half) = halves.get_mut(index) else {
             continue;
         };
+        // A snaplen cut: the bytes not captured are reported as missing at once.
+        let cut = if seg.truncated {
+            let captured = u32::try_from(packet.data.len()).unwrap_or(u32::MAX);
+            packet.orig_len.saturating_sub(captured)
+        } else {
+            0
+        };
         let ended = deliver(
-            half.segment(now, seg.seq, flags, seg.payload),
+            half.truncated_segment(now, seg.seq, flags, seg.payload, cut),
             conn,
             dir,
             &mut totals,

@@ -340,6 +340,25 @@ impl Reassembler {
         flags: TcpFlags,
         payload: &'a [u8],
     ) -> Delivered<'a> {
+        self.truncated_segment(now, seq, flags, payload, 0)
+    }
+
+    /// Like [`Reassembler::segment`], for a segment the capture cut short (a snaplen): `payload`
+    /// is what was kept and `missing` how many of its bytes were not captured. When the segment
+    /// is in order, those bytes are reported as an [`Event::Gap`] at once, instead of waiting
+    /// for the out-of-order store to give up on the hole (unless bytes already held fall inside
+    /// it, which then fill it as usual).
+    ///
+    /// # Panics
+    /// Never, on any input.
+    pub fn truncated_segment<'a>(
+        &'a mut self,
+        now: Timestamp,
+        seq: u32,
+        flags: TcpFlags,
+        payload: &'a [u8],
+        missing: u32,
+    ) -> Delivered<'a> {
         self.pending.clear();
         self.ready.clear();
 
@@ -354,7 +373,9 @@ impl Reassembler {
         let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
         // Stream offset of the FIN (the byte after the payload), computed before delivery moves
         // `next_off`.
-        let fin_off = flags.fin().then(|| self.offset_at(dist, len));
+        let sent = len.saturating_add(u64::from(missing));
+        let fin_off = flags.fin().then(|| self.offset_at(dist, sent));
+        let end_off = self.offset_at(dist, sent);
 
         if dist <= 0 {
             // Starts at or before the next expected byte: trim what was already delivered and
@@ -366,6 +387,11 @@ impl Reassembler {
                 self.pending.push(Pending::Payload { from });
                 self.advance(len - old);
                 self.drain_contiguous(false);
+            }
+            // The bytes the capture cut off are known to be missing: say so now.
+            if missing > 0 && self.held.range(..end_off).next().is_none() {
+                self.skip_to(end_off);
+                self.drain_contiguous(true);
             }
         } else if len > 0 {
             self.stats.segments_out_of_order = self.stats.segments_out_of_order.saturating_add(1);

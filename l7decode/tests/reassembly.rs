@@ -380,6 +380,38 @@ fn zero_buffer_reports_every_hole_at_once() {
 }
 
 #[test]
+fn a_segment_cut_by_the_capture_reports_its_missing_bytes_at_once() {
+    let input = stream(60);
+    let part = |a: usize, b: usize| input.get(a..b).expect("in range");
+    let isn = 7000;
+    let mut r = Reassembler::default();
+    let _ = r.segment(T, isn, TcpFlags::SYN, b"").count();
+    // 20 bytes sent, 8 captured: the 12 others are a gap now, not when the window gives up.
+    assert_eq!(
+        own(r.truncated_segment(T, sq(isn, 0), NONE, part(0, 8), 12)),
+        [data(part(0, 8)), Ev::Gap(12)]
+    );
+    assert_eq!(
+        own(r.segment(T, sq(isn, 20), NONE, part(20, 30))),
+        [data(part(20, 30))]
+    );
+    // Bytes already held inside the cut part fill it as usual: no early gap.
+    assert!(own(r.segment(T, sq(isn, 35), NONE, part(35, 40))).is_empty());
+    assert_eq!(
+        own(r.truncated_segment(T, sq(isn, 30), NONE, part(30, 32), 8)),
+        [data(part(30, 32))]
+    );
+    assert_eq!(r.bytes_held(), 5);
+    // A FIN on a cut segment sits after its missing bytes.
+    let mut r = Reassembler::default();
+    let _ = r.segment(T, isn, TcpFlags::SYN, b"").count();
+    assert_eq!(
+        own(r.truncated_segment(T, sq(isn, 0), TcpFlags::FIN, part(0, 4), 6)),
+        [data(part(0, 4)), Ev::Gap(6), Ev::Fin]
+    );
+}
+
+#[test]
 fn flush_reports_every_hole_and_delivers_everything_held() {
     let input = stream(60);
     let part = |a: usize, b: usize| input.get(a..b).expect("in range");

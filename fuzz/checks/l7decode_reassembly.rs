@@ -1,5 +1,6 @@
 // Properties of the TCP reassembler on segments drawn from the input (each: 3 bytes of seq
-// offset, 1 byte of flags, 1 unused, 1 byte of length, then payload taken from a fixed pattern stream):
+// offset, 1 byte of flags, 1 byte of snaplen cut, 1 byte of length, then payload taken from a fixed
+// pattern stream; a cut segment keeps its first bytes and reports the rest as not captured):
 // never panics; memory stays within the configured bounds; every delivered byte equals the
 // pattern at its stream offset; delivered + reported missing never exceeds what was sent past
 // the start.
@@ -29,7 +30,7 @@ pub(crate) fn check(data: &[u8]) {
     };
     let mut first = true;
     for record in data.chunks(6) {
-        let [a, b, c, flags, _, len] = record else { break };
+        let [a, b, c, flags, cut, len] = record else { break };
         let offset = u32::from_le_bytes([*a, *b, *c, 0]) % 8192;
         let len = usize::from(*len);
         let payload: Vec<u8> = (0..len).map(|i| pattern(u64::from(offset) + i as u64)).collect();
@@ -43,7 +44,9 @@ pub(crate) fn check(data: &[u8]) {
             flags = TcpFlags::NONE;
         }
         let seq = isn.wrapping_add(offset);
-        let events = r.segment(Timestamp(1), seq, flags, &payload);
+        let cut = usize::from(*cut % 64).min(payload.len());
+        let kept = payload.get(..payload.len() - cut).unwrap_or_default();
+        let events = r.truncated_segment(Timestamp(1), seq, flags, kept, cut as u32);
         check_events(events, &mut delivered);
         assert!(r.bytes_held() <= 4096 + 256, "held {}", r.bytes_held());
     }

@@ -1,13 +1,15 @@
 //! Side-by-side timing harness: each case runs our code and the anchor's on the same input,
 //! interleaved in one process, and reports both times and their ratio.
 
-pub mod alloc_count;
 pub mod harness;
 pub mod l7decode_cases;
 pub mod otel_cases;
 pub mod peerx_cases;
 pub mod tcpwire_cases;
 pub mod tracectx_cases;
+
+/// The counting allocator the tests share; binaries install it to report allocations per call.
+pub use testkit::alloc_count;
 
 /// The lib's unit tests count allocations (`otel_cases` tests); binaries install their own.
 #[cfg(test)]

@@ -253,6 +253,17 @@ fn every_chunking_gives_the_same_records() {
     assert_eq!(t[1].interim_statuses(), &[100]);
 }
 
+/// Every `Resynced` event, as (direction, bytes skipped).
+fn resyncs(events: &[Event]) -> Vec<(Direction, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Resynced { direction, skipped } => Some((*direction, *skipped)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Feeds `client` then `server` (joined by a 0xFF marker) in every chunking the testkit tries,
 /// asserting identical events each time; returns them.
 fn chunking_invariant_records(client: &[u8], server: &[u8]) -> Vec<Event> {
@@ -291,13 +302,7 @@ fn a_bad_head_cut_by_chunks_is_judged_as_if_whole() {
     let records = chunking_invariant_records(client, server);
     let got: Vec<_> = transactions(&records).iter().map(|t| summary(t)).collect();
     assert_eq!(got, vec![(Some("GET"), Some("/ok"), Some(204), 0, 0)]);
-    let skipped: Vec<_> = records
-        .iter()
-        .filter_map(|e| match e {
-            Event::Resynced { direction, skipped } => Some((*direction, *skipped)),
-            _ => None,
-        })
-        .collect();
+    let skipped = resyncs(&records);
     assert_eq!(skipped, vec![(C, 6), (S, 38), (S, 12)]);
 }
 
@@ -320,13 +325,7 @@ fn heads_cut_short_keep_their_complete_lines() {
     );
     assert!(t[0].flags.truncated && !t[0].flags.orphan);
     assert!(t[1].flags.truncated && t[1].flags.orphan);
-    let skipped: Vec<_> = records
-        .iter()
-        .filter_map(|e| match e {
-            Event::Resynced { direction, skipped } => Some((*direction, *skipped)),
-            _ => None,
-        })
-        .collect();
+    let skipped = resyncs(&records);
     assert_eq!(skipped, vec![(C, 4), (S, 10)]);
 }
 

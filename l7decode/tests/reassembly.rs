@@ -1,50 +1,16 @@
 //! Public-API tests of `l7decode::reassembly`: in-order zero-copy delivery, reordering,
 //! retransmission trimming, wrap-around, bounded holes, flush, FIN/RST, and property tests.
 
-// A counting global allocator (thread-local counts, so parallel tests do not interfere) proves the
-// in-order path allocates nothing.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use l7decode::Timestamp;
 use l7decode::reassembly::{Event, Reassembler, ReassemblyConfig, ReassemblyStats, TcpFlags};
 use proptest::prelude::*;
 use testkit::SplitMix;
+use testkit::alloc_count::{CountingAlloc, allocations};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to `System` unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
+// A counting global allocator (thread-local counts, so parallel tests do not interfere) proves the
+// in-order path allocates nothing.
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// An owned copy of an [`Event`], without its timestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]

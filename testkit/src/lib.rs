@@ -7,8 +7,13 @@
 //! * [`replay_corpus`]: the committed cargo-fuzz corpus is replayed by an ordinary `cargo test`, so CI
 //!   exercises every fuzz target's property checks on stable Rust without libFuzzer.
 //!
+//! And one tool: [`alloc_count`], the counting allocator behind every "allocates nothing" test
+//! and the benches' allocations-per-call figures.
+//!
 //! This crate is `publish = false` and only ever a path dev-dependency (cargo drops those on publish),
 //! so the library crates stay independent of each other.
+
+pub mod alloc_count;
 
 use core::fmt::Debug;
 use std::path::{Path, PathBuf};

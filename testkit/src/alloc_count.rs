@@ -2,8 +2,8 @@
 
 //! A counting global allocator, for reporting allocations per operation next to the timings.
 //!
-//! The library does not install it: a binary that wants the counts does, with
-//! `#[global_allocator] static A: bench::alloc_count::CountingAlloc = CountingAlloc;`.
+//! Nothing installs it by itself: a test or bench binary that wants the counts does, with
+//! `#[global_allocator] static A: testkit::alloc_count::CountingAlloc = CountingAlloc;`.
 //! Without that, [`allocations_during`] always reports 0.
 //!
 //! What counts as one allocation: each call of `alloc`, `alloc_zeroed` or `realloc` (a growth

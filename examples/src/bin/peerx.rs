@@ -101,16 +101,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match parse_args(&args) {
+    let command = match examples::cli::args_or_usage("peerx", USAGE, parse_args) {
         Ok(c) => c,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("peerx: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let result = match command {
         Command::Decode(from) => decode(&from),

@@ -89,16 +89,9 @@ fn render(o: &Options, c: &Collected) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = match parse_args(&args) {
+    let options = match examples::cli::args_or_usage("tcpstat", USAGE, parse_args) {
         Ok(o) => o,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("tcpstat: {message}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if let Some(addr) = &options.listen {
         return serve(addr, &options);

@@ -4,9 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
@@ -26,15 +25,7 @@ fn peerx(args: &[&str]) -> Output {
 }
 
 fn peerx_stdin(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_peerx"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    testkit::run_with_stdin(env!("CARGO_BIN_EXE_peerx"), args, input)
 }
 
 fn stdout_json(out: &Output) -> Value {

@@ -222,3 +222,27 @@ pub mod truth {
         }
     }
 }
+
+/// Runs the program at `exe` with `args`, writes `stdin` to it, and returns what it did. A
+/// program that exits before reading its input (a usage error) is fine: the broken pipe is
+/// ignored and its exit code tells.
+///
+/// # Panics
+/// When the program cannot be started or waited for.
+pub fn run_with_stdin(exe: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the program starts");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin);
+    }
+    child
+        .wait_with_output()
+        .expect("the program can be waited for")
+}

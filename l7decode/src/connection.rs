@@ -60,6 +60,16 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message whose first byte arrived at `at`; its head is filled in once read.
+    const fn starting(at: Timestamp) -> Self {
+        Self {
+            head: Bytes::new(),
+            body_bytes: 0,
+            first: at,
+            last: at,
+        }
+    }
+
     /// The head as received (start line and header fields).
     pub fn head(&self) -> &[u8] {
         &self.head
@@ -422,15 +432,7 @@ impl Connection {
         let parse = |buf| parse_head(dir, buf);
         let half = self.half(dir);
         if half.current.is_none() {
-            half.current = Some((
-                Message {
-                    head: Bytes::new(),
-                    body_bytes: 0,
-                    first: now,
-                    last: now,
-                },
-                false,
-            ));
+            half.current = Some((Message::starting(now), false));
         }
         let held = half.buf.len();
         if held == 0 {
@@ -773,12 +775,7 @@ impl Connection {
                     // response does not pair with the next request.
                     Direction::ClientToServer if between_messages => {
                         self.push_pending(Pending {
-                            message: Message {
-                                head: Bytes::new(),
-                                body_bytes: 0,
-                                first: now,
-                                last: now,
-                            },
+                            message: Message::starting(now),
                             complete: true,
                             method_head: false,
                             method_connect: false,

@@ -4,8 +4,6 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use bytes::Bytes;
-
 use super::{Connection, Event, Flags, HeadStatus, Message, Phase, head_summary, parse_head};
 use crate::http::head::{looks_like_request, looks_like_response, starts_message_mid_line};
 use crate::{Direction, Protocol, Timestamp};
@@ -126,15 +124,7 @@ impl Connection {
                     // The held bytes start the head, which began when they arrived: the head
                     // parser gathers from here.
                     half.phase = Phase::Head;
-                    half.current = Some((
-                        Message {
-                            head: Bytes::new(),
-                            body_bytes: 0,
-                            first: half.held_since,
-                            last: half.held_since,
-                        },
-                        false,
-                    ));
+                    half.current = Some((Message::starting(half.held_since), false));
                     self.found_http();
                     return take;
                 }

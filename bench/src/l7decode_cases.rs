@@ -72,38 +72,46 @@ fn load() -> Vec<Vec<Segment>> {
     flows.into_values().map(|(_, segs)| segs).collect()
 }
 
+/// Reassembles one connection's segments, handing each event to `on` with its direction.
+fn reassemble(flow: &[Segment], mut on: impl FnMut(Direction, TcpEvent<'_>)) {
+    let config = ReassemblyConfig::default();
+    let mut halves = [Reassembler::new(config), Reassembler::new(config)];
+    for s in flow {
+        let index = usize::from(s.dir == Direction::ServerToClient);
+        let Some(half) = halves.get_mut(index) else {
+            continue;
+        };
+        for event in half.segment(Timestamp(s.ts), s.seq, s.flags, &s.payload) {
+            on(s.dir, event);
+        }
+    }
+}
+
 /// Reassembly + HTTP + pairing over every connection; returns the transactions.
 fn decode(flows: &[Vec<Segment>]) -> u64 {
     let mut transactions = 0;
-    for flow in flows {
-        let config = ReassemblyConfig::default();
-        let mut halves = [Reassembler::new(config), Reassembler::new(config)];
-        let mut conn = Connection::new(Limits::default());
-        for s in flow {
-            let index = usize::from(s.dir == Direction::ServerToClient);
-            let Some(half) = halves.get_mut(index) else {
-                continue;
-            };
-            for event in half.segment(Timestamp(s.ts), s.seq, s.flags, &s.payload) {
-                match event {
-                    TcpEvent::Data { now, bytes } => {
-                        let _ = conn.feed(s.dir, now, bytes);
-                    }
-                    TcpEvent::Fin { now } => conn.feed_eof(s.dir, now),
-                    TcpEvent::Gap { now, missing } => conn.feed_gap(s.dir, now, missing),
-                    _ => {}
-                }
-            }
-            while let Some(e) = conn.poll_event() {
-                transactions += u64::from(matches!(e, Event::Transaction(_)));
-            }
-        }
-        // The capture may end before a connection does (as meshsniff does at the end).
-        conn.feed_eof(Direction::ClientToServer, Timestamp(0));
-        conn.feed_eof(Direction::ServerToClient, Timestamp(0));
+    let mut count = |conn: &mut Connection| {
         while let Some(e) = conn.poll_event() {
             transactions += u64::from(matches!(e, Event::Transaction(_)));
         }
+    };
+    for flow in flows {
+        let mut conn = Connection::new(Limits::default());
+        reassemble(flow, |dir, event| {
+            match event {
+                TcpEvent::Data { now, bytes } => {
+                    let _ = conn.feed(dir, now, bytes);
+                }
+                TcpEvent::Fin { now } => conn.feed_eof(dir, now),
+                TcpEvent::Gap { now, missing } => conn.feed_gap(dir, now, missing),
+                _ => {}
+            }
+            count(&mut conn);
+        });
+        // The capture may end before a connection does (as meshsniff does at the end).
+        conn.feed_eof(Direction::ClientToServer, Timestamp(0));
+        conn.feed_eof(Direction::ServerToClient, Timestamp(0));
+        count(&mut conn);
     }
     transactions
 }
@@ -113,19 +121,9 @@ fn heads(flows: &[Vec<Segment>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (mut requests, mut responses) = (Vec::new(), Vec::new());
     for flow in flows {
         let mut conn = Connection::new(Limits::default());
-        let mut halves = [
-            Reassembler::new(ReassemblyConfig::default()),
-            Reassembler::new(ReassemblyConfig::default()),
-        ];
-        for s in flow {
-            let index = usize::from(s.dir == Direction::ServerToClient);
-            let Some(half) = halves.get_mut(index) else {
-                continue;
-            };
-            for event in half.segment(Timestamp(s.ts), s.seq, s.flags, &s.payload) {
-                if let TcpEvent::Data { now, bytes } = event {
-                    let _ = conn.feed(s.dir, now, bytes);
-                }
+        reassemble(flow, |dir, event| {
+            if let TcpEvent::Data { now, bytes } = event {
+                let _ = conn.feed(dir, now, bytes);
             }
             while let Some(e) = conn.poll_event() {
                 if let Event::Transaction(t) = e {
@@ -133,7 +131,7 @@ fn heads(flows: &[Vec<Segment>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
                     responses.extend(t.response.map(|m| m.head().to_vec()));
                 }
             }
-        }
+        });
     }
     (requests, responses)
 }
@@ -144,26 +142,15 @@ fn streams(flows: &[Vec<Segment>]) -> (Vec<u8>, Vec<u8>) {
         .iter()
         .max_by_key(|f| f.iter().map(|s| s.payload.len()).sum::<usize>())
         .expect("flows");
-    let mut halves = [
-        Reassembler::new(ReassemblyConfig::default()),
-        Reassembler::new(ReassemblyConfig::default()),
-    ];
     let (mut client, mut server) = (Vec::new(), Vec::new());
-    for s in flow {
-        let index = usize::from(s.dir == Direction::ServerToClient);
-        let Some(half) = halves.get_mut(index) else {
-            continue;
-        };
-        for event in half.segment(Timestamp(s.ts), s.seq, s.flags, &s.payload) {
-            if let TcpEvent::Data { bytes, .. } = event {
-                if index == 0 {
-                    client.extend_from_slice(bytes)
-                } else {
-                    server.extend_from_slice(bytes)
-                }
+    reassemble(flow, |dir, event| {
+        if let TcpEvent::Data { bytes, .. } = event {
+            match dir {
+                Direction::ClientToServer => client.extend_from_slice(bytes),
+                Direction::ServerToClient => server.extend_from_slice(bytes),
             }
         }
-    }
+    });
     (client, server)
 }
 

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use examples::capture::{flow_key, open, tcp_segment};
+use examples::capture::{flow_key, open, sender_is_client, tcp_segment};
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
@@ -40,13 +40,12 @@ fn load() -> Vec<Vec<Segment>> {
             *finished = true;
         }
         let flow = flows.entry((key, *gen_id)).or_default();
-        // The SYN's sender is the client; a connection already open when the capture started
-        // (nginx's keep-alive upstream) is oriented by whether its first bytes look like a request.
-        if flow.0.is_none() && seg.syn {
-            flow.0 = Some(forward);
-        } else if flow.0.is_none() && !seg.payload.is_empty() {
-            let request = l7decode::looks_like_request(seg.payload.get(..8).unwrap_or(seg.payload));
-            flow.0 = Some(forward == request);
+        // Oriented as meshsniff does; a connection already open when the capture started
+        // (nginx's keep-alive upstream) by whether its first bytes look like a request.
+        if flow.0.is_none()
+            && let Some(sender_is_client) = sender_is_client(&seg)
+        {
+            flow.0 = Some(forward == sender_is_client);
         }
         let Some(client_is_lo) = flow.0 else { continue };
         let mut flags = TcpFlags::NONE;

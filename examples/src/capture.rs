@@ -750,6 +750,8 @@ pub struct TcpSegment<'a> {
     pub ack: u32,
     /// SYN flag.
     pub syn: bool,
+    /// ACK flag (set on a SYN by the side that accepts the connection).
+    pub ack_flag: bool,
     /// FIN flag.
     pub fin: bool,
     /// RST flag.
@@ -813,11 +815,29 @@ pub fn tcp_segment(packet: &Packet) -> Option<TcpSegment<'_>> {
         seq: tcp.sequence_number(),
         ack: tcp.acknowledgment_number(),
         syn: tcp.syn(),
+        ack_flag: tcp.ack(),
         fin: tcp.fin(),
         rst: tcp.rst(),
         payload: tcp.payload(),
         truncated: packet.is_truncated() || ip_payload.incomplete,
     })
+}
+
+/// Whether this segment's sender opened the connection, when the segment tells: a SYN says it
+/// (a SYN-ACK comes from the side that accepted), and so do first bytes that look like a request
+/// or a response. `None` for anything else.
+pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
+    if seg.syn {
+        return Some(!seg.ack_flag);
+    }
+    let start = seg.payload.get(..8).unwrap_or(seg.payload);
+    if l7decode::looks_like_request(start) {
+        Some(true)
+    } else if l7decode::looks_like_response(start) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// A TCP connection's two endpoints in canonical order (`lo <= hi`), the same for both

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
 use l7decode::{Connection, Direction, Event, Limits, Timestamp, Transaction};
 
-use crate::capture::{Capture, CaptureError, FlowKey, flow_key, tcp_segment};
+use crate::capture::{Capture, CaptureError, FlowKey, flow_key, sender_is_client, tcp_segment};
 
 /// One decoded exchange, with the flow's endpoints.
 #[derive(Debug, Clone)]
@@ -98,23 +98,14 @@ pub fn analyze(
             totals.connections += 1;
             Flow::new()
         });
-        // The side that sends the first SYN, else the side whose first bytes look like a request,
-        // else the higher port (ephemeral ports are high) opened the connection.
+        // The side that sends the first SYN (or receives the first SYN-ACK), else the side whose
+        // first bytes look like a request, else the higher port (ephemeral ports are high)
+        // opened the connection.
         if flow.client_is_lo.is_none() {
-            if seg.syn {
-                flow.client_is_lo = Some(forward);
+            if let Some(sender_is_client) = sender_is_client(&seg) {
+                flow.client_is_lo = Some(forward == sender_is_client);
             } else if !seg.payload.is_empty() {
-                let looks_request =
-                    l7decode::looks_like_request(seg.payload.get(..8).unwrap_or(seg.payload));
-                let looks_response =
-                    l7decode::looks_like_response(seg.payload.get(..8).unwrap_or(seg.payload));
-                flow.client_is_lo = Some(if looks_request {
-                    forward
-                } else if looks_response {
-                    !forward
-                } else {
-                    key.lo.port() > key.hi.port()
-                });
+                flow.client_is_lo = Some(key.lo.port() > key.hi.port());
             }
         }
         let Some(client_is_lo) = flow.client_is_lo else {
@@ -141,6 +132,21 @@ pub fn analyze(
         let Flow {
             halves, conn, done, ..
         } = flow;
+        // What this side acknowledges the other side sent: a hole below it is the capture's
+        // loss, reported now rather than after the other direction stalled.
+        if seg.ack_flag
+            && let Some(other) = halves.get_mut(1 - index)
+        {
+            let ended = deliver(
+                other.acknowledged(now, seg.ack),
+                conn,
+                dir.reverse(),
+                &mut totals,
+            );
+            if ended && let Some(d) = done.get_mut(1 - index) {
+                *d = true;
+            }
+        }
         let Some(half) = halves.get_mut(index) else {
             continue;
         };

@@ -1,6 +1,7 @@
 // Properties of the TCP reassembler on segments drawn from the input (each: 3 bytes of seq
 // offset, 1 byte of flags, 1 byte of snaplen cut, 1 byte of length, then payload taken from a fixed
-// pattern stream; a cut segment keeps its first bytes and reports the rest as not captured):
+// pattern stream; a cut segment keeps its first bytes and reports the rest as not captured; a
+// flags byte with its top bit set acknowledges up to the segment's end instead of sending it):
 // never panics; memory stays within the configured bounds; every delivered byte equals the
 // pattern at its stream offset; delivered + reported missing never exceeds what was sent past
 // the start.
@@ -30,11 +31,11 @@ pub(crate) fn check(data: &[u8]) {
     };
     let mut first = true;
     for record in data.chunks(6) {
-        let [a, b, c, flags, cut, len] = record else { break };
+        let [a, b, c, flag_byte, cut, len] = record else { break };
         let offset = u32::from_le_bytes([*a, *b, *c, 0]) % 8192;
         let len = usize::from(*len);
         let payload: Vec<u8> = (0..len).map(|i| pattern(u64::from(offset) + i as u64)).collect();
-        let mut flags = TcpFlags(flags & (TcpFlags::FIN.0 | TcpFlags::RST.0));
+        let mut flags = TcpFlags(flag_byte & (TcpFlags::FIN.0 | TcpFlags::RST.0));
         if first {
             // The stream starts at offset 0 with a SYN, so offsets map to pattern positions.
             flags = TcpFlags::SYN;
@@ -44,6 +45,11 @@ pub(crate) fn check(data: &[u8]) {
             flags = TcpFlags::NONE;
         }
         let seq = isn.wrapping_add(offset);
+        if *flag_byte & 0x80 != 0 {
+            let acked = seq.wrapping_add(len as u32);
+            check_events(r.acknowledged(Timestamp(1), acked), &mut delivered);
+            continue;
+        }
         let cut = usize::from(*cut % 64).min(payload.len());
         let kept = payload.get(..payload.len() - cut).unwrap_or_default();
         let events = r.truncated_segment(Timestamp(1), seq, flags, kept, cut as u32);

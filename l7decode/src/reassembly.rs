@@ -412,6 +412,45 @@ impl Reassembler {
         self.delivered(now, payload)
     }
 
+    /// The other direction acknowledged every byte before sequence number `ack` (pass the ACK
+    /// field of each segment the other direction sends with its ACK flag set).
+    ///
+    /// The receiver has those bytes, so a hole below `ack` is a loss of the capture, not of the
+    /// network: no retransmission will fill it. It is reported at once as an [`Event::Gap`],
+    /// followed by the held bytes after it, instead of stalling this direction until the store
+    /// gives up (by which time the other direction has long moved on, and a decoder pairing the
+    /// two would see answers before their questions). A FIN's sequence number is not a byte, so
+    /// acknowledging it reports nothing.
+    ///
+    /// This trusts the capture's order across directions: bytes that show up after an
+    /// acknowledgement of them (a capture point that reorders the two directions) arrive as
+    /// already reported missing and are trimmed like a retransmission.
+    ///
+    /// # Panics
+    /// Never, on any input.
+    pub fn acknowledged(&mut self, now: Timestamp, ack: u32) -> Delivered<'_> {
+        self.pending.clear();
+        self.ready.clear();
+        let dist = i64::from(ack.wrapping_sub(self.next_seq) as i32);
+        if self.started && !self.fin_emitted && dist > 0 {
+            let mut acked = self.next_off.saturating_add(dist.unsigned_abs());
+            if let Some(fin_off) = self.fin_off {
+                acked = acked.min(fin_off);
+            }
+            while self.next_off < acked {
+                let hole_end = self
+                    .held
+                    .keys()
+                    .next()
+                    .map_or(acked, |&start| start.min(acked));
+                self.skip_to(hole_end);
+                self.drain_contiguous(true);
+            }
+            self.check_fin();
+        }
+        self.delivered(now, &[])
+    }
+
     /// Gives up on every hole: the end of the capture, or the connection is gone.
     ///
     /// Yields, in stream order, an [`Event::Gap`] for each hole and every held byte, then, when a

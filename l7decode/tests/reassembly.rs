@@ -378,6 +378,62 @@ fn a_segment_cut_by_the_capture_reports_its_missing_bytes_at_once() {
 }
 
 #[test]
+fn an_acknowledged_hole_is_given_up_at_once() {
+    let input = stream(300);
+    let isn = 0xffff_ff80; // the acknowledgements wrap around
+    let mut r = Reassembler::default();
+    assert!(own(r.segment(T, isn, TcpFlags::SYN, b"")).is_empty());
+    // Acknowledging the SYN, or bytes already delivered, reports nothing.
+    assert!(own(r.acknowledged(T, sq(isn, 0))).is_empty());
+    assert_eq!(
+        own(r.segment(T, sq(isn, 0), NONE, &input[..100])),
+        [data(&input[..100])]
+    );
+    assert!(own(r.acknowledged(T, sq(isn, 50))).is_empty());
+    // 100..150 is lost; 150..200 is held behind the hole.
+    assert!(own(r.segment(T, sq(isn, 150), NONE, &input[150..200])).is_empty());
+    // An acknowledgement inside the hole gives up on its acknowledged part only.
+    assert_eq!(own(r.acknowledged(T, sq(isn, 120))), [Ev::Gap(20)]);
+    // One past the held bytes: the rest of the hole, the held bytes, then 10 more missing.
+    let later = Timestamp(99);
+    let events: Vec<Event<'_>> = r.acknowledged(later, sq(isn, 210)).collect();
+    assert_eq!(
+        own(events.iter().copied()),
+        [Ev::Gap(30), data(&input[150..200]), Ev::Gap(10)]
+    );
+    // The held bytes keep their arrival time; the gaps carry the acknowledgement's.
+    assert_eq!(
+        events.iter().map(Event::now).collect::<Vec<_>>(),
+        [later, T, later]
+    );
+    assert_eq!(r.stream_offset(), 210);
+    assert_eq!(r.stats().bytes_missing, 60);
+    // The lost bytes' retransmission (a capture that reordered directions) is trimmed.
+    assert!(own(r.segment(T, sq(isn, 100), NONE, &input[100..210])).is_empty());
+    // A FIN's sequence number is not a byte: acknowledging it reports nothing more.
+    assert_eq!(
+        own(r.segment(T, sq(isn, 210), TcpFlags::FIN, &input[210..])),
+        [data(&input[210..]), Ev::Fin]
+    );
+    assert!(own(r.acknowledged(T, sq(isn, 301))).is_empty());
+}
+
+#[test]
+fn acknowledging_a_lost_fin_reports_the_bytes_before_it_only() {
+    let input = stream(100);
+    let mut r = Reassembler::default();
+    let _ = own(r.segment(T, 0, TcpFlags::SYN, b""));
+    // The last 40 bytes and the FIN with them are lost; the FIN's own ack is one past them.
+    let _ = own(r.segment(T, sq(0, 0), NONE, &input[..60]));
+    let _ = own(r.segment(T, sq(0, 100), TcpFlags::FIN, b""));
+    assert_eq!(own(r.acknowledged(T, sq(0, 101))), [Ev::Gap(40), Ev::Fin]);
+    // Nothing fixed the start yet: there is nothing to give up on.
+    let mut fresh = Reassembler::default();
+    assert!(own(fresh.acknowledged(T, 5000)).is_empty());
+    assert_eq!(fresh.next_seq(), None);
+}
+
+#[test]
 fn flush_reports_every_hole_and_delivers_everything_held() {
     let input = stream(60);
     let part = |a: usize, b: usize| input.get(a..b).expect("in range");

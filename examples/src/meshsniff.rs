@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
-use l7decode::{Connection, Direction, Event, Limits, Timestamp, Transaction};
+use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp, Transaction};
 
 use crate::capture::{Capture, CaptureError, FlowKey, flow_key, sender_is_client, tcp_segment};
 
@@ -99,13 +99,24 @@ pub fn analyze(
             Flow::new()
         });
         // The side that sends the first SYN (or receives the first SYN-ACK), else the side whose
-        // first bytes look like a request, else the higher port (ephemeral ports are high)
-        // opened the connection.
+        // first bytes look like a request, else the side without a well-known port, else the
+        // higher port (ephemeral ports are high) opened the connection.
         if flow.client_is_lo.is_none() {
+            let known = |addr: SocketAddr| Protocol::for_port(addr.port()).is_some();
             if let Some(sender_is_client) = sender_is_client(&seg) {
                 flow.client_is_lo = Some(forward == sender_is_client);
             } else if !seg.payload.is_empty() {
-                flow.client_is_lo = Some(key.lo.port() > key.hi.port());
+                flow.client_is_lo = Some(match (known(key.lo), known(key.hi)) {
+                    (true, false) => false,
+                    (false, true) => true,
+                    _ => key.lo.port() > key.hi.port(),
+                });
+            }
+            // The server's port breaks ties the first bytes cannot (see `with_hint`).
+            if let Some(client_is_lo) = flow.client_is_lo {
+                let (_, server) = endpoints(key, client_is_lo);
+                flow.conn =
+                    Connection::new(Limits::default()).with_hint(Protocol::for_port(server.port()));
             }
         }
         let Some(client_is_lo) = flow.client_is_lo else {
@@ -233,8 +244,8 @@ fn drain(
                     transaction,
                 });
             }
-            Event::Protocol(l7decode::Protocol::Tls) => totals.tls_connections += 1,
-            Event::Protocol(l7decode::Protocol::Unknown) => totals.unknown_connections += 1,
+            Event::Protocol(Protocol::Tls) => totals.tls_connections += 1,
+            Event::Protocol(Protocol::Unknown) => totals.unknown_connections += 1,
             _ => {}
         }
     }

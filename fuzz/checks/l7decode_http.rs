@@ -1,11 +1,13 @@
 // Properties of the HTTP connection decoder on an arbitrary pair of streams (split at the first
-// 0xff: client bytes, then server bytes), fed in chunks whose size comes from the first byte:
+// 0xff: client bytes, then server bytes), fed in chunks whose size comes from the first byte's low
+// five bits (its top three pick how many bytes may go unrecognised before the connection is
+// given up, so that bound is crossed at every offset):
 // never panics; identical events whole and chunked; every transaction's byte counts stay within
 // what was fed; buffered bytes stay within the limit.
 
-fn decode(client: &[u8], server: &[u8], step: usize) -> Vec<String> {
+fn decode(client: &[u8], server: &[u8], step: usize, unrecognized: u64) -> Vec<String> {
     use l7decode::{Connection, Direction, Limits, Timestamp};
-    let mut conn = Connection::new(Limits::default().max_buffered(1024));
+    let mut conn = Connection::new(Limits::default().max_buffered(1024).max_unrecognized(unrecognized));
     let mut out = Vec::new();
     for (dir, stream) in [(Direction::ClientToServer, client), (Direction::ServerToClient, server)] {
         for chunk in stream.chunks(step) {
@@ -32,7 +34,11 @@ pub(crate) fn check(data: &[u8]) {
     let Some((&control, rest)) = data.split_first() else { return };
     let split = rest.iter().position(|b| *b == 0xff).unwrap_or(rest.len());
     let (client, server) = (&rest[..split], rest.get(split + 1..).unwrap_or_default());
-    let whole = decode(client, server, usize::MAX);
+    let unrecognized = match control >> 5 {
+        0 => 1 << 20,
+        n => 4u64 << n,
+    };
+    let whole = decode(client, server, usize::MAX, unrecognized);
     let step = usize::from(control % 32) + 1;
-    assert_eq!(whole, decode(client, server, step), "chunks of {step}");
+    assert_eq!(whole, decode(client, server, step, unrecognized), "chunks of {step}");
 }

@@ -29,6 +29,18 @@ pub enum Protocol {
     Unknown,
 }
 
+impl Protocol {
+    /// What a server port conventionally carries, for [`Connection::with_hint`]: 80, 8000, 8008,
+    /// 8080, 8081 and 8888 are HTTP; 443, 6443 and 8443 are TLS.
+    pub const fn for_port(port: u16) -> Option<Self> {
+        match port {
+            80 | 8000 | 8008 | 8080 | 8081 | 8888 => Some(Self::Http),
+            443 | 6443 | 8443 => Some(Self::Tls),
+            _ => None,
+        }
+    }
+}
+
 /// Flags on a transaction record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -259,6 +271,8 @@ struct Half {
     held_since: Timestamp,
     /// The message being read: head, body count, first time, gap seen.
     current: Option<(Message, bool)>,
+    /// Bytes skipped before the connection's protocol was known.
+    unrecognized: u64,
     /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
     /// exactly as if they had arrived in one chunk.
     reread: Vec<u8>,
@@ -276,6 +290,7 @@ impl Half {
             held_line_start: true,
             held_since: Timestamp(0),
             current: None,
+            unrecognized: 0,
             reread: Vec::new(),
             reread_time: Timestamp(0),
         }
@@ -303,6 +318,8 @@ pub struct Connection {
     pending: VecDeque<Pending>,
     events: VecDeque<Event>,
     protocol: Option<Protocol>,
+    /// What the server's port suggests; consulted only when the bytes cannot tell.
+    hint: Option<Protocol>,
     stats: Stats,
 }
 
@@ -316,8 +333,24 @@ impl Connection {
             pending: VecDeque::new(),
             events: VecDeque::new(),
             protocol: None,
+            hint: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Breaks ties with what the connection is expected to carry (see [`Protocol::for_port`]).
+    ///
+    /// The bytes always decide when they can: TLS on an HTTP port is TLS, HTTP on any port is
+    /// HTTP. The hint matters only for a connection whose bytes match nothing yet (a capture that
+    /// started inside a body or inside encrypted records): without a hint, or with an unknown
+    /// one, it is given up as [`Protocol::Unknown`] after [`Limits::max_unrecognized`] bytes in
+    /// one direction (or when it ends), and only counted from then on; with an HTTP hint it keeps
+    /// looking for the next message start however long the body; with a TLS hint it is reported
+    /// as TLS instead of unknown.
+    #[must_use]
+    pub const fn with_hint(mut self, hint: Option<Protocol>) -> Self {
+        self.hint = hint;
+        self
     }
 
     /// The next event; drain until `None` after every input.
@@ -851,6 +884,15 @@ impl Connection {
         }
         self.report_skipped(dir);
         self.half(dir).phase = Phase::Closed;
+        // Both sides ended with nothing recognised.
+        let closed = |half: &Half| matches!(half.phase, Phase::Closed);
+        if self.protocol.is_none()
+            && self.stats.bytes > 0
+            && closed(&self.client)
+            && closed(&self.server)
+        {
+            self.give_up_recognising();
+        }
         if dir == Direction::ServerToClient {
             while let Some(p) = self.pending.pop_front() {
                 self.report_unanswered(p, Flags::default());

@@ -82,6 +82,9 @@ pub struct Limits {
     pub max_buffered: usize,
     /// Requests awaiting their response (default 1024).
     pub max_pending: usize,
+    /// Bytes one direction may skip while nothing recognisable has been seen in the connection,
+    /// before it is given up as unknown (default 1 MiB; see [`Connection::with_hint`]).
+    pub max_unrecognized: u64,
 }
 
 impl Limits {
@@ -97,11 +100,18 @@ impl Limits {
         self
     }
 
+    /// Sets [`Limits::max_unrecognized`].
+    pub const fn max_unrecognized(mut self, bytes: u64) -> Self {
+        self.max_unrecognized = bytes;
+        self
+    }
+
     /// No bound at all: only for inputs you trust.
     pub const fn unbounded_dangerous() -> Self {
         Self {
             max_buffered: usize::MAX,
             max_pending: usize::MAX,
+            max_unrecognized: u64::MAX,
         }
     }
 }
@@ -111,6 +121,7 @@ impl Default for Limits {
         Self {
             max_buffered: 64 << 10,
             max_pending: 1024,
+            max_unrecognized: 1 << 20,
         }
     }
 }

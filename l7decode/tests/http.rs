@@ -346,3 +346,134 @@ fn a_response_head_cut_by_the_end_flags_only_its_own_record() {
     assert_eq!(t[1].uri(), Some("/b"));
     assert!(t[1].flags.missing_response && !t[1].flags.truncated);
 }
+
+/// Feeds `steps` then both EOFs to a connection built with `limits` and `hint`.
+fn run_hinted(
+    steps: &[(Direction, u64, &[u8])],
+    limits: Limits,
+    hint: Option<Protocol>,
+) -> Vec<Event> {
+    let mut conn = Connection::new(limits).with_hint(hint);
+    let mut out = Vec::new();
+    for (dir, t, bytes) in steps {
+        conn.feed(*dir, Timestamp(*t), bytes).unwrap();
+        out.extend(std::iter::from_fn(|| conn.poll_event()));
+    }
+    conn.feed_eof(C, Timestamp(1_000));
+    conn.feed_eof(S, Timestamp(1_000));
+    out.extend(std::iter::from_fn(|| conn.poll_event()));
+    out
+}
+
+#[test]
+fn port_hints_break_ties_and_only_ties() {
+    assert_eq!(Protocol::for_port(8080), Some(Protocol::Http));
+    assert_eq!(Protocol::for_port(443), Some(Protocol::Tls));
+    assert_eq!(Protocol::for_port(5432), None);
+    let limits = Limits::default().max_unrecognized(64);
+    // Joined inside a long body: 100 bytes of it, then the next exchange.
+    let body = [b'x'; 100];
+    let mid_body: Vec<(Direction, u64, &[u8])> = vec![
+        (C, 1, &body),
+        (C, 2, b"GET /next HTTP/1.1\r\n\r\n"),
+        (S, 3, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ];
+    // Without a hint, or with a TLS one, past the bound the connection is given up: counted, not
+    // decoded.
+    for (hint, given_up_as) in [
+        (None, Protocol::Unknown),
+        (Some(Protocol::Tls), Protocol::Tls),
+    ] {
+        let events = run_hinted(&mid_body, limits, hint);
+        assert_eq!(
+            events.first(),
+            Some(&Event::Protocol(given_up_as)),
+            "{hint:?}"
+        );
+        assert!(transactions(&events).is_empty(), "{hint:?}");
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::Resynced {
+                    direction: C,
+                    skipped: 64
+                }
+            )),
+            "{hint:?}: {events:?}"
+        );
+    }
+    // A port that says HTTP keeps looking however long the body.
+    let events = run_hinted(&mid_body, limits, Some(Protocol::Http));
+    assert_eq!(events.first(), Some(&Event::Protocol(Protocol::Http)));
+    let t = transactions(&events);
+    assert_eq!(t.len(), 1);
+    assert_eq!(summary(t[0]), (Some("GET"), Some("/next"), Some(204), 0, 0));
+    // Within the bound no hint is needed; and the bytes beat the port both ways.
+    let short: Vec<(Direction, u64, &[u8])> = vec![
+        (C, 1, &body[..60]),
+        (C, 2, b"GET /next HTTP/1.1\r\n\r\n"),
+        (S, 3, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ];
+    for hint in [None, Some(Protocol::Tls)] {
+        let events = run_hinted(&short, limits, hint);
+        assert_eq!(
+            events.first(),
+            Some(&Event::Protocol(Protocol::Http)),
+            "{hint:?}"
+        );
+        assert_eq!(transactions(&events).len(), 1, "{hint:?}");
+    }
+    let tls: Vec<(Direction, u64, &[u8])> = vec![(C, 1, b"\x16\x03\x01\x00\x05hello")];
+    let events = run_hinted(&tls, limits, Some(Protocol::Http));
+    assert_eq!(events.first(), Some(&Event::Protocol(Protocol::Tls)));
+    // A connection that ends with nothing recognised says so, as its hint would have it.
+    let noise: Vec<(Direction, u64, &[u8])> = vec![(C, 1, b"\x00\x01binary"), (S, 2, b"\x02")];
+    let events = run_hinted(&noise, Limits::default(), None);
+    assert!(
+        events.contains(&Event::Protocol(Protocol::Unknown)),
+        "{events:?}"
+    );
+    let events = run_hinted(&noise, Limits::default(), Some(Protocol::Tls));
+    assert!(
+        events.contains(&Event::Protocol(Protocol::Tls)),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn where_an_unrecognised_connection_is_given_up_does_not_depend_on_chunking() {
+    // Candidates ("GET", "HTTP/1") straddle the bound at every offset.
+    let mut stream = Vec::new();
+    for i in 0..40 {
+        stream.extend_from_slice(b"xx GET zz HTTP/1 ");
+        stream.extend(std::iter::repeat_n(b'y', i % 7));
+    }
+    stream.extend_from_slice(b"\r\nGET /late HTTP/1.1\r\n\r\n");
+    for bound in [1u64, 5, 17, 64, 200, 700, 10_000] {
+        let limits = Limits::default().max_unrecognized(bound);
+        let (events, skipped) = testkit::assert_chunking_invariant(&stream, 16, |chunks| {
+            let mut conn = Connection::new(limits);
+            let mut out = Vec::new();
+            for chunk in chunks {
+                conn.feed(C, Timestamp(1), chunk).unwrap();
+                out.extend(std::iter::from_fn(|| conn.poll_event()));
+            }
+            conn.feed_eof(C, Timestamp(2));
+            conn.feed_eof(S, Timestamp(2));
+            out.extend(std::iter::from_fn(|| conn.poll_event()));
+            (format!("{out:?}"), conn.stats().skipped_bytes)
+        });
+        // Given up at the bound, or (past the whole stream) the late request found.
+        let found = bound as usize > stream.len();
+        assert_eq!(events.contains("GET"), found, "{bound}: {events}");
+        // Up to the bound every byte is skipped (and reported); after it, only counted.
+        assert_eq!(
+            skipped,
+            if found {
+                stream.len() as u64 - 22
+            } else {
+                bound
+            }
+        );
+    }
+}

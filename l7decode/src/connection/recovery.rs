@@ -81,7 +81,9 @@ impl Connection {
             let half = self.half(dir);
             half.buf.clear();
             half.current = None;
-            half.phase = Phase::Opaque;
+            if !matches!(half.phase, Phase::Closed) {
+                half.phase = Phase::Opaque;
+            }
         }
     }
 
@@ -146,6 +148,23 @@ impl Connection {
                 }
             }
         }
+        // Before anything was recognised, a direction may skip only so much (unless hinted
+        // HTTP); the scan stops at that bound as it would at a chunk's end, so where the
+        // connection is given up does not depend on chunking.
+        let budget = self
+            .unrecognized_budget(dir)
+            .map(|left| left.saturating_sub(skipped as u64));
+        if budget == Some(0) {
+            self.note_skipped(dir, skipped);
+            self.give_up_recognising();
+            return 0;
+        }
+        let input = budget.map_or(input, |left| {
+            input
+                .get(..usize::try_from(left).unwrap_or(usize::MAX))
+                .unwrap_or(input)
+        });
+        let half = self.half(dir);
         let mut found = None;
         for i in 0..input.len() {
             let line_start = if i == 0 {
@@ -201,8 +220,36 @@ impl Connection {
     /// Counts skipped bytes; they are reported as [`Event::Resynced`] just before the next record
     /// (or when the direction ends), so the events do not depend on how the stream was chunked.
     pub(super) fn note_skipped(&mut self, dir: Direction, skipped: usize) {
+        let unrecognized = self.protocol.is_none();
         self.stats.skipped_bytes += skipped as u64;
-        self.half(dir).skipped += skipped as u64;
+        let half = self.half(dir);
+        half.skipped += skipped as u64;
+        if unrecognized {
+            half.unrecognized += skipped as u64;
+        }
+    }
+
+    /// How many more bytes `dir` may skip before the connection is given up as unrecognised;
+    /// `None` once recognised, or when hinted HTTP.
+    fn unrecognized_budget(&mut self, dir: Direction) -> Option<u64> {
+        if self.protocol.is_some() || self.hint == Some(Protocol::Http) {
+            return None;
+        }
+        let max = self.limits.max_unrecognized;
+        Some(max.saturating_sub(self.half(dir).unrecognized))
+    }
+
+    /// Nothing recognisable came: the connection is reported as what its hint says when that is
+    /// TLS (whose records, joined mid-stream, match nothing), else as unknown, and only counted
+    /// from here on.
+    pub(super) fn give_up_recognising(&mut self) {
+        let protocol = match self.hint {
+            Some(Protocol::Tls) => Protocol::Tls,
+            _ => Protocol::Unknown,
+        };
+        self.protocol = Some(protocol);
+        self.events.push_back(Event::Protocol(protocol));
+        self.go_opaque();
     }
 
     pub(super) fn report_skipped(&mut self, dir: Direction) {

@@ -216,6 +216,17 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         || feed_streams(black_box(&client), black_box(&server), usize::MAX),
         || feed_streams(black_box(&client), black_box(&server), 1),
     ));
+    // Its request stream alone is all heads: what it costs is parsing, so this is where
+    // re-parsing per chunk would show (bodies, skipped whole in one step, only show the per-call
+    // floor).
+    results.push(compare(
+        "l7decode: its requests (heads only), whole",
+        "the same in 1-byte chunks",
+        client.len() as u64,
+        samples,
+        || feed_streams(black_box(&client), &[], usize::MAX),
+        || feed_streams(black_box(&client), &[], 1),
+    ));
     let ours = &results[0];
     let ours_mb_s = payload as f64 / 1e6 / ours.ours.as_secs_f64();
     let heads_mb_s = head_bytes as f64 / 1e6 / ours.theirs.as_secs_f64();

@@ -273,6 +273,8 @@ struct Half {
     current: Option<(Message, bool)>,
     /// Bytes skipped before the connection's protocol was known.
     unrecognized: u64,
+    /// What the fast path of [`Connection::feed`] may take and has taken without stepping.
+    in_place: InPlace,
     /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
     /// exactly as if they had arrived in one chunk.
     reread: Vec<u8>,
@@ -291,9 +293,31 @@ impl Half {
             held_since: Timestamp(0),
             current: None,
             unrecognized: 0,
+            in_place: InPlace::default(),
             reread: Vec::new(),
             reread_time: Timestamp(0),
         }
+    }
+}
+
+/// Bytes a direction may take, and has taken, without stepping through the decoder: the body
+/// bytes counted here belong to the current message and are handed to it (by
+/// `commit_in_place`) before anything else looks at the state.
+#[derive(Debug, Default, Clone, Copy)]
+struct InPlace {
+    /// How many more bytes may be taken in place.
+    left: u64,
+    /// What `left` was when armed: the difference is what was taken (kept this way so the fast
+    /// path writes only two words).
+    armed: u64,
+    /// When the last of them arrived.
+    last: Timestamp,
+}
+
+impl InPlace {
+    /// Bytes taken since armed.
+    const fn taken(&self) -> u64 {
+        self.armed - self.left
     }
 }
 
@@ -361,7 +385,9 @@ impl Connection {
 
     /// Counters so far.
     pub const fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        stats.bytes += self.client.in_place.taken() + self.server.in_place.taken();
+        stats
     }
 
     /// The protocol, once inferred.
@@ -374,7 +400,98 @@ impl Connection {
     ///
     /// # Errors
     /// [`ErrorKind::FedAfterEof`] after [`Connection::feed_eof`] for that direction.
+    #[inline]
     pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+        let len = bytes.len() as u64;
+        let half = match dir {
+            Direction::ClientToServer => &mut self.client,
+            Direction::ServerToClient => &mut self.server,
+        };
+        // The bulk of a stream fed in small pieces: more of a body that these bytes do not end.
+        let counter = &mut half.in_place;
+        if len.wrapping_sub(1) < counter.left {
+            counter.left -= len;
+            counter.last = now;
+            return Ok(bytes.len());
+        }
+        if self.gather_in_place(dir, bytes) {
+            self.stats.bytes += len;
+            return Ok(bytes.len());
+        }
+        self.commit_in_place();
+        let fed = self.feed_stepwise(dir, now, bytes);
+        self.arm_in_place();
+        fed
+    }
+
+    /// More of a head being gathered that `bytes` cannot end (a head ends with a line end, and
+    /// `bytes` holds none): kept exactly as the stepwise path would, without stepping.
+    #[inline]
+    fn gather_in_place(&mut self, dir: Direction, bytes: &[u8]) -> bool {
+        let limit = self.limits.max_buffered;
+        let half = self.half(dir);
+        let fits = matches!(half.phase, Phase::Head)
+            && !half.buf.is_empty()
+            && half.reread.is_empty()
+            && half.buf.len() + bytes.len() < limit;
+        if !fits || bytes.contains(&b'\n') {
+            return false;
+        }
+        half.buf.extend_from_slice(bytes);
+        true
+    }
+
+    /// Hands what the fast path counted to the message and phase it belongs to, so the stepwise
+    /// code sees the state it would have built itself.
+    fn commit_in_place(&mut self) {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let half = self.half(dir);
+            let counted = half.in_place.taken();
+            let last = half.in_place.last;
+            half.in_place = InPlace::default();
+            if counted == 0 {
+                continue;
+            }
+            self.stats.bytes += counted;
+            let half = self.half(dir);
+            match &mut half.phase {
+                Phase::Body(Body::Length(left)) => *left -= counted,
+                Phase::Body(Body::UntilClose) => {}
+                // Opaque bytes belong to no message.
+                _ => continue,
+            }
+            self.add_body(dir, last, counted);
+        }
+    }
+
+    /// How many bytes each direction may next take in place: all but the last byte of a body of
+    /// known length (that one completes the message), any number in a close-delimited body or
+    /// an opaque stream, none elsewhere.
+    fn arm_in_place(&mut self) {
+        for half in [&mut self.client, &mut self.server] {
+            let left = if !half.reread.is_empty() {
+                0
+            } else {
+                match half.phase {
+                    Phase::Body(Body::Length(left)) => left.saturating_sub(1),
+                    Phase::Body(Body::UntilClose) | Phase::Opaque => u64::MAX,
+                    _ => 0,
+                }
+            };
+            half.in_place = InPlace {
+                left,
+                armed: left,
+                last: Timestamp(0),
+            };
+        }
+    }
+
+    fn feed_stepwise(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        bytes: &[u8],
+    ) -> Result<usize, Error> {
         if matches!(self.half(dir).phase, Phase::Closed) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
         }
@@ -748,6 +865,12 @@ impl Connection {
     /// and the decoder stays in sync; elsewhere it looks for the next message start, and a head
     /// the gap cut keeps its complete lines (its record is flagged `gap` and `truncated`).
     pub fn feed_gap(&mut self, dir: Direction, now: Timestamp, missing: u64) {
+        self.commit_in_place();
+        self.gap_stepwise(dir, now, missing);
+        self.arm_in_place();
+    }
+
+    fn gap_stepwise(&mut self, dir: Direction, now: Timestamp, missing: u64) {
         self.stats.gap_bytes += missing;
         let mark = |c: &mut Self| match dir {
             Direction::ClientToServer => {
@@ -856,6 +979,12 @@ impl Connection {
     /// The end of one direction. A close-delimited response ends here; when the server's side
     /// ends, requests still waiting are reported without a response.
     pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
+        self.commit_in_place();
+        self.eof_stepwise(dir, now);
+        self.arm_in_place();
+    }
+
+    fn eof_stepwise(&mut self, dir: Direction, now: Timestamp) {
         self.settle(dir, now);
         self.salvage_head(dir);
         match self.half(dir).phase.clone() {

@@ -6,12 +6,14 @@
 //! threads, and every buffer it keeps is bounded by [`Limits`].
 //!
 //! * [`reassembly`]: a per-direction TCP reassembler (sequence wrap-around, bounded out-of-order
-//!   window, retransmissions trimmed, exact gap sizes), usable on its own.
+//!   window, retransmissions trimmed, exact gap sizes, holes the peer acknowledged given up at
+//!   once), usable on its own.
 //! * [`Connection`]: the two in-order streams of one connection in, [`Event`]s out: HTTP/1.x
 //!   [`Transaction`]s with first/last-byte timestamps, RFC 9112 body framing (HEAD, 1xx, 204, 304,
 //!   chunked with extensions and trailers, close-delimited, tunnels), pipelining, interim
 //!   responses, mid-stream resynchronisation, gaps skipped inside bodies of known length, and TLS
-//!   reported rather than parsed. Bodies are counted, never copied. MySQL and MongoDB follow.
+//!   reported rather than parsed. Bodies are counted, never copied. The protocol is inferred from
+//!   the bytes; a port hint ([`Connection::with_hint`]) only breaks ties. MySQL and MongoDB follow.
 //!
 //! ```
 //! use l7decode::{Connection, Direction, Event, Limits, Timestamp};

@@ -819,21 +819,26 @@ pub fn tcp_segment(packet: &Packet) -> Option<TcpSegment<'_>> {
         fin: tcp.fin(),
         rst: tcp.rst(),
         payload: tcp.payload(),
-        truncated: packet.is_truncated() || ip_payload.incomplete,
+        // Only the IP layer says whether the segment lost bytes: a record's original length may
+        // also count encapsulation the capture stripped.
+        truncated: ip_payload.incomplete,
     })
 }
 
 /// Whether this segment's sender opened the connection, when the segment tells: a SYN says it
 /// (a SYN-ACK comes from the side that accepted), and so do first bytes that look like a request
-/// or a response. `None` for anything else.
+/// or a response (HTTP, or a MySQL command or greeting). `None` for anything else.
 pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
+    use l7decode::mysql::wire;
     if seg.syn {
         return Some(!seg.ack_flag);
     }
     let start = seg.payload.get(..8).unwrap_or(seg.payload);
-    if l7decode::looks_like_request(start) {
+    let mysql_command = wire::command_start(seg.payload) == Some(true)
+        || wire::compressed_command_start(seg.payload) == Some(true);
+    if l7decode::looks_like_request(start) || mysql_command {
         Some(true)
-    } else if l7decode::looks_like_response(start) {
+    } else if l7decode::looks_like_response(start) || wire::greeting_start(seg.payload) {
         Some(false)
     } else {
         None

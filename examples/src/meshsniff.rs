@@ -1,10 +1,11 @@
-//! The main job: a capture in, HTTP transaction records out. Packets are grouped into TCP flows,
+//! The main job: a capture in, HTTP and MySQL records out. Packets are grouped into TCP flows,
 //! each direction goes through an `l7decode` reassembler, and the two in-order streams through an
 //! `l7decode::Connection`; request headers go to `tracectx` for the trace context.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use l7decode::mysql::Command;
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
 use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp, Transaction};
 
@@ -18,7 +19,34 @@ pub struct Record {
     /// The side that accepted it.
     pub server: SocketAddr,
     /// The exchange.
-    pub transaction: Transaction,
+    pub exchange: Exchange,
+}
+
+/// What was exchanged, by protocol.
+#[derive(Debug, Clone)]
+pub enum Exchange {
+    /// An HTTP request and its response.
+    Http(Transaction),
+    /// A MySQL command and its reply.
+    Mysql(Command),
+}
+
+impl Record {
+    /// The HTTP exchange, if this is one.
+    pub const fn http(&self) -> Option<&Transaction> {
+        match &self.exchange {
+            Exchange::Http(t) => Some(t),
+            Exchange::Mysql(_) => None,
+        }
+    }
+
+    /// The MySQL command, if this is one.
+    pub const fn mysql(&self) -> Option<&Command> {
+        match &self.exchange {
+            Exchange::Mysql(c) => Some(c),
+            Exchange::Http(_) => None,
+        }
+    }
 }
 
 /// Totals of one run.
@@ -241,7 +269,15 @@ fn drain(
                 on_record(Record {
                     client,
                     server,
-                    transaction,
+                    exchange: Exchange::Http(transaction),
+                });
+            }
+            Event::Mysql(command) => {
+                let (client, server) = endpoints(key, client_is_lo);
+                on_record(Record {
+                    client,
+                    server,
+                    exchange: Exchange::Mysql(command),
                 });
             }
             Event::Protocol(Protocol::Tls) => totals.tls_connections += 1,
@@ -292,4 +328,67 @@ pub fn outcome(t: &Transaction) -> &'static str {
 /// Epoch seconds of a capture timestamp, as the truth files write them.
 pub fn seconds(t: Timestamp) -> f64 {
     t.0 as f64 / 1e9
+}
+
+/// A statement's shape for grouping: string and number literals become `?`, runs of whitespace
+/// one space, lists of them one `?` (`IN (?)`, `VALUES (?)`), and the result is cut to 80
+/// characters.
+pub fn sql_shape(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len().min(256));
+    let mut chars = sql.chars().peekable();
+    let mut in_word = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                // A quoted literal, with doubled or backslashed quotes inside.
+                while let Some(d) = chars.next() {
+                    if d == '\\' {
+                        chars.next();
+                    } else if d == c {
+                        if chars.peek() == Some(&c) {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push('?');
+                in_word = false;
+            }
+            d if d.is_ascii_digit() && !in_word => {
+                while chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '.')
+                {
+                    chars.next();
+                }
+                out.push('?');
+            }
+            w if w.is_whitespace() => {
+                if !out.ends_with(' ') && !out.is_empty() {
+                    out.push(' ');
+                }
+                in_word = false;
+            }
+            other => {
+                out.push(other);
+                in_word = other.is_alphanumeric() || other == '_';
+            }
+        }
+    }
+    for (list, one) in [
+        ("?, ?", "?"),
+        ("?,?", "?"),
+        ("(?), (?)", "(?)"),
+        ("(?),(?)", "(?)"),
+    ] {
+        while out.contains(list) {
+            out = out.replace(list, one);
+        }
+    }
+    let out = out.trim_end();
+    match out.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", out.get(..cut).unwrap_or(out)),
+        None => out.to_owned(),
+    }
 }

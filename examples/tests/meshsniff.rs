@@ -49,15 +49,15 @@ fn curl_truth_transactions() -> Vec<serde_json::Value> {
 fn with_requests_in_order(records: &[Record]) -> Vec<&Record> {
     let mut got: Vec<&Record> = records
         .iter()
-        .filter(|r| r.transaction.request.is_some())
+        .filter(|r| r.http().unwrap().request.is_some())
         .collect();
-    got.sort_by_key(|r| r.transaction.request.as_ref().map(|m| m.first.0));
+    got.sort_by_key(|r| r.http().unwrap().request.as_ref().map(|m| m.first.0));
     got
 }
 
 /// Every field the truth names, timestamps to the microsecond.
 fn assert_matches_truth(r: &Record, e: &serde_json::Value, what: &str) {
-    let t = &r.transaction;
+    let t = r.http().unwrap();
     let id = format!("{what}: {} {}", e["method"], e["uri"]);
     assert_eq!(r.client.to_string(), e["client"].as_str().unwrap(), "{id}");
     assert_eq!(r.server.to_string(), e["server"].as_str().unwrap(), "{id}");
@@ -117,7 +117,7 @@ fn every_http_curl_transaction_matches_the_truth() {
     let got = with_requests_in_order(&got);
     assert_eq!(got.len(), expected.len());
     for (r, e) in got.into_iter().zip(&expected) {
-        assert!(!r.transaction.flags.gap && !r.transaction.flags.truncated);
+        assert!(!r.http().unwrap().flags.gap && !r.http().unwrap().flags.truncated);
         assert_matches_truth(r, e, "http_curl");
     }
 }
@@ -259,7 +259,8 @@ fn every_http_ab_transaction_matches_the_truth() {
     assert_eq!(totals.gap_bytes, 0);
     got.sort_by_key(|r| {
         (
-            r.transaction
+            r.http()
+                .unwrap()
                 .request
                 .as_ref()
                 .map_or(i64::MAX, |m| micros(seconds(m.first))),
@@ -268,7 +269,7 @@ fn every_http_ab_transaction_matches_the_truth() {
     });
     assert_eq!(got.len(), expected.len());
     for (r, e) in got.iter().zip(&expected) {
-        let t = &r.transaction;
+        let t = r.http().unwrap();
         let (req, resp) = (t.request.as_ref().unwrap(), t.response.as_ref().unwrap());
         let line = [
             r.client.to_string(),
@@ -347,7 +348,7 @@ fn deepflow_http_captures() {
         let (_, failure) = analyze(open(&path).unwrap(), |r| got.push(r));
         assert!(failure.is_none(), "{}: {failure:?}", e.file);
         assert_eq!(got.len(), 1, "{}", e.file);
-        let t = &got[0].transaction;
+        let t = got[0].http().unwrap();
         assert_eq!(t.method(), Some(e.method), "{}", e.file);
         assert_eq!(t.uri(), Some(e.uri), "{}", e.file);
         assert_eq!(t.status(), Some(e.status), "{}", e.file);
@@ -417,7 +418,7 @@ fn analyze_records(header: &[u8], records: &[PcapRecord]) -> Vec<Record> {
 
 /// One line per record for failure messages.
 fn summary(r: &Record) -> String {
-    let t = &r.transaction;
+    let t = r.http().unwrap();
     format!(
         "{} -> {} {:?} {:?} {:?} {:?}",
         r.client,
@@ -456,8 +457,8 @@ fn mid_stream_starts_decode_every_exchange_they_hold_exactly() {
             assert_matches_truth(r, e, &what);
         }
         // What is left is the answer to a request the cut lost, said as such.
-        for r in got.iter().filter(|r| r.transaction.request.is_none()) {
-            assert!(r.transaction.flags.orphan, "{what}: {r:?}");
+        for r in got.iter().filter(|r| r.http().unwrap().request.is_none()) {
+            assert!(r.http().unwrap().flags.orphan, "{what}: {r:?}");
         }
     }
 }
@@ -521,7 +522,7 @@ fn a_lost_segment_damages_only_its_own_exchange() {
             .iter()
             .partition(|t| touches(t, drop as u64 + 1, ends));
         let flagged = |r: &&Record| {
-            let f = r.transaction.flags;
+            let f = r.http().unwrap().flags;
             f.gap || f.truncated || f.missing_response || f.orphan
         };
         let (damaged, whole): (Vec<&Record>, Vec<&Record>) = got.iter().partition(flagged);
@@ -548,7 +549,7 @@ fn a_lost_segment_damages_only_its_own_exchange() {
             got.iter().map(summary).collect::<Vec<_>>()
         );
         for r in damaged {
-            let t = &r.transaction;
+            let t = r.http().unwrap();
             let real = touched.iter().any(|e| {
                 t.method().is_none_or(|m| Some(m) == e["method"].as_str())
                     && t.status()
@@ -585,13 +586,17 @@ fn a_snaplen_keeps_what_fits_and_flags_the_rest() {
     got.sort_by_key(|r| {
         key(
             r.client.to_string(),
-            r.transaction.response.as_ref().map(|m| seconds(m.first)),
+            r.http()
+                .unwrap()
+                .response
+                .as_ref()
+                .map(|m| seconds(m.first)),
         )
     });
     assert_eq!(got.len(), expected.len(), "{what}");
     let mut without_request = 0;
     for (r, e) in got.into_iter().zip(&expected) {
-        let t = &r.transaction;
+        let t = r.http().unwrap();
         let id = format!("{what}: {} {}", e["method"], e["uri"]);
         assert!(t.flags.truncated, "{id}: {}", summary(r));
         assert_eq!(r.server.to_string(), e["server"].as_str().unwrap(), "{id}");

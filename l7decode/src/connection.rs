@@ -25,17 +25,20 @@ pub enum Protocol {
     Http,
     /// A TLS record layer: reported as such, never parsed.
     Tls,
+    /// The MySQL/MariaDB client/server protocol ([`crate::mysql`]).
+    Mysql,
     /// Something else: bytes are counted, nothing is decoded.
     Unknown,
 }
 
 impl Protocol {
     /// What a server port conventionally carries, for [`Connection::with_hint`]: 80, 8000, 8008,
-    /// 8080, 8081 and 8888 are HTTP; 443, 6443 and 8443 are TLS.
+    /// 8080, 8081 and 8888 are HTTP; 443, 6443 and 8443 are TLS; 3306 is MySQL.
     pub const fn for_port(port: u16) -> Option<Self> {
         match port {
             80 | 8000 | 8008 | 8080 | 8081 | 8888 => Some(Self::Http),
             443 | 6443 | 8443 => Some(Self::Tls),
+            3306 => Some(Self::Mysql),
             _ => None,
         }
     }
@@ -206,6 +209,8 @@ pub enum Event {
     Protocol(Protocol),
     /// A completed exchange (or a request whose response never came, or an orphan response).
     Transaction(Transaction),
+    /// A MySQL command and its reply (or the login and its outcome).
+    Mysql(crate::mysql::Command),
     /// Bytes of one direction could not be decoded and were skipped until the next plausible
     /// message start.
     Resynced {
@@ -253,6 +258,8 @@ enum Phase {
     Lost,
     /// Tunnel, TLS or an unknown protocol: bytes are only counted.
     Opaque,
+    /// Handed to the MySQL sub-decoder.
+    Mysql,
     /// The direction ended.
     Closed,
 }
@@ -344,6 +351,8 @@ pub struct Connection {
     protocol: Option<Protocol>,
     /// What the server's port suggests; consulted only when the bytes cannot tell.
     hint: Option<Protocol>,
+    /// The MySQL sub-decoder, once the connection is known to be MySQL.
+    mysql: Option<Box<crate::mysql::session::Session>>,
     stats: Stats,
 }
 
@@ -358,6 +367,7 @@ impl Connection {
             events: VecDeque::new(),
             protocol: None,
             hint: None,
+            mysql: None,
             stats: Stats::default(),
         }
     }
@@ -384,9 +394,13 @@ impl Connection {
     }
 
     /// Counters so far.
-    pub const fn stats(&self) -> Stats {
+    pub fn stats(&self) -> Stats {
         let mut stats = self.stats;
         stats.bytes += self.client.in_place.taken() + self.server.in_place.taken();
+        if let Some(session) = &self.mysql {
+            stats.skipped_bytes += session.skipped_total();
+            stats.dropped_requests += session.dropped();
+        }
         stats
     }
 
@@ -550,6 +564,12 @@ impl Connection {
         }
     }
 
+    /// Counts the sub-decoder's records among the events queued since `before`.
+    fn count_records(&mut self, before: usize) {
+        let new = self.events.iter().skip(before);
+        self.stats.transactions += new.filter(|e| matches!(e, Event::Mysql(_))).count() as u64;
+    }
+
     fn half(&mut self, dir: Direction) -> &mut Half {
         match dir {
             Direction::ClientToServer => &mut self.client,
@@ -565,6 +585,14 @@ impl Connection {
             Phase::Head => self.head(dir, now, input),
             Phase::Lost => self.resync(dir, now, input),
             Phase::Opaque | Phase::Closed => input.len(),
+            Phase::Mysql => {
+                let before = self.events.len();
+                if let Some(session) = self.mysql.as_mut() {
+                    session.feed(dir, now, input, &mut self.events);
+                }
+                self.count_records(before);
+                input.len()
+            }
             // Moved out, not cloned (a chunked body's scanner is boxed and large); `body` always
             // stores the phase that follows.
             Phase::Body(_) => match core::mem::replace(&mut half.phase, Phase::Closed) {
@@ -872,6 +900,14 @@ impl Connection {
 
     fn gap_stepwise(&mut self, dir: Direction, now: Timestamp, missing: u64) {
         self.stats.gap_bytes += missing;
+        if matches!(self.half(dir).phase, Phase::Mysql)
+            && let Some(session) = self.mysql.as_mut()
+        {
+            let before = self.events.len();
+            session.gap(dir, now, missing, &mut self.events);
+            self.count_records(before);
+            return;
+        }
         let mark = |c: &mut Self| match dir {
             Direction::ClientToServer => {
                 if let Some(p) = c.pending.back_mut() {
@@ -985,6 +1021,15 @@ impl Connection {
     }
 
     fn eof_stepwise(&mut self, dir: Direction, now: Timestamp) {
+        if matches!(self.half(dir).phase, Phase::Mysql)
+            && let Some(session) = self.mysql.as_mut()
+        {
+            let before = self.events.len();
+            session.eof(dir, &mut self.events);
+            self.count_records(before);
+            self.half(dir).phase = Phase::Closed;
+            return;
+        }
         self.settle(dir, now);
         self.salvage_head(dir);
         match self.half(dir).phase.clone() {

@@ -35,6 +35,7 @@
 mod connection;
 mod error;
 mod http;
+pub mod mysql;
 pub mod reassembly;
 
 pub use connection::{Connection, Event, Flags, Message, Protocol, Stats, Transaction};
@@ -87,6 +88,8 @@ pub struct Limits {
     /// Bytes one direction may skip while nothing recognisable has been seen in the connection,
     /// before it is given up as unknown (default 1 MiB; see [`Connection::with_hint`]).
     pub max_unrecognized: u64,
+    /// MySQL prepared statements remembered per connection, oldest forgotten first (default 256).
+    pub max_statements: usize,
 }
 
 impl Limits {
@@ -102,6 +105,12 @@ impl Limits {
         self
     }
 
+    /// Sets [`Limits::max_statements`].
+    pub const fn max_statements(mut self, statements: usize) -> Self {
+        self.max_statements = statements;
+        self
+    }
+
     /// Sets [`Limits::max_unrecognized`].
     pub const fn max_unrecognized(mut self, bytes: u64) -> Self {
         self.max_unrecognized = bytes;
@@ -114,6 +123,7 @@ impl Limits {
             max_buffered: usize::MAX,
             max_pending: usize::MAX,
             max_unrecognized: u64::MAX,
+            max_statements: usize::MAX,
         }
     }
 }
@@ -124,6 +134,7 @@ impl Default for Limits {
             max_buffered: 64 << 10,
             max_pending: 1024,
             max_unrecognized: 1 << 20,
+            max_statements: 256,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `meshsniff [CAPTURE...] [--json] [--top N]`: HTTP transactions from packet captures (pcap or
-//! pcapng, gzip'd or not), as a per-endpoint table or one JSON object per transaction.
+//! `meshsniff [CAPTURE...] [--json] [--top N]`: HTTP transactions and MySQL commands from packet
+//! captures (pcap or pcapng, gzip'd or not), as a per-endpoint table or one JSON object per
+//! transaction.
 //!
 //! With no capture it analyses the one bundled in `examples/data`.
 
@@ -9,7 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use examples::capture::open;
-use examples::meshsniff::{Record, Totals, analyze, outcome, seconds};
+use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome, seconds, sql_shape};
+use l7decode::mysql::{Command, Status};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: meshsniff [CAPTURE...] [--json] [--top N]";
@@ -118,8 +120,8 @@ fn header_pairs(head: &[u8]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn trace(r: &Record) -> Value {
-    let Some(req) = r.transaction.request.as_ref() else {
+fn trace(t: &l7decode::Transaction) -> Value {
+    let Some(req) = t.request.as_ref() else {
         return Value::Null;
     };
     let headers = header_pairs(req.head());
@@ -134,13 +136,14 @@ fn trace(r: &Record) -> Value {
 }
 
 fn record_json(r: &Record) -> Value {
-    let t = &r.transaction;
-    let time = |m: Option<&l7decode::Message>, first: bool| {
-        m.map(|m| seconds(if first { m.first } else { m.last }))
-    };
-    let (req, resp) = (t.request.as_ref(), t.response.as_ref());
-    let f = t.flags;
-    let flags: Vec<&str> = [
+    match &r.exchange {
+        Exchange::Http(t) => http_json(r, t),
+        Exchange::Mysql(c) => mysql_json(r, c),
+    }
+}
+
+fn flag_names(f: l7decode::Flags) -> Vec<&'static str> {
+    [
         (f.gap, "gap"),
         (f.orphan, "orphan"),
         (f.missing_response, "missing_response"),
@@ -150,7 +153,14 @@ fn record_json(r: &Record) -> Value {
     ]
     .iter()
     .filter_map(|(on, name)| on.then_some(*name))
-    .collect();
+    .collect()
+}
+
+fn http_json(r: &Record, t: &l7decode::Transaction) -> Value {
+    let time = |m: Option<&l7decode::Message>, first: bool| {
+        m.map(|m| seconds(if first { m.first } else { m.last }))
+    };
+    let (req, resp) = (t.request.as_ref(), t.response.as_ref());
     json!({
         "proto": "http",
         "client": r.client.to_string(),
@@ -170,9 +180,53 @@ fn record_json(r: &Record) -> Value {
         "interim_statuses": t.interim_statuses(),
         "resp_body_bytes": resp.map(|m| m.body_bytes),
         "outcome": outcome(t),
-        "flags": flags,
-        "trace": trace(r),
+        "flags": flag_names(t.flags),
+        "trace": trace(t),
     })
+}
+
+/// The query's first 512 characters, and whether that is less than all of it.
+fn query_512(c: &Command) -> (Option<String>, bool) {
+    let Some(q) = c.query() else {
+        return (None, false);
+    };
+    let cut: String = q.chars().take(512).collect();
+    let truncated = c.query_truncated() || cut.len() < q.len();
+    (Some(cut), truncated)
+}
+
+fn mysql_json(r: &Record, c: &Command) -> Value {
+    let (req, resp) = (c.request, c.response);
+    let (query, query_truncated) = query_512(c);
+    let mut v = json!({
+        "proto": "mysql",
+        "client": r.client.to_string(),
+        "server": r.server.to_string(),
+        "req_first_time": req.map(|s| seconds(s.first)),
+        "req_time": req.map(|s| seconds(s.last)),
+        "resp_first_time": resp.map(|s| seconds(s.first)),
+        "resp_last_time": resp.map(|s| seconds(s.last)),
+        "latency_us": c.latency_ns().map(|n| n as f64 / 1e3),
+        "ttfb_us": c.ttfb_ns().map(|n| n as f64 / 1e3),
+        "command": c.name(),
+        "command_code": c.code,
+        "query": query,
+        "query_truncated": query_truncated,
+        "stmt_id": c.stmt_id,
+        "prepared_stmt_id": c.prepared_stmt_id,
+        "status": c.status.as_str(),
+        "error_code": c.error_code,
+        "error_message": c.error_message(),
+        "affected_rows": c.affected_rows,
+        "num_fields": c.num_fields,
+        "rows": c.rows,
+        "flags": flag_names(c.flags),
+    });
+    if c.code.is_none() {
+        v["user"] = json!(c.user());
+        v["schema"] = json!(c.schema());
+    }
+    v
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -185,18 +239,33 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 /// The per-endpoint table: protocol, server, `METHOD /path`, requests, errors, latency p50/p90/p99.
 fn table(records: &[Record], totals: &Totals, top: usize) -> String {
-    let mut groups: BTreeMap<(String, String), (u64, u64, Vec<u64>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, String, String), (u64, u64, Vec<u64>)> = BTreeMap::new();
     for r in records {
-        let t = &r.transaction;
-        let path = t
-            .uri()
-            .map(|u| u.split('?').next().unwrap_or(u))
-            .unwrap_or("?");
-        let endpoint = format!("{} {}", t.method().unwrap_or("?"), path);
-        let entry = groups.entry((r.server.to_string(), endpoint)).or_default();
+        let (proto, endpoint, failed, latency) = match &r.exchange {
+            Exchange::Http(t) => {
+                let path = t
+                    .uri()
+                    .map(|u| u.split('?').next().unwrap_or(u))
+                    .unwrap_or("?");
+                let endpoint = format!("{} {}", t.method().unwrap_or("?"), path);
+                ("http", endpoint, outcome(t) != "OK", t.latency_ns())
+            }
+            Exchange::Mysql(c) => {
+                let name = c.name().unwrap_or("COM_?");
+                let endpoint = match c.query() {
+                    Some(q) => format!("{} {}", name.trim_start_matches("COM_"), sql_shape(q)),
+                    None => name.to_owned(),
+                };
+                let failed = matches!(c.status, Status::Err | Status::Missing);
+                ("mysql", endpoint, failed, c.latency_ns())
+            }
+        };
+        let entry = groups
+            .entry((proto, r.server.to_string(), endpoint))
+            .or_default();
         entry.0 += 1;
-        entry.1 += u64::from(outcome(t) != "OK");
-        if let Some(l) = t.latency_ns() {
+        entry.1 += u64::from(failed);
+        if let Some(l) = latency {
             entry.2.push(l);
         }
     }
@@ -206,11 +275,11 @@ fn table(records: &[Record], totals: &Totals, top: usize) -> String {
         "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
         "proto", "server", "endpoint", "requests", "errors", "p50 ms", "p90 ms", "p99 ms"
     );
-    for ((server, endpoint), (n, errors, mut lat)) in rows.into_iter().take(top) {
+    for ((proto, server, endpoint), (n, errors, mut lat)) in rows.into_iter().take(top) {
         lat.sort_unstable();
         out.push_str(&format!(
             "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9.3} {:>9.3} {:>9.3}\n",
-            "http",
+            proto,
             server,
             endpoint,
             n,

@@ -6,7 +6,56 @@
 
 use super::{Connection, Event, Flags, HeadStatus, Message, Phase, head_summary, parse_head};
 use crate::http::head::{looks_like_request, looks_like_response, starts_message_mid_line};
+use crate::mysql::session::Session;
 use crate::{Direction, Protocol, Timestamp};
+
+/// What a direction's first bytes are.
+enum FirstBytes {
+    Tls,
+    MysqlGreeting,
+    MysqlCommand,
+    MysqlCompressedCommand,
+    Other,
+}
+
+/// Judges the first bytes of `dir` once enough have come (`None` until then, 8 bytes at most).
+/// MySQL is only considered while the connection's protocol is unknown.
+fn first_bytes(dir: Direction, b: &[u8], known: Option<Protocol>) -> Option<FirstBytes> {
+    const PROBE: usize = 8;
+    if let [first, second, third, ..] = *b {
+        let tls = matches!(
+            [first, second, third],
+            [0x16 | 0x17, 0x03, 0..=4] | [0x15 | 0x14, 0x03, _]
+        );
+        if tls {
+            return Some(FirstBytes::Tls);
+        }
+    }
+    let mysql = known.is_none();
+    match dir {
+        Direction::ServerToClient if b.len() >= PROBE => {
+            Some(if mysql && crate::mysql::wire::greeting_start(b) {
+                FirstBytes::MysqlGreeting
+            } else {
+                FirstBytes::Other
+            })
+        }
+        Direction::ClientToServer if mysql && b.len() >= 5 => {
+            use crate::mysql::wire::{
+                COMPRESSED_COMMAND_PROBE, command_start, compressed_command_start,
+            };
+            match (command_start(b), compressed_command_start(b)) {
+                (Some(true), _) => Some(FirstBytes::MysqlCommand),
+                (_, Some(true)) => Some(FirstBytes::MysqlCompressedCommand),
+                (Some(false), Some(false)) => Some(FirstBytes::Other),
+                _ if b.len() >= COMPRESSED_COMMAND_PROBE => Some(FirstBytes::Other),
+                _ => None,
+            }
+        }
+        _ if b.len() >= PROBE => Some(FirstBytes::Other),
+        _ => None,
+    }
+}
 
 impl Connection {
     /// Judges a head still being gathered in `dir` as if all its bytes had come in one chunk
@@ -39,37 +88,98 @@ impl Connection {
         self.note_skipped(dir, 1);
     }
 
-    /// A direction's first bytes: TLS is recognised from its record header (three bytes, gathered
-    /// if the first chunk is shorter); anything else is looked at as HTTP from a line start, the
-    /// way a mid-stream start is, so a short first chunk is judged like a long one.
+    /// A direction's first bytes, judged byte by byte (so a short first chunk is judged like a
+    /// long one): a TLS record header; a MySQL greeting (server) or command (client); anything
+    /// else is looked at as HTTP from a line start, the way a mid-stream start is (or, on a port
+    /// that says MySQL, searched for MySQL commands).
     pub(super) fn start(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
-        const TLS_PROBE: usize = 3;
+        let known = self.protocol;
         let half = self.half(dir);
-        let take = (TLS_PROBE - half.buf.len()).min(input.len());
-        half.buf
-            .extend_from_slice(input.get(..take).unwrap_or_default());
-        if half.buf.len() < TLS_PROBE {
-            return take;
+        if half.buf.is_empty() {
+            half.held_since = now;
         }
+        let mut take = 0;
+        let mut verdict = None;
+        while verdict.is_none()
+            && let Some(byte) = input.get(take)
+        {
+            half.buf.extend_from_slice(&[*byte]);
+            take += 1;
+            verdict = first_bytes(dir, &half.buf, known);
+        }
+        let Some(verdict) = verdict else {
+            return take;
+        };
+        let since = half.held_since;
         let probe = core::mem::take(&mut half.buf);
-        let tls = matches!(
-            probe.as_ref(),
-            [0x16 | 0x17, 0x03, 0..=4] | [0x15 | 0x14, 0x03, _]
-        );
-        if !tls {
-            half.phase = Phase::Lost;
-            half.line_start = true;
-            half.reread = probe.to_vec();
-            half.reread_time = now;
-            return take;
+        match verdict {
+            FirstBytes::Tls => {
+                if self.protocol.is_none() {
+                    self.protocol = Some(Protocol::Tls);
+                    self.events.push_back(Event::Protocol(Protocol::Tls));
+                }
+                self.settle(dir.reverse(), now);
+                self.go_opaque();
+            }
+            FirstBytes::MysqlGreeting => {
+                let session =
+                    Session::from_greeting(self.limits.max_pending, self.limits.max_statements);
+                self.enter_mysql(session, dir, since, &probe);
+            }
+            FirstBytes::MysqlCommand => {
+                let session =
+                    Session::mid_stream(self.limits.max_pending, self.limits.max_statements);
+                self.enter_mysql(session, dir, since, &probe);
+            }
+            FirstBytes::MysqlCompressedCommand => {
+                let session = Session::mid_stream_compressed(
+                    self.limits.max_pending,
+                    self.limits.max_statements,
+                );
+                self.enter_mysql(session, dir, since, &probe);
+            }
+            FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mysql) => {
+                let session =
+                    Session::searching(self.limits.max_pending, self.limits.max_statements);
+                self.enter_mysql(session, dir, since, &probe);
+            }
+            FirstBytes::Other => {
+                let half = self.half(dir);
+                half.phase = Phase::Lost;
+                half.line_start = true;
+                half.reread = probe.to_vec();
+                half.reread_time = since;
+            }
         }
-        if self.protocol.is_none() {
-            self.protocol = Some(Protocol::Tls);
-            self.events.push_back(Event::Protocol(Protocol::Tls));
-        }
-        self.settle(dir.reverse(), now);
-        self.go_opaque();
         take
+    }
+
+    /// From here on both directions go to the MySQL sub-decoder; bytes the HTTP side held are
+    /// counted as skipped.
+    fn enter_mysql(
+        &mut self,
+        mut session: Session,
+        dir: Direction,
+        since: Timestamp,
+        probe: &[u8],
+    ) {
+        self.protocol = Some(Protocol::Mysql);
+        self.events.push_back(Event::Protocol(Protocol::Mysql));
+        for d in [Direction::ClientToServer, Direction::ServerToClient] {
+            let held = self.half(d).buf.len();
+            self.note_skipped(d, held);
+            self.report_skipped(d);
+            let half = self.half(d);
+            half.buf.clear();
+            half.current = None;
+            if !matches!(half.phase, Phase::Closed) {
+                half.phase = Phase::Mysql;
+            }
+        }
+        let before = self.events.len();
+        session.feed(dir, since, probe, &mut self.events);
+        self.mysql = Some(Box::new(session));
+        self.count_records(before);
     }
 
     /// From here on both directions are only counted (TLS, a tunnel). Bytes still held (a

@@ -1,0 +1,997 @@
+//! The MySQL sub-decoder: framing (and decompression) per direction, the connection phase, and
+//! each command's reply read by state. See the [module docs](super).
+
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+#[cfg(feature = "compression")]
+use super::compress::Inflate;
+use super::framing::{Framer, GapOutcome, Payload};
+use super::wire::{self, caps};
+use super::{Command, Span, Status};
+use crate::{Direction, Event, Protocol, Timestamp};
+
+/// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
+/// handshake with its attributes.
+pub(crate) const KEEP: usize = 2048;
+/// Bytes looked at, at most, to judge a candidate command when resynchronising.
+const WINDOW: usize = wire::COMMAND_PROBE;
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the server's greeting.
+    Greeting,
+    /// Waiting for the client's handshake response (or SSLRequest).
+    Hello,
+    /// Commands and replies (the login's own reply is read as its command's).
+    Commands,
+    /// TLS after an SSLRequest: only counted.
+    Tls,
+}
+
+/// What a reply still has to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Its first packet (or, after MORE_RESULTS, the next resultset's).
+    First,
+    /// Column or parameter definitions.
+    Defs { left: u64, then: AfterDefs },
+    /// The EOF after definitions (classic protocol), or with DEPRECATE_EOF unknown, the packet
+    /// that tells.
+    DefsEof { then: AfterDefs },
+    /// Rows until the terminator.
+    Rows,
+    /// The login (or CHANGE_USER): auth switches and more-data rounds until OK or ERR.
+    Auth,
+    /// COM_FIELD_LIST: definitions until EOF.
+    FieldList,
+    /// COM_STATISTICS: one plain string.
+    Statistics,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterDefs {
+    Rows,
+    PrepareColumns(u64),
+    Done,
+}
+
+#[derive(Debug)]
+struct Pending {
+    cmd: Command,
+    reply: Reply,
+    /// Found by resynchronisation: its reply must confirm it before it is reported.
+    confirmed: bool,
+}
+
+/// What the state machine asks of the framing after a payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    None,
+    /// This direction lost sync.
+    Lose(Direction),
+    /// Both directions lost sync (a candidate command its reply did not confirm).
+    LoseBoth,
+    /// Both directions switch to the compressed framing after this payload.
+    Compress,
+    /// TLS follows: only count.
+    Opaque,
+    /// A client command completed: a server side still out of sync starts its reply next.
+    Commanded,
+}
+
+#[derive(Debug)]
+struct Half {
+    framer: Framer,
+    #[cfg(feature = "compression")]
+    inflate: Option<Box<Inflate>>,
+    compressed: bool,
+    lost: bool,
+    opaque: bool,
+    /// While lost: the bytes being judged as a command start, and when the first came.
+    window: Vec<u8>,
+    window_since: Timestamp,
+    /// Skipped since last reported.
+    skipped: u64,
+}
+
+impl Half {
+    fn new(lost: bool) -> Self {
+        Self {
+            framer: Framer::new(KEEP),
+            #[cfg(feature = "compression")]
+            inflate: None,
+            compressed: false,
+            lost,
+            opaque: false,
+            window: Vec::new(),
+            window_since: Timestamp(0),
+            skipped: 0,
+        }
+    }
+
+    const fn mode(&self) -> (bool, bool, bool) {
+        (self.lost, self.compressed, self.opaque)
+    }
+}
+
+/// The protocol state, apart from the framing so that a payload borrowed from a framer can be
+/// read while the state changes.
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    server_caps: u32,
+    /// Negotiated, or inferred from replies when the handshake was missed.
+    deprecate_eof: Option<bool>,
+    attributes: Option<bool>,
+    compress: bool,
+    pending: VecDeque<Pending>,
+    max_pending: usize,
+    /// Prepared statements: id, SQL kept, SQL length. Oldest first, bounded.
+    statements: VecDeque<(u32, Bytes, u64)>,
+    max_statements: usize,
+    last_prepared: Option<u32>,
+    /// Commands dropped because `max_pending` was reached.
+    dropped: u64,
+    skipped_total: u64,
+}
+
+/// One connection's MySQL decoder.
+#[derive(Debug)]
+pub(crate) struct Session {
+    halves: [Half; 2],
+    st: State,
+}
+
+const fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+impl Session {
+    /// A session that saw the connection start (its first server bytes are the greeting).
+    pub(crate) fn from_greeting(max_pending: usize, max_statements: usize) -> Self {
+        Self::new(Phase::Greeting, [false, false], max_pending, max_statements)
+    }
+
+    /// A session joined mid-connection at a client command (the server side waits for it).
+    pub(crate) fn mid_stream(max_pending: usize, max_statements: usize) -> Self {
+        Self::new(Phase::Commands, [false, true], max_pending, max_statements)
+    }
+
+    /// Like [`Session::mid_stream`], in the compressed protocol.
+    pub(crate) fn mid_stream_compressed(max_pending: usize, max_statements: usize) -> Self {
+        let mut session = Self::mid_stream(max_pending, max_statements);
+        session.st.compress = true;
+        session.apply(
+            Direction::ClientToServer,
+            Action::Compress,
+            &mut VecDeque::new(),
+        );
+        session
+    }
+
+    /// A session told by the port that this is MySQL but with no message start seen yet: both
+    /// sides look for a command.
+    pub(crate) fn searching(max_pending: usize, max_statements: usize) -> Self {
+        Self::new(Phase::Commands, [true, true], max_pending, max_statements)
+    }
+
+    fn new(phase: Phase, lost: [bool; 2], max_pending: usize, max_statements: usize) -> Self {
+        let [client, server] = lost;
+        Self {
+            halves: [Half::new(client), Half::new(server)],
+            st: State {
+                phase,
+                server_caps: 0,
+                deprecate_eof: None,
+                attributes: None,
+                compress: false,
+                pending: VecDeque::new(),
+                max_pending,
+                statements: VecDeque::new(),
+                max_statements,
+                last_prepared: None,
+                dropped: 0,
+                skipped_total: 0,
+            },
+        }
+    }
+
+    /// Bytes kept per connection beyond the struct itself, at most.
+    pub(crate) const fn max_footprint() -> usize {
+        #[cfg(feature = "compression")]
+        let inflate = 2 * Inflate::footprint();
+        #[cfg(not(feature = "compression"))]
+        let inflate = 0;
+        2 * (KEEP + WINDOW) + inflate
+    }
+
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ClientToServer => &mut self.halves[0],
+            Direction::ServerToClient => &mut self.halves[1],
+        }
+    }
+
+    /// Commands dropped at the pending bound.
+    pub(crate) const fn dropped(&self) -> u64 {
+        self.st.dropped
+    }
+
+    /// In-order bytes of `dir`.
+    pub(crate) fn feed(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        mut input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) {
+        while !input.is_empty() {
+            let half = self.half(dir);
+            let used = if half.opaque {
+                input.len()
+            } else if half.lost {
+                self.resync(dir, now, input, events)
+            } else if half.compressed {
+                self.feed_compressed(dir, now, input, events)
+            } else {
+                self.frame(dir, now, input, events)
+            };
+            input = input.get(used..).unwrap_or_default();
+        }
+    }
+
+    /// Counts bytes of `dir` skipped out of sync (reported when sync returns or the side ends).
+    fn skip(&mut self, dir: Direction, n: u64) {
+        self.half(dir).skipped += n;
+        self.st.skipped_total += n;
+    }
+
+    fn report_skipped(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        let skipped = core::mem::take(&mut self.half(dir).skipped);
+        if skipped > 0 {
+            events.push_back(Event::Resynced {
+                direction: dir,
+                skipped,
+            });
+        }
+    }
+
+    /// Bytes skipped so far, both directions.
+    pub(crate) const fn skipped_total(&self) -> u64 {
+        self.st.skipped_total
+    }
+
+    /// Steps the framer through `input` until it ends or the direction's mode changes.
+    fn frame(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> usize {
+        let i = index(dir);
+        let mode = self.half(dir).mode();
+        let mut at = 0;
+        while at < input.len() {
+            let Some(half) = self.halves.get_mut(i) else {
+                break;
+            };
+            let (used, done) = half.framer.step(now, input.get(at..).unwrap_or_default());
+            at += used;
+            if done {
+                let action = self.payload(dir, events);
+                self.apply(dir, action, events);
+                if self.half(dir).mode() != mode {
+                    break;
+                }
+            }
+        }
+        at
+    }
+
+    #[cfg(feature = "compression")]
+    fn feed_compressed(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> usize {
+        let mut z = self
+            .half(dir)
+            .inflate
+            .take()
+            .unwrap_or_else(|| Box::new(Inflate::new()));
+        let mode = self.half(dir).mode();
+        let mut dropped = 0u64;
+        let result = z.feed(input, |plain| {
+            let used = self.frame(dir, now, plain, events);
+            if self.half(dir).mode() != mode {
+                dropped += (plain.len() - used) as u64;
+                return false;
+            }
+            true
+        });
+        self.skip(dir, dropped);
+        if result.is_err() {
+            self.half(dir).opaque = true;
+        }
+        self.half(dir).inflate = Some(z);
+        input.len()
+    }
+
+    #[cfg(not(feature = "compression"))]
+    fn feed_compressed(
+        &mut self,
+        _dir: Direction,
+        _now: Timestamp,
+        input: &[u8],
+        _events: &mut VecDeque<Event>,
+    ) -> usize {
+        self.skip(_dir, input.len() as u64);
+        input.len()
+    }
+
+    /// Out of sync: the client looks for a plausible command at a packet start (held across
+    /// chunks in a small window, so the outcome does not depend on chunking); the server waits
+    /// until a client command says where its reply starts.
+    fn resync(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> usize {
+        if dir == Direction::ServerToClient {
+            self.skip(dir, input.len() as u64);
+            return input.len();
+        }
+        let i = index(dir);
+        for (at, byte) in input.iter().enumerate() {
+            let Some(half) = self.halves.get_mut(i) else {
+                break;
+            };
+            if half.window.is_empty() {
+                half.window_since = now;
+            }
+            half.window.push(*byte);
+            let mut dropped = 0;
+            let mut found = false;
+            loop {
+                match wire::command_start(&half.window) {
+                    None => break,
+                    Some(true) => {
+                        found = true;
+                        break;
+                    }
+                    Some(false) => {
+                        half.window.remove(0);
+                        dropped += 1;
+                        if half.window.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let window = if found {
+                half.lost = false;
+                half.framer.reset();
+                Some((core::mem::take(&mut half.window), half.window_since))
+            } else {
+                None
+            };
+            self.skip(dir, dropped);
+            if let Some((window, since)) = window {
+                self.found_command(events);
+                self.frame(dir, since, &window, events);
+                return at + 1;
+            }
+        }
+        input.len()
+    }
+
+    /// A client command was found after a loss: everything pending before it will never be
+    /// answered in a way that can be read, and the server's next bytes start its reply.
+    fn found_command(&mut self, events: &mut VecDeque<Event>) {
+        self.report_skipped(Direction::ClientToServer, events);
+        if self.st.phase != Phase::Commands {
+            self.st.phase = Phase::Commands;
+        }
+        while let Some(p) = self.st.pending.pop_front() {
+            report_missing(p, events, true);
+        }
+    }
+
+    /// Reads the payload the framer of `dir` just completed.
+    fn payload(&mut self, dir: Direction, events: &mut VecDeque<Event>) -> Action {
+        let Self { halves, st } = self;
+        let Some(half) = halves.get(index(dir)) else {
+            return Action::None;
+        };
+        let p = half.framer.payload();
+        match dir {
+            Direction::ClientToServer => st.client_payload(&p, events),
+            Direction::ServerToClient => st.server_payload(&p, events),
+        }
+    }
+
+    fn apply(&mut self, dir: Direction, action: Action, events: &mut VecDeque<Event>) {
+        match action {
+            Action::None => {}
+            Action::Lose(d) => self.lose(d),
+            Action::LoseBoth => {
+                self.lose(Direction::ClientToServer);
+                self.lose(Direction::ServerToClient);
+            }
+            Action::Compress => {
+                for half in &mut self.halves {
+                    half.compressed = true;
+                    #[cfg(feature = "compression")]
+                    {
+                        half.inflate = Some(Box::new(Inflate::new()));
+                    }
+                }
+            }
+            Action::Opaque => {
+                for half in &mut self.halves {
+                    half.opaque = true;
+                }
+                events.push_back(Event::Protocol(Protocol::Tls));
+            }
+            Action::Commanded => {
+                let server = &mut self.halves[1];
+                if server.lost {
+                    server.lost = false;
+                    server.framer.reset();
+                    #[cfg(feature = "compression")]
+                    if server.compressed {
+                        // Replies start a compressed frame of their own.
+                        server.inflate = Some(Box::new(Inflate::new()));
+                    }
+                    self.report_skipped(Direction::ServerToClient, events);
+                    // Commands before this one had their replies in what was skipped.
+                    let this = self.st.pending.pop_back();
+                    while let Some(p) = self.st.pending.pop_front() {
+                        report_missing(p, events, false);
+                    }
+                    self.st.pending.extend(this);
+                }
+            }
+        }
+        let _ = dir;
+    }
+
+    fn lose(&mut self, dir: Direction) {
+        let half = self.half(dir);
+        half.lost = true;
+        half.framer.reset();
+        half.window.clear();
+    }
+
+    /// `missing` bytes of `dir` lost by the capture.
+    pub(crate) fn gap(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        missing: u64,
+        events: &mut VecDeque<Event>,
+    ) {
+        let half = self.half(dir);
+        if half.opaque || half.lost {
+            half.window.clear();
+            return;
+        }
+        #[cfg(feature = "compression")]
+        let missing = if half.compressed {
+            match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
+                Some(plain) => plain,
+                None => {
+                    half.opaque = true;
+                    self.st.mark_gap(dir);
+                    return;
+                }
+            }
+        } else {
+            missing
+        };
+        if missing == 0 {
+            return;
+        }
+        match self.half(dir).framer.gap(now, missing) {
+            GapOutcome::Skipped => self.st.mark_gap(dir),
+            GapOutcome::Completed => {
+                let action = self.payload(dir, events);
+                self.apply(dir, action, events);
+            }
+            GapOutcome::Lost => {
+                self.st.mark_gap(dir);
+                if dir == Direction::ServerToClient {
+                    // The reply being read can no longer be: it is reported as it stands.
+                    if let Some(p) = self.st.pending.pop_front() {
+                        report_missing(p, events, true);
+                    }
+                }
+                self.lose(dir);
+            }
+        }
+    }
+
+    /// The end of `dir`: a half-read window or packet never became anything; when the server's
+    /// side ends, commands still waiting are reported without a reply.
+    pub(crate) fn eof(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        let half = self.half(dir);
+        let partial = half.window.len() as u64 + half.framer.partial_len();
+        half.window.clear();
+        half.framer.reset();
+        half.opaque = true;
+        self.skip(dir, partial);
+        self.report_skipped(dir, events);
+        if dir == Direction::ServerToClient {
+            while let Some(p) = self.st.pending.pop_front() {
+                report_missing(p, events, false);
+            }
+        }
+    }
+}
+
+fn span(p: &Payload<'_>) -> Span {
+    Span {
+        first: p.first,
+        last: p.last,
+        bytes: p.len,
+    }
+}
+
+/// Reports a command whose reply will not be read (the server's side ended, or sync was lost):
+/// `Missing`, flagged `truncated` when part of the reply had come, `gap` when a loss caused it.
+fn report_missing(mut p: Pending, events: &mut VecDeque<Event>, gap: bool) {
+    if !p.confirmed {
+        return;
+    }
+    p.cmd.status = Status::Missing;
+    p.cmd.flags.missing_response = p.cmd.response.is_none();
+    p.cmd.flags.truncated |= p.cmd.response.is_some();
+    p.cmd.flags.gap |= gap;
+    events.push_back(Event::Mysql(p.cmd));
+}
+
+impl State {
+    fn mark_gap(&mut self, dir: Direction) {
+        if let Some(p) = self.pending.back_mut()
+            && (dir == Direction::ServerToClient || p.cmd.response.is_none())
+        {
+            p.cmd.flags.gap = true;
+        }
+    }
+
+    fn client_payload(&mut self, p: &Payload<'_>, events: &mut VecDeque<Event>) -> Action {
+        match self.phase {
+            Phase::Greeting => {
+                // The client spoke first: the greeting was missed; read on as commands.
+                self.phase = Phase::Commands;
+                self.client_payload(p, events)
+            }
+            Phase::Hello => self.hello(p),
+            Phase::Tls => Action::None,
+            Phase::Commands => {
+                if p.seq != 0 {
+                    // Continuations: auth data, LOCAL INFILE data, long data. Not commands.
+                    return Action::None;
+                }
+                self.command(p, events)
+            }
+        }
+    }
+
+    fn hello(&mut self, p: &Payload<'_>) -> Action {
+        match wire::client_hello(p.prefix, p.len) {
+            Some(wire::ClientHello::SslRequest) => {
+                self.phase = Phase::Tls;
+                Action::Opaque
+            }
+            Some(wire::ClientHello::Response {
+                capabilities,
+                user,
+                schema,
+            }) => {
+                let negotiated = capabilities & self.server_caps;
+                self.deprecate_eof = Some(negotiated & caps::DEPRECATE_EOF != 0);
+                self.attributes = Some(negotiated & caps::QUERY_ATTRIBUTES != 0);
+                self.compress = negotiated & caps::COMPRESS != 0;
+                let mut cmd = Command::new(None);
+                cmd.request = Some(span(p));
+                cmd.user = Bytes::copy_from_slice(user);
+                cmd.schema = Bytes::copy_from_slice(schema.unwrap_or_default());
+                cmd.flags.gap = p.gap;
+                self.phase = Phase::Commands;
+                self.push(Pending {
+                    cmd,
+                    reply: Reply::Auth,
+                    confirmed: true,
+                });
+                Action::None
+            }
+            None => {
+                // Not a handshake response: read on as commands, caps unknown.
+                self.phase = Phase::Commands;
+                Action::None
+            }
+        }
+    }
+
+    fn push(&mut self, pending: Pending) {
+        if self.pending.len() >= self.max_pending {
+            self.dropped += 1;
+            return;
+        }
+        self.pending.push_back(pending);
+    }
+
+    fn command(&mut self, p: &Payload<'_>, events: &mut VecDeque<Event>) -> Action {
+        let Some(&code) = p.prefix.first() else {
+            return Action::None;
+        };
+        // A PREPARE whose definitions ended without a telling EOF: with DEPRECATE_EOF unknown,
+        // the client moving on says there was none.
+        if let Some(front) = self.pending.front()
+            && front.reply
+                == (Reply::DefsEof {
+                    then: AfterDefs::Done,
+                })
+            && let Some(done) = self.pending.pop_front()
+        {
+            self.deprecate_eof = Some(true);
+            self.report(done, Status::Ok, events);
+        }
+        let mut cmd = Command::new(Some(code));
+        cmd.request = Some(span(p));
+        cmd.flags.gap = p.gap;
+        let reply = match code {
+            0x03 | 0x16 => {
+                if let Some(at) = wire::query_text_offset(p.prefix, self.attributes) {
+                    let text = p.prefix.get(at..).unwrap_or_default();
+                    cmd.text = Bytes::copy_from_slice(text);
+                    cmd.text_len = p.len.saturating_sub(at as u64);
+                    cmd.flags.truncated = p.gap;
+                }
+                Reply::First
+            }
+            0x02 => {
+                cmd.schema = Bytes::copy_from_slice(p.prefix.get(1..).unwrap_or_default());
+                Reply::First
+            }
+            0x17 | 0x18 | 0x19 | 0x1a | 0x1c | 0xfa => {
+                let id = wire::stmt_id(p.prefix);
+                let id = match id {
+                    Some(u32::MAX) => self.last_prepared.or(id),
+                    other => other,
+                };
+                cmd.stmt_id = id;
+                if let Some((_, text, len)) =
+                    self.statements.iter().find(|(s, _, _)| Some(*s) == id)
+                {
+                    cmd.text = text.clone();
+                    cmd.text_len = *len;
+                }
+                if code == 0x19 {
+                    self.statements.retain(|(s, _, _)| Some(*s) != id);
+                }
+                if code == 0x1c {
+                    Reply::Rows
+                } else {
+                    Reply::First
+                }
+            }
+            0x04 => Reply::FieldList,
+            0x09 => Reply::Statistics,
+            0x11 => Reply::Auth,
+            _ => Reply::First,
+        };
+        if matches!(code, 0x01 | 0x18 | 0x19) {
+            cmd.status = Status::NoResponseExpected;
+            events.push_back(Event::Mysql(cmd));
+            return Action::None;
+        }
+        self.push(Pending {
+            cmd,
+            reply,
+            confirmed: true,
+        });
+        Action::Commanded
+    }
+
+    fn server_payload(&mut self, p: &Payload<'_>, events: &mut VecDeque<Event>) -> Action {
+        if self.phase == Phase::Greeting {
+            if let Some(g) = wire::greeting(p.prefix) {
+                self.server_caps = g.capabilities;
+                self.phase = Phase::Hello;
+                return Action::None;
+            }
+            self.phase = Phase::Commands;
+        }
+        let Some(front) = self.pending.front_mut() else {
+            // A reply to nothing this decoder saw: ignored, in sync.
+            return Action::None;
+        };
+        let first_packet = front.cmd.response.is_none();
+        match &mut front.cmd.response {
+            Some(r) => {
+                r.last = p.last;
+                r.bytes += p.len;
+            }
+            None => front.cmd.response = Some(span(p)),
+        }
+        front.cmd.flags.gap |= p.gap;
+        if first_packet && !front.confirmed && !plausible_reply(front, p) {
+            self.pending.pop_front();
+            return Action::LoseBoth;
+        }
+        front.confirmed = true;
+        self.reply(p, events)
+    }
+
+    /// Advances the front command's reply by one packet.
+    fn reply(&mut self, p: &Payload<'_>, events: &mut VecDeque<Event>) -> Action {
+        let deprecate = self.deprecate_eof;
+        let Some(front) = self.pending.front_mut() else {
+            return Action::None;
+        };
+        let head = p.prefix.first().copied();
+        let terminator = |deprecate: Option<bool>| terminator(head, p.len, deprecate);
+        let cmd = &mut front.cmd;
+        let done: Option<Status> = match front.reply {
+            Reply::Auth => match head {
+                Some(0x00) => {
+                    if let Some(ok) = wire::ok(p.prefix) {
+                        cmd.affected_rows.get_or_insert(ok.affected_rows);
+                        cmd.last_insert_id.get_or_insert(ok.last_insert_id);
+                    }
+                    Some(Status::Ok)
+                }
+                Some(0xff) => {
+                    take_err(cmd, p.prefix);
+                    Some(Status::Err)
+                }
+                _ => None,
+            },
+            Reply::Statistics => {
+                if head == Some(0xff) {
+                    take_err(cmd, p.prefix);
+                    Some(Status::Err)
+                } else {
+                    Some(Status::Ok)
+                }
+            }
+            Reply::FieldList => match head {
+                Some(0xff) => {
+                    take_err(cmd, p.prefix);
+                    Some(Status::Err)
+                }
+                Some(0xfe) if p.len < 9 || deprecate == Some(true) => Some(Status::Ok),
+                _ => None,
+            },
+            Reply::First => match head {
+                Some(0xff) => {
+                    let progress = wire::err(p.prefix).is_some_and(|e| e.code == 0xffff);
+                    if progress {
+                        None
+                    } else {
+                        take_err(cmd, p.prefix);
+                        Some(Status::Err)
+                    }
+                }
+                Some(0x00) if cmd.code == Some(0x16) => match wire::prepare_ok(p.prefix, p.len) {
+                    Some(ok) => {
+                        cmd.prepared_stmt_id = Some(ok.stmt_id);
+                        cmd.num_fields = Some(u64::from(ok.columns));
+                        let (params, columns) = (u64::from(ok.params), u64::from(ok.columns));
+                        let entry = (ok.stmt_id, cmd.text.clone(), cmd.text_len);
+                        if self.statements.len() >= self.max_statements {
+                            self.statements.pop_front();
+                        }
+                        self.statements.retain(|(s, _, _)| *s != ok.stmt_id);
+                        self.statements.push_back(entry);
+                        self.last_prepared = Some(ok.stmt_id);
+                        if params > 0 {
+                            front.reply = Reply::Defs {
+                                left: params,
+                                then: AfterDefs::PrepareColumns(columns),
+                            };
+                            None
+                        } else if columns > 0 {
+                            front.reply = Reply::Defs {
+                                left: columns,
+                                then: AfterDefs::Done,
+                            };
+                            None
+                        } else {
+                            Some(Status::Ok)
+                        }
+                    }
+                    None => Some(Status::Ok),
+                },
+                Some(0x00 | 0xfe) => {
+                    let ok = wire::ok(p.prefix).unwrap_or_default();
+                    cmd.affected_rows.get_or_insert(ok.affected_rows);
+                    cmd.last_insert_id.get_or_insert(ok.last_insert_id);
+                    if ok.status & wire::MORE_RESULTS_EXISTS != 0 && head == Some(0x00) {
+                        None
+                    } else {
+                        Some(Status::Ok)
+                    }
+                }
+                Some(0xfb) => {
+                    // LOCAL INFILE: the client sends the file (continuation packets), then the
+                    // server says OK or ERR, read as this reply's next first packet.
+                    None
+                }
+                _ => match wire::lenenc(p.prefix) {
+                    Some((columns, _)) if columns > 0 => {
+                        cmd.num_fields.get_or_insert(columns);
+                        cmd.resultsets += 1;
+                        front.reply = Reply::Defs {
+                            left: columns,
+                            then: AfterDefs::Rows,
+                        };
+                        None
+                    }
+                    _ => Some(Status::Ok),
+                },
+            },
+            Reply::Defs { left, then } => {
+                if head == Some(0xff) {
+                    take_err(cmd, p.prefix);
+                    Some(Status::Err)
+                } else if left > 1 {
+                    front.reply = Reply::Defs {
+                        left: left - 1,
+                        then,
+                    };
+                    None
+                } else if deprecate == Some(true) {
+                    after_defs(front, then)
+                } else {
+                    front.reply = Reply::DefsEof { then };
+                    None
+                }
+            }
+            Reply::DefsEof { then } => {
+                if terminator(deprecate) == Some(false) {
+                    self.deprecate_eof.get_or_insert(false);
+                    after_defs(front, then)
+                } else {
+                    // No EOF after the definitions: DEPRECATE_EOF, and this packet is what
+                    // follows them.
+                    self.deprecate_eof = Some(true);
+                    match after_defs(front, then) {
+                        Some(status) => Some(status),
+                        None => return self.reply(p, events),
+                    }
+                }
+            }
+            Reply::Rows => match head {
+                Some(0xff) => {
+                    take_err(cmd, p.prefix);
+                    Some(Status::Err)
+                }
+                _ => match terminator(deprecate) {
+                    Some(is_ok) => {
+                        let status = if is_ok {
+                            let ok = wire::ok(p.prefix).unwrap_or_default();
+                            if deprecate.is_none() {
+                                self.deprecate_eof = Some(true);
+                            }
+                            ok.status
+                        } else {
+                            wire::eof_status(p.prefix)
+                        };
+                        if status & wire::MORE_RESULTS_EXISTS != 0 {
+                            front.reply = Reply::First;
+                            None
+                        } else {
+                            Some(Status::Ok)
+                        }
+                    }
+                    None => {
+                        cmd.rows += 1;
+                        None
+                    }
+                },
+            },
+        };
+        let Some(status) = done else {
+            return Action::None;
+        };
+        let Some(finished) = self.pending.pop_front() else {
+            return Action::None;
+        };
+        let login_ok = finished.cmd.code.is_none() && status == Status::Ok;
+        if matches!(finished.cmd.code, Some(0x11 | 0x1f)) && status == Status::Ok {
+            self.statements.clear();
+        }
+        self.report(finished, status, events);
+        if login_ok && self.compress {
+            return Action::Compress;
+        }
+        Action::None
+    }
+
+    fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
+        finished.cmd.status = status;
+        events.push_back(Event::Mysql(finished.cmd));
+    }
+}
+
+/// Whether a packet ends a resultset: `Some(true)` an OK (DEPRECATE_EOF), `Some(false)` an EOF,
+/// `None` not at all (a row, whose first byte may be 0xFE too when its first value is long).
+/// With DEPRECATE_EOF unknown, an EOF is exactly 5 bytes and a shorter-than-9 0xFE packet of
+/// another length is an OK.
+fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) -> Option<bool> {
+    if head != Some(0xfe) {
+        return None;
+    }
+    match deprecate {
+        Some(true) => (len < u64::from(super::MAX_PACKET)).then_some(true),
+        Some(false) => (len < 9).then_some(false),
+        None if len == 5 => Some(false),
+        None => (len < 9).then_some(true),
+    }
+}
+
+/// Where definitions lead: rows, the prepared statement's column definitions, or the end.
+fn after_defs(front: &mut Pending, then: AfterDefs) -> Option<Status> {
+    match then {
+        AfterDefs::Rows => {
+            front.reply = Reply::Rows;
+            None
+        }
+        AfterDefs::PrepareColumns(0) | AfterDefs::Done => Some(Status::Ok),
+        AfterDefs::PrepareColumns(columns) => {
+            front.reply = Reply::Defs {
+                left: columns,
+                then: AfterDefs::Done,
+            };
+            None
+        }
+    }
+}
+
+fn take_err(cmd: &mut Command, prefix: &[u8]) {
+    if let Some(e) = wire::err(prefix) {
+        cmd.error_code = Some(e.code);
+        cmd.sqlstate = Bytes::copy_from_slice(e.sqlstate.unwrap_or_default());
+        cmd.error_message = Bytes::copy_from_slice(e.message);
+    }
+}
+
+/// Whether the first packet of a reply fits the command a resynchronisation guessed: sequence
+/// id 1, and a first byte that command's replies can start with.
+fn plausible_reply(p: &Pending, reply: &Payload<'_>) -> bool {
+    if reply.seq != 1 {
+        return false;
+    }
+    let head = reply.prefix.first().copied();
+    match p.cmd.code {
+        Some(0x09) => reply
+            .prefix
+            .iter()
+            .all(|c| c.is_ascii_graphic() || *c == b' '),
+        Some(0x03 | 0x17 | 0xfa) => match head {
+            Some(0x00 | 0xff | 0xfb) => true,
+            // A column count: a short lenenc integer and nothing else.
+            _ => wire::lenenc(reply.prefix)
+                .is_some_and(|(n, used)| n > 0 && used as u64 == reply.len),
+        },
+        Some(0x16) => matches!(head, Some(0x00 | 0xff)),
+        Some(0x04) => true,
+        _ => matches!(head, Some(0x00 | 0xff | 0xfe)),
+    }
+}

@@ -8,6 +8,9 @@
 
 use std::path::Path;
 
+mod common;
+
+use common::{PcapRecord, analyze_records, micros, pcap_records, ports_and_payload};
 use examples::capture::open;
 use examples::meshsniff::{Record, analyze, outcome, seconds};
 
@@ -20,10 +23,6 @@ fn records() -> Vec<Record> {
     assert_eq!(totals.connections, 14);
     assert_eq!(totals.gap_bytes, 0);
     out
-}
-
-fn micros(seconds: f64) -> i64 {
-    (seconds * 1e6).round() as i64
 }
 
 /// `http_curl`'s truth, its transactions in order of their requests' first byte.
@@ -370,50 +369,9 @@ fn deepflow_http_captures() {
     }
 }
 
-/// One classic pcap record: its 16-byte header and its data.
-type PcapRecord = (Vec<u8>, Vec<u8>);
-
 /// `http_curl` as classic pcap records (the file header, then each record).
 fn curl_records() -> (Vec<u8>, Vec<PcapRecord>) {
-    use std::io::Read;
-    let gz = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/http_curl.pcap.gz"))
-        .unwrap();
-    let mut raw = Vec::new();
-    flate2::read::MultiGzDecoder::new(&gz[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    assert_eq!(
-        raw[..4],
-        [0xd4, 0xc3, 0xb2, 0xa1],
-        "little-endian classic pcap"
-    );
-    let mut records = Vec::new();
-    let mut at = 24;
-    while at < raw.len() {
-        let incl = u32::from_le_bytes(raw[at + 8..at + 12].try_into().unwrap()) as usize;
-        records.push((
-            raw[at..at + 16].to_vec(),
-            raw[at + 16..at + 16 + incl].to_vec(),
-        ));
-        at += 16 + incl;
-    }
-    (raw[..24].to_vec(), records)
-}
-
-/// Runs the pipeline on a derived capture.
-fn analyze_records(header: &[u8], records: &[PcapRecord]) -> Vec<Record> {
-    let mut bytes = header.to_vec();
-    for (head, data) in records {
-        let mut head = head.clone();
-        head[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&head);
-        bytes.extend_from_slice(data);
-    }
-    let capture = examples::capture::Capture::from_reader(std::io::Cursor::new(bytes)).unwrap();
-    let mut out = Vec::new();
-    let (_, failure) = analyze(capture, |r| out.push(r));
-    assert!(failure.is_none(), "{failure:?}");
-    out
+    pcap_records("data/http_curl.pcap.gz")
 }
 
 /// One line per record for failure messages.
@@ -461,19 +419,6 @@ fn mid_stream_starts_decode_every_exchange_they_hold_exactly() {
             assert!(r.http().unwrap().flags.orphan, "{what}: {r:?}");
         }
     }
-}
-
-/// The TCP ports and payload length of a captured Ethernet + IPv4 frame.
-fn ports_and_payload(frame: &[u8]) -> ((u16, u16), usize) {
-    let tcp = 14 + usize::from(frame[14] & 0x0f) * 4;
-    let payload = frame.len() - tcp - usize::from(frame[tcp + 12] >> 4) * 4;
-    (
-        (
-            u16::from_be_bytes([frame[tcp], frame[tcp + 1]]),
-            u16::from_be_bytes([frame[tcp + 2], frame[tcp + 3]]),
-        ),
-        payload,
-    )
 }
 
 /// Whether the lost frame (1-based `frame`, sent from port `from` to port `to`) carried part of

@@ -15,6 +15,7 @@ enum FirstBytes {
     MysqlGreeting,
     MysqlCommand,
     MysqlCompressedCommand,
+    MysqlHello,
     Other,
 }
 
@@ -42,8 +43,18 @@ fn first_bytes(dir: Direction, b: &[u8], known: Option<Protocol>) -> Option<Firs
         }
         Direction::ClientToServer if mysql && b.len() >= 5 => {
             use crate::mysql::wire::{
-                COMPRESSED_COMMAND_PROBE, command_start, compressed_command_start,
+                COMPRESSED_COMMAND_PROBE, command_start, compressed_command_start, hello_start,
             };
+            // Sequence id 1 can only start a handshake response (commands start at 0).
+            if b.get(3) == Some(&1) {
+                return (b.len() >= PROBE).then(|| {
+                    if hello_start(b) {
+                        FirstBytes::MysqlHello
+                    } else {
+                        FirstBytes::Other
+                    }
+                });
+            }
             match (command_start(b), compressed_command_start(b)) {
                 (Some(true), _) => Some(FirstBytes::MysqlCommand),
                 (_, Some(true)) => Some(FirstBytes::MysqlCompressedCommand),
@@ -129,6 +140,11 @@ impl Connection {
             FirstBytes::MysqlCommand => {
                 let session =
                     Session::mid_stream(self.limits.max_pending, self.limits.max_statements);
+                self.enter_mysql(session, dir, since, &probe);
+            }
+            FirstBytes::MysqlHello => {
+                let session =
+                    Session::from_hello(self.limits.max_pending, self.limits.max_statements);
                 self.enter_mysql(session, dir, since, &probe);
             }
             FirstBytes::MysqlCompressedCommand => {

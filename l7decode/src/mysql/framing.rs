@@ -98,9 +98,14 @@ impl Framer {
         self.header_len == 0 && !self.building
     }
 
-    /// Bytes of the current payload kept or counted so far (0 at a boundary).
+    /// Bytes of an unfinished payload read so far (0 at a boundary or after a completed one).
     pub const fn partial_len(&self) -> u64 {
-        self.len + self.header_len as u64
+        let payload = if self.building && !self.complete {
+            self.len
+        } else {
+            0
+        };
+        payload + self.header_len as u64
     }
 
     /// Consumes a prefix of `input`; returns its length and whether a payload completed (read it

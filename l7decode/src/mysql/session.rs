@@ -33,6 +33,36 @@ enum Phase {
     Tls,
 }
 
+/// How packets travel: as they are, or inside compressed frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Plain,
+    Compressed,
+}
+
+/// Judges a resynchronisation window: `None` until enough bytes are there, `Some(None)` when it
+/// starts nothing, else the framing of the command it starts. With the framing unknown (a
+/// capture joined after the handshake), both are tried.
+fn judge_window(w: &[u8], framing: Option<Framing>) -> Option<Option<Framing>> {
+    let plain = match framing {
+        Some(Framing::Compressed) => Some(false),
+        _ => wire::command_start(w),
+    };
+    let packed = match framing {
+        Some(Framing::Plain) => Some(false),
+        #[cfg(feature = "compression")]
+        _ => wire::compressed_command_start(w),
+        #[cfg(not(feature = "compression"))]
+        _ => Some(false),
+    };
+    match (plain, packed) {
+        (Some(true), _) => Some(Some(Framing::Plain)),
+        (_, Some(true)) => Some(Some(Framing::Compressed)),
+        (Some(false), Some(false)) => Some(None),
+        _ => None,
+    }
+}
+
 /// What a reply still has to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reply {
@@ -94,7 +124,11 @@ struct Half {
     opaque: bool,
     /// While lost: the bytes being judged as a command start, and when the first came.
     window: Vec<u8>,
-    window_since: Timestamp,
+    /// When each byte of `window` arrived.
+    window_times: Vec<Timestamp>,
+    /// No byte of this side was seen yet: a command found at its first byte starts where the
+    /// capture does.
+    untouched: bool,
     /// Skipped since last reported.
     skipped: u64,
 }
@@ -109,7 +143,8 @@ impl Half {
             lost,
             opaque: false,
             window: Vec::new(),
-            window_since: Timestamp(0),
+            window_times: Vec::new(),
+            untouched: true,
             skipped: 0,
         }
     }
@@ -129,6 +164,15 @@ struct State {
     deprecate_eof: Option<bool>,
     attributes: Option<bool>,
     compress: bool,
+    /// The handshake response came without the greeting: negotiated flags are not known.
+    greeting_missed: bool,
+    /// Known once the handshake or a found command said.
+    framing: Option<Framing>,
+    /// The next command was found by resynchronisation: its reply must confirm it.
+    next_unconfirmed: bool,
+    /// The next command starts the client's first captured bytes: a packet boundary the
+    /// capture itself gives, trusted even for a command that gets no reply.
+    next_at_capture_start: bool,
     pending: VecDeque<Pending>,
     max_pending: usize,
     /// Prepared statements: id, SQL kept, SQL length. Oldest first, bounded.
@@ -160,9 +204,21 @@ impl Session {
         Self::new(Phase::Greeting, [false, false], max_pending, max_statements)
     }
 
+    /// A session joined at the client's handshake response, the greeting missed: the server's
+    /// capabilities are unknown, so DEPRECATE_EOF and query attributes are learnt from the bytes.
+    pub(crate) fn from_hello(max_pending: usize, max_statements: usize) -> Self {
+        let mut session = Self::new(Phase::Hello, [false, false], max_pending, max_statements);
+        session.st.greeting_missed = true;
+        session.st.server_caps = u32::MAX;
+        session
+    }
+
     /// A session joined mid-connection at a client command (the server side waits for it).
     pub(crate) fn mid_stream(max_pending: usize, max_statements: usize) -> Self {
-        Self::new(Phase::Commands, [false, true], max_pending, max_statements)
+        let mut session = Self::new(Phase::Commands, [false, true], max_pending, max_statements);
+        session.st.next_unconfirmed = true;
+        session.st.next_at_capture_start = true;
+        session
     }
 
     /// Like [`Session::mid_stream`], in the compressed protocol.
@@ -193,6 +249,10 @@ impl Session {
                 deprecate_eof: None,
                 attributes: None,
                 compress: false,
+                greeting_missed: false,
+                framing: None,
+                next_unconfirmed: false,
+                next_at_capture_start: false,
                 pending: VecDeque::new(),
                 max_pending,
                 statements: VecDeque::new(),
@@ -321,10 +381,10 @@ impl Session {
             true
         });
         self.skip(dir, dropped);
-        if result.is_err() {
-            self.half(dir).opaque = true;
-        }
         self.half(dir).inflate = Some(z);
+        if result.is_err() {
+            self.lost_by_gap(dir, events);
+        }
         input.len()
     }
 
@@ -359,21 +419,20 @@ impl Session {
             let Some(half) = self.halves.get_mut(i) else {
                 break;
             };
-            if half.window.is_empty() {
-                half.window_since = now;
-            }
             half.window.push(*byte);
+            half.window_times.push(now);
             let mut dropped = 0;
-            let mut found = false;
+            let mut found = None;
             loop {
-                match wire::command_start(&half.window) {
+                match judge_window(&half.window, self.st.framing) {
                     None => break,
-                    Some(true) => {
-                        found = true;
+                    Some(Some(kind)) => {
+                        found = Some(kind);
                         break;
                     }
-                    Some(false) => {
+                    Some(None) => {
                         half.window.remove(0);
+                        half.window_times.remove(0);
                         dropped += 1;
                         if half.window.is_empty() {
                             break;
@@ -381,17 +440,46 @@ impl Session {
                     }
                 }
             }
-            let window = if found {
+            let at_capture_start = half.untouched && dropped == 0;
+            if dropped > 0 {
+                half.untouched = false;
+            }
+            let window = found.map(|kind| {
                 half.lost = false;
+                half.untouched = false;
                 half.framer.reset();
-                Some((core::mem::take(&mut half.window), half.window_since))
-            } else {
-                None
-            };
+                (
+                    kind,
+                    core::mem::take(&mut half.window),
+                    core::mem::take(&mut half.window_times),
+                )
+            });
             self.skip(dir, dropped);
-            if let Some((window, since)) = window {
+            if let Some((kind, window, times)) = window {
                 self.found_command(events);
-                self.frame(dir, since, &window, events);
+                self.st.next_at_capture_start = at_capture_start;
+                self.st.framing = Some(kind);
+                if kind == Framing::Compressed {
+                    self.st.compress = true;
+                    // The found command starts a frame; the server's side switches too, at the
+                    // frame its reply starts (it is realigned when the command completes).
+                    for half in &mut self.halves {
+                        if !half.compressed {
+                            half.compressed = true;
+                            half.lost = true;
+                        }
+                    }
+                    let client = self.half(dir);
+                    client.lost = false;
+                    #[cfg(feature = "compression")]
+                    {
+                        client.inflate = Some(Box::new(Inflate::new()));
+                    }
+                }
+                // Each byte keeps its own arrival time, as if it had come in order.
+                for (byte, at) in window.iter().zip(times) {
+                    self.feed(dir, at, core::slice::from_ref(byte), events);
+                }
                 return at + 1;
             }
         }
@@ -402,6 +490,7 @@ impl Session {
     /// answered in a way that can be read, and the server's next bytes start its reply.
     fn found_command(&mut self, events: &mut VecDeque<Event>) {
         self.report_skipped(Direction::ClientToServer, events);
+        self.st.next_unconfirmed = true;
         if self.st.phase != Phase::Commands {
             self.st.phase = Phase::Commands;
         }
@@ -432,6 +521,7 @@ impl Session {
                 self.lose(Direction::ServerToClient);
             }
             Action::Compress => {
+                self.st.framing = Some(Framing::Compressed);
                 for half in &mut self.halves {
                     half.compressed = true;
                     #[cfg(feature = "compression")]
@@ -474,6 +564,7 @@ impl Session {
         half.lost = true;
         half.framer.reset();
         half.window.clear();
+        half.window_times.clear();
     }
 
     /// `missing` bytes of `dir` lost by the capture.
@@ -487,6 +578,7 @@ impl Session {
         let half = self.half(dir);
         if half.opaque || half.lost {
             half.window.clear();
+            half.window_times.clear();
             return;
         }
         #[cfg(feature = "compression")]
@@ -494,8 +586,7 @@ impl Session {
             match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
                 Some(plain) => plain,
                 None => {
-                    half.opaque = true;
-                    self.st.mark_gap(dir);
+                    self.lost_by_gap(dir, events);
                     return;
                 }
             }
@@ -511,17 +602,20 @@ impl Session {
                 let action = self.payload(dir, events);
                 self.apply(dir, action, events);
             }
-            GapOutcome::Lost => {
-                self.st.mark_gap(dir);
-                if dir == Direction::ServerToClient {
-                    // The reply being read can no longer be: it is reported as it stands.
-                    if let Some(p) = self.st.pending.pop_front() {
-                        report_missing(p, events, true);
-                    }
-                }
-                self.lose(dir);
+            GapOutcome::Lost => self.lost_by_gap(dir, events),
+        }
+    }
+
+    /// A gap `dir` could not skip in sync.
+    fn lost_by_gap(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        self.st.mark_gap(dir);
+        if dir == Direction::ServerToClient {
+            // The reply being read can no longer be: it is reported as it stands.
+            if let Some(p) = self.st.pending.pop_front() {
+                report_missing(p, events, true);
             }
         }
+        self.lose(dir);
     }
 
     /// The end of `dir`: a half-read window or packet never became anything; when the server's
@@ -530,6 +624,7 @@ impl Session {
         let half = self.half(dir);
         let partial = half.window.len() as u64 + half.framer.partial_len();
         half.window.clear();
+        half.window_times.clear();
         half.framer.reset();
         half.opaque = true;
         self.skip(dir, partial);
@@ -603,9 +698,14 @@ impl State {
                 schema,
             }) => {
                 let negotiated = capabilities & self.server_caps;
-                self.deprecate_eof = Some(negotiated & caps::DEPRECATE_EOF != 0);
-                self.attributes = Some(negotiated & caps::QUERY_ATTRIBUTES != 0);
+                if !self.greeting_missed {
+                    self.deprecate_eof = Some(negotiated & caps::DEPRECATE_EOF != 0);
+                    self.attributes = Some(negotiated & caps::QUERY_ATTRIBUTES != 0);
+                }
                 self.compress = negotiated & caps::COMPRESS != 0;
+                if !self.compress {
+                    self.framing = Some(Framing::Plain);
+                }
                 let mut cmd = Command::new(None);
                 cmd.request = Some(span(p));
                 cmd.user = Bytes::copy_from_slice(user);
@@ -695,15 +795,25 @@ impl State {
             0x11 => Reply::Auth,
             _ => Reply::First,
         };
+        // Found by resynchronisation: reported once its reply fits (a command that gets no
+        // reply cannot be confirmed, so it is not reported, and the next one waits instead).
+        let at_capture_start = core::mem::take(&mut self.next_at_capture_start);
+        let confirmed = !self.next_unconfirmed || at_capture_start;
+        if confirmed {
+            self.next_unconfirmed = false;
+        }
         if matches!(code, 0x01 | 0x18 | 0x19) {
-            cmd.status = Status::NoResponseExpected;
-            events.push_back(Event::Mysql(cmd));
+            if confirmed {
+                cmd.status = Status::NoResponseExpected;
+                events.push_back(Event::Mysql(cmd));
+            }
             return Action::None;
         }
+        self.next_unconfirmed = false;
         self.push(Pending {
             cmd,
             reply,
-            confirmed: true,
+            confirmed,
         });
         Action::Commanded
     }
@@ -986,9 +1096,10 @@ fn plausible_reply(p: &Pending, reply: &Payload<'_>) -> bool {
             .all(|c| c.is_ascii_graphic() || *c == b' '),
         Some(0x03 | 0x17 | 0xfa) => match head {
             Some(0x00 | 0xff | 0xfb) => true,
-            // A column count: a short lenenc integer and nothing else.
+            // A column count: a short lenenc integer, and at most the metadata-follows byte
+            // (optional resultset metadata, MariaDB's metadata cache).
             _ => wire::lenenc(reply.prefix)
-                .is_some_and(|(n, used)| n > 0 && used as u64 == reply.len),
+                .is_some_and(|(n, used)| n > 0 && reply.len.saturating_sub(used as u64) <= 1),
         },
         Some(0x16) => matches!(head, Some(0x00 | 0xff)),
         Some(0x04) => true,

@@ -375,6 +375,20 @@ pub fn compressed_command_start(b: &[u8]) -> Option<bool> {
     command_start(inner)
 }
 
+/// Whether `b` (8 bytes) starts a client's handshake response (or SSLRequest): sequence id 1, a
+/// plausible length, and 4.1-protocol capabilities. Found when a capture missed the greeting.
+pub fn hello_start(b: &[u8]) -> bool {
+    let [l0, l1, l2, seq, c0, c1, c2, c3, ..] = *b else {
+        return false;
+    };
+    let len = u32::from_le_bytes([l0, l1, l2, 0]);
+    let capabilities = u32::from_le_bytes([c0, c1, c2, c3]);
+    seq == 1
+        && (32..=8192).contains(&len)
+        && capabilities & caps::PROTOCOL_41 != 0
+        && capabilities & caps::SECURE_CONNECTION != 0
+}
+
 /// Whether `b` (8 bytes) starts a server greeting: sequence id 0, protocol 10, a plausible
 /// length, and a version string starting with a digit.
 pub fn greeting_start(b: &[u8]) -> bool {

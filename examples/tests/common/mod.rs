@@ -1,0 +1,93 @@
+//! Helpers the capture-driven tests share: a capture as classic pcap records, and the pipeline
+//! run on a derived (cut, thinned, snapped) copy of it.
+
+#![allow(clippy::unwrap_used, dead_code)] // a panic is how a test reports failure
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use examples::meshsniff::{Record, analyze, seconds};
+use l7decode::Timestamp;
+
+/// One classic pcap record: its 16-byte header and its data.
+pub type PcapRecord = (Vec<u8>, Vec<u8>);
+
+/// A file under `examples/`.
+pub fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A little-endian classic pcap (gzip'd or not) as its file header and records.
+pub fn pcap_records(path: &str) -> (Vec<u8>, Vec<PcapRecord>) {
+    let bytes = std::fs::read(data(path)).unwrap();
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut raw = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        raw
+    } else {
+        bytes
+    };
+    assert_eq!(
+        raw[..4],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian classic pcap"
+    );
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at < raw.len() {
+        let incl = u32::from_le_bytes(raw[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.push((
+            raw[at..at + 16].to_vec(),
+            raw[at + 16..at + 16 + incl].to_vec(),
+        ));
+        at += 16 + incl;
+    }
+    (raw[..24].to_vec(), records)
+}
+
+/// Runs the pipeline on records (each record's captured length is set from its data, so
+/// cutting the data is a snaplen).
+pub fn analyze_records(header: &[u8], records: &[PcapRecord]) -> Vec<Record> {
+    let mut bytes = header.to_vec();
+    for (head, data) in records {
+        let mut head = head.clone();
+        head[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&head);
+        bytes.extend_from_slice(data);
+    }
+    let capture = examples::capture::Capture::from_reader(std::io::Cursor::new(bytes)).unwrap();
+    let mut out = Vec::new();
+    let (_, failure) = analyze(capture, |r| out.push(r));
+    assert!(failure.is_none(), "{failure:?}");
+    out
+}
+
+/// Epoch seconds to whole microseconds.
+pub fn micros(seconds: f64) -> i64 {
+    (seconds * 1e6).round() as i64
+}
+
+/// A timestamp in whole microseconds.
+pub fn micros_of(t: Timestamp) -> i64 {
+    micros(seconds(t))
+}
+
+/// The TCP ports and payload length of a captured Ethernet + IPv4 frame.
+pub fn ports_and_payload(frame: &[u8]) -> ((u16, u16), usize) {
+    let tcp = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let payload = frame.len() - tcp - usize::from(frame[tcp + 12] >> 4) * 4;
+    (
+        (
+            u16::from_be_bytes([frame[tcp], frame[tcp + 1]]),
+            u16::from_be_bytes([frame[tcp + 2], frame[tcp + 3]]),
+        ),
+        payload,
+    )
+}
+
+/// A truth file under `examples/tests/data`.
+pub fn truth(path: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data(path)).unwrap()).unwrap()
+}

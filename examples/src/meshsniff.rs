@@ -212,7 +212,11 @@ pub fn analyze(
             finish(&mut finished, key, &mut on_record, &mut totals);
         }
     }
-    for (key, mut flow) in flows.drain() {
+    // Flows still open at the end, in a fixed order (when they were last seen), so a run's
+    // output does not depend on hashing.
+    let mut open: Vec<(FlowKey, Flow)> = flows.drain().collect();
+    open.sort_by_key(|(key, flow)| (flow.last_seen, *key));
+    for (key, mut flow) in open {
         finish(&mut flow, key, &mut on_record, &mut totals);
     }
     (totals, failure)

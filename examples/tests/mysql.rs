@@ -230,3 +230,503 @@ fn mid_stream_starts_decode_every_command_they_hold_exactly() {
         }
     }
 }
+
+/// Whether frame `frame` (1-based, sent from port `from` to port `to`) carried part of command
+/// `t`: its request's frames, or on the server's side anything after its request up to its
+/// reply's last frame.
+fn touches(t: &serde_json::Value, frame: u64, (from, to): (u16, u16)) -> bool {
+    let port = |field: &str| -> u16 {
+        let addr: std::net::SocketAddr = t[field].as_str().unwrap().parse().unwrap();
+        addr.port()
+    };
+    let req_last = t["req_frame"].as_u64().unwrap();
+    let req_first = t["req_first_frame"].as_u64().unwrap_or(req_last);
+    if (from, to) == (port("client"), port("server")) {
+        (req_first..=req_last).contains(&frame)
+    } else if (from, to) == (port("server"), port("client")) {
+        t["resp_last_frame"]
+            .as_u64()
+            .is_some_and(|last| (req_last + 1..=last).contains(&frame))
+    } else {
+        false
+    }
+}
+
+#[test]
+fn a_lost_segment_damages_only_its_own_command() {
+    for name in [
+        "mysql_cli",
+        "mysql_stmt",
+        "mysql_deprecate_eof",
+        "mysql_compressed",
+    ] {
+        let (header, records) = pcap_records(&format!("tests/data/mysql/{name}.pcap"));
+        let truth = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let with_payload = (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0);
+        for drop in with_payload {
+            let what = format!("{name} frame {} dropped", drop + 1);
+            let mut kept = records.clone();
+            kept.remove(drop);
+            let got = analyze_records(&header, &kept);
+            let (ends, _) = ports_and_payload(&records[drop].1);
+            let (touched, intact): (Vec<_>, Vec<_>) = truth
+                .iter()
+                .partition(|t| touches(t, drop as u64 + 1, ends));
+            let got = commands(&got);
+            let (damaged, whole): (Vec<_>, Vec<_>) = got.into_iter().partition(|(_, c)| {
+                let f = c.flags;
+                f.gap || f.truncated || f.missing_response || c.status == Status::Missing
+            });
+            // Every command the lost frame did not carry is decoded exactly, unflagged.
+            assert_eq!(
+                whole.len(),
+                intact.len(),
+                "{what}: {:#?}",
+                whole
+                    .iter()
+                    .chain(&damaged)
+                    .map(|(_, c)| summary(c))
+                    .collect::<Vec<_>>()
+            );
+            for ((r, c), e) in whole.into_iter().zip(&intact) {
+                assert_matches(r, c, e, &what, name == "mysql_compressed");
+            }
+            // The commands it carried are reported flagged or not at all, never as another.
+            assert!(
+                damaged.len() <= touched.len(),
+                "{what}: {} damaged",
+                damaged.len()
+            );
+            for (_, c) in damaged {
+                let real = touched.iter().any(|e| {
+                    c.name() == e["command"].as_str()
+                        && c.query().is_none_or(|q| {
+                            e["query"]
+                                .as_str()
+                                .is_none_or(|t| t.starts_with(q) || q.starts_with(t))
+                        })
+                });
+                assert!(real, "{what}: {}", summary(c));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_snaplen_keeps_every_command_and_flags_what_it_cut() {
+    for name in [
+        "mysql_cli",
+        "mysql_stmt",
+        "mysql_deprecate_eof",
+        "mysql_compressed",
+    ] {
+        let (header, records) = pcap_records(&format!("tests/data/mysql/{name}.pcap"));
+        // 74 bytes of TCP payload per frame, as in the fixtures' `*_snap128` captures: packet
+        // headers and short packets survive, long texts and resultsets do not.
+        let cut: Vec<_> = records
+            .iter()
+            .map(|(h, d)| (h.clone(), d[..d.len().min(140)].to_vec()))
+            .collect();
+        let got = analyze_records(&header, &cut);
+        let expected = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let got = commands(&got);
+        let what = format!("{name} at snaplen 140");
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "{what}: {:#?}",
+            got.iter().map(|(_, c)| summary(c)).collect::<Vec<_>>()
+        );
+        let mut exact = 0;
+        for ((r, c), e) in got.into_iter().zip(&expected) {
+            let id = format!("{what}: {} {}", e["command"], e["query"]);
+            assert_eq!(r.client.to_string(), e["client"].as_str().unwrap(), "{id}");
+            assert_eq!(c.name(), e["command"].as_str(), "{id}");
+            assert_eq!(c.stmt_id.map(u64::from), e["stmt_id"].as_u64(), "{id}");
+            if let Some(q) = e["query"].as_str() {
+                let ours = c.query().unwrap();
+                assert!(q.starts_with(ours), "{id}: {ours:?}");
+                assert_eq!(c.query_truncated(), ours.len() < q.len(), "{id}");
+            }
+            assert_eq!(
+                micros_of(c.request.unwrap().last),
+                micros(e["req_time"].as_f64().unwrap()),
+                "{id}"
+            );
+            // The reply's outcome as the truth has it; or, where the cut took packet boundaries
+            // with it, reported missing and flagged, never guessed.
+            if c.status.as_str() == e["status"].as_str().unwrap() {
+                exact += 1;
+                assert_eq!(
+                    c.error_code.map(u64::from),
+                    e["error_code"].as_u64(),
+                    "{id}"
+                );
+                if c.status != Status::NoResponseExpected && !c.flags.gap {
+                    assert_matches(r, c, e, &what, name == "mysql_compressed");
+                }
+            } else {
+                assert_eq!(c.status, Status::Missing, "{id}");
+                assert!(c.flags.gap && c.flags.truncated, "{id}");
+            }
+            if let (Some(ours), Some(theirs)) = (c.num_fields, e["num_fields"].as_u64()) {
+                assert_eq!(ours, theirs, "{id}");
+            }
+        }
+        assert!(
+            exact * 2 > expected.len(),
+            "{what}: only {exact} outcomes kept"
+        );
+    }
+}
+
+/// (command, status, query's first 40 characters, error code, columns, rows).
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<u16>,
+    Option<u64>,
+    u64,
+);
+
+/// DeepFlow's public MySQL captures (`agent/resources/test/flow_generator/mysql`), several
+/// joined mid-connection, two in the compressed protocol. Command, query, status and error code
+/// agree with DeepFlow's own `.result` files wherever DeepFlow decodes a packet; where it cannot
+/// (replies split over segments, compressed frames: its `partial-packet-compressed` result is
+/// nine "ok" fragments) the counts are read from the bytes.
+#[test]
+fn deepflow_mysql_captures() {
+    let cases: &[(&str, &[Expected])] = &[
+        (
+            "binary-in-sql",
+            &[
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "set @@SQL_SELECT_LIMIT=60001",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "INSERT INTO XX_XXXXXXX_XXX_XXXX (message",
+                    None,
+                    None,
+                    0,
+                ),
+            ],
+        ),
+        (
+            "large-response",
+            &[
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "SELECT * FROM `az_controller_connection`",
+                    None,
+                    Some(5),
+                    3,
+                ),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "SELECT * FROM `controller`",
+                    None,
+                    Some(21),
+                    3,
+                ),
+            ],
+        ),
+        (
+            "mysql-compressed-response",
+            &[(
+                "COM_QUERY",
+                "OK",
+                "SELECT * FROM `az_controller_connection`",
+                None,
+                Some(5),
+                5,
+            )],
+        ),
+        (
+            "mysql-error",
+            &[
+                ("LOGIN", "OK", "", None, None, 0),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "select @@version_comment limit 1",
+                    None,
+                    Some(1),
+                    1,
+                ),
+                ("COM_QUERY", "OK", "SELECT DATABASE()", None, Some(1), 1),
+                ("COM_INIT_DB", "ERR", "", Some(1049), None, 0),
+                ("COM_QUIT", "NO_RESPONSE_EXPECTED", "", None, None, 0),
+            ],
+        ),
+        (
+            "mysql-exec",
+            &[
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "INSERT INTO `controller` (`cpu_num`,`mem",
+                    None,
+                    Some(0),
+                    0,
+                ),
+                (
+                    "COM_STMT_EXECUTE",
+                    "OK",
+                    "INSERT INTO `controller` (`cpu_num`,`mem",
+                    None,
+                    None,
+                    0,
+                ),
+            ],
+        ),
+        (
+            "mysql-login-error",
+            &[("LOGIN", "ERR", "", Some(1040), None, 0)],
+        ),
+        (
+            "mysql-statement",
+            &[
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `controller` WHERE name = ",
+                    None,
+                    Some(17),
+                    0,
+                ),
+                (
+                    "COM_STMT_EXECUTE",
+                    "OK",
+                    "SELECT * FROM `controller` WHERE name = ",
+                    None,
+                    Some(17),
+                    1,
+                ),
+                (
+                    "COM_STMT_CLOSE",
+                    "NO_RESPONSE_EXPECTED",
+                    "SELECT * FROM `controller` WHERE name = ",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE enabled = ?",
+                    None,
+                    Some(18),
+                    0,
+                ),
+                (
+                    "COM_STMT_EXECUTE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE enabled = ?",
+                    None,
+                    Some(18),
+                    4,
+                ),
+                (
+                    "COM_STMT_CLOSE",
+                    "NO_RESPONSE_EXPECTED",
+                    "SELECT * FROM `domain` WHERE enabled = ?",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE lcuuid = ? ",
+                    None,
+                    Some(18),
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE lcuuid = ? ",
+                    None,
+                    Some(18),
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `sub_domain` WHERE domain ",
+                    None,
+                    Some(14),
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE lcuuid = ? ",
+                    None,
+                    Some(18),
+                    0,
+                ),
+                (
+                    "COM_QUERY",
+                    "MISSING",
+                    "SELECT * FROM `controller`",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_STMT_PREPARE",
+                    "MISSING",
+                    "SELECT * FROM `sub_domain` WHERE domain ",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_QUERY",
+                    "MISSING",
+                    "SELECT * FROM `controller`",
+                    None,
+                    None,
+                    0,
+                ),
+            ],
+        ),
+        (
+            "mysql-table-create",
+            &[
+                ("LOGIN", "OK", "", None, None, 0),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "select @@version_comment limit 1",
+                    None,
+                    Some(1),
+                    1,
+                ),
+                ("COM_QUERY", "OK", "SELECT DATABASE()", None, Some(1), 1),
+                ("COM_INIT_DB", "OK", "", None, None, 0),
+                ("COM_QUERY", "OK", "show databases", None, Some(1), 31),
+                ("COM_QUERY", "OK", "show tables", None, Some(1), 1),
+                ("COM_FIELD_LIST", "OK", "", None, None, 0),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "create table `test_table_2`( `id` int un",
+                    None,
+                    None,
+                    0,
+                ),
+                ("COM_QUIT", "NO_RESPONSE_EXPECTED", "", None, None, 0),
+            ],
+        ),
+        (
+            "mysql-table-select",
+            &[
+                ("LOGIN", "OK", "", None, None, 0),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "select @@version_comment limit 1",
+                    None,
+                    Some(1),
+                    1,
+                ),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "select * from test_table",
+                    None,
+                    Some(3),
+                    3,
+                ),
+                ("COM_QUIT", "NO_RESPONSE_EXPECTED", "", None, None, 0),
+            ],
+        ),
+        (
+            "partial-packet-compressed",
+            &[
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "SELECT * FROM `process` WHERE `process`.",
+                    None,
+                    Some(24),
+                    1992,
+                ),
+                ("COM_QUERY", "OK", "SELECT * FROM `vip`", None, Some(7), 0),
+            ],
+        ),
+        (
+            "truncate-1024",
+            &[
+                (
+                    "COM_STMT_PREPARE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE state != ?",
+                    None,
+                    Some(21),
+                    0,
+                ),
+                (
+                    "COM_STMT_EXECUTE",
+                    "OK",
+                    "SELECT * FROM `domain` WHERE state != ?",
+                    None,
+                    Some(21),
+                    3,
+                ),
+                (
+                    "COM_STMT_CLOSE",
+                    "NO_RESPONSE_EXPECTED",
+                    "SELECT * FROM `domain` WHERE state != ?",
+                    None,
+                    None,
+                    0,
+                ),
+                (
+                    "COM_QUERY",
+                    "OK",
+                    "SELECT * FROM `controller`",
+                    None,
+                    Some(21),
+                    3,
+                ),
+            ],
+        ),
+    ];
+    for (name, expected) in cases {
+        let (_, records) = decode(&format!("tests/data/deepflow/mysql/{name}.pcap.gz"));
+        let got: Vec<Expected> = records
+            .iter()
+            .map(|r| {
+                let c = r.mysql().unwrap();
+                let query: String = c.query().unwrap_or("").chars().take(40).collect();
+                let query: &'static str = Box::leak(query.into_boxed_str());
+                (
+                    c.name().unwrap(),
+                    c.status.as_str(),
+                    query,
+                    c.error_code,
+                    c.num_fields,
+                    c.rows,
+                )
+            })
+            .collect();
+        assert_eq!(got, *expected, "{name}");
+        for r in &records {
+            let c = r.mysql().unwrap();
+            assert!(!c.flags.gap && !c.flags.truncated, "{name}: {}", summary(c));
+        }
+    }
+}

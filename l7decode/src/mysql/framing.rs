@@ -18,7 +18,7 @@ pub struct Payload<'a> {
     pub seq: u8,
     /// Its length (all packets joined, headers excluded).
     pub len: u64,
-    /// Its first bytes (at most the framer's `keep`).
+    /// Its first bytes (at most the framer's `keep`, and none past a gap).
     pub prefix: &'a [u8],
     /// When its first header byte arrived.
     pub first: Timestamp,
@@ -153,7 +153,12 @@ impl Framer {
             return (take, false);
         }
         let take = input.len().min(self.left as usize);
-        let room = self.keep.saturating_sub(self.prefix.len()).min(take);
+        // The kept prefix is contiguous: after a gap nothing more is kept.
+        let room = if self.gap {
+            0
+        } else {
+            self.keep.saturating_sub(self.prefix.len()).min(take)
+        };
         self.prefix
             .extend_from_slice(input.get(..room).unwrap_or_default());
         self.len += take as u64;

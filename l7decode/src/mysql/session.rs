@@ -520,16 +520,7 @@ impl Session {
                 self.lose(Direction::ClientToServer);
                 self.lose(Direction::ServerToClient);
             }
-            Action::Compress => {
-                self.st.framing = Some(Framing::Compressed);
-                for half in &mut self.halves {
-                    half.compressed = true;
-                    #[cfg(feature = "compression")]
-                    {
-                        half.inflate = Some(Box::new(Inflate::new()));
-                    }
-                }
-            }
+            Action::Compress => self.compress_from_here(),
             Action::Opaque => {
                 for half in &mut self.halves {
                     half.opaque = true;
@@ -557,6 +548,18 @@ impl Session {
             }
         }
         let _ = dir;
+    }
+
+    /// Both sides speak the compressed protocol from their next byte (a frame boundary).
+    fn compress_from_here(&mut self) {
+        self.st.framing = Some(Framing::Compressed);
+        for half in &mut self.halves {
+            half.compressed = true;
+            #[cfg(feature = "compression")]
+            {
+                half.inflate = Some(Box::new(Inflate::new()));
+            }
+        }
     }
 
     fn lose(&mut self, dir: Direction) {
@@ -609,13 +612,19 @@ impl Session {
     /// A gap `dir` could not skip in sync.
     fn lost_by_gap(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         self.st.mark_gap(dir);
+        self.lose(dir);
         if dir == Direction::ServerToClient {
             // The reply being read can no longer be: it is reported as it stands.
             if let Some(p) = self.st.pending.pop_front() {
+                let login = p.cmd.code.is_none();
                 report_missing(p, events, true);
+                // A login that failed closes the connection; one that goes on succeeded, and
+                // with compression negotiated, both sides now speak it.
+                if login && self.st.compress {
+                    self.compress_from_here();
+                }
             }
         }
-        self.lose(dir);
     }
 
     /// The end of `dir`: a half-read window or packet never became anything; when the server's

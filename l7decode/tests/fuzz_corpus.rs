@@ -8,9 +8,13 @@ mod reassembly {
 mod http {
     include!("../../fuzz/checks/l7decode_http.rs");
 }
+mod mysql {
+    include!("../../fuzz/checks/l7decode_mysql.rs");
+}
 
 #[test]
 fn corpus_l7decode() {
     assert!(testkit::replay_corpus("l7decode_reassembly", reassembly::check) > 0);
     assert!(testkit::replay_corpus("l7decode_http", http::check) > 0);
+    assert!(testkit::replay_corpus("l7decode_mysql", mysql::check) > 0);
 }

@@ -25,8 +25,13 @@ pub struct Inflate {
     plain_len: u32,
     /// Plain bytes produced for the current frame so far.
     produced: u32,
-    /// The rest of the current frame is skipped (a gap broke its inflate state).
+    /// The rest of the current frame is skipped (a gap broke its inflate state, or the packet
+    /// layer gave up on it).
     broken: bool,
+    /// No plain byte of the current frame was handed on yet.
+    fresh: bool,
+    /// Plain bytes of given-up frames, not yet taken.
+    skipped: u64,
     state: Box<InflateState>,
     out: Box<[u8]>,
 }
@@ -51,6 +56,8 @@ impl Inflate {
             plain_len: 0,
             produced: 0,
             broken: false,
+            fresh: false,
+            skipped: 0,
             state: InflateState::new_boxed(DataFormat::Zlib),
             out: vec![0; OUT].into_boxed_slice(),
         }
@@ -61,15 +68,16 @@ impl Inflate {
         size_of::<Self>() + size_of::<InflateState>() + OUT
     }
 
-    /// Feeds compressed bytes, handing each piece of the plain stream to `sink`; `sink` returns
-    /// `false` to stop (the rest of `input` is dropped).
+    /// Feeds compressed bytes, handing each piece of the plain stream to `sink` with whether it
+    /// starts a frame. `sink` returns `false` to skip the rest of the current frame (its plain
+    /// bytes are then counted in [`Inflate::take_skipped`]); frames after it are read as usual.
     ///
     /// # Errors
     /// [`Corrupt`] when a frame does not inflate to its announced length.
     pub fn feed(
         &mut self,
         mut input: &[u8],
-        mut sink: impl FnMut(&[u8]) -> bool,
+        mut sink: impl FnMut(&[u8], bool) -> bool,
     ) -> Result<(), Corrupt> {
         while !input.is_empty() {
             if self.header_len < 7 {
@@ -85,6 +93,7 @@ impl Inflate {
                     self.plain_len = u32::from_le_bytes([u0, u1, u2, 0]);
                     self.produced = 0;
                     self.broken = false;
+                    self.fresh = true;
                     if self.plain_len > 0 {
                         self.state.reset(DataFormat::Zlib);
                     }
@@ -97,24 +106,42 @@ impl Inflate {
             input = rest;
             self.left -= take as u32;
             if self.broken {
-                // Skipped: its plain bytes were reported missing when it broke.
+                // Skipped: its plain bytes were counted when it broke.
             } else if self.plain_len == 0 {
-                if !sink(frame) {
-                    return Ok(());
+                let fresh = core::mem::take(&mut self.fresh);
+                self.produced = self.produced.saturating_add(frame.len() as u32);
+                if !sink(frame, fresh) {
+                    self.break_frame();
                 }
-            } else if !self.inflate_into(frame, &mut sink)? {
-                return Ok(());
+            } else {
+                self.inflate_into(frame, &mut sink)?;
             }
             self.end_frame_if_done()?;
         }
         Ok(())
     }
 
+    /// Plain bytes of frames a sink gave up on, since last asked.
+    pub fn take_skipped(&mut self) -> u64 {
+        core::mem::take(&mut self.skipped)
+    }
+
+    /// The rest of the current frame is skipped; its plain bytes not yet produced are counted.
+    fn break_frame(&mut self) {
+        self.broken = true;
+        let total = if self.plain_len == 0 {
+            self.produced.saturating_add(self.left)
+        } else {
+            self.plain_len
+        };
+        self.skipped += u64::from(total.saturating_sub(self.produced));
+    }
+
     fn inflate_into(
         &mut self,
         mut frame: &[u8],
-        sink: &mut impl FnMut(&[u8]) -> bool,
-    ) -> Result<bool, Corrupt> {
+        sink: &mut impl FnMut(&[u8], bool) -> bool,
+    ) -> Result<(), Corrupt> {
         loop {
             let result = inflate(&mut self.state, frame, &mut self.out, MZFlush::None);
             frame = frame.get(result.bytes_consumed..).unwrap_or_default();
@@ -123,15 +150,19 @@ impl Inflate {
             if self.produced > self.plain_len {
                 return Err(Corrupt);
             }
-            if written > 0 && !sink(self.out.get(..written).unwrap_or_default()) {
-                return Ok(false);
+            if written > 0 {
+                let fresh = core::mem::take(&mut self.fresh);
+                if !sink(self.out.get(..written).unwrap_or_default(), fresh) {
+                    self.break_frame();
+                    return Ok(());
+                }
             }
             match result.status {
-                Ok(MZStatus::StreamEnd) => return Ok(true),
-                Ok(_) if frame.is_empty() && written < self.out.len() => return Ok(true),
+                Ok(MZStatus::StreamEnd) => return Ok(()),
+                Ok(_) if frame.is_empty() && written < self.out.len() => return Ok(()),
                 Ok(_) => {}
                 // No progress: more input is needed (or, with input left, it is bad).
-                Err(_) if frame.is_empty() && written == 0 => return Ok(true),
+                Err(_) if frame.is_empty() && written == 0 => return Ok(()),
                 Err(_) => return Err(Corrupt),
             }
         }
@@ -202,7 +233,7 @@ mod tests {
             let mut z = Inflate::new();
             let mut got = Vec::new();
             for piece in stream.chunks(chunk.min(stream.len())) {
-                z.feed(piece, |plain| {
+                z.feed(piece, |plain, _| {
                     got.extend_from_slice(plain);
                     true
                 })
@@ -219,7 +250,7 @@ mod tests {
         let tail = stream.split_off(7 + cut);
         let mut z = Inflate::new();
         let mut got = 0;
-        z.feed(&stream, |p| {
+        z.feed(&stream, |p, _| {
             got += p.len();
             true
         })
@@ -229,7 +260,7 @@ mod tests {
         let mut next = tail[5..].to_vec();
         next.extend(frame(b"ok", false));
         let mut after = Vec::new();
-        z.feed(&next, |p| {
+        z.feed(&next, |p, _| {
             after.extend_from_slice(p);
             true
         })
@@ -242,6 +273,6 @@ mod tests {
     fn garbage_is_corrupt_not_a_panic() {
         let mut z = Inflate::new();
         let bad = [5, 0, 0, 0, 100, 0, 0, 1, 2, 3, 4, 5];
-        assert_eq!(z.feed(&bad, |_| true), Err(Corrupt));
+        assert_eq!(z.feed(&bad, |_, _| true), Err(Corrupt));
     }
 }

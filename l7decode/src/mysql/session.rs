@@ -120,6 +120,9 @@ struct Half {
     #[cfg(feature = "compression")]
     inflate: Option<Box<Inflate>>,
     compressed: bool,
+    /// In the compressed protocol, the frame layer lost sync too (a gap outside a frame, a
+    /// corrupt frame, a capture joined mid-frame): raw bytes are scanned for a frame start.
+    frames_lost: bool,
     lost: bool,
     opaque: bool,
     /// While lost: the bytes being judged as a command start, and when the first came.
@@ -140,6 +143,7 @@ impl Half {
             #[cfg(feature = "compression")]
             inflate: None,
             compressed: false,
+            frames_lost: false,
             lost,
             opaque: false,
             window: Vec::new(),
@@ -149,8 +153,8 @@ impl Half {
         }
     }
 
-    const fn mode(&self) -> (bool, bool, bool) {
-        (self.lost, self.compressed, self.opaque)
+    const fn mode(&self) -> (bool, bool, bool, bool) {
+        (self.lost, self.compressed, self.frames_lost, self.opaque)
     }
 }
 
@@ -297,10 +301,10 @@ impl Session {
             let half = self.half(dir);
             let used = if half.opaque {
                 input.len()
-            } else if half.lost {
-                self.resync(dir, now, input, events)
-            } else if half.compressed {
+            } else if half.compressed && !half.frames_lost {
                 self.feed_compressed(dir, now, input, events)
+            } else if half.lost || half.frames_lost {
+                self.resync(dir, now, input, events)
             } else {
                 self.frame(dir, now, input, events)
             };
@@ -370,19 +374,38 @@ impl Session {
             .inflate
             .take()
             .unwrap_or_else(|| Box::new(Inflate::new()));
-        let mode = self.half(dir).mode();
-        let mut dropped = 0u64;
-        let result = z.feed(input, |plain| {
+        // The frame layer stays in sync while the packet layer loses and regains it: the rest
+        // of a frame the packets lost sync in is skipped, and a client command may start the
+        // next frame (the server's side waits for one, as in the plain protocol).
+        let result = z.feed(input, |plain, frame_start| {
+            let half = self.half(dir);
+            if half.opaque {
+                self.skip(dir, plain.len() as u64);
+                return false;
+            }
+            if half.lost {
+                if dir == Direction::ClientToServer && frame_start {
+                    half.lost = false;
+                    half.framer.reset();
+                    self.found_command(events);
+                } else {
+                    self.skip(dir, plain.len() as u64);
+                    return true;
+                }
+            }
             let used = self.frame(dir, now, plain, events);
-            if self.half(dir).mode() != mode {
-                dropped += (plain.len() - used) as u64;
+            let half = self.half(dir);
+            if half.lost || half.opaque {
+                self.skip(dir, (plain.len() - used) as u64);
                 return false;
             }
             true
         });
-        self.skip(dir, dropped);
+        let skipped = z.take_skipped();
+        self.skip(dir, skipped);
         self.half(dir).inflate = Some(z);
         if result.is_err() {
+            self.half(dir).frames_lost = true;
             self.lost_by_gap(dir, events);
         }
         input.len()
@@ -467,10 +490,12 @@ impl Session {
                         if !half.compressed {
                             half.compressed = true;
                             half.lost = true;
+                            half.frames_lost = true;
                         }
                     }
                     let client = self.half(dir);
                     client.lost = false;
+                    client.frames_lost = false;
                     #[cfg(feature = "compression")]
                     {
                         client.inflate = Some(Box::new(Inflate::new()));
@@ -533,8 +558,9 @@ impl Session {
                     server.lost = false;
                     server.framer.reset();
                     #[cfg(feature = "compression")]
-                    if server.compressed {
+                    if server.frames_lost {
                         // Replies start a compressed frame of their own.
+                        server.frames_lost = false;
                         server.inflate = Some(Box::new(Inflate::new()));
                     }
                     self.report_skipped(Direction::ServerToClient, events);
@@ -579,7 +605,7 @@ impl Session {
         events: &mut VecDeque<Event>,
     ) {
         let half = self.half(dir);
-        if half.opaque || half.lost {
+        if half.opaque || (half.lost && !(half.compressed && !half.frames_lost)) {
             half.window.clear();
             half.window_times.clear();
             return;
@@ -589,6 +615,7 @@ impl Session {
             match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
                 Some(plain) => plain,
                 None => {
+                    half.frames_lost = true;
                     self.lost_by_gap(dir, events);
                     return;
                 }
@@ -596,7 +623,8 @@ impl Session {
         } else {
             missing
         };
-        if missing == 0 {
+        // Nothing to skip, or packets already out of sync (frames still in sync).
+        if missing == 0 || self.half(dir).lost {
             return;
         }
         match self.half(dir).framer.gap(now, missing) {

@@ -11,12 +11,18 @@ use miniz_oxide::{DataFormat, MZFlush, MZStatus};
 
 const OUT: usize = 16 << 10;
 
-/// Compressed bytes were not a valid frame stream.
+/// What the compressed layer hands on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Corrupt;
+pub(crate) enum Piece<'a> {
+    /// Plain bytes, and whether they start a frame.
+    Plain(&'a [u8], bool),
+    /// The current frame did not inflate to its announced length: the plain stream has a hole
+    /// of unknown shape. Its remaining compressed bytes are skipped; the next frame is read.
+    Corrupt,
+}
 
 /// One direction's compressed framing. See the module docs.
-pub struct Inflate {
+pub(crate) struct Inflate {
     header: [u8; 7],
     header_len: usize,
     /// Compressed bytes left in the current frame.
@@ -48,7 +54,7 @@ impl core::fmt::Debug for Inflate {
 
 impl Inflate {
     /// At a frame boundary.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             header: [0; 7],
             header_len: 0,
@@ -64,21 +70,15 @@ impl Inflate {
     }
 
     /// Bytes this layer keeps, for memory reports.
-    pub const fn footprint() -> usize {
+    pub(crate) const fn footprint() -> usize {
         size_of::<Self>() + size_of::<InflateState>() + OUT
     }
 
-    /// Feeds compressed bytes, handing each piece of the plain stream to `sink` with whether it
-    /// starts a frame. `sink` returns `false` to skip the rest of the current frame (its plain
-    /// bytes are then counted in [`Inflate::take_skipped`]); frames after it are read as usual.
-    ///
-    /// # Errors
-    /// [`Corrupt`] when a frame does not inflate to its announced length.
-    pub fn feed(
-        &mut self,
-        mut input: &[u8],
-        mut sink: impl FnMut(&[u8], bool) -> bool,
-    ) -> Result<(), Corrupt> {
+    /// Feeds compressed bytes, handing each piece of the plain stream to `sink`. `sink` returns
+    /// `false` to skip the rest of the current frame (its plain bytes are then counted in
+    /// [`Inflate::take_skipped`]); frames after it are read as usual, so frame sync survives
+    /// whatever the packets inside them do.
+    pub(crate) fn feed(&mut self, mut input: &[u8], mut sink: impl FnMut(Piece<'_>) -> bool) {
         while !input.is_empty() {
             if self.header_len < 7 {
                 let take = (7 - self.header_len).min(input.len());
@@ -97,7 +97,7 @@ impl Inflate {
                     if self.plain_len > 0 {
                         self.state.reset(DataFormat::Zlib);
                     }
-                    self.end_frame_if_done()?;
+                    self.end_frame_if_done(&mut sink);
                 }
                 continue;
             }
@@ -110,19 +110,18 @@ impl Inflate {
             } else if self.plain_len == 0 {
                 let fresh = core::mem::take(&mut self.fresh);
                 self.produced = self.produced.saturating_add(frame.len() as u32);
-                if !sink(frame, fresh) {
+                if !sink(Piece::Plain(frame, fresh)) {
                     self.break_frame();
                 }
             } else {
-                self.inflate_into(frame, &mut sink)?;
+                self.inflate_into(frame, &mut sink);
             }
-            self.end_frame_if_done()?;
+            self.end_frame_if_done(&mut sink);
         }
-        Ok(())
     }
 
     /// Plain bytes of frames a sink gave up on, since last asked.
-    pub fn take_skipped(&mut self) -> u64 {
+    pub(crate) fn take_skipped(&mut self) -> u64 {
         core::mem::take(&mut self.skipped)
     }
 
@@ -137,52 +136,59 @@ impl Inflate {
         self.skipped += u64::from(total.saturating_sub(self.produced));
     }
 
-    fn inflate_into(
-        &mut self,
-        mut frame: &[u8],
-        sink: &mut impl FnMut(&[u8], bool) -> bool,
-    ) -> Result<(), Corrupt> {
+    fn inflate_into(&mut self, mut frame: &[u8], sink: &mut impl FnMut(Piece<'_>) -> bool) {
         loop {
             let result = inflate(&mut self.state, frame, &mut self.out, MZFlush::None);
             frame = frame.get(result.bytes_consumed..).unwrap_or_default();
             let written = result.bytes_written;
             self.produced = self.produced.saturating_add(written as u32);
-            if self.produced > self.plain_len {
-                return Err(Corrupt);
+            let bad = self.produced > self.plain_len
+                || matches!(result.status, Err(_) if !frame.is_empty() || written > 0);
+            if bad {
+                self.corrupt(sink);
+                return;
             }
             if written > 0 {
                 let fresh = core::mem::take(&mut self.fresh);
-                if !sink(self.out.get(..written).unwrap_or_default(), fresh) {
+                if !sink(Piece::Plain(
+                    self.out.get(..written).unwrap_or_default(),
+                    fresh,
+                )) {
                     self.break_frame();
-                    return Ok(());
+                    return;
                 }
             }
             match result.status {
-                Ok(MZStatus::StreamEnd) => return Ok(()),
-                Ok(_) if frame.is_empty() && written < self.out.len() => return Ok(()),
+                Ok(MZStatus::StreamEnd) => return,
+                Ok(_) if frame.is_empty() && written < self.out.len() => return,
                 Ok(_) => {}
-                // No progress: more input is needed (or, with input left, it is bad).
-                Err(_) if frame.is_empty() && written == 0 => return Ok(()),
-                Err(_) => return Err(Corrupt),
+                // No progress: more input is needed.
+                Err(_) => return,
             }
         }
     }
 
-    fn end_frame_if_done(&mut self) -> Result<(), Corrupt> {
+    /// The current frame cannot be inflated: the packet layer is told, the rest is skipped.
+    fn corrupt(&mut self, sink: &mut impl FnMut(Piece<'_>) -> bool) {
+        self.produced = self.produced.min(self.plain_len);
+        self.break_frame();
+        let _ = sink(Piece::Corrupt);
+    }
+
+    fn end_frame_if_done(&mut self, sink: &mut impl FnMut(Piece<'_>) -> bool) {
         if self.left > 0 {
-            return Ok(());
+            return;
         }
         self.header_len = 0;
         if self.plain_len > 0 && !self.broken && self.produced != self.plain_len {
-            return Err(Corrupt);
+            self.corrupt(sink);
         }
-        Ok(())
     }
 
     /// `missing` compressed bytes were lost. Inside a frame, the plain bytes it can no longer
     /// produce are returned (to be reported missing to the packet layer) and the rest of the
     /// frame is skipped, keeping sync at the next frame; elsewhere `None`: sync is lost.
-    pub fn gap(&mut self, missing: u64) -> Option<u64> {
+    pub(crate) fn gap(&mut self, missing: u64) -> Option<u64> {
         if self.header_len < 7 || missing > u64::from(self.left) {
             return None;
         }
@@ -233,11 +239,12 @@ mod tests {
             let mut z = Inflate::new();
             let mut got = Vec::new();
             for piece in stream.chunks(chunk.min(stream.len())) {
-                z.feed(piece, |plain, _| {
-                    got.extend_from_slice(plain);
+                z.feed(piece, |p| {
+                    if let Piece::Plain(plain, _) = p {
+                        got.extend_from_slice(plain);
+                    }
                     true
-                })
-                .unwrap();
+                });
             }
             assert_eq!(got, expected, "chunks of {chunk}");
         }
@@ -250,29 +257,41 @@ mod tests {
         let tail = stream.split_off(7 + cut);
         let mut z = Inflate::new();
         let mut got = 0;
-        z.feed(&stream, |p, _| {
-            got += p.len();
+        z.feed(&stream, |p| {
+            if let Piece::Plain(plain, _) = p {
+                got += plain.len();
+            }
             true
-        })
-        .unwrap();
+        });
         let lost = z.gap(5).unwrap();
         assert_eq!(got as u64 + lost, 3000);
         let mut next = tail[5..].to_vec();
         next.extend(frame(b"ok", false));
         let mut after = Vec::new();
-        z.feed(&next, |p, _| {
-            after.extend_from_slice(p);
+        z.feed(&next, |p| {
+            if let Piece::Plain(plain, _) = p {
+                after.extend_from_slice(plain);
+            }
             true
-        })
-        .unwrap();
+        });
         assert_eq!(after, b"ok");
         assert_eq!(Inflate::new().gap(1), None);
     }
 
     #[test]
-    fn garbage_is_corrupt_not_a_panic() {
+    fn garbage_is_corrupt_and_the_next_frame_is_read() {
         let mut z = Inflate::new();
-        let bad = [5, 0, 0, 0, 100, 0, 0, 1, 2, 3, 4, 5];
-        assert_eq!(z.feed(&bad, |_, _| true), Err(Corrupt));
+        let mut stream = vec![5, 0, 0, 0, 100, 0, 0, 1, 2, 3, 4, 5];
+        stream.extend(frame(b"next", false));
+        let mut seen = Vec::new();
+        z.feed(&stream, |p| {
+            seen.push(match p {
+                Piece::Plain(plain, fresh) => format!("{plain:?} {fresh}"),
+                Piece::Corrupt => "corrupt".to_owned(),
+            });
+            true
+        });
+        assert_eq!(seen, ["corrupt", "[110, 101, 120, 116] true"]);
+        assert_eq!(z.take_skipped(), 100);
     }
 }

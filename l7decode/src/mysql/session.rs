@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 #[cfg(feature = "compression")]
-use super::compress::Inflate;
+use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
@@ -377,7 +377,16 @@ impl Session {
         // The frame layer stays in sync while the packet layer loses and regains it: the rest
         // of a frame the packets lost sync in is skipped, and a client command may start the
         // next frame (the server's side waits for one, as in the plain protocol).
-        let result = z.feed(input, |plain, frame_start| {
+        z.feed(input, |piece| {
+            let (plain, frame_start) = match piece {
+                Piece::Plain(plain, frame_start) => (plain, frame_start),
+                Piece::Corrupt => {
+                    if !self.half(dir).lost {
+                        self.lost_by_gap(dir, events);
+                    }
+                    return true;
+                }
+            };
             let half = self.half(dir);
             if half.opaque {
                 self.skip(dir, plain.len() as u64);
@@ -404,10 +413,6 @@ impl Session {
         let skipped = z.take_skipped();
         self.skip(dir, skipped);
         self.half(dir).inflate = Some(z);
-        if result.is_err() {
-            self.half(dir).frames_lost = true;
-            self.lost_by_gap(dir, events);
-        }
         input.len()
     }
 

@@ -7,7 +7,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use miniz_oxide::inflate::stream::{InflateState, inflate};
-use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
 const OUT: usize = 16 << 10;
 
@@ -140,14 +140,12 @@ impl Inflate {
         loop {
             let result = inflate(&mut self.state, frame, &mut self.out, MZFlush::None);
             frame = frame.get(result.bytes_consumed..).unwrap_or_default();
-            let written = result.bytes_written;
+            // Everything inflated before a bad byte is handed on, then the frame is given up:
+            // the same plain bytes come out however the compressed ones were chunked.
+            let room = self.plain_len.saturating_sub(self.produced) as usize;
+            let written = result.bytes_written.min(room);
+            let overflow = result.bytes_written > room;
             self.produced = self.produced.saturating_add(written as u32);
-            let bad = self.produced > self.plain_len
-                || matches!(result.status, Err(_) if !frame.is_empty() || written > 0);
-            if bad {
-                self.corrupt(sink);
-                return;
-            }
             if written > 0 {
                 let fresh = core::mem::take(&mut self.fresh);
                 if !sink(Piece::Plain(
@@ -159,11 +157,19 @@ impl Inflate {
                 }
             }
             match result.status {
+                _ if overflow => {
+                    self.corrupt(sink);
+                    return;
+                }
                 Ok(MZStatus::StreamEnd) => return,
                 Ok(_) if frame.is_empty() && written < self.out.len() => return,
                 Ok(_) => {}
-                // No progress: more input is needed.
-                Err(_) => return,
+                // No progress possible: more input is needed.
+                Err(MZError::Buf) => return,
+                Err(_) => {
+                    self.corrupt(sink);
+                    return;
+                }
             }
         }
     }

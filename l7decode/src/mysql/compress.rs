@@ -19,6 +19,8 @@ pub(crate) enum Piece<'a> {
     /// The current frame did not inflate to its announced length: the plain stream has a hole
     /// of unknown shape. Its remaining compressed bytes are skipped; the next frame is read.
     Corrupt,
+    /// Plain bytes of the current frame that will not be produced (it was given up on).
+    Skipped(u64),
 }
 
 /// One direction's compressed framing. See the module docs.
@@ -36,8 +38,7 @@ pub(crate) struct Inflate {
     broken: bool,
     /// No plain byte of the current frame was handed on yet.
     fresh: bool,
-    /// Plain bytes of given-up frames, not yet taken.
-    skipped: u64,
+
     state: Box<InflateState>,
     out: Box<[u8]>,
 }
@@ -63,7 +64,6 @@ impl Inflate {
             produced: 0,
             broken: false,
             fresh: false,
-            skipped: 0,
             state: InflateState::new_boxed(DataFormat::Zlib),
             out: vec![0; OUT].into_boxed_slice(),
         }
@@ -75,9 +75,9 @@ impl Inflate {
     }
 
     /// Feeds compressed bytes, handing each piece of the plain stream to `sink`. `sink` returns
-    /// `false` to skip the rest of the current frame (its plain bytes are then counted in
-    /// [`Inflate::take_skipped`]); frames after it are read as usual, so frame sync survives
-    /// whatever the packets inside them do.
+    /// `false` to skip the rest of the current frame (the plain bytes it will not produce are
+    /// then handed on as [`Piece::Skipped`], at once); frames after it are read as usual, so
+    /// frame sync survives whatever the packets inside them do.
     pub(crate) fn feed(&mut self, mut input: &[u8], mut sink: impl FnMut(Piece<'_>) -> bool) {
         while !input.is_empty() {
             if self.header_len < 7 {
@@ -111,7 +111,7 @@ impl Inflate {
                 let fresh = core::mem::take(&mut self.fresh);
                 self.produced = self.produced.saturating_add(frame.len() as u32);
                 if !sink(Piece::Plain(frame, fresh)) {
-                    self.break_frame();
+                    self.break_frame(&mut sink);
                 }
             } else {
                 self.inflate_into(frame, &mut sink);
@@ -120,20 +120,17 @@ impl Inflate {
         }
     }
 
-    /// Plain bytes of frames a sink gave up on, since last asked.
-    pub(crate) fn take_skipped(&mut self) -> u64 {
-        core::mem::take(&mut self.skipped)
-    }
-
     /// The rest of the current frame is skipped; its plain bytes not yet produced are counted.
-    fn break_frame(&mut self) {
+    fn break_frame(&mut self, sink: &mut impl FnMut(Piece<'_>) -> bool) {
         self.broken = true;
         let total = if self.plain_len == 0 {
             self.produced.saturating_add(self.left)
         } else {
             self.plain_len
         };
-        self.skipped += u64::from(total.saturating_sub(self.produced));
+        let _ = sink(Piece::Skipped(u64::from(
+            total.saturating_sub(self.produced),
+        )));
     }
 
     fn inflate_into(&mut self, mut frame: &[u8], sink: &mut impl FnMut(Piece<'_>) -> bool) {
@@ -152,7 +149,7 @@ impl Inflate {
                     self.out.get(..written).unwrap_or_default(),
                     fresh,
                 )) {
-                    self.break_frame();
+                    self.break_frame(sink);
                     return;
                 }
             }
@@ -177,8 +174,8 @@ impl Inflate {
     /// The current frame cannot be inflated: the packet layer is told, the rest is skipped.
     fn corrupt(&mut self, sink: &mut impl FnMut(Piece<'_>) -> bool) {
         self.produced = self.produced.min(self.plain_len);
-        self.break_frame();
         let _ = sink(Piece::Corrupt);
+        self.break_frame(sink);
     }
 
     fn end_frame_if_done(&mut self, sink: &mut impl FnMut(Piece<'_>) -> bool) {
@@ -294,10 +291,13 @@ mod tests {
             seen.push(match p {
                 Piece::Plain(plain, fresh) => format!("{plain:?} {fresh}"),
                 Piece::Corrupt => "corrupt".to_owned(),
+                Piece::Skipped(n) => format!("skipped {n}"),
             });
             true
         });
-        assert_eq!(seen, ["corrupt", "[110, 101, 120, 116] true"]);
-        assert_eq!(z.take_skipped(), 100);
+        assert_eq!(
+            seen,
+            ["corrupt", "skipped 100", "[110, 101, 120, 116] true"]
+        );
     }
 }

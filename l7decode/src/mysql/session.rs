@@ -380,6 +380,10 @@ impl Session {
         z.feed(input, |piece| {
             let (plain, frame_start) = match piece {
                 Piece::Plain(plain, frame_start) => (plain, frame_start),
+                Piece::Skipped(n) => {
+                    self.skip(dir, n);
+                    return true;
+                }
                 Piece::Corrupt => {
                     if !self.half(dir).lost {
                         self.lost_by_gap(dir, events);
@@ -410,8 +414,6 @@ impl Session {
             }
             true
         });
-        let skipped = z.take_skipped();
-        self.skip(dir, skipped);
         self.half(dir).inflate = Some(z);
         input.len()
     }

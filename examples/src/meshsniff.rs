@@ -66,6 +66,8 @@ pub struct Totals {
     pub tls_connections: u64,
     /// Connections that were neither HTTP nor TLS.
     pub unknown_connections: u64,
+    /// Messages decoded (HTTP heads, MySQL packets).
+    pub messages: u64,
 }
 
 struct Flow {
@@ -315,7 +317,9 @@ fn finish(flow: &mut Flow, key: FlowKey, on_record: &mut impl FnMut(Record), tot
             conn.feed_eof(dir, now);
         }
     }
-    totals.skipped_bytes += conn.stats().skipped_bytes;
+    let stats = conn.stats();
+    totals.skipped_bytes += stats.skipped_bytes;
+    totals.messages += stats.messages;
     drain(conn, key, client_is_lo, on_record, totals);
 }
 

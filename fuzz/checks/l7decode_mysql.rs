@@ -40,7 +40,7 @@ fn decode_mysql(turns: &[(bool, Vec<u8>)], step: usize, hinted: bool) -> Vec<Str
     // Inflated bytes can outnumber the compressed ones fed, by zlib's ratio at most (1032:1).
     let fed: u64 = turns.iter().map(|(_, b)| b.len() as u64).sum::<u64>() * 1032;
     let mut out = Vec::new();
-    let mut drain = |conn: &mut Connection, out: &mut Vec<String>| {
+    let drain = |conn: &mut Connection, out: &mut Vec<String>| {
         while let Some(e) = conn.poll_event() {
             if let Event::Mysql(c) = &e {
                 let bytes = c.request.map_or(0, |s| s.bytes) + c.response.map_or(0, |s| s.bytes);

@@ -235,6 +235,8 @@ pub struct Stats {
     pub skipped_bytes: u64,
     /// Transactions reported.
     pub transactions: u64,
+    /// Messages read: HTTP heads, MySQL packets (logical payloads).
+    pub messages: u64,
     /// Requests dropped because `Limits::max_pending` was reached.
     pub dropped_requests: u64,
 }
@@ -400,6 +402,7 @@ impl Connection {
         if let Some(session) = &self.mysql {
             stats.skipped_bytes += session.skipped_total();
             stats.dropped_requests += session.dropped();
+            stats.messages += session.messages();
         }
         stats
     }
@@ -674,6 +677,7 @@ impl Connection {
     }
 
     fn on_head(&mut self, dir: Direction, now: Timestamp, head: HeadSummary, bytes: Bytes) {
+        self.stats.messages += 1;
         let half = self.half(dir);
         let Some((mut message, gap)) = half.current.take() else {
             return;

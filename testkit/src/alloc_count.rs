@@ -19,6 +19,42 @@ thread_local! {
     // allocates and never registers a TLS destructor, so it is safe to touch from inside the
     // allocator.
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    // Bytes allocated minus bytes freed by this thread, and the highest that reached.
+    static LIVE: Cell<i64> = const { Cell::new(0) };
+    static PEAK: Cell<i64> = const { Cell::new(0) };
+}
+
+fn grow(delta: i64) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().wrapping_add(delta);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+/// Heap bytes this thread holds now (allocated minus freed since it started).
+pub fn live_bytes() -> i64 {
+    LIVE.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Forgets the highest live count so far: [`peak_bytes`] reports from here.
+pub fn reset_peak() {
+    let _ = PEAK.try_with(|peak| peak.set(live_bytes()));
+}
+
+/// The most heap bytes this thread held since [`reset_peak`].
+pub fn peak_bytes() -> i64 {
+    PEAK.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Runs `f` and returns its result with the most heap bytes this thread held during it, above
+/// what it held when `f` started (memory freed by another thread is not seen).
+pub fn peak_bytes_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
+    let start = LIVE.try_with(Cell::get).unwrap_or(0);
+    let _ = PEAK.try_with(|peak| peak.set(start));
+    let out = f();
+    let peak = PEAK.try_with(Cell::get).unwrap_or(start);
+    (out, u64::try_from(peak - start).unwrap_or(0))
 }
 
 fn bump() {
@@ -45,11 +81,12 @@ pub fn allocations_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
 pub struct CountingAlloc;
 
 // SAFETY: every method forwards its arguments unchanged to `System`, which upholds the
-// `GlobalAlloc` contract; the only addition is bumping a thread-local `Cell`, which neither
-// allocates nor unwinds.
+// `GlobalAlloc` contract; the only additions are updates of thread-local `Cell`s, which neither
+// allocate nor unwind.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         bump();
+        grow(layout.size() as i64);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract (non-zero size layout);
         // passed through unchanged.
         unsafe { System.alloc(layout) }
@@ -57,18 +94,21 @@ unsafe impl GlobalAlloc for CountingAlloc {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         bump();
+        grow(layout.size() as i64);
         // SAFETY: as for `alloc`; passed through unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         bump();
+        grow(new_size as i64 - layout.size() as i64);
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `System`)
         // with `layout`, and that `new_size` is valid; passed through unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        grow(-(layout.size() as i64));
         // SAFETY: the caller guarantees `ptr` came from this allocator (hence from `System`)
         // with `layout`; passed through unchanged.
         unsafe { System.dealloc(ptr, layout) }

@@ -106,6 +106,7 @@ fn add(total: &mut Totals, t: &Totals) {
     total.skipped_bytes += t.skipped_bytes;
     total.tls_connections += t.tls_connections;
     total.unknown_connections += t.unknown_connections;
+    total.messages += t.messages;
 }
 
 /// The request's headers as `(name, value)` pairs, for `tracectx`.
@@ -237,9 +238,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted.get(rank).copied().unwrap_or(0) as f64 / 1e6
 }
 
-/// The per-endpoint table: protocol, server, `METHOD /path`, requests, errors, latency p50/p90/p99.
+/// Requests, errors and latencies (ns) of one (protocol, server, endpoint) row.
+type Group = (u64, u64, Vec<u64>);
+
+/// The per-endpoint table: protocol, server, `METHOD /path` or a statement's shape, requests,
+/// errors, latency p50/p90/p99.
 fn table(records: &[Record], totals: &Totals, top: usize) -> String {
-    let mut groups: BTreeMap<(&str, String, String), (u64, u64, Vec<u64>)> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, String, String), Group> = BTreeMap::new();
     for r in records {
         let (proto, endpoint, failed, latency) = match &r.exchange {
             Exchange::Http(t) => {

@@ -69,11 +69,6 @@ impl Inflate {
         }
     }
 
-    /// Bytes this layer keeps, for memory reports.
-    pub(crate) const fn footprint() -> usize {
-        size_of::<Self>() + size_of::<InflateState>() + OUT
-    }
-
     /// Feeds compressed bytes, handing each piece of the plain stream to `sink`. `sink` returns
     /// `false` to skip the rest of the current frame (the plain bytes it will not produce are
     /// then handed on as [`Piece::Skipped`], at once); frames after it are read as usual, so

@@ -13,24 +13,24 @@ pub const MAX_PACKET: u32 = 0xFF_FFFF;
 
 /// A logical payload, once complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Payload<'a> {
+pub(crate) struct Payload<'a> {
     /// Sequence id of its first packet.
-    pub seq: u8,
+    pub(crate) seq: u8,
     /// Its length (all packets joined, headers excluded).
-    pub len: u64,
+    pub(crate) len: u64,
     /// Its first bytes (at most the framer's `keep`, and none past a gap).
-    pub prefix: &'a [u8],
+    pub(crate) prefix: &'a [u8],
     /// When its first header byte arrived.
-    pub first: Timestamp,
+    pub(crate) first: Timestamp,
     /// When its last byte arrived.
-    pub last: Timestamp,
+    pub(crate) last: Timestamp,
     /// Bytes inside it were lost (skipped by a gap).
-    pub gap: bool,
+    pub(crate) gap: bool,
 }
 
 /// What [`Framer::gap`] did with lost bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapOutcome {
+pub(crate) enum GapOutcome {
     /// They fell inside the current packet: skipped, still in sync.
     Skipped,
     /// They ended the current payload, which is now complete.
@@ -41,7 +41,7 @@ pub enum GapOutcome {
 
 /// Cuts one direction into logical payloads. See the module docs.
 #[derive(Debug)]
-pub struct Framer {
+pub(crate) struct Framer {
     keep: usize,
     header: [u8; 4],
     header_len: usize,
@@ -64,7 +64,7 @@ pub struct Framer {
 
 impl Framer {
     /// A framer at a packet boundary, keeping the first `keep` bytes of each payload.
-    pub fn new(keep: usize) -> Self {
+    pub(crate) fn new(keep: usize) -> Self {
         Self {
             keep,
             header: [0; 4],
@@ -84,7 +84,7 @@ impl Framer {
     }
 
     /// Back to a packet boundary, dropping anything partial.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.header_len = 0;
         self.left = 0;
         self.more = false;
@@ -93,13 +93,8 @@ impl Framer {
         self.prefix.clear();
     }
 
-    /// Whether the next byte starts a packet of a new payload.
-    pub const fn at_boundary(&self) -> bool {
-        self.header_len == 0 && !self.building
-    }
-
     /// Bytes of an unfinished payload read so far (0 at a boundary or after a completed one).
-    pub const fn partial_len(&self) -> u64 {
+    pub(crate) const fn partial_len(&self) -> u64 {
         let payload = if self.building && !self.complete {
             self.len
         } else {
@@ -110,7 +105,7 @@ impl Framer {
 
     /// Consumes a prefix of `input`; returns its length and whether a payload completed (read it
     /// with [`Framer::payload`] before the next step).
-    pub fn step(&mut self, now: Timestamp, input: &[u8]) -> (usize, bool) {
+    pub(crate) fn step(&mut self, now: Timestamp, input: &[u8]) -> (usize, bool) {
         if self.complete {
             self.complete = false;
             self.building = false;
@@ -172,7 +167,7 @@ impl Framer {
     }
 
     /// The payload the last step completed.
-    pub fn payload(&self) -> Payload<'_> {
+    pub(crate) fn payload(&self) -> Payload<'_> {
         Payload {
             seq: self.seq,
             len: self.len,
@@ -184,7 +179,7 @@ impl Framer {
     }
 
     /// `missing` bytes lost by the capture at the current position.
-    pub fn gap(&mut self, now: Timestamp, missing: u64) -> GapOutcome {
+    pub(crate) fn gap(&mut self, now: Timestamp, missing: u64) -> GapOutcome {
         if self.complete {
             self.complete = false;
             self.building = false;
@@ -269,6 +264,6 @@ mod tests {
             (10, true, Timestamp(1), Timestamp(3))
         );
         assert_eq!(f.gap(Timestamp(4), 1), GapOutcome::Lost);
-        assert!(f.at_boundary());
+        assert_eq!(f.partial_len(), 0);
     }
 }

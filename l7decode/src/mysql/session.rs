@@ -17,8 +17,6 @@ use crate::{Direction, Event, Protocol, Timestamp};
 /// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
 /// handshake with its attributes.
 pub(crate) const KEEP: usize = 2048;
-/// Bytes looked at, at most, to judge a candidate command when resynchronising.
-const WINDOW: usize = wire::COMMAND_PROBE;
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +100,6 @@ struct Pending {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
     None,
-    /// This direction lost sync.
-    Lose(Direction),
     /// Both directions lost sync (a candidate command its reply did not confirm).
     LoseBoth,
     /// Both directions switch to the compressed framing after this payload.
@@ -186,6 +182,8 @@ struct State {
     /// Commands dropped because `max_pending` was reached.
     dropped: u64,
     skipped_total: u64,
+    /// Logical payloads read.
+    messages: u64,
 }
 
 /// One connection's MySQL decoder.
@@ -264,17 +262,9 @@ impl Session {
                 last_prepared: None,
                 dropped: 0,
                 skipped_total: 0,
+                messages: 0,
             },
         }
-    }
-
-    /// Bytes kept per connection beyond the struct itself, at most.
-    pub(crate) const fn max_footprint() -> usize {
-        #[cfg(feature = "compression")]
-        let inflate = 2 * Inflate::footprint();
-        #[cfg(not(feature = "compression"))]
-        let inflate = 0;
-        2 * (KEEP + WINDOW) + inflate
     }
 
     fn half(&mut self, dir: Direction) -> &mut Half {
@@ -531,9 +521,15 @@ impl Session {
         }
     }
 
+    /// Logical payloads read, both directions.
+    pub(crate) const fn messages(&self) -> u64 {
+        self.st.messages
+    }
+
     /// Reads the payload the framer of `dir` just completed.
     fn payload(&mut self, dir: Direction, events: &mut VecDeque<Event>) -> Action {
         let Self { halves, st } = self;
+        st.messages += 1;
         let Some(half) = halves.get(index(dir)) else {
             return Action::None;
         };
@@ -547,7 +543,6 @@ impl Session {
     fn apply(&mut self, dir: Direction, action: Action, events: &mut VecDeque<Event>) {
         match action {
             Action::None => {}
-            Action::Lose(d) => self.lose(d),
             Action::LoseBoth => {
                 self.lose(Direction::ClientToServer);
                 self.lose(Direction::ServerToClient);
@@ -612,7 +607,7 @@ impl Session {
         events: &mut VecDeque<Event>,
     ) {
         let half = self.half(dir);
-        if half.opaque || (half.lost && !(half.compressed && !half.frames_lost)) {
+        if half.opaque || (half.lost && (!half.compressed || half.frames_lost)) {
             half.window.clear();
             half.window_times.clear();
             return;

@@ -248,7 +248,7 @@ pub fn stmt_id(b: &[u8]) -> Option<u32> {
 /// `attributes` is `None` when the handshake was not seen: a query never starts with a NUL, so
 /// `0x00 0x01` after the command byte means an empty attribute block.
 pub fn query_text_offset(b: &[u8], attributes: Option<bool>) -> Option<usize> {
-    let with_attributes = attributes.unwrap_or(matches!(b.get(1..3), Some([0, 1])));
+    let with_attributes = attributes.unwrap_or_else(|| matches!(b.get(1..3), Some([0, 1])));
     if !with_attributes {
         return Some(1);
     }

@@ -136,10 +136,61 @@ fn the_program_on_the_bundled_capture() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // The bundled capture: curl → nginx → a Python backend, with trace headers on some requests
-    // (examples/data/README.md); 12 requests through nginx, 13 exchanges nginx → backend.
-    assert_eq!(lines.len(), 25);
-    let traced: Vec<(String, String, String)> = lines
+    // The bundled capture (examples/data/README.md): curl → nginx → a Python backend, with
+    // trace headers on some requests (12 requests through nginx, 13 exchanges nginx → backend);
+    // and the mariadb CLI against MariaDB (5 logins, one refused, 14 queries, one failing, 4 quits).
+    let (http, mysql): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        lines.iter().partition(|l| l["proto"] == "http");
+    assert_eq!(http.len(), 25);
+    assert_eq!(mysql.len(), 23);
+    let count = |command: &str, status: &str| {
+        mysql
+            .iter()
+            .filter(|l| l["command"] == command && l["status"] == status)
+            .count()
+    };
+    assert_eq!(count("LOGIN", "OK"), 4);
+    assert_eq!(count("LOGIN", "ERR"), 1);
+    assert_eq!(count("COM_QUERY", "OK"), 13);
+    assert_eq!(count("COM_QUERY", "ERR"), 1);
+    assert_eq!(count("COM_QUIT", "NO_RESPONSE_EXPECTED"), 4);
+    let rows = |query: &str| {
+        mysql
+            .iter()
+            .find(|l| l["query"].as_str().is_some_and(|q| q.starts_with(query)))
+            .map(|l| (l["num_fields"].as_u64(), l["rows"].as_u64()))
+    };
+    assert_eq!(
+        rows("SELECT id, customer, amount FROM orders WHERE id <= 200"),
+        Some((Some(3), Some(200)))
+    );
+    // The compressed connection decodes like the others.
+    assert_eq!(
+        rows("SELECT id, note FROM orders WHERE id BETWEEN"),
+        Some((Some(2), Some(61)))
+    );
+    for line in &mysql {
+        for field in [
+            "command",
+            "command_code",
+            "query",
+            "query_truncated",
+            "stmt_id",
+            "status",
+            "error_code",
+            "error_message",
+            "affected_rows",
+            "num_fields",
+            "rows",
+            "flags",
+            "req_time",
+            "resp_last_time",
+            "latency_us",
+        ] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+    let traced: Vec<(String, String, String)> = http
         .iter()
         .filter(|l| !l["trace"].is_null())
         .map(|l| {
@@ -189,7 +240,7 @@ fn the_program_on_the_bundled_capture() {
         assert_eq!(seen, hops, "{request} {format} {trace_id}: {traced:?}");
     }
     assert_eq!(traced.len(), 9, "{traced:?}");
-    for line in &lines {
+    for line in &http {
         for field in [
             "proto",
             "client",
@@ -217,7 +268,9 @@ fn the_program_on_the_bundled_capture() {
     }
     let table = String::from_utf8(run(&[]).stdout).unwrap();
     assert!(
-        table.contains("GET /api/items") && table.contains("25 transactions"),
+        table.contains("GET /api/items")
+            && table.contains("QUERY SELECT * FROM nosuch_table")
+            && table.contains("48 transactions"),
         "{table}"
     );
     let bad = run(&["/nonexistent.pcap"]);

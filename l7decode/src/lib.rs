@@ -1,5 +1,5 @@
 //! `l7decode`: turns the two captured byte streams of a TCP connection into HTTP/1.x, MySQL/MariaDB
-//! and MongoDB request/response records, sans-IO.
+//! (and, to come, MongoDB) request/response records, sans-IO.
 //!
 //! The caller owns capture, reassembly input and time: it feeds each direction's bytes with the
 //! capture timestamp and drains events. The crate never performs I/O, reads a clock or spawns
@@ -13,7 +13,9 @@
 //!   chunked with extensions and trailers, close-delimited, tunnels), pipelining, interim
 //!   responses, mid-stream resynchronisation, gaps skipped inside bodies of known length, and TLS
 //!   reported rather than parsed. Bodies are counted, never copied. The protocol is inferred from
-//!   the bytes; a port hint ([`Connection::with_hint`]) only breaks ties. MySQL and MongoDB follow.
+//!   the bytes; a port hint ([`Connection::with_hint`]) only breaks ties.
+//! * [`mysql`]: MySQL/MariaDB through the same [`Connection`]: [`Event::Mysql`] records of each
+//!   command and its reply. MongoDB follows.
 //!
 //! ```
 //! use l7decode::{Connection, Direction, Event, Limits, Timestamp};

@@ -277,21 +277,33 @@ fn table(records: &[Record], totals: &Totals, top: usize) -> String {
     let mut rows: Vec<_> = groups.into_iter().collect();
     rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
     let mut out = format!(
-        "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
+        "{:<5} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
         "proto", "server", "endpoint", "requests", "errors", "p50 ms", "p90 ms", "p99 ms"
     );
     for ((proto, server, endpoint), (n, errors, mut lat)) in rows.into_iter().take(top) {
         lat.sort_unstable();
+        let endpoint = match endpoint.char_indices().nth(49) {
+            Some((cut, _)) => format!("{}…", &endpoint[..cut]),
+            None => endpoint,
+        };
+        // Commands that get no reply have no latency.
+        let quantile = |p: f64| {
+            if lat.is_empty() {
+                "-".to_owned()
+            } else {
+                format!("{:.3}", percentile(&lat, p))
+            }
+        };
         out.push_str(&format!(
-            "{:<5} {:<22} {:<36} {:>8} {:>7} {:>9.3} {:>9.3} {:>9.3}\n",
+            "{:<5} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
             proto,
             server,
             endpoint,
             n,
             errors,
-            percentile(&lat, 50.0),
-            percentile(&lat, 90.0),
-            percentile(&lat, 99.0)
+            quantile(50.0),
+            quantile(90.0),
+            quantile(99.0)
         ));
     }
     out.push_str(&format!(

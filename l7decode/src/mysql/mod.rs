@@ -98,6 +98,8 @@ pub struct Command {
     pub affected_rows: Option<u64>,
     /// From the first OK packet of the reply.
     pub last_insert_id: Option<u64>,
+    /// Warnings, over the reply's OK packets.
+    pub warnings: u16,
     /// Columns of the first resultset (for PREPARE: of the statement's resultset).
     pub num_fields: Option<u64>,
     /// Rows, over every resultset of the reply.
@@ -127,6 +129,7 @@ impl Command {
             error_message: Bytes::new(),
             affected_rows: None,
             last_insert_id: None,
+            warnings: 0,
             num_fields: None,
             rows: 0,
             resultsets: 0,

@@ -971,6 +971,7 @@ impl State {
                     let ok = wire::ok(p.prefix).unwrap_or_default();
                     cmd.affected_rows.get_or_insert(ok.affected_rows);
                     cmd.last_insert_id.get_or_insert(ok.last_insert_id);
+                    cmd.warnings = cmd.warnings.saturating_add(ok.warnings);
                     if ok.status & wire::MORE_RESULTS_EXISTS != 0 && head == Some(0x00) {
                         None
                     } else {
@@ -983,13 +984,26 @@ impl State {
                     None
                 }
                 _ => match wire::lenenc(p.prefix) {
-                    Some((columns, _)) if columns > 0 => {
+                    Some((columns, used)) if columns > 0 => {
                         cmd.num_fields.get_or_insert(columns);
                         cmd.resultsets += 1;
-                        front.reply = Reply::Defs {
-                            left: columns,
-                            then: AfterDefs::Rows,
-                        };
+                        // With optional resultset metadata (MySQL 8) or MariaDB's metadata
+                        // cache, a flag byte follows the count: 0 means no definitions follow.
+                        let metadata = p.prefix.get(used).copied();
+                        if metadata == Some(0) {
+                            front.reply = if deprecate == Some(true) {
+                                Reply::Rows
+                            } else {
+                                Reply::DefsEof {
+                                    then: AfterDefs::Rows,
+                                }
+                            };
+                        } else {
+                            front.reply = Reply::Defs {
+                                left: columns,
+                                then: AfterDefs::Rows,
+                            };
+                        }
                         None
                     }
                     _ => Some(Status::Ok),

@@ -98,6 +98,9 @@ fn assert_matches(r: &Record, c: &Command, e: &serde_json::Value, what: &str, co
     if c.code.is_none() {
         assert_eq!(c.user(), e["user"].as_str(), "{id}");
         assert_eq!(c.schema(), e["schema"].as_str(), "{id}");
+        if let Some(version) = c.server_version() {
+            assert!(version.starts_with("5.5.5-10.11.19-MariaDB"), "{id}");
+        }
     }
     if let Some(bytes) = e["req_payload_bytes"].as_u64() {
         assert_eq!(c.request.unwrap().bytes, bytes, "{id}");

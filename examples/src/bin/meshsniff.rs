@@ -226,6 +226,7 @@ fn mysql_json(r: &Record, c: &Command) -> Value {
     if c.code.is_none() {
         v["user"] = json!(c.user());
         v["schema"] = json!(c.schema());
+        v["server_version"] = json!(c.server_version());
     }
     v
 }

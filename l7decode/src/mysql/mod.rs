@@ -85,6 +85,7 @@ pub struct Command {
     pub text_len: u64,
     pub(crate) user: Bytes,
     pub(crate) schema: Bytes,
+    pub(crate) server_version: Bytes,
     /// Statement id a COM_STMT_* command names (for EXECUTE of `0xFFFFFFFF`, MariaDB's "last
     /// prepared", the id it resolves to).
     pub stmt_id: Option<u32>,
@@ -122,6 +123,7 @@ impl Command {
             text_len: 0,
             user: Bytes::new(),
             schema: Bytes::new(),
+            server_version: Bytes::new(),
             stmt_id: None,
             prepared_stmt_id: None,
             error_code: None,
@@ -164,6 +166,11 @@ impl Command {
     /// Schema: the login's default one, or COM_INIT_DB's.
     pub fn schema(&self) -> Option<&str> {
         (!self.schema.is_empty()).then(|| utf8_prefix(&self.schema))
+    }
+
+    /// The server's version string, from its greeting (on the login's record).
+    pub fn server_version(&self) -> Option<&str> {
+        (!self.server_version.is_empty()).then(|| utf8_prefix(&self.server_version))
     }
 
     /// ERR message.

@@ -160,6 +160,7 @@ impl Half {
 struct State {
     phase: Phase,
     server_caps: u32,
+    server_version: Bytes,
     /// Negotiated, or inferred from replies when the handshake was missed.
     deprecate_eof: Option<bool>,
     attributes: Option<bool>,
@@ -248,6 +249,7 @@ impl Session {
             st: State {
                 phase,
                 server_caps: 0,
+                server_version: Bytes::new(),
                 deprecate_eof: None,
                 attributes: None,
                 compress: false,
@@ -749,6 +751,7 @@ impl State {
                 cmd.request = Some(span(p));
                 cmd.user = Bytes::copy_from_slice(user);
                 cmd.schema = Bytes::copy_from_slice(schema.unwrap_or_default());
+                cmd.server_version = self.server_version.clone();
                 cmd.flags.gap = p.gap;
                 self.phase = Phase::Commands;
                 self.push(Pending {
@@ -861,6 +864,7 @@ impl State {
         if self.phase == Phase::Greeting {
             if let Some(g) = wire::greeting(p.prefix) {
                 self.server_caps = g.capabilities;
+                self.server_version = Bytes::copy_from_slice(g.version);
                 self.phase = Phase::Hello;
                 return Action::None;
             }

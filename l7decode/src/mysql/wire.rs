@@ -243,10 +243,10 @@ pub fn stmt_id(b: &[u8]) -> Option<u32> {
 }
 
 /// Where the SQL text starts in a COM_QUERY payload: after the command byte and, with query
-/// attributes, after the parameter block (which is skipped without being decoded when it holds
-/// no parameter; with parameters, `None`: their values would have to be decoded to find it).
-/// `attributes` is `None` when the handshake was not seen: a query never starts with a NUL, so
-/// `0x00 0x01` after the command byte means an empty attribute block.
+/// attributes, after the parameter block (count, set count, null bitmap, bind flag, each
+/// parameter's type and name, then the values of the non-null ones). `attributes` is `None`
+/// when the handshake was not seen: a query never starts with a NUL, so `0x00 0x01` after the
+/// command byte means an empty attribute block. `None` when the block does not fit the bytes kept.
 pub fn query_text_offset(b: &[u8], attributes: Option<bool>) -> Option<usize> {
     let with_attributes = attributes.unwrap_or_else(|| matches!(b.get(1..3), Some([0, 1])));
     if !with_attributes {
@@ -254,7 +254,54 @@ pub fn query_text_offset(b: &[u8], attributes: Option<bool>) -> Option<usize> {
     }
     let (count, a) = lenenc(b.get(1..)?)?;
     let (_sets, s) = lenenc(b.get(1 + a..)?)?;
-    (count == 0).then_some(1 + a + s)
+    let mut at = 1 + a + s;
+    if count == 0 {
+        return Some(at);
+    }
+    let count = usize::try_from(count).ok()?;
+    let bitmap = b.get(at..at + count.div_ceil(8))?;
+    at += count.div_ceil(8);
+    // The new-params-bound flag, then (type, name) per parameter.
+    if *b.get(at)? != 1 {
+        return None;
+    }
+    at += 1;
+    let mut types = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        types.push(*b.get(at)?);
+        at += 2;
+        let (name_len, used) = lenenc(b.get(at..)?)?;
+        at = at
+            .checked_add(used)?
+            .checked_add(usize::try_from(name_len).ok()?)?;
+    }
+    for (i, kind) in types.into_iter().enumerate() {
+        let null = bitmap
+            .get(i / 8)
+            .is_some_and(|byte| byte & (1 << (i % 8)) != 0);
+        if !null {
+            at = at.checked_add(binary_value_len(kind, b.get(at..)?)?)?;
+        }
+    }
+    (at <= b.len()).then_some(at)
+}
+
+/// Bytes a value of binary-protocol type `kind` takes at the start of `b`.
+fn binary_value_len(kind: u8, b: &[u8]) -> Option<usize> {
+    Some(match kind {
+        0x06 => 0,
+        0x01 => 1,
+        0x02 | 0x0d => 2,
+        0x03 | 0x04 | 0x09 => 4,
+        0x05 | 0x08 => 8,
+        // Dates and times: a length byte, then that many bytes.
+        0x07 | 0x0a | 0x0b | 0x0c => 1 + usize::from(*b.first()?),
+        // Strings, decimals, blobs, JSON, geometry: length-encoded.
+        _ => {
+            let (len, used) = lenenc(b)?;
+            used.checked_add(usize::try_from(len).ok()?)?
+        }
+    })
 }
 
 /// Name of a command byte, as the protocol docs spell it.
@@ -443,6 +490,13 @@ mod tests {
         );
         assert_eq!(query_text_offset(b"\x03\x00\x01SELECT 1", None), Some(3));
         assert_eq!(query_text_offset(b"\x03SELECT 1", None), Some(1));
+        // One attribute, a string "tr" = "ab", then the query.
+        let with_one = b"\x03\x01\x01\x00\x01\xfe\x00\x02tr\x02abSELECT 1";
+        assert_eq!(query_text_offset(with_one, Some(true)), Some(13));
+        // A null attribute has no value; a LONGLONG one takes 8 bytes.
+        let two = b"\x03\x02\x01\x01\x01\xfe\x00\x01a\x08\x00\x01b\x07\x00\x00\x00\x00\x00\x00\x00SELECT 2";
+        assert_eq!(query_text_offset(two, Some(true)), Some(21));
+        // Cut short: the text cannot be found.
         assert_eq!(query_text_offset(b"\x03\x01\x01\x00\x01", Some(true)), None);
     }
 }

@@ -27,8 +27,8 @@ pub struct Record {
 pub enum Exchange {
     /// An HTTP request and its response.
     Http(Transaction),
-    /// A MySQL command and its reply.
-    Mysql(Command),
+    /// A MySQL command and its reply (boxed: it is the larger record).
+    Mysql(Box<Command>),
 }
 
 impl Record {

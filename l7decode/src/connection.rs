@@ -209,8 +209,9 @@ pub enum Event {
     Protocol(Protocol),
     /// A completed exchange (or a request whose response never came, or an orphan response).
     Transaction(Transaction),
-    /// A MySQL command and its reply (or the login and its outcome).
-    Mysql(crate::mysql::Command),
+    /// A MySQL command and its reply (or the login and its outcome); boxed, as it is larger
+    /// than the other events.
+    Mysql(Box<crate::mysql::Command>),
     /// Bytes of one direction could not be decoded and were skipped until the next plausible
     /// message start.
     Resynced {

@@ -60,7 +60,7 @@ fn commands(turns: &[(Direction, Vec<u8>)], limits: Limits) -> Vec<Command> {
     whole
         .into_iter()
         .filter_map(|e| match e {
-            Event::Mysql(c) => Some(c),
+            Event::Mysql(c) => Some(*c),
             Event::Protocol(Protocol::Mysql) => None,
             other => panic!("unexpected {other:?}"),
         })

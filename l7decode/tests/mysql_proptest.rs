@@ -234,7 +234,7 @@ fn decode(turns: &[(Direction, Vec<u8>)], cuts: &[usize]) -> (Vec<Command>, u64)
     let mut drain = |conn: &mut Connection| {
         while let Some(e) = conn.poll_event() {
             match e {
-                Event::Mysql(c) => commands.push(c),
+                Event::Mysql(c) => commands.push(*c),
                 Event::Protocol(p) => assert_eq!(p, Protocol::Mysql),
                 other => panic!("unexpected {other:?}"),
             }

@@ -696,7 +696,7 @@ fn report_missing(mut p: Pending, events: &mut VecDeque<Event>, gap: bool) {
     p.cmd.flags.missing_response = p.cmd.response.is_none();
     p.cmd.flags.truncated |= p.cmd.response.is_some();
     p.cmd.flags.gap |= gap;
-    events.push_back(Event::Mysql(p.cmd));
+    events.push_back(Event::Mysql(Box::new(p.cmd)));
 }
 
 impl State {
@@ -847,7 +847,7 @@ impl State {
         if matches!(code, 0x01 | 0x18 | 0x19) {
             if confirmed {
                 cmd.status = Status::NoResponseExpected;
-                events.push_back(Event::Mysql(cmd));
+                events.push_back(Event::Mysql(Box::new(cmd)));
             }
             return Action::None;
         }
@@ -1093,7 +1093,7 @@ impl State {
 
     fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
         finished.cmd.status = status;
-        events.push_back(Event::Mysql(finished.cmd));
+        events.push_back(Event::Mysql(Box::new(finished.cmd)));
     }
 }
 

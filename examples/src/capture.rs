@@ -827,7 +827,8 @@ pub fn tcp_segment(packet: &Packet) -> Option<TcpSegment<'_>> {
 
 /// Whether this segment's sender opened the connection, when the segment tells: a SYN says it
 /// (a SYN-ACK comes from the side that accepted), and so do first bytes that look like a request
-/// or a response (HTTP, or a MySQL command or greeting). `None` for anything else.
+/// or a response (HTTP, a MySQL command or greeting, a MongoDB request or reply header). `None`
+/// for anything else.
 pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
     use l7decode::mysql::wire;
     if seg.syn {
@@ -836,9 +837,13 @@ pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
     let start = seg.payload.get(..8).unwrap_or(seg.payload);
     let mysql_command = wire::command_start(seg.payload) == Some(true)
         || wire::compressed_command_start(seg.payload) == Some(true);
-    if l7decode::looks_like_request(start) || mysql_command {
+    let mongo = |request| l7decode::mongo::wire::plausible_header(seg.payload, request);
+    if l7decode::looks_like_request(start) || mysql_command || mongo(true) {
         Some(true)
-    } else if l7decode::looks_like_response(start) || wire::greeting_start(seg.payload) {
+    } else if l7decode::looks_like_response(start)
+        || wire::greeting_start(seg.payload)
+        || mongo(false)
+    {
         Some(false)
     } else {
         None

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use l7decode::mongo::Operation;
 use l7decode::mysql::Command;
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
 use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp, Transaction};
@@ -29,6 +30,8 @@ pub enum Exchange {
     Http(Transaction),
     /// A MySQL command and its reply (boxed: it is the larger record).
     Mysql(Box<Command>),
+    /// A MongoDB request and its reply (or reply chain).
+    Mongo(Box<Operation>),
 }
 
 impl Record {
@@ -36,7 +39,7 @@ impl Record {
     pub const fn http(&self) -> Option<&Transaction> {
         match &self.exchange {
             Exchange::Http(t) => Some(t),
-            Exchange::Mysql(_) => None,
+            _ => None,
         }
     }
 
@@ -44,7 +47,15 @@ impl Record {
     pub const fn mysql(&self) -> Option<&Command> {
         match &self.exchange {
             Exchange::Mysql(c) => Some(c),
-            Exchange::Http(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The MongoDB operation, if this is one.
+    pub const fn mongo(&self) -> Option<&Operation> {
+        match &self.exchange {
+            Exchange::Mongo(o) => Some(o),
+            _ => None,
         }
     }
 }
@@ -284,6 +295,14 @@ fn drain(
                     client,
                     server,
                     exchange: Exchange::Mysql(command),
+                });
+            }
+            Event::Mongo(operation) => {
+                let (client, server) = endpoints(key, client_is_lo);
+                on_record(Record {
+                    client,
+                    server,
+                    exchange: Exchange::Mongo(Box::new(operation)),
                 });
             }
             Event::Protocol(Protocol::Tls) => totals.tls_connections += 1,

@@ -27,18 +27,22 @@ pub enum Protocol {
     Tls,
     /// The MySQL/MariaDB client/server protocol ([`crate::mysql`]).
     Mysql,
+    /// The MongoDB wire protocol ([`crate::mongo`]).
+    Mongo,
     /// Something else: bytes are counted, nothing is decoded.
     Unknown,
 }
 
 impl Protocol {
     /// What a server port conventionally carries, for [`Connection::with_hint`]: 80, 8000, 8008,
-    /// 8080, 8081 and 8888 are HTTP; 443, 6443 and 8443 are TLS; 3306 is MySQL.
+    /// 8080, 8081 and 8888 are HTTP; 443, 6443 and 8443 are TLS; 3306 is MySQL; 27017–27019
+    /// are MongoDB.
     pub const fn for_port(port: u16) -> Option<Self> {
         match port {
             80 | 8000 | 8008 | 8080 | 8081 | 8888 => Some(Self::Http),
             443 | 6443 | 8443 => Some(Self::Tls),
             3306 => Some(Self::Mysql),
+            27017..=27019 => Some(Self::Mongo),
             _ => None,
         }
     }
@@ -202,8 +206,9 @@ impl Transaction {
 }
 
 /// What the decoder reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // the MongoDB record is inline on purpose (see `Mongo`)
 pub enum Event {
     /// The protocol was inferred.
     Protocol(Protocol),
@@ -212,6 +217,9 @@ pub enum Event {
     /// A MySQL command and its reply (or the login and its outcome); boxed, as it is larger
     /// than the other events.
     Mysql(Box<crate::mysql::Command>),
+    /// A MongoDB request and its reply (or reply chain), or an orphan reply. Kept inline (not
+    /// boxed), so that decoding an uncompressed MongoDB message allocates nothing.
+    Mongo(crate::mongo::Operation),
     /// Bytes of one direction could not be decoded and were skipped until the next plausible
     /// message start.
     Resynced {
@@ -261,8 +269,8 @@ enum Phase {
     Lost,
     /// Tunnel, TLS or an unknown protocol: bytes are only counted.
     Opaque,
-    /// Handed to the MySQL sub-decoder.
-    Mysql,
+    /// Handed to a sub-decoder (MySQL, MongoDB).
+    Sub,
     /// The direction ended.
     Closed,
 }
@@ -331,6 +339,57 @@ impl InPlace {
     }
 }
 
+/// The protocol-specific decoder a connection hands its bytes to once it is known.
+#[derive(Debug)]
+enum Sub {
+    Mysql(Box<crate::mysql::session::Session>),
+    Mongo(Box<crate::mongo::session::Session>),
+}
+
+impl Sub {
+    fn feed(&mut self, dir: Direction, now: Timestamp, input: &[u8], events: &mut VecDeque<Event>) {
+        match self {
+            Self::Mysql(s) => s.feed(dir, now, input, events),
+            Self::Mongo(s) => s.feed(dir, now, input, events),
+        }
+    }
+
+    fn gap(&mut self, dir: Direction, now: Timestamp, missing: u64, events: &mut VecDeque<Event>) {
+        match self {
+            Self::Mysql(s) => s.gap(dir, now, missing, events),
+            Self::Mongo(s) => s.gap(dir, now, missing, events),
+        }
+    }
+
+    fn eof(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        match self {
+            Self::Mysql(s) => s.eof(dir, events),
+            Self::Mongo(s) => s.eof(dir, events),
+        }
+    }
+
+    fn skipped_total(&self) -> u64 {
+        match self {
+            Self::Mysql(s) => s.skipped_total(),
+            Self::Mongo(s) => s.skipped_total(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            Self::Mysql(s) => s.dropped(),
+            Self::Mongo(s) => s.dropped(),
+        }
+    }
+
+    fn messages(&self) -> u64 {
+        match self {
+            Self::Mysql(s) => s.messages(),
+            Self::Mongo(s) => s.messages(),
+        }
+    }
+}
+
 /// A request waiting for its response.
 #[derive(Debug)]
 struct Pending {
@@ -354,8 +413,8 @@ pub struct Connection {
     protocol: Option<Protocol>,
     /// What the server's port suggests; consulted only when the bytes cannot tell.
     hint: Option<Protocol>,
-    /// The MySQL sub-decoder, once the connection is known to be MySQL.
-    mysql: Option<Box<crate::mysql::session::Session>>,
+    /// The sub-decoder, once the connection is known to be MySQL or MongoDB.
+    sub: Option<Sub>,
     stats: Stats,
 }
 
@@ -370,7 +429,7 @@ impl Connection {
             events: VecDeque::new(),
             protocol: None,
             hint: None,
-            mysql: None,
+            sub: None,
             stats: Stats::default(),
         }
     }
@@ -400,10 +459,10 @@ impl Connection {
     pub fn stats(&self) -> Stats {
         let mut stats = self.stats;
         stats.bytes += self.client.in_place.taken() + self.server.in_place.taken();
-        if let Some(session) = &self.mysql {
-            stats.skipped_bytes += session.skipped_total();
-            stats.dropped_requests += session.dropped();
-            stats.messages += session.messages();
+        if let Some(sub) = &self.sub {
+            stats.skipped_bytes += sub.skipped_total();
+            stats.dropped_requests += sub.dropped();
+            stats.messages += sub.messages();
         }
         stats
     }
@@ -571,7 +630,8 @@ impl Connection {
     /// Counts the sub-decoder's records among the events queued since `before`.
     fn count_records(&mut self, before: usize) {
         let new = self.events.iter().skip(before);
-        self.stats.transactions += new.filter(|e| matches!(e, Event::Mysql(_))).count() as u64;
+        let records = new.filter(|e| matches!(e, Event::Mysql(_) | Event::Mongo(_)));
+        self.stats.transactions += records.count() as u64;
     }
 
     fn half(&mut self, dir: Direction) -> &mut Half {
@@ -589,10 +649,10 @@ impl Connection {
             Phase::Head => self.head(dir, now, input),
             Phase::Lost => self.resync(dir, now, input),
             Phase::Opaque | Phase::Closed => input.len(),
-            Phase::Mysql => {
+            Phase::Sub => {
                 let before = self.events.len();
-                if let Some(session) = self.mysql.as_mut() {
-                    session.feed(dir, now, input, &mut self.events);
+                if let Some(sub) = self.sub.as_mut() {
+                    sub.feed(dir, now, input, &mut self.events);
                 }
                 self.count_records(before);
                 input.len()
@@ -905,11 +965,11 @@ impl Connection {
 
     fn gap_stepwise(&mut self, dir: Direction, now: Timestamp, missing: u64) {
         self.stats.gap_bytes += missing;
-        if matches!(self.half(dir).phase, Phase::Mysql)
-            && let Some(session) = self.mysql.as_mut()
+        if matches!(self.half(dir).phase, Phase::Sub)
+            && let Some(sub) = self.sub.as_mut()
         {
             let before = self.events.len();
-            session.gap(dir, now, missing, &mut self.events);
+            sub.gap(dir, now, missing, &mut self.events);
             self.count_records(before);
             return;
         }
@@ -1026,11 +1086,11 @@ impl Connection {
     }
 
     fn eof_stepwise(&mut self, dir: Direction, now: Timestamp) {
-        if matches!(self.half(dir).phase, Phase::Mysql)
-            && let Some(session) = self.mysql.as_mut()
+        if matches!(self.half(dir).phase, Phase::Sub)
+            && let Some(sub) = self.sub.as_mut()
         {
             let before = self.events.len();
-            session.eof(dir, &mut self.events);
+            sub.eof(dir, &mut self.events);
             self.count_records(before);
             self.half(dir).phase = Phase::Closed;
             return;

@@ -37,6 +37,7 @@
 mod connection;
 mod error;
 mod http;
+pub mod mongo;
 pub mod mysql;
 pub mod reassembly;
 
@@ -76,6 +77,19 @@ impl Direction {
             Self::ServerToClient => Self::ClientToServer,
         }
     }
+}
+
+/// One side of a MySQL command or a MongoDB operation: when its first and last bytes arrived and
+/// how many bytes it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First byte.
+    pub first: Timestamp,
+    /// Last byte.
+    pub last: Timestamp,
+    /// Bytes: a MySQL payload (headers excluded, all packets of a reply), or MongoDB messages
+    /// as sent (headers included).
+    pub bytes: u64,
 }
 
 /// Bounds on what one connection may make the decoder buffer.

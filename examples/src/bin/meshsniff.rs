@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use examples::capture::open;
 use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome, seconds, sql_shape};
+use l7decode::mongo::Operation;
 use l7decode::mysql::{Command, Status};
 use serde_json::{Value, json};
 
@@ -140,7 +141,59 @@ fn record_json(r: &Record) -> Value {
     match &r.exchange {
         Exchange::Http(t) => http_json(r, t),
         Exchange::Mysql(c) => mysql_json(r, c),
+        Exchange::Mongo(o) => mongo_json(r, o),
     }
+}
+
+fn opcode_name(opcode: i32) -> Value {
+    l7decode::mongo::wire::opcode_name(opcode).map_or_else(|| json!(opcode), |n| json!(n))
+}
+
+fn mongo_json(r: &Record, o: &Operation) -> Value {
+    let (req, resp) = (o.request, o.response);
+    let sequences: serde_json::Map<String, Value> = o
+        .sequences()
+        .map(|(id, n)| (id.to_owned(), json!(n)))
+        .collect();
+    json!({
+        "proto": "mongo",
+        "client": r.client.to_string(),
+        "server": r.server.to_string(),
+        "req_first_time": req.map(|s| seconds(s.first)),
+        "req_time": req.map(|s| seconds(s.last)),
+        "resp_first_time": resp.map(|s| seconds(s.first)),
+        "resp_last_time": resp.map(|s| seconds(s.last)),
+        "latency_us": o.latency_ns().map(|n| n as f64 / 1e3),
+        "ttfb_us": o.ttfb_ns().map(|n| n as f64 / 1e3),
+        "request_id": o.request_id,
+        "opcode": opcode_name(o.opcode),
+        "compressed": o.compressor.is_some(),
+        "compressor": o.compressor.map(|c| match c { 0 => "noop", 1 => "snappy", 2 => "zlib", 3 => "zstd", _ => "unknown" }),
+        "command": o.command(),
+        "db": o.db(),
+        "collection": o.collection(),
+        "kind1_sections": sequences,
+        "more_to_come": o.more_to_come,
+        "exhaust_allowed": o.exhaust_allowed,
+        "req_bytes": req.map(|s| s.bytes),
+        "resp_opcode": o.response_opcode.map(opcode_name),
+        "resp_compressed": o.response_compressed,
+        "resp_messages": o.response_messages,
+        "resp_more_to_come_chain": o.reply_chain(),
+        "ok": o.ok,
+        "errmsg": o.errmsg(),
+        "code": o.code,
+        "code_name": o.code_name(),
+        "n": o.n,
+        "write_error_codes": o.write_error_codes(),
+        "cursor_id": o.cursor_id,
+        "batch_docs": o.batch_docs,
+        "reply_flags": o.reply_flags,
+        "number_returned": o.number_returned,
+        "checksum_ok": o.checksum_ok,
+        "status": o.status.as_str(),
+        "flags": flag_names(o.flags),
+    })
 }
 
 fn flag_names(f: l7decode::Flags) -> Vec<&'static str> {
@@ -264,6 +317,17 @@ fn table(records: &[Record], totals: &Totals, top: usize) -> String {
                 };
                 let failed = matches!(c.status, Status::Err | Status::Missing);
                 ("mysql", endpoint, failed, c.latency_ns())
+            }
+            Exchange::Mongo(o) => {
+                let target = match (o.db(), o.collection()) {
+                    (Some(db), Some(coll)) => format!(" {db}.{coll}"),
+                    (Some(db), None) => format!(" {db}"),
+                    _ => String::new(),
+                };
+                let endpoint = format!("{}{target}", o.command().unwrap_or("?"));
+                use l7decode::mongo::Status as S;
+                let failed = !matches!(o.status, S::Ok | S::NoResponseExpected);
+                ("mongo", endpoint, failed, o.latency_ns())
             }
         };
         let entry = groups

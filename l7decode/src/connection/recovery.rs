@@ -4,7 +4,7 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use super::{Connection, Event, Flags, HeadStatus, Message, Phase, head_summary, parse_head};
+use super::{Connection, Event, Flags, HeadStatus, Message, Phase, Sub, head_summary, parse_head};
 use crate::http::head::{looks_like_request, looks_like_response, starts_message_mid_line};
 use crate::mysql::session::Session;
 use crate::{Direction, Protocol, Timestamp};
@@ -16,12 +16,37 @@ enum FirstBytes {
     MysqlCommand,
     MysqlCompressedCommand,
     MysqlHello,
+    /// A MongoDB message header: the side is given by the direction it came from.
+    Mongo,
     Other,
 }
 
 /// Judges the first bytes of `dir` once enough have come (`None` until then, 8 bytes at most).
 /// MySQL is only considered while the connection's protocol is unknown.
 fn first_bytes(dir: Direction, b: &[u8], known: Option<Protocol>) -> Option<FirstBytes> {
+    use crate::mongo::wire::{plausible_header, plausible_length};
+    let verdict = first_bytes_before_mongo(dir, b, known);
+    if !matches!(verdict, Some(FirstBytes::Other)) || known.is_some() {
+        return verdict;
+    }
+    // A MongoDB header needs 16 bytes; a first word that cannot be a length decides sooner.
+    if b.len() >= 4 && !plausible_length(b) {
+        return verdict;
+    }
+    let request = dir == Direction::ClientToServer;
+    match b.get(..16) {
+        Some(header) if plausible_header(header, request) => Some(FirstBytes::Mongo),
+        Some(_) => verdict,
+        None => None,
+    }
+}
+
+/// TLS, MySQL, or neither (before MongoDB is considered).
+fn first_bytes_before_mongo(
+    dir: Direction,
+    b: &[u8],
+    known: Option<Protocol>,
+) -> Option<FirstBytes> {
     const PROBE: usize = 8;
     if let [first, second, third, ..] = *b {
         let tls = matches!(
@@ -154,6 +179,41 @@ impl Connection {
                 );
                 self.enter_mysql(session, dir, since, &probe);
             }
+            FirstBytes::Mongo => {
+                // The other side starts at a message too, unless it already spoke.
+                let other_spoke = !matches!(self.half(dir.reverse()).phase, Phase::Start)
+                    || !self.half(dir.reverse()).buf.is_empty();
+                let lost = match dir {
+                    Direction::ClientToServer => [false, other_spoke],
+                    Direction::ServerToClient => [other_spoke, false],
+                };
+                let session = crate::mongo::session::Session::new(
+                    self.limits.max_pending,
+                    self.limits.max_buffered.max(16 << 20),
+                    lost,
+                );
+                self.enter_sub(
+                    Sub::Mongo(Box::new(session)),
+                    Protocol::Mongo,
+                    dir,
+                    since,
+                    &probe,
+                );
+            }
+            FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mongo) => {
+                let session = crate::mongo::session::Session::new(
+                    self.limits.max_pending,
+                    self.limits.max_buffered.max(16 << 20),
+                    [true, true],
+                );
+                self.enter_sub(
+                    Sub::Mongo(Box::new(session)),
+                    Protocol::Mongo,
+                    dir,
+                    since,
+                    &probe,
+                );
+            }
             FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mysql) => {
                 let session =
                     Session::searching(self.limits.max_pending, self.limits.max_statements);
@@ -170,17 +230,28 @@ impl Connection {
         take
     }
 
-    /// From here on both directions go to the MySQL sub-decoder; bytes the HTTP side held are
-    /// counted as skipped.
-    fn enter_mysql(
+    fn enter_mysql(&mut self, session: Session, dir: Direction, since: Timestamp, probe: &[u8]) {
+        self.enter_sub(
+            Sub::Mysql(Box::new(session)),
+            Protocol::Mysql,
+            dir,
+            since,
+            probe,
+        );
+    }
+
+    /// From here on both directions go to `sub`; bytes the HTTP side held are counted as
+    /// skipped.
+    fn enter_sub(
         &mut self,
-        mut session: Session,
+        mut sub: Sub,
+        protocol: Protocol,
         dir: Direction,
         since: Timestamp,
         probe: &[u8],
     ) {
-        self.protocol = Some(Protocol::Mysql);
-        self.events.push_back(Event::Protocol(Protocol::Mysql));
+        self.protocol = Some(protocol);
+        self.events.push_back(Event::Protocol(protocol));
         for d in [Direction::ClientToServer, Direction::ServerToClient] {
             let held = self.half(d).buf.len();
             self.note_skipped(d, held);
@@ -189,12 +260,12 @@ impl Connection {
             half.buf.clear();
             half.current = None;
             if !matches!(half.phase, Phase::Closed) {
-                half.phase = Phase::Mysql;
+                half.phase = Phase::Sub;
             }
         }
         let before = self.events.len();
-        session.feed(dir, since, probe, &mut self.events);
-        self.mysql = Some(Box::new(session));
+        sub.feed(dir, since, probe, &mut self.events);
+        self.sub = Some(sub);
         self.count_records(before);
     }
 

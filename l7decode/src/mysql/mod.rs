@@ -27,7 +27,8 @@ pub mod wire;
 
 use bytes::Bytes;
 
-use crate::{Flags, Timestamp};
+use crate::Flags;
+pub use crate::Span;
 
 pub use framing::MAX_PACKET;
 
@@ -55,17 +56,6 @@ impl Status {
             Self::Missing => "MISSING",
         }
     }
-}
-
-/// One side of a command: when its first and last bytes arrived and how long its payload was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    /// First byte (of the first packet's header).
-    pub first: Timestamp,
-    /// Last byte.
-    pub last: Timestamp,
-    /// Payload bytes (headers excluded; for a reply, all its packets).
-    pub bytes: u64,
 }
 
 /// A command and its reply (or the login and its outcome).

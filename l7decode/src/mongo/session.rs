@@ -1,0 +1,697 @@
+//! The MongoDB sub-decoder: framing per direction (in place when a message is whole in a chunk,
+//! else gathered in a reused bounded buffer), unwrapping OP_COMPRESSED, and pairing replies with
+//! requests. See the [module docs](super).
+
+#![deny(clippy::indexing_slicing)]
+
+use std::collections::VecDeque;
+
+use super::bson::Doc;
+use super::wire::{self, Header, Summary, op};
+use super::{Operation, Status, Text};
+use crate::{Direction, Event, Span, Timestamp};
+
+/// Bytes of a message's start kept when the message is larger than the buffer bound.
+const KEEP_OF_LARGE: usize = 64 << 10;
+/// A request waits this long (capture time) for its reply before it is reported missing.
+const MAX_WAIT_NS: u64 = 300_000_000_000;
+
+#[derive(Debug)]
+struct Half {
+    header: [u8; 16],
+    header_len: usize,
+    first: Timestamp,
+    /// Body bytes still to come for the current message.
+    need: u64,
+    /// The current message, gathered (header included) when it spans chunks.
+    buf: Vec<u8>,
+    /// Whether the current message is kept whole (else only its first bytes).
+    whole: bool,
+    gap: bool,
+    lost: bool,
+    /// While lost: the bytes being judged as a header, and each one's arrival.
+    window: Vec<u8>,
+    window_times: Vec<Timestamp>,
+    skipped: u64,
+    /// Inflated bodies of compressed messages (reused).
+    plain: Vec<u8>,
+}
+
+impl Half {
+    fn new(lost: bool) -> Self {
+        Self {
+            header: [0; 16],
+            header_len: 0,
+            first: Timestamp(0),
+            need: 0,
+            buf: Vec::new(),
+            whole: true,
+            gap: false,
+            lost,
+            window: Vec::new(),
+            window_times: Vec::new(),
+            skipped: 0,
+            plain: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    op: Operation,
+    /// After a moreToCome reply: the next reply answers this reply's requestID.
+    chain_next: Option<u32>,
+}
+
+/// One connection's MongoDB decoder.
+#[derive(Debug)]
+pub(crate) struct Session {
+    halves: [Half; 2],
+    pending: VecDeque<Pending>,
+    max_pending: usize,
+    max_message: usize,
+    messages: u64,
+    skipped_total: u64,
+    dropped: u64,
+}
+
+const fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+/// A message read, with where its bytes came from.
+struct Message<'a> {
+    header: Header,
+    /// The original opcode (inside OP_COMPRESSED).
+    opcode: i32,
+    compressor: Option<u8>,
+    summary: Summary<'a>,
+    span: Span,
+    gap: bool,
+    truncated: bool,
+}
+
+impl Session {
+    /// A session whose `dir` starts at a message; the other side starts at one too when it has
+    /// not spoken yet (`other_lost` when it has: it waits for a plausible header).
+    pub(crate) fn new(max_pending: usize, max_message: usize, lost: [bool; 2]) -> Self {
+        let [client, server] = lost;
+        Self {
+            halves: [Half::new(client), Half::new(server)],
+            pending: VecDeque::new(),
+            max_pending,
+            max_message,
+            messages: 0,
+            skipped_total: 0,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) const fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    pub(crate) const fn skipped_total(&self) -> u64 {
+        self.skipped_total
+    }
+
+    pub(crate) const fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ClientToServer => &mut self.halves[0],
+            Direction::ServerToClient => &mut self.halves[1],
+        }
+    }
+
+    fn skip(&mut self, dir: Direction, n: u64) {
+        self.half(dir).skipped += n;
+        self.skipped_total += n;
+    }
+
+    fn report_skipped(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        let skipped = core::mem::take(&mut self.half(dir).skipped);
+        if skipped > 0 {
+            events.push_back(Event::Resynced {
+                direction: dir,
+                skipped,
+            });
+        }
+    }
+
+    /// In-order bytes of `dir`.
+    pub(crate) fn feed(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        mut input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) {
+        while !input.is_empty() {
+            let used = if self.half(dir).lost {
+                self.resync(dir, now, input, events)
+            } else {
+                self.step(dir, now, input, events)
+            };
+            input = input.get(used..).unwrap_or_default();
+        }
+    }
+
+    /// Consumes a prefix of `input` in sync.
+    fn step(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> usize {
+        let request = dir == Direction::ClientToServer;
+        let max_message = self.max_message;
+        let half = self.half(dir);
+        if half.header_len == 0 {
+            // The common case: a whole message in this chunk, read in place.
+            if let Some(h) = input.get(..16).and_then(wire::header)
+                && wire::plausible_header(input, request)
+                && let Some(whole) = input.get(..h.len as usize)
+            {
+                let span = Span {
+                    first: now,
+                    last: now,
+                    bytes: u64::from(h.len),
+                };
+                let Self { halves, .. } = self;
+                let plain = halves
+                    .get_mut(index(dir))
+                    .map(|h| &mut h.plain)
+                    .map(core::mem::take)
+                    .unwrap_or_default();
+                let mut plain = plain;
+                let msg = read(
+                    whole,
+                    whole.len() as u64,
+                    span,
+                    false,
+                    &mut plain,
+                    max_message,
+                );
+                self.on_message(dir, msg, events);
+                self.half(dir).plain = plain;
+                return whole.len();
+            }
+            half.first = now;
+        }
+        if half.header_len < 16 {
+            let take = (16 - half.header_len).min(input.len());
+            if let (Some(dst), Some(src)) = (
+                half.header.get_mut(half.header_len..half.header_len + take),
+                input.get(..take),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            half.header_len += take;
+            if half.header_len < 16 {
+                return take;
+            }
+            if !wire::plausible_header(&half.header, request) {
+                // Not a message start: out of sync. The header's bytes are judged again.
+                let header = half.header;
+                half.header_len = 0;
+                half.lost = true;
+                half.window.clear();
+                half.window_times.clear();
+                for byte in header.iter().skip(1) {
+                    half.window.push(*byte);
+                    half.window_times.push(half.first);
+                }
+                self.skip(dir, 1);
+                self.lost_sync(dir, events);
+                return take;
+            }
+            let len = wire::header(&half.header).map_or(16, |h| h.len);
+            half.need = u64::from(len) - 16;
+            half.whole = len as usize <= max_message;
+            half.gap = false;
+            half.buf.clear();
+            half.buf.extend_from_slice(&half.header);
+            if half.need == 0 {
+                self.complete(dir, now, events);
+            }
+            return take;
+        }
+        let take = input
+            .len()
+            .min(usize::try_from(half.need).unwrap_or(usize::MAX));
+        let room = if half.whole {
+            take
+        } else {
+            KEEP_OF_LARGE.saturating_sub(half.buf.len()).min(take)
+        };
+        half.buf
+            .extend_from_slice(input.get(..room).unwrap_or_default());
+        half.need -= take as u64;
+        if half.need == 0 {
+            self.complete(dir, now, events);
+        }
+        take
+    }
+
+    /// The gathered message of `dir` ended at `now`.
+    fn complete(&mut self, dir: Direction, now: Timestamp, events: &mut VecDeque<Event>) {
+        let max_message = self.max_message;
+        let half = self.half(dir);
+        half.header_len = 0;
+        let len = wire::header(&half.header).map_or(16, |h| h.len);
+        let span = Span {
+            first: half.first,
+            last: now,
+            bytes: u64::from(len),
+        };
+        let truncated = !half.whole;
+        let gap = half.gap;
+        let buf = core::mem::take(&mut half.buf);
+        let mut plain = core::mem::take(&mut half.plain);
+        let mut msg = read(
+            &buf,
+            u64::from(len),
+            span,
+            truncated,
+            &mut plain,
+            max_message,
+        );
+        msg.gap = gap;
+        self.on_message(dir, msg, events);
+        let half = self.half(dir);
+        half.buf = buf;
+        half.buf.clear();
+        half.plain = plain;
+    }
+
+    /// Out of sync: a window of 16 bytes slides until it holds a plausible header for this side
+    /// (judged byte by byte, so chunking does not matter); replies that follow are orphans.
+    fn resync(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        events: &mut VecDeque<Event>,
+    ) -> usize {
+        let request = dir == Direction::ClientToServer;
+        for (at, byte) in input.iter().enumerate() {
+            let half = self.half(dir);
+            half.window.push(*byte);
+            half.window_times.push(now);
+            let mut dropped = 0;
+            while half.window.len() >= 16 {
+                if wire::plausible_header(&half.window, request) {
+                    break;
+                }
+                half.window.remove(0);
+                half.window_times.remove(0);
+                dropped += 1;
+            }
+            let found = half.window.len() >= 16;
+            let window = found.then(|| {
+                half.lost = false;
+                (
+                    core::mem::take(&mut half.window),
+                    core::mem::take(&mut half.window_times),
+                )
+            });
+            self.skip(dir, dropped);
+            if let Some((window, times)) = window {
+                self.report_skipped(dir, events);
+                for (byte, at) in window.iter().zip(times) {
+                    self.step(dir, at, core::slice::from_ref(byte), events);
+                }
+                return at + 1;
+            }
+        }
+        input.len()
+    }
+
+    /// `dir` lost sync: a reply being waited on by the oldest request is lost with it.
+    fn lost_sync(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        if dir == Direction::ServerToClient
+            && let Some(mut p) = self.pending.pop_front()
+        {
+            p.op.flags.gap = true;
+            self.report_missing(p, events);
+        }
+    }
+
+    fn report_missing(&mut self, mut p: Pending, events: &mut VecDeque<Event>) {
+        p.op.status = Status::Missing;
+        p.op.flags.missing_response = p.op.response.is_none();
+        p.op.flags.truncated |= p.op.response.is_some();
+        events.push_back(Event::Mongo(p.op));
+    }
+
+    /// `missing` bytes of `dir` lost by the capture.
+    pub(crate) fn gap(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        missing: u64,
+        events: &mut VecDeque<Event>,
+    ) {
+        let half = self.half(dir);
+        if half.lost {
+            half.window.clear();
+            half.window_times.clear();
+            return;
+        }
+        if half.header_len == 16 && missing <= half.need {
+            // Inside a message: skipped in sync; what is kept stops here.
+            half.need -= missing;
+            half.gap = true;
+            half.whole = false;
+            if half.need == 0 {
+                self.complete(dir, now, events);
+            }
+            return;
+        }
+        half.header_len = 0;
+        half.lost = true;
+        self.lost_sync(dir, events);
+    }
+
+    /// The end of `dir`.
+    pub(crate) fn eof(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        let half = self.half(dir);
+        let partial = (half.window.len() + half.buf.len().max(half.header_len)) as u64;
+        half.window.clear();
+        half.window_times.clear();
+        half.buf.clear();
+        half.header_len = 0;
+        half.lost = true;
+        self.skip(dir, partial);
+        self.report_skipped(dir, events);
+        if dir == Direction::ServerToClient {
+            while let Some(p) = self.pending.pop_front() {
+                self.report_missing(p, events);
+            }
+        }
+    }
+
+    fn on_message(&mut self, dir: Direction, msg: Message<'_>, events: &mut VecDeque<Event>) {
+        self.messages += 1;
+        match dir {
+            Direction::ClientToServer => self.request(msg, events),
+            Direction::ServerToClient => self.reply(msg, events),
+        }
+    }
+
+    fn request(&mut self, msg: Message<'_>, events: &mut VecDeque<Event>) {
+        // Requests that waited too long (capture time) are given up on.
+        let now = msg.span.first;
+        while let Some(front) = self.pending.front()
+            && front
+                .op
+                .request
+                .is_some_and(|r| r.last.nanos_until(now) > MAX_WAIT_NS)
+        {
+            if let Some(p) = self.pending.pop_front() {
+                self.report_missing(p, events);
+            }
+        }
+        let mut op = Operation::new(Some(msg.header.request_id), msg.opcode);
+        op.compressor = msg.compressor;
+        op.request = Some(msg.span);
+        op.flags.gap = msg.gap;
+        op.flags.truncated = msg.truncated;
+        op.checksum_ok = msg.summary.checksum_ok;
+        let s = &msg.summary;
+        op.more_to_come = s.flags & wire::flags::MORE_TO_COME != 0;
+        op.exhaust_allowed = s.flags & wire::flags::EXHAUST_ALLOWED != 0;
+        for (slot, (ident, n)) in op
+            .sequences
+            .iter_mut()
+            .zip(s.sequences.iter().take(s.sequence_count))
+        {
+            *slot = (Text::from_bytes(ident), *n);
+        }
+        op.sequence_count = s.sequence_count;
+        let (db_of_ns, coll_of_ns) = split_ns(s.ns);
+        match msg.opcode {
+            op::MSG => name_command(&mut op, s.body, None),
+            op::QUERY if coll_of_ns == b"$cmd" => name_command(&mut op, s.body, Some(db_of_ns)),
+            op::QUERY => {
+                op.command = Text::from_bytes(b"OP_QUERY(find)");
+                op.db = Text::from_bytes(db_of_ns);
+                op.collection = Text::from_bytes(coll_of_ns);
+            }
+            code => {
+                if let Some(name) = wire::opcode_name(code) {
+                    op.command = Text::from_bytes(name.as_bytes());
+                }
+                op.db = Text::from_bytes(db_of_ns);
+                op.collection = Text::from_bytes(coll_of_ns);
+            }
+        }
+        let no_reply = op.more_to_come
+            || matches!(
+                msg.opcode,
+                op::UPDATE | op::INSERT | op::DELETE | op::KILL_CURSORS
+            );
+        if no_reply {
+            op.status = Status::NoResponseExpected;
+            events.push_back(Event::Mongo(op));
+            return;
+        }
+        if self.pending.len() >= self.max_pending {
+            self.dropped += 1;
+            if let Some(p) = self.pending.pop_front() {
+                self.report_missing(p, events);
+            }
+        }
+        self.pending.push_back(Pending {
+            op,
+            chain_next: None,
+        });
+    }
+
+    fn reply(&mut self, msg: Message<'_>, events: &mut VecDeque<Event>) {
+        let to = msg.header.response_to;
+        let position = self
+            .pending
+            .iter()
+            .position(|p| p.chain_next == Some(to))
+            .or_else(|| {
+                self.pending
+                    .iter()
+                    .position(|p| p.chain_next.is_none() && p.op.request_id == Some(to))
+            });
+        let Some(position) = position else {
+            // A reply to a request the capture missed: counted, not paired.
+            let mut op = Operation::new(None, msg.opcode);
+            op.flags.orphan = true;
+            take_reply(&mut op, &msg);
+            op.status = status_of(&op, &msg.summary);
+            events.push_back(Event::Mongo(op));
+            return;
+        };
+        let Some(p) = self.pending.get_mut(position) else {
+            return;
+        };
+        take_reply(&mut p.op, &msg);
+        if msg.summary.flags & wire::flags::MORE_TO_COME != 0 {
+            p.chain_next = Some(msg.header.request_id);
+            return;
+        }
+        if let Some(mut done) = self.pending.remove(position) {
+            let first_summary_status = done.op.status;
+            let _ = first_summary_status;
+            done.op.status = status_from(&done.op);
+            events.push_back(Event::Mongo(done.op));
+        }
+    }
+}
+
+/// Reads a whole (or kept-prefix) message: the header, OP_COMPRESSED unwrapped into `plain`.
+fn read<'a>(
+    bytes: &'a [u8],
+    total: u64,
+    span: Span,
+    truncated: bool,
+    plain: &'a mut Vec<u8>,
+    max_message: usize,
+) -> Message<'a> {
+    let header = wire::header(bytes).unwrap_or(Header {
+        len: 16,
+        request_id: 0,
+        response_to: 0,
+        opcode: 0,
+    });
+    let body = bytes.get(16..).unwrap_or_default();
+    let mut msg = Message {
+        header,
+        opcode: header.opcode,
+        compressor: None,
+        summary: Summary::default(),
+        span,
+        gap: false,
+        truncated: truncated || (bytes.len() as u64) < total,
+    };
+    if header.opcode != op::COMPRESSED {
+        let whole = (!msg.truncated).then_some(bytes);
+        msg.summary = wire::summarize(header.opcode, body, whole);
+        return msg;
+    }
+    let Some((original, size, compressor)) = wire::compressed_prefix(body) else {
+        return msg;
+    };
+    msg.opcode = original;
+    msg.compressor = Some(compressor);
+    let data = body.get(9..).unwrap_or_default();
+    let inflated: Option<&'a [u8]> = match compressor {
+        0 => Some(data),
+        #[cfg(feature = "compression")]
+        2 if !msg.truncated && (size as usize) <= max_message => {
+            plain.clear();
+            plain.resize(size as usize, 0);
+            match miniz_oxide::inflate::decompress_slice_iter_to_slice(
+                plain,
+                core::iter::once(data),
+                true,
+                false,
+            ) {
+                Ok(n) if n == size as usize => Some(plain.as_slice()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    if let Some(inner) = inflated {
+        msg.summary = wire::summarize(original, inner, None);
+    }
+    let _ = (size, max_message);
+    msg
+}
+
+/// `db.collection` split at its first dot.
+fn split_ns(ns: &[u8]) -> (&[u8], &[u8]) {
+    match ns.iter().position(|c| *c == b'.') {
+        Some(dot) => (
+            ns.get(..dot).unwrap_or_default(),
+            ns.get(dot + 1..).unwrap_or_default(),
+        ),
+        None => (ns, &[]),
+    }
+}
+
+/// Command name (first key), `$db` (or the legacy namespace's db), and the collection (the first
+/// element's string value, or `collection` for getMore).
+fn name_command(op: &mut Operation, body: Option<Doc<'_>>, legacy_db: Option<&[u8]>) {
+    let Some(body) = body else {
+        return;
+    };
+    if let Some(first) = body.first() {
+        op.command = Text::from_bytes(first.key);
+        let collection = if first.key == b"getMore" {
+            None
+        } else {
+            first.as_str()
+        };
+        if let Some(c) = collection {
+            op.collection = Text::from_bytes(c);
+        }
+    }
+    let db = body.get("$db").and_then(|e| e.as_str()).or(legacy_db);
+    if let Some(db) = db {
+        op.db = Text::from_bytes(db);
+    }
+}
+
+/// Adds one reply message to an operation: the first one's fields, every one's batch.
+fn take_reply(op: &mut Operation, msg: &Message<'_>) {
+    let first = op.response.is_none();
+    match &mut op.response {
+        Some(r) => {
+            r.last = msg.span.last;
+            r.bytes += msg.span.bytes;
+        }
+        None => op.response = Some(msg.span),
+    }
+    if let Some(slot) = op.chain.get_mut(op.response_messages as usize) {
+        *slot = msg.header.request_id;
+    }
+    op.response_messages += 1;
+    op.flags.gap |= msg.gap;
+    op.flags.truncated |= msg.truncated;
+    if msg.summary.checksum_ok == Some(false) {
+        op.checksum_ok = Some(false);
+    }
+    let body = msg.summary.body;
+    if let Some(cursor) = body.and_then(|b| b.get("cursor")).and_then(|e| e.as_doc()) {
+        let batch = cursor
+            .get("firstBatch")
+            .or_else(|| cursor.get("nextBatch"))
+            .and_then(|e| e.as_doc());
+        op.batch_docs += batch.map_or(0, |b| b.elements().count() as u64);
+        if first {
+            op.cursor_id = cursor.get("id").and_then(|e| e.as_i64());
+        }
+    }
+    if !first {
+        return;
+    }
+    op.response_opcode = Some(msg.opcode);
+    op.response_compressed = msg.compressor.is_some();
+    op.reply_flags = msg.summary.reply_flags;
+    if msg.summary.reply_flags.is_some() {
+        op.number_returned = Some(msg.summary.number_returned);
+    }
+    let Some(body) = body else {
+        return;
+    };
+    op.ok = body.get("ok").and_then(|e| e.as_f64());
+    if let Some(m) = body.get("errmsg").and_then(|e| e.as_str()) {
+        op.errmsg = Text::from_bytes(m);
+    }
+    op.code = body.get("code").and_then(|e| e.as_i64());
+    if let Some(c) = body.get("codeName").and_then(|e| e.as_str()) {
+        op.code_name = Text::from_bytes(c);
+    }
+    op.n = body.get("n").and_then(|e| e.as_i64());
+    if let Some(errors) = body.get("writeErrors").and_then(|e| e.as_doc()) {
+        for e in errors.elements() {
+            let code = e
+                .as_doc()
+                .and_then(|d| d.get("code"))
+                .and_then(|c| c.as_i64());
+            if let (Some(code), Some(slot)) = (code, op.write_errors.get_mut(op.write_error_count))
+            {
+                *slot = code;
+                op.write_error_count += 1;
+            }
+        }
+    }
+    op.write_concern_error = body.get("writeConcernError").is_some();
+    if body.get("$err").is_some() {
+        op.reply_flags = Some(op.reply_flags.unwrap_or(0) | 2);
+    }
+}
+
+/// The outcome of a finished operation, from its first reply.
+fn status_from(op: &Operation) -> Status {
+    if op.reply_flags.is_some_and(|f| f & 2 != 0) {
+        Status::QueryFailure
+    } else if op.ok == Some(1.0) {
+        if op.write_error_count > 0 || op.write_concern_error {
+            Status::WriteError
+        } else {
+            Status::Ok
+        }
+    } else {
+        Status::Error
+    }
+}
+
+fn status_of(op: &Operation, _summary: &Summary<'_>) -> Status {
+    status_from(op)
+}

@@ -835,19 +835,18 @@ pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
         return Some(!seg.ack_flag);
     }
     let start = seg.payload.get(..8).unwrap_or(seg.payload);
+    // Strong evidence first (a whole MongoDB header outweighs a MySQL command's first bytes,
+    // which a MongoDB message can look like).
+    let mongo = |request| l7decode::mongo::wire::plausible_header(seg.payload, request);
+    if l7decode::looks_like_request(start) || mongo(true) {
+        return Some(true);
+    }
+    if l7decode::looks_like_response(start) || mongo(false) || wire::greeting_start(seg.payload) {
+        return Some(false);
+    }
     let mysql_command = wire::command_start(seg.payload) == Some(true)
         || wire::compressed_command_start(seg.payload) == Some(true);
-    let mongo = |request| l7decode::mongo::wire::plausible_header(seg.payload, request);
-    if l7decode::looks_like_request(start) || mysql_command || mongo(true) {
-        Some(true)
-    } else if l7decode::looks_like_response(start)
-        || wire::greeting_start(seg.payload)
-        || mongo(false)
-    {
-        Some(false)
-    } else {
-        None
-    }
+    mysql_command.then_some(true)
 }
 
 /// A TCP connection's two endpoints in canonical order (`lo <= hi`), the same for both

@@ -26,7 +26,14 @@ enum FirstBytes {
 fn first_bytes(dir: Direction, b: &[u8], known: Option<Protocol>) -> Option<FirstBytes> {
     use crate::mongo::wire::{plausible_header, plausible_length};
     let verdict = first_bytes_before_mongo(dir, b, known);
-    if !matches!(verdict, Some(FirstBytes::Other)) || known.is_some() {
+    // A MongoDB header (16 bytes, checked on every field) is stronger evidence than a MySQL
+    // command's first bytes, which a MongoDB message can look like: a MySQL candidate long
+    // enough to be one waits for the header to be judged first.
+    let mysql_candidate = matches!(
+        verdict,
+        Some(FirstBytes::MysqlCommand | FirstBytes::MysqlCompressedCommand)
+    );
+    if !(matches!(verdict, Some(FirstBytes::Other)) || mysql_candidate) || known.is_some() {
         return verdict;
     }
     // A MongoDB header needs 16 bytes; a first word that cannot be a length decides sooner.

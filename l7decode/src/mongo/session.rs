@@ -176,7 +176,7 @@ impl Session {
         if half.header_len == 0 {
             // The common case: a whole message in this chunk, read in place.
             if let Some(h) = input.get(..16).and_then(wire::header)
-                && wire::plausible_header(input, request)
+                && wire::sane_header(input, request)
                 && let Some(whole) = input.get(..h.len as usize)
             {
                 let span = Span {
@@ -217,7 +217,7 @@ impl Session {
             if half.header_len < 16 {
                 return take;
             }
-            if !wire::plausible_header(&half.header, request) {
+            if !wire::sane_header(&half.header, request) {
                 // Not a message start: out of sync. The header's bytes are judged again.
                 let header = half.header;
                 half.header_len = 0;

@@ -80,8 +80,14 @@ pub fn header(b: &[u8]) -> Option<Header> {
 
 /// Whether `b` (16 bytes) is a plausible header of a message the client sends (`request`) or
 /// the server sends: a sane length, a known opcode for that side, and responseTo 0 exactly for
-/// requests.
+/// requests. Used to find a message start; in sync, [`sane_header`] suffices (a reply to a
+/// request numbered 0, as the mongo shell sends first, has responseTo 0 too).
 pub fn plausible_header(b: &[u8], request: bool) -> bool {
+    sane_header(b, request) && header(b).is_some_and(|h| (h.response_to == 0) == request)
+}
+
+/// Whether `b` (16 bytes) is a header the side can send: a sane length and a known opcode.
+pub fn sane_header(b: &[u8], request: bool) -> bool {
     let Some(h) = header(b) else {
         return false;
     };
@@ -94,7 +100,7 @@ pub fn plausible_header(b: &[u8], request: bool) -> bool {
     } else {
         matches!(h.opcode, op::MSG | op::REPLY | op::COMPRESSED)
     };
-    sane && opcode && (h.response_to == 0) == request
+    sane && opcode
 }
 
 /// Whether the first 4 bytes could be a message length (to stop waiting early).

@@ -3,6 +3,7 @@
 
 pub mod harness;
 pub mod l7decode_cases;
+pub mod mongo_cases;
 pub mod mysql_cases;
 pub mod otel_cases;
 pub mod peerx_cases;

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use bench::{harness, l7decode_cases, mysql_cases, peerx_cases, tcpwire_cases, tracectx_cases};
+use bench::{
+    harness, l7decode_cases, mongo_cases, mysql_cases, peerx_cases, tcpwire_cases, tracectx_cases,
+};
 
 // Counts allocations per operation for the tracectx comparison (otherwise just `System`).
 #[global_allocator]
@@ -76,6 +78,11 @@ fn main() {
         let (comparisons, mysql_notes) = mysql_cases::run(samples);
         results.extend(comparisons);
         notes.extend(mysql_notes);
+    }
+    if only.is_none_or(|o| o == "mongo") {
+        let (comparisons, mongo_notes) = mongo_cases::run(samples);
+        results.extend(comparisons);
+        notes.extend(mongo_notes);
     }
     if only.is_none_or(|o| o == "tracectx") {
         let (comparisons, allocations) = tracectx_cases::run(samples);

@@ -38,10 +38,13 @@ fn decode(pcap: &Bytes) -> (u64, u64) {
     (operations, totals.messages)
 }
 
-/// Each connection's payloads in capture order: (client side?, bytes).
-fn turns(pcap: &Bytes) -> Vec<Vec<(Direction, Vec<u8>)>> {
+/// One connection's payloads in capture order, with their direction.
+type Turns = Vec<(Direction, Vec<u8>)>;
+
+/// Each connection's payloads in capture order.
+fn turns(pcap: &Bytes) -> Vec<Turns> {
     let capture = Capture::from_reader(std::io::Cursor::new(pcap.clone())).expect("capture");
-    let mut flows: Vec<((u16, u16), Vec<(Direction, Vec<u8>)>)> = Vec::new();
+    let mut flows: Vec<((u16, u16), Turns)> = Vec::new();
     for packet in capture.flatten() {
         let Some(seg) = tcp_segment(&packet) else {
             continue;
@@ -63,7 +66,7 @@ fn turns(pcap: &Bytes) -> Vec<Vec<(Direction, Vec<u8>)>> {
 }
 
 /// Every OP_MSG kind-0 body (uncompressed) in the captures.
-fn bodies(connections: &[Vec<(Direction, Vec<u8>)>]) -> Vec<Vec<u8>> {
+fn bodies(connections: &[Turns]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for turns in connections {
         for (_, bytes) in turns {
@@ -187,7 +190,7 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         .iter()
         .map(|_| Connection::new(Limits::default()))
         .collect();
-    let mut feed_all = |conns: &mut Vec<Connection>| {
+    let feed_all = |conns: &mut Vec<Connection>| {
         let mut records = 0u64;
         for (conn, turns) in conns.iter_mut().zip(&plain) {
             for (i, (dir, bytes)) in turns.iter().enumerate() {

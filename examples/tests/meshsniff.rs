@@ -138,11 +138,29 @@ fn the_program_on_the_bundled_capture() {
         .collect();
     // The bundled capture (examples/data/README.md): curl → nginx → a Python backend, with
     // trace headers on some requests (12 requests through nginx, 13 exchanges nginx → backend);
-    // and the mariadb CLI against MariaDB (5 logins, one refused, 14 queries, one failing, 4 quits).
-    let (http, mysql): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
-        lines.iter().partition(|l| l["proto"] == "http");
-    assert_eq!(http.len(), 25);
-    assert_eq!(mysql.len(), 23);
+    // the mariadb CLI against MariaDB (5 logins, one refused, 14 queries, one failing, 4 quits);
+    // and pymongo against a MongoDB wire-protocol server (15 operations).
+    let by_proto = |proto: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["proto"] == proto).collect()
+    };
+    let (http, mysql, mongo) = (by_proto("http"), by_proto("mysql"), by_proto("mongo"));
+    assert_eq!((http.len(), mysql.len(), mongo.len()), (25, 23, 15));
+    assert_eq!(lines.len(), 63);
+    let mongo_status = |command: &str, status: &str| {
+        mongo
+            .iter()
+            .filter(|l| l["command"] == command && l["status"] == status)
+            .count()
+    };
+    assert_eq!(mongo_status("insert", "OK"), 1);
+    assert_eq!(mongo_status("insert", "WRITE_ERROR"), 1);
+    assert_eq!(mongo_status("insert", "NO_RESPONSE_EXPECTED"), 1);
+    assert_eq!(mongo_status("noSuchCommand", "ERROR"), 1);
+    let batches: u64 = mongo
+        .iter()
+        .map(|l| l["batch_docs"].as_u64().unwrap())
+        .sum();
+    assert_eq!(batches, 35, "4 + 10 + 10 + 10 documents found, 1 counted");
     let count = |command: &str, status: &str| {
         mysql
             .iter()
@@ -266,11 +284,12 @@ fn the_program_on_the_bundled_capture() {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
     }
-    let table = String::from_utf8(run(&[]).stdout).unwrap();
+    let table = String::from_utf8(run(&["--top", "100"]).stdout).unwrap();
     assert!(
         table.contains("GET /api/items")
             && table.contains("QUERY SELECT * FROM nosuch_table")
-            && table.contains("48 transactions"),
+            && table.contains("insert shop.orders")
+            && table.contains("63 transactions"),
         "{table}"
     );
     let bad = run(&["/nonexistent.pcap"]);

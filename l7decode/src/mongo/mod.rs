@@ -164,6 +164,9 @@ pub struct Operation {
     pub number_returned: Option<i32>,
     /// OP_MSG checksums: `Some(false)` when one did not match.
     pub checksum_ok: Option<bool>,
+    /// A message of it broke the protocol (unknown required flag bits, sections that do not add
+    /// up): what could be read is reported, the rest is not guessed.
+    pub invalid: bool,
     /// How it ended.
     pub status: Status,
     /// Anomalies: `gap`, `orphan`, `missing_response`, `truncated` (a message over the size
@@ -203,6 +206,7 @@ impl Operation {
             reply_flags: None,
             number_returned: None,
             checksum_ok: None,
+            invalid: false,
             status: Status::Missing,
             flags: Flags::default(),
         }

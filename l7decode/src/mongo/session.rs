@@ -75,13 +75,6 @@ pub(crate) struct Session {
     dropped: u64,
 }
 
-const fn index(dir: Direction) -> usize {
-    match dir {
-        Direction::ClientToServer => 0,
-        Direction::ServerToClient => 1,
-    }
-}
-
 /// A message read, with where its bytes came from.
 struct Message<'a> {
     header: Header,
@@ -184,13 +177,7 @@ impl Session {
                     last: now,
                     bytes: u64::from(h.len),
                 };
-                let Self { halves, .. } = self;
-                let plain = halves
-                    .get_mut(index(dir))
-                    .map(|h| &mut h.plain)
-                    .map(core::mem::take)
-                    .unwrap_or_default();
-                let mut plain = plain;
+                let mut plain = core::mem::take(&mut half.plain);
                 let msg = read(
                     whole,
                     whole.len() as u64,
@@ -425,6 +412,7 @@ impl Session {
         op.flags.gap = msg.gap;
         op.flags.truncated = msg.truncated;
         op.checksum_ok = msg.summary.checksum_ok;
+        op.invalid = msg.summary.invalid;
         let s = &msg.summary;
         op.more_to_come = s.flags & wire::flags::MORE_TO_COME != 0;
         op.exhaust_allowed = s.flags & wire::flags::EXHAUST_ALLOWED != 0;
@@ -491,7 +479,7 @@ impl Session {
             let mut op = Operation::new(None, msg.opcode);
             op.flags.orphan = true;
             take_reply(&mut op, &msg);
-            op.status = status_of(&op, &msg.summary);
+            op.status = status_from(&op);
             events.push_back(Event::Mongo(op));
             return;
         };
@@ -504,8 +492,6 @@ impl Session {
             return;
         }
         if let Some(mut done) = self.pending.remove(position) {
-            let first_summary_status = done.op.status;
-            let _ = first_summary_status;
             done.op.status = status_from(&done.op);
             events.push_back(Event::Mongo(done.op));
         }
@@ -569,7 +555,8 @@ fn read<'a>(
     if let Some(inner) = inflated {
         msg.summary = wire::summarize(original, inner, None);
     }
-    let _ = (size, max_message);
+    #[cfg(not(feature = "compression"))]
+    let _ = (size, max_message, plain);
     msg
 }
 
@@ -623,6 +610,7 @@ fn take_reply(op: &mut Operation, msg: &Message<'_>) {
     op.response_messages += 1;
     op.flags.gap |= msg.gap;
     op.flags.truncated |= msg.truncated;
+    op.invalid |= msg.summary.invalid;
     if msg.summary.checksum_ok == Some(false) {
         op.checksum_ok = Some(false);
     }
@@ -690,8 +678,4 @@ fn status_from(op: &Operation) -> Status {
     } else {
         Status::Error
     }
-}
-
-fn status_of(op: &Operation, _summary: &Summary<'_>) -> Status {
-    status_from(op)
 }

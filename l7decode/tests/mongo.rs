@@ -21,8 +21,8 @@ enum V {
     I64(i64),
     F64(f64),
     Bool(bool),
-    Doc(Vec<(String, V)>),
-    Arr(Vec<V>),
+    Doc(Vec<(String, Self)>),
+    Arr(Vec<Self>),
 }
 
 fn doc(fields: &[(&str, V)]) -> Vec<u8> {

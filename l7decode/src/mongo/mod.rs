@@ -11,8 +11,9 @@
 //!   unknown required bits make a message invalid); kind-1 document sequences are counted per
 //!   identifier. Legacy OP_QUERY (with `$query` wrapping), OP_REPLY (flags as bits), OP_INSERT,
 //!   OP_UPDATE, OP_DELETE, OP_GET_MORE and OP_KILL_CURSORS are read too.
-//! * OP_COMPRESSED is unwrapped (zlib with the `compression` feature, on by default; noop always)
-//!   and reported as compressed even when its codec is not built in.
+//! * OP_COMPRESSED is unwrapped (zlib with the `compression` feature, on by default; snappy with
+//!   the `snappy` feature; noop always) and reported as compressed even when its codec is not
+//!   built in (zstd is never).
 //! * Replies pair with requests by requestID/responseTo in a bounded map; moreToCome requests get
 //!   no reply; exhaust chains follow responseTo to the previous reply and count their messages.
 //! * Records keep their texts inline: decoding an uncompressed message allocates nothing.
@@ -21,6 +22,8 @@
 
 pub mod bson;
 pub(crate) mod session;
+#[cfg(feature = "snappy")]
+mod snappy;
 pub mod wire;
 
 use crate::{Flags, Span};

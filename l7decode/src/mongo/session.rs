@@ -550,6 +550,10 @@ fn read<'a>(
                 _ => None,
             }
         }
+        #[cfg(feature = "snappy")]
+        1 if !msg.truncated && (size as usize) <= max_message => {
+            super::snappy::decompress(data, size as usize, plain).map(|()| plain.as_slice())
+        }
         _ => None,
     };
     if let Some(inner) = inflated {

@@ -1,5 +1,5 @@
 //! `l7decode`: turns the two captured byte streams of a TCP connection into HTTP/1.x, MySQL/MariaDB
-//! (and, to come, MongoDB) request/response records, sans-IO.
+//! and MongoDB request/response records, sans-IO.
 //!
 //! The caller owns capture, reassembly input and time: it feeds each direction's bytes with the
 //! capture timestamp and drains events. The crate never performs I/O, reads a clock or spawns
@@ -15,7 +15,9 @@
 //!   reported rather than parsed. Bodies are counted, never copied. The protocol is inferred from
 //!   the bytes; a port hint ([`Connection::with_hint`]) only breaks ties.
 //! * [`mysql`]: MySQL/MariaDB through the same [`Connection`]: [`Event::Mysql`] records of each
-//!   command and its reply. MongoDB follows.
+//!   command and its reply.
+//! * [`mongo`]: MongoDB through the same [`Connection`]: [`Event::Mongo`] records of each request
+//!   and its reply or reply chain, from a zero-copy BSON walker ([`mongo::bson`]).
 //!
 //! ```
 //! use l7decode::{Connection, Direction, Event, Limits, Timestamp};

@@ -641,31 +641,40 @@ fn take_reply(op: &mut Operation, msg: &Message<'_>) {
     let Some(body) = body else {
         return;
     };
-    op.ok = body.get("ok").and_then(|e| e.as_f64());
-    if let Some(m) = body.get("errmsg").and_then(|e| e.as_str()) {
-        op.errmsg = Text::from_bytes(m);
-    }
-    op.code = body.get("code").and_then(|e| e.as_i64());
-    if let Some(c) = body.get("codeName").and_then(|e| e.as_str()) {
-        op.code_name = Text::from_bytes(c);
-    }
-    op.n = body.get("n").and_then(|e| e.as_i64());
-    if let Some(errors) = body.get("writeErrors").and_then(|e| e.as_doc()) {
-        for e in errors.elements() {
-            let code = e
-                .as_doc()
-                .and_then(|d| d.get("code"))
-                .and_then(|c| c.as_i64());
-            if let (Some(code), Some(slot)) = (code, op.write_errors.get_mut(op.write_error_count))
-            {
-                *slot = code;
-                op.write_error_count += 1;
+    // One pass over the reply's top level for every field reported.
+    for e in body.elements() {
+        match e.key {
+            b"ok" => op.ok = e.as_f64(),
+            b"errmsg" => {
+                if let Some(m) = e.as_str() {
+                    op.errmsg = Text::from_bytes(m);
+                }
             }
+            b"code" => op.code = e.as_i64(),
+            b"codeName" => {
+                if let Some(c) = e.as_str() {
+                    op.code_name = Text::from_bytes(c);
+                }
+            }
+            b"n" => op.n = e.as_i64(),
+            b"writeErrors" => {
+                for error in e.as_doc().iter().flat_map(|d| d.elements()) {
+                    let code = error
+                        .as_doc()
+                        .and_then(|d| d.get("code"))
+                        .and_then(|c| c.as_i64());
+                    if let (Some(code), Some(slot)) =
+                        (code, op.write_errors.get_mut(op.write_error_count))
+                    {
+                        *slot = code;
+                        op.write_error_count += 1;
+                    }
+                }
+            }
+            b"writeConcernError" => op.write_concern_error = true,
+            b"$err" => op.reply_flags = Some(op.reply_flags.unwrap_or(0) | 2),
+            _ => {}
         }
-    }
-    op.write_concern_error = body.get("writeConcernError").is_some();
-    if body.get("$err").is_some() {
-        op.reply_flags = Some(op.reply_flags.unwrap_or(0) | 2);
     }
 }
 

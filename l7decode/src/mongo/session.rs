@@ -278,8 +278,9 @@ impl Session {
         half.plain = plain;
     }
 
-    /// Out of sync: a window of 16 bytes slides until it holds a plausible header for this side
-    /// (judged byte by byte, so chunking does not matter); replies that follow are orphans.
+    /// Out of sync: a window slides until it holds a plausible message start for this side (a
+    /// header, and for OP_MSG valid flag bits and section kind; judged byte by byte, so chunking
+    /// does not matter); replies that follow are orphans.
     fn resync(
         &mut self,
         dir: Direction,
@@ -293,15 +294,16 @@ impl Session {
             half.window.push(*byte);
             half.window_times.push(now);
             let mut dropped = 0;
-            while half.window.len() >= 16 {
-                if wire::plausible_header(&half.window, request) {
+            let mut found = false;
+            while let Some(verdict) = wire::plausible_start(&half.window, request) {
+                if verdict {
+                    found = true;
                     break;
                 }
                 half.window.remove(0);
                 half.window_times.remove(0);
                 dropped += 1;
             }
-            let found = half.window.len() >= 16;
             let window = found.then(|| {
                 half.lost = false;
                 (

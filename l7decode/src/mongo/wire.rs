@@ -103,6 +103,21 @@ pub fn sane_header(b: &[u8], request: bool) -> bool {
     sane && opcode
 }
 
+/// Judges a candidate message start for resynchronisation: `None` until enough bytes are there
+/// (16; 21 for OP_MSG, whose flag bits and first section kind are checked too).
+pub fn plausible_start(b: &[u8], request: bool) -> Option<bool> {
+    let h = b.get(..16)?;
+    if !plausible_header(h, request) {
+        return Some(false);
+    }
+    if header(h).is_some_and(|h| h.opcode == op::MSG) {
+        let flag_bits = u32_at(b, 16)?;
+        let kind = *b.get(20)?;
+        return Some(flag_bits & flags::UNKNOWN_REQUIRED == 0 && kind <= 1);
+    }
+    Some(true)
+}
+
 /// Whether the first 4 bytes could be a message length (to stop waiting early).
 pub fn plausible_length(b: &[u8]) -> bool {
     u32_at(b, 0).is_some_and(|len| (16..=MAX_MESSAGE).contains(&len))

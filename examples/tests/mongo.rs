@@ -8,18 +8,9 @@
 
 mod common;
 
-use common::{analyze_records, micros, micros_of, pcap_records, ports_and_payload, truth};
-use examples::capture::open;
-use examples::meshsniff::{Record, Totals, analyze};
+use common::{analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth};
+use examples::meshsniff::Record;
 use l7decode::mongo::{Operation, Status, wire};
-
-fn decode(path: &str) -> (Totals, Vec<Record>) {
-    let capture = open(&common::data(path)).unwrap();
-    let mut out = Vec::new();
-    let (totals, failure) = analyze(capture, |r| out.push(r));
-    assert!(failure.is_none(), "{failure:?}");
-    (totals, out)
-}
 
 /// The operations with a request, in order of the request's last byte (the truth's order).
 fn operations(records: &[Record]) -> Vec<(&Record, &Operation)> {

@@ -8,18 +8,9 @@
 
 mod common;
 
-use common::{analyze_records, micros, micros_of, pcap_records, ports_and_payload, truth};
-use examples::capture::open;
-use examples::meshsniff::{Record, Totals, analyze};
+use common::{analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth};
+use examples::meshsniff::Record;
 use l7decode::mysql::{Command, Status};
-
-fn decode(path: &str) -> (Totals, Vec<Record>) {
-    let capture = open(&common::data(path)).unwrap();
-    let mut out = Vec::new();
-    let (totals, failure) = analyze(capture, |r| out.push(r));
-    assert!(failure.is_none(), "{failure:?}");
-    (totals, out)
-}
 
 /// The records' commands in order of their command's last byte (the truth's order).
 fn commands(records: &[Record]) -> Vec<(&Record, &Command)> {

@@ -42,6 +42,7 @@ mod http;
 pub mod mongo;
 pub mod mysql;
 pub mod reassembly;
+mod skipped;
 
 pub use connection::{Connection, Event, Flags, Message, Protocol, Stats, Transaction};
 pub use error::{Error, ErrorKind, Limit};

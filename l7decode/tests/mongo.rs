@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
+mod common;
+
 use l7decode::mongo::bson::Doc;
 use l7decode::mongo::wire::crc32c;
 use l7decode::mongo::{Operation, Status};
-use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+use l7decode::{Direction, Event, Limits, Protocol};
 use proptest::prelude::*;
 
 const C: Direction = Direction::ClientToServer;
@@ -117,28 +119,9 @@ fn ok_reply(id: u32, to: u32, extra: &[(&str, V)]) -> Vec<u8> {
     op_msg(id, to, 0, &doc(&fields), &[], false)
 }
 
-fn run(turns: &[(Direction, Vec<u8>)], chunk: usize, limits: Limits) -> Vec<Event> {
-    let mut conn = Connection::new(limits);
-    let mut out = Vec::new();
-    for (i, (dir, bytes)) in turns.iter().enumerate() {
-        for piece in bytes.chunks(chunk) {
-            conn.feed(*dir, Timestamp(i as u64 * 10), piece).unwrap();
-            out.extend(std::iter::from_fn(|| conn.poll_event()));
-        }
-    }
-    conn.feed_eof(C, Timestamp(1_000_000));
-    conn.feed_eof(S, Timestamp(1_000_000));
-    out.extend(std::iter::from_fn(|| conn.poll_event()));
-    out
-}
-
 /// The operations, after checking several chunkings give the same events.
 fn operations(turns: &[(Direction, Vec<u8>)], limits: Limits) -> Vec<Operation> {
-    let whole = run(turns, usize::MAX, limits);
-    for chunk in [1, 3, 16, 17] {
-        assert_eq!(run(turns, chunk, limits), whole, "chunks of {chunk}");
-    }
-    whole
+    common::invariant(turns, &[1, 3, 16, 17], limits, 1_000_000)
         .into_iter()
         .filter_map(|e| match e {
             Event::Mongo(o) => Some(o),
@@ -524,8 +507,8 @@ proptest! {
             turns.push((S, reply));
             want.push((name.clone(), coll.clone(), if *fail { Status::Error } else { Status::Ok }, *docs as u32));
         }
-        let whole = run(&turns, usize::MAX, Limits::default());
-        prop_assert_eq!(&run(&turns, cut, Limits::default()), &whole);
+        let whole = common::run(&turns, usize::MAX, Limits::default(), 1_000_000);
+        prop_assert_eq!(&common::run(&turns, cut, Limits::default(), 1_000_000), &whole);
         let got: Vec<(String, String, Status, u32)> = whole
             .iter()
             .filter_map(|e| match e {

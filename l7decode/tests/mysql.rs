@@ -4,8 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
+mod common;
+
 use l7decode::mysql::{Command, Status};
-use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+use l7decode::{Direction, Event, Limits, Protocol};
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
@@ -36,28 +38,9 @@ fn login(client_caps: u32) -> Vec<(Direction, Vec<u8>)> {
 const CAPS: u32 = 0x0008_8208; // PROTOCOL_41 | SECURE_CONNECTION | PLUGIN_AUTH | CONNECT_WITH_DB
 const OK: &[u8] = &[0, 0, 0, 2, 0, 0, 0];
 
-fn run(turns: &[(Direction, Vec<u8>)], chunk: usize, limits: Limits) -> Vec<Event> {
-    let mut conn = Connection::new(limits);
-    let mut out = Vec::new();
-    for (i, (dir, bytes)) in turns.iter().enumerate() {
-        for piece in bytes.chunks(chunk) {
-            conn.feed(*dir, Timestamp(i as u64 * 10), piece).unwrap();
-            out.extend(std::iter::from_fn(|| conn.poll_event()));
-        }
-    }
-    conn.feed_eof(C, Timestamp(1_000));
-    conn.feed_eof(S, Timestamp(1_000));
-    out.extend(std::iter::from_fn(|| conn.poll_event()));
-    out
-}
-
 /// The records, after checking every chunking gives the same events.
 fn commands(turns: &[(Direction, Vec<u8>)], limits: Limits) -> Vec<Command> {
-    let whole = run(turns, usize::MAX, limits);
-    for chunk in [1, 2, 3, 7] {
-        assert_eq!(run(turns, chunk, limits), whole, "chunks of {chunk}");
-    }
-    whole
+    common::invariant(turns, &[1, 2, 3, 7], limits, 1_000)
         .into_iter()
         .filter_map(|e| match e {
             Event::Mysql(c) => Some(*c),
@@ -106,7 +89,7 @@ fn an_ssl_request_hands_the_connection_to_tls() {
     turns[1] = (C, packet(&ssl, 1));
     turns.push((C, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".to_vec()));
     turns.push((S, b"\x16\x03\x03\x00\x7a\x02".to_vec()));
-    let events = run(&turns, usize::MAX, Limits::default());
+    let events = common::run(&turns, usize::MAX, Limits::default(), 1_000);
     assert_eq!(
         events,
         [

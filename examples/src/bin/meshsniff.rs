@@ -145,6 +145,40 @@ fn record_json(r: &Record) -> Value {
     }
 }
 
+/// The fields every MySQL and MongoDB record shares: protocol, endpoints, the four times and the
+/// two latencies.
+fn exchange_json(
+    proto: &str,
+    r: &Record,
+    req: Option<l7decode::Span>,
+    resp: Option<l7decode::Span>,
+) -> Value {
+    let micros = |a: Option<l7decode::Span>, b: Option<l7decode::Span>, first: bool| {
+        a.zip(b).map(|(a, b)| {
+            let to = if first { b.first } else { b.last };
+            a.last.nanos_until(to) as f64 / 1e3
+        })
+    };
+    json!({
+        "proto": proto,
+        "client": r.client.to_string(),
+        "server": r.server.to_string(),
+        "req_first_time": req.map(|s| seconds(s.first)),
+        "req_time": req.map(|s| seconds(s.last)),
+        "resp_first_time": resp.map(|s| seconds(s.first)),
+        "resp_last_time": resp.map(|s| seconds(s.last)),
+        "latency_us": micros(req, resp, false),
+        "ttfb_us": micros(req, resp, true),
+    })
+}
+
+/// Adds `more`'s fields to the object `v`.
+fn extend(v: &mut Value, more: Value) {
+    if let (Some(v), Value::Object(more)) = (v.as_object_mut(), more) {
+        v.extend(more);
+    }
+}
+
 fn opcode_name(opcode: i32) -> Value {
     l7decode::mongo::wire::opcode_name(opcode).map_or_else(|| json!(opcode), |n| json!(n))
 }
@@ -155,45 +189,41 @@ fn mongo_json(r: &Record, o: &Operation) -> Value {
         .sequences()
         .map(|(id, n)| (id.to_owned(), json!(n)))
         .collect();
-    json!({
-        "proto": "mongo",
-        "client": r.client.to_string(),
-        "server": r.server.to_string(),
-        "req_first_time": req.map(|s| seconds(s.first)),
-        "req_time": req.map(|s| seconds(s.last)),
-        "resp_first_time": resp.map(|s| seconds(s.first)),
-        "resp_last_time": resp.map(|s| seconds(s.last)),
-        "latency_us": o.latency_ns().map(|n| n as f64 / 1e3),
-        "ttfb_us": o.ttfb_ns().map(|n| n as f64 / 1e3),
-        "request_id": o.request_id,
-        "opcode": opcode_name(o.opcode),
-        "compressed": o.compressor.is_some(),
-        "compressor": o.compressor.map(|c| match c { 0 => "noop", 1 => "snappy", 2 => "zlib", 3 => "zstd", _ => "unknown" }),
-        "command": o.command(),
-        "db": o.db(),
-        "collection": o.collection(),
-        "kind1_sections": sequences,
-        "more_to_come": o.more_to_come,
-        "exhaust_allowed": o.exhaust_allowed,
-        "req_bytes": req.map(|s| s.bytes),
-        "resp_opcode": o.response_opcode.map(opcode_name),
-        "resp_compressed": o.response_compressed,
-        "resp_messages": o.response_messages,
-        "resp_more_to_come_chain": o.reply_chain(),
-        "ok": o.ok,
-        "errmsg": o.errmsg(),
-        "code": o.code,
-        "code_name": o.code_name(),
-        "n": o.n,
-        "write_error_codes": o.write_error_codes(),
-        "cursor_id": o.cursor_id,
-        "batch_docs": o.batch_docs,
-        "reply_flags": o.reply_flags,
-        "number_returned": o.number_returned,
-        "checksum_ok": o.checksum_ok,
-        "status": o.status.as_str(),
-        "flags": flag_names(o.flags),
-    })
+    let mut v = exchange_json("mongo", r, req, resp);
+    extend(
+        &mut v,
+        json!({
+            "request_id": o.request_id,
+            "opcode": opcode_name(o.opcode),
+            "compressed": o.compressor.is_some(),
+            "compressor": o.compressor.map(|c| match c { 0 => "noop", 1 => "snappy", 2 => "zlib", 3 => "zstd", _ => "unknown" }),
+            "command": o.command(),
+            "db": o.db(),
+            "collection": o.collection(),
+            "kind1_sections": sequences,
+            "more_to_come": o.more_to_come,
+            "exhaust_allowed": o.exhaust_allowed,
+            "req_bytes": req.map(|s| s.bytes),
+            "resp_opcode": o.response_opcode.map(opcode_name),
+            "resp_compressed": o.response_compressed,
+            "resp_messages": o.response_messages,
+            "resp_more_to_come_chain": o.reply_chain(),
+            "ok": o.ok,
+            "errmsg": o.errmsg(),
+            "code": o.code,
+            "code_name": o.code_name(),
+            "n": o.n,
+            "write_error_codes": o.write_error_codes(),
+            "cursor_id": o.cursor_id,
+            "batch_docs": o.batch_docs,
+            "reply_flags": o.reply_flags,
+            "number_returned": o.number_returned,
+            "checksum_ok": o.checksum_ok,
+            "status": o.status.as_str(),
+            "flags": flag_names(o.flags),
+        }),
+    );
+    v
 }
 
 fn flag_names(f: l7decode::Flags) -> Vec<&'static str> {
@@ -252,30 +282,25 @@ fn query_512(c: &Command) -> (Option<String>, bool) {
 fn mysql_json(r: &Record, c: &Command) -> Value {
     let (req, resp) = (c.request, c.response);
     let (query, query_truncated) = query_512(c);
-    let mut v = json!({
-        "proto": "mysql",
-        "client": r.client.to_string(),
-        "server": r.server.to_string(),
-        "req_first_time": req.map(|s| seconds(s.first)),
-        "req_time": req.map(|s| seconds(s.last)),
-        "resp_first_time": resp.map(|s| seconds(s.first)),
-        "resp_last_time": resp.map(|s| seconds(s.last)),
-        "latency_us": c.latency_ns().map(|n| n as f64 / 1e3),
-        "ttfb_us": c.ttfb_ns().map(|n| n as f64 / 1e3),
-        "command": c.name(),
-        "command_code": c.code,
-        "query": query,
-        "query_truncated": query_truncated,
-        "stmt_id": c.stmt_id,
-        "prepared_stmt_id": c.prepared_stmt_id,
-        "status": c.status.as_str(),
-        "error_code": c.error_code,
-        "error_message": c.error_message(),
-        "affected_rows": c.affected_rows,
-        "num_fields": c.num_fields,
-        "rows": c.rows,
-        "flags": flag_names(c.flags),
-    });
+    let mut v = exchange_json("mysql", r, req, resp);
+    extend(
+        &mut v,
+        json!({
+            "command": c.name(),
+            "command_code": c.code,
+            "query": query,
+            "query_truncated": query_truncated,
+            "stmt_id": c.stmt_id,
+            "prepared_stmt_id": c.prepared_stmt_id,
+            "status": c.status.as_str(),
+            "error_code": c.error_code,
+            "error_message": c.error_message(),
+            "affected_rows": c.affected_rows,
+            "num_fields": c.num_fields,
+            "rows": c.rows,
+            "flags": flag_names(c.flags),
+        }),
+    );
     if c.code.is_none() {
         v["user"] = json!(c.user());
         v["schema"] = json!(c.schema());

@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use examples::meshsniff::{Record, analyze, seconds};
+use examples::capture::open;
+use examples::meshsniff::{Record, Totals, analyze, seconds};
 use l7decode::Timestamp;
 
 /// One classic pcap record: its 16-byte header and its data.
@@ -90,4 +91,13 @@ pub fn ports_and_payload(frame: &[u8]) -> ((u16, u16), usize) {
 /// A truth file under `examples/tests/data`.
 pub fn truth(path: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(data(path)).unwrap()).unwrap()
+}
+
+/// The pipeline on a bundled capture.
+pub fn decode(path: &str) -> (Totals, Vec<Record>) {
+    let capture = open(&data(path)).unwrap();
+    let mut out = Vec::new();
+    let (totals, failure) = analyze(capture, |r| out.push(r));
+    assert!(failure.is_none(), "{failure:?}");
+    (totals, out)
 }

@@ -194,32 +194,10 @@ impl Connection {
                     Direction::ClientToServer => [false, other_spoke],
                     Direction::ServerToClient => [other_spoke, false],
                 };
-                let session = crate::mongo::session::Session::new(
-                    self.limits.max_pending,
-                    self.limits.max_buffered.max(16 << 20),
-                    lost,
-                );
-                self.enter_sub(
-                    Sub::Mongo(Box::new(session)),
-                    Protocol::Mongo,
-                    dir,
-                    since,
-                    &probe,
-                );
+                self.enter_mongo(lost, dir, since, &probe);
             }
             FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mongo) => {
-                let session = crate::mongo::session::Session::new(
-                    self.limits.max_pending,
-                    self.limits.max_buffered.max(16 << 20),
-                    [true, true],
-                );
-                self.enter_sub(
-                    Sub::Mongo(Box::new(session)),
-                    Protocol::Mongo,
-                    dir,
-                    since,
-                    &probe,
-                );
+                self.enter_mongo([true, true], dir, since, &probe);
             }
             FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mysql) => {
                 let session =
@@ -235,6 +213,22 @@ impl Connection {
             }
         }
         take
+    }
+
+    /// MongoDB from here on; `lost` says which sides must first find a message start.
+    fn enter_mongo(&mut self, lost: [bool; 2], dir: Direction, since: Timestamp, probe: &[u8]) {
+        let session = crate::mongo::session::Session::new(
+            self.limits.max_pending,
+            self.limits.max_buffered.max(16 << 20),
+            lost,
+        );
+        self.enter_sub(
+            Sub::Mongo(Box::new(session)),
+            Protocol::Mongo,
+            dir,
+            since,
+            probe,
+        );
     }
 
     fn enter_mysql(&mut self, session: Session, dir: Direction, since: Timestamp, probe: &[u8]) {

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
 use super::{Operation, Status, Text};
+use crate::skipped::Skipped;
 use crate::{Direction, Event, Span, Timestamp};
 
 /// Bytes of a message's start kept when the message is larger than the buffer bound.
@@ -32,7 +33,6 @@ struct Half {
     /// While lost: the bytes being judged as a header, and each one's arrival.
     window: Vec<u8>,
     window_times: Vec<Timestamp>,
-    skipped: u64,
     /// Inflated bodies of compressed messages (reused).
     plain: Vec<u8>,
 }
@@ -50,7 +50,6 @@ impl Half {
             lost,
             window: Vec::new(),
             window_times: Vec::new(),
-            skipped: 0,
             plain: Vec::new(),
         }
     }
@@ -71,7 +70,7 @@ pub(crate) struct Session {
     max_pending: usize,
     max_message: usize,
     messages: u64,
-    skipped_total: u64,
+    skipped: Skipped,
     dropped: u64,
 }
 
@@ -98,7 +97,7 @@ impl Session {
             max_pending,
             max_message,
             messages: 0,
-            skipped_total: 0,
+            skipped: Skipped::default(),
             dropped: 0,
         }
     }
@@ -108,7 +107,7 @@ impl Session {
     }
 
     pub(crate) const fn skipped_total(&self) -> u64 {
-        self.skipped_total
+        self.skipped.total()
     }
 
     pub(crate) const fn dropped(&self) -> u64 {
@@ -123,18 +122,11 @@ impl Session {
     }
 
     fn skip(&mut self, dir: Direction, n: u64) {
-        self.half(dir).skipped += n;
-        self.skipped_total += n;
+        self.skipped.add(dir, n);
     }
 
     fn report_skipped(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
-        let skipped = core::mem::take(&mut self.half(dir).skipped);
-        if skipped > 0 {
-            events.push_back(Event::Resynced {
-                direction: dir,
-                skipped,
-            });
-        }
+        self.skipped.report(dir, events);
     }
 
     /// In-order bytes of `dir`.

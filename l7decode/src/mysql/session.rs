@@ -12,6 +12,7 @@ use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
+use crate::skipped::Skipped;
 use crate::{Direction, Event, Protocol, Timestamp};
 
 /// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
@@ -128,8 +129,6 @@ struct Half {
     /// No byte of this side was seen yet: a command found at its first byte starts where the
     /// capture does.
     untouched: bool,
-    /// Skipped since last reported.
-    skipped: u64,
 }
 
 impl Half {
@@ -145,7 +144,6 @@ impl Half {
             window: Vec::new(),
             window_times: Vec::new(),
             untouched: true,
-            skipped: 0,
         }
     }
 
@@ -182,7 +180,7 @@ struct State {
     last_prepared: Option<u32>,
     /// Commands dropped because `max_pending` was reached.
     dropped: u64,
-    skipped_total: u64,
+    skipped: Skipped,
     /// Logical payloads read.
     messages: u64,
 }
@@ -263,7 +261,7 @@ impl Session {
                 max_statements,
                 last_prepared: None,
                 dropped: 0,
-                skipped_total: 0,
+                skipped: Skipped::default(),
                 messages: 0,
             },
         }
@@ -306,23 +304,16 @@ impl Session {
 
     /// Counts bytes of `dir` skipped out of sync (reported when sync returns or the side ends).
     fn skip(&mut self, dir: Direction, n: u64) {
-        self.half(dir).skipped += n;
-        self.st.skipped_total += n;
+        self.st.skipped.add(dir, n);
     }
 
     fn report_skipped(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
-        let skipped = core::mem::take(&mut self.half(dir).skipped);
-        if skipped > 0 {
-            events.push_back(Event::Resynced {
-                direction: dir,
-                skipped,
-            });
-        }
+        self.st.skipped.report(dir, events);
     }
 
     /// Bytes skipped so far, both directions.
     pub(crate) const fn skipped_total(&self) -> u64 {
-        self.st.skipped_total
+        self.st.skipped.total()
     }
 
     /// Steps the framer through `input` until it ends or the direction's mode changes.

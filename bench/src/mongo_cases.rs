@@ -5,7 +5,6 @@
 use std::hint::black_box;
 use std::io::Read;
 use std::path::Path;
-use std::time::Instant;
 
 use bytes::Bytes;
 use examples::capture::{Capture, tcp_segment};
@@ -14,7 +13,7 @@ use l7decode::mongo::bson::Doc;
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
 use crate::alloc_count::allocations_during;
-use crate::harness::{Comparison, compare};
+use crate::harness::{Comparison, compare, median_time};
 
 fn load(path: &Path) -> Bytes {
     let raw = std::fs::read(path).expect("bundled capture");
@@ -102,16 +101,11 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         messages += decode(c).1;
         wire += c.len() as u64;
     }
-    let mut times = Vec::new();
-    for _ in 0..samples.max(5) {
-        let start = Instant::now();
+    let median = median_time(samples, || {
         for c in &captures {
             black_box(decode(black_box(c)));
         }
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let median = times[times.len() / 2];
+    });
     notes.push(format!(
         "l7decode MongoDB: {messages} messages in the two shared captures ({wire} pcap bytes), end to end from pcap bytes (pcap parsing, flows, reassembly, decoding) in {:.1} µs = {:.2} M messages/s",
         median.as_secs_f64() * 1e6,
@@ -134,14 +128,9 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         read
     };
     let in_memory = decode_payloads();
-    let mut times = Vec::new();
-    for _ in 0..samples.max(5) * 10 {
-        let start = Instant::now();
+    let median = median_time(samples * 10, || {
         black_box(decode_payloads());
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let median = times[times.len() / 2];
+    });
     notes.push(format!(
         "l7decode MongoDB decoder on the same captures' payloads in memory: {in_memory} messages in {:.1} µs = {:.2} M messages/s (target >= 1 M/s per core)",
         median.as_secs_f64() * 1e6,

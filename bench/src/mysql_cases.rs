@@ -6,14 +6,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use bytes::Bytes;
 use examples::capture::Capture;
 use examples::meshsniff::analyze;
 
 use crate::alloc_count::{live_bytes, peak_bytes, reset_peak};
-use crate::harness::{Comparison, compare};
+use crate::harness::{Comparison, compare, median_time};
 use examples::capture::{flow_key, tcp_segment};
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
@@ -149,16 +148,11 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         messages += decode(&i.bytes).1;
         wire += i.bytes.len() as u64;
     }
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples.max(5) {
-        let start = Instant::now();
+    let median = median_time(samples, || {
         for i in small {
             std::hint::black_box(decode(std::hint::black_box(&i.bytes)));
         }
-        times.push(start.elapsed());
-    }
-    times.sort();
-    let median = times[times.len() / 2];
+    });
     notes.push(format!(
         "l7decode MySQL: {messages} messages in the four shared captures ({wire} pcap bytes), decoded end to end from pcap bytes in {:.1} µs = {:.2} M messages/s (target >= 1 M/s per core)",
         median.as_secs_f64() * 1e6,

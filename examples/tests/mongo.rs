@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth};
+use common::{
+    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth,
+    truth_by_request,
+};
 use examples::meshsniff::Record;
 use l7decode::mongo::{Operation, Status, wire};
 
@@ -21,17 +24,6 @@ fn operations(records: &[Record]) -> Vec<(&Record, &Operation)> {
         .collect();
     got.sort_by_key(|(r, o)| (o.request.map(|s| s.last.0), r.client.to_string()));
     got
-}
-
-fn truth_operations(path: &str) -> Vec<serde_json::Value> {
-    let mut expected = truth(path)["transactions"].as_array().unwrap().clone();
-    expected.sort_by(|a, b| {
-        a["req_time"]
-            .as_f64()
-            .unwrap()
-            .total_cmp(&b["req_time"].as_f64().unwrap())
-    });
-    expected
 }
 
 fn summary(o: &Operation) -> String {
@@ -166,7 +158,7 @@ fn every_operation_of_the_shared_captures_matches_the_truth() {
     for name in CAPTURES {
         let (totals, records) = decode(&format!("tests/data/mongo/{name}.pcap"));
         assert_eq!(totals.gap_bytes + totals.skipped_bytes, 0, "{name}");
-        let expected = truth_operations(&format!("tests/data/mongo/{name}.truth.json"));
+        let expected = truth_by_request(&format!("tests/data/mongo/{name}.truth.json"));
         let got = operations(&records);
         assert_eq!(got.len(), records.len(), "{name}: no orphan");
         assert_eq!(
@@ -185,7 +177,7 @@ fn every_operation_of_the_shared_captures_matches_the_truth() {
 fn mid_stream_starts_decode_every_operation_they_hold_exactly() {
     for name in CAPTURES {
         let (header, records) = pcap_records(&format!("tests/data/mongo/{name}.pcap"));
-        let all = truth_operations(&format!("tests/data/mongo/{name}.truth.json"));
+        let all = truth_by_request(&format!("tests/data/mongo/{name}.truth.json"));
         for skip in 1..records.len() {
             let what = format!("{name} without its first {skip} frames");
             let got = analyze_records(&header, &records[skip..]);
@@ -220,7 +212,7 @@ fn mid_stream_starts_decode_every_operation_they_hold_exactly() {
 fn a_lost_segment_damages_only_its_own_operation() {
     for name in CAPTURES {
         let (header, records) = pcap_records(&format!("tests/data/mongo/{name}.pcap"));
-        let truth = truth_operations(&format!("tests/data/mongo/{name}.truth.json"));
+        let truth = truth_by_request(&format!("tests/data/mongo/{name}.truth.json"));
         for drop in (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0) {
             let what = format!("{name} frame {} dropped", drop + 1);
             let mut kept = records.clone();

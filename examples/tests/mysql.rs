@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth};
+use common::{
+    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth,
+    truth_by_request,
+};
 use examples::meshsniff::Record;
 use l7decode::mysql::{Command, Status};
 
@@ -20,17 +23,6 @@ fn commands(records: &[Record]) -> Vec<(&Record, &Command)> {
         .collect();
     got.sort_by_key(|(r, c)| (c.request.map(|s| s.last.0), r.client.to_string()));
     got
-}
-
-fn truth_commands(path: &str) -> Vec<serde_json::Value> {
-    let mut expected = truth(path)["transactions"].as_array().unwrap().clone();
-    expected.sort_by(|a, b| {
-        a["req_time"]
-            .as_f64()
-            .unwrap()
-            .total_cmp(&b["req_time"].as_f64().unwrap())
-    });
-    expected
 }
 
 fn summary(c: &Command) -> String {
@@ -129,7 +121,7 @@ fn every_command_of_the_shared_captures_matches_the_truth() {
     ] {
         let (totals, records) = decode(&format!("tests/data/mysql/{name}.pcap"));
         assert_eq!(totals.gap_bytes + totals.skipped_bytes, 0, "{name}");
-        let expected = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let expected = truth_by_request(&format!("tests/data/mysql/{name}.truth.json"));
         let got = commands(&records);
         assert_eq!(
             got.len(),
@@ -206,7 +198,7 @@ fn mid_stream_starts_decode_every_command_they_hold_exactly() {
         "mysql_compressed",
     ] {
         let (header, records) = pcap_records(&format!("tests/data/mysql/{name}.pcap"));
-        let all = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let all = truth_by_request(&format!("tests/data/mysql/{name}.truth.json"));
         for skip in 1..records.len() {
             let what = format!("{name} without its first {skip} frames");
             let got = analyze_records(&header, &records[skip..]);
@@ -255,7 +247,7 @@ fn a_lost_segment_damages_only_its_own_command() {
         "mysql_compressed",
     ] {
         let (header, records) = pcap_records(&format!("tests/data/mysql/{name}.pcap"));
-        let truth = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let truth = truth_by_request(&format!("tests/data/mysql/{name}.truth.json"));
         let with_payload = (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0);
         for drop in with_payload {
             let what = format!("{name} frame {} dropped", drop + 1);
@@ -322,7 +314,7 @@ fn a_snaplen_keeps_every_command_and_flags_what_it_cut() {
             .map(|(h, d)| (h.clone(), d[..d.len().min(140)].to_vec()))
             .collect();
         let got = analyze_records(&header, &cut);
-        let expected = truth_commands(&format!("tests/data/mysql/{name}.truth.json"));
+        let expected = truth_by_request(&format!("tests/data/mysql/{name}.truth.json"));
         let got = commands(&got);
         let what = format!("{name} at snaplen 140");
         assert_eq!(

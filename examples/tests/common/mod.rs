@@ -101,3 +101,15 @@ pub fn decode(path: &str) -> (Totals, Vec<Record>) {
     assert!(failure.is_none(), "{failure:?}");
     (totals, out)
 }
+
+/// A truth file's transactions, in order of their request's last byte.
+pub fn truth_by_request(path: &str) -> Vec<serde_json::Value> {
+    let mut expected = truth(path)["transactions"].as_array().unwrap().clone();
+    expected.sort_by(|a, b| {
+        a["req_time"]
+            .as_f64()
+            .unwrap()
+            .total_cmp(&b["req_time"].as_f64().unwrap())
+    });
+    expected
+}

@@ -9,8 +9,7 @@
 mod common;
 
 use common::{
-    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth,
-    truth_by_request,
+    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth_by_request,
 };
 use examples::meshsniff::Record;
 use l7decode::mongo::{Operation, Status, wire};

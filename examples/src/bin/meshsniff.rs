@@ -344,7 +344,7 @@ fn table(records: &[Record], totals: &Totals, top: usize) -> String {
                 ("mysql", endpoint, failed, c.latency_ns())
             }
             Exchange::Mongo(o) => {
-                let target = match (o.db(), o.collection()) {
+                let target = match (o.db(), o.target_collection()) {
                     (Some(db), Some(coll)) => format!(" {db}.{coll}"),
                     (Some(db), None) => format!(" {db}"),
                     _ => String::new(),

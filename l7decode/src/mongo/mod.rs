@@ -128,6 +128,7 @@ pub struct Operation {
     pub(crate) command: Text<48>,
     pub(crate) db: Text<64>,
     pub(crate) collection: Text<128>,
+    pub(crate) cursor_collection: Text<128>,
     pub(crate) sequences: [(Text<24>, u32); SEQUENCES],
     pub(crate) sequence_count: usize,
     /// The request set moreToCome (no reply expected).
@@ -186,6 +187,7 @@ impl Operation {
             command: Text::default(),
             db: Text::default(),
             collection: Text::default(),
+            cursor_collection: Text::default(),
             sequences: [(Text::default(), 0); SEQUENCES],
             sequence_count: 0,
             more_to_come: false,
@@ -225,9 +227,18 @@ impl Operation {
         self.db.as_str()
     }
 
-    /// The collection, when the command names one.
+    /// The collection, when the command's first element names one (as the truth files have
+    /// it: `None` for getMore, whose first element is the cursor id).
     pub fn collection(&self) -> Option<&str> {
         self.collection.as_str()
+    }
+
+    /// The collection the operation works on: [`Operation::collection`], or for getMore its
+    /// `collection` field.
+    pub fn target_collection(&self) -> Option<&str> {
+        self.collection
+            .as_str()
+            .or_else(|| self.cursor_collection.as_str())
     }
 
     /// Kind-1 document sequences: identifier and document count.

@@ -577,12 +577,11 @@ fn name_command(op: &mut Operation, body: Option<Doc<'_>>, legacy_db: Option<&[u
     };
     if let Some(first) = body.first() {
         op.command = Text::from_bytes(first.key);
-        let collection = if first.key == b"getMore" {
-            None
-        } else {
-            first.as_str()
-        };
-        if let Some(c) = collection {
+        if first.key == b"getMore" {
+            if let Some(c) = body.get("collection").and_then(|e| e.as_str()) {
+                op.cursor_collection = Text::from_bytes(c);
+            }
+        } else if let Some(c) = first.as_str() {
             op.collection = Text::from_bytes(c);
         }
     }

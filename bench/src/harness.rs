@@ -128,6 +128,23 @@ pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
     times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
+/// tshark (when installed) on a capture file: how many values of `field` the packets matching
+/// it carry. `None` when tshark cannot be run.
+pub fn tshark_count(path: &std::path::Path, field: &str) -> Option<u64> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-Y", field, "-T", "fields", "-e", field])
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split(',').count() as u64)
+            .sum()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

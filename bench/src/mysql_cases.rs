@@ -5,14 +5,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use examples::capture::Capture;
 use examples::meshsniff::analyze;
 
 use crate::alloc_count::{live_bytes, peak_bytes, reset_peak};
-use crate::harness::{Comparison, compare, median_time};
+use crate::harness::{Comparison, compare, median_time, tshark_count};
 use examples::capture::{flow_key, tcp_segment};
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
@@ -104,22 +103,6 @@ fn resultset_peaks(pcap: &Bytes) -> Vec<(&'static str, i64)> {
     ]
 }
 
-/// tshark on the same file: how many commands it dissects, and how long that takes.
-fn tshark_commands(path: &Path) -> Option<u64> {
-    let out = Command::new("tshark")
-        .args(["-r"])
-        .arg(path)
-        .args(["-Y", "mysql.command", "-T", "fields", "-e", "mysql.command"])
-        .output()
-        .ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split(',').count() as u64)
-            .sum()
-    })
-}
-
 /// The comparisons, plus notes (messages/s, memory).
 pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -171,7 +154,7 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
         } else {
             input.path.clone()
         };
-        if tshark_commands(&path).is_none() {
+        if tshark_count(&path, "mysql.command").is_none() {
             notes.push(format!(
                 "tshark not installed: no side-by-side run on {name} (the spec measured tshark 4.0 at 6.5-14.3 MB/s on mysql_big)"
             ));
@@ -188,7 +171,7 @@ pub fn run(samples: usize) -> (Vec<Comparison>, Vec<String>) {
             input.bytes.len() as u64,
             runs,
             || decode(std::hint::black_box(&input.bytes)).0,
-            || tshark_commands(&path).unwrap_or(0),
+            || tshark_count(&path, "mysql.command").unwrap_or(0),
         ));
     }
 

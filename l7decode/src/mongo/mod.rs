@@ -60,47 +60,67 @@ impl Status {
     }
 }
 
-/// A short text kept inline, so a record needs no allocation; a longer value is cut at `N`
-/// bytes (at a character boundary when read back).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Text<const N: usize> {
-    len: usize,
-    bytes: [u8; N],
-    /// Whether the value was longer than `N` bytes.
-    pub cut: bool,
+/// Bytes of text an operation keeps inline, shared by all its texts (command, database,
+/// collection, sequence identifiers, errmsg, codeName), so a record needs no allocation and stays
+/// small. A value that does not fit (or passes its own limit) is cut and flagged.
+const TEXT_BYTES: usize = 256;
+
+/// Where one text lies in an operation's [`Texts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct TextRef {
+    at: u16,
+    len: u16,
+    /// The value was longer than what was kept.
+    cut: bool,
 }
 
-impl<const N: usize> Default for Text<N> {
+/// An operation's texts, packed one after another.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Texts {
+    bytes: [u8; TEXT_BYTES],
+    used: usize,
+}
+
+impl Default for Texts {
     fn default() -> Self {
         Self {
-            len: 0,
-            bytes: [0; N],
-            cut: false,
+            bytes: [0; TEXT_BYTES],
+            used: 0,
         }
     }
 }
 
-impl<const N: usize> core::fmt::Debug for Text<N> {
+/// Only the texts stored are shown.
+impl core::fmt::Debug for Texts {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        self.as_str().fmt(f)
+        let used = self.bytes.get(..self.used).unwrap_or_default();
+        f.debug_tuple("Texts")
+            .field(&String::from_utf8_lossy(used))
+            .finish()
     }
 }
 
-impl<const N: usize> Text<N> {
-    fn from_bytes(b: &[u8]) -> Self {
-        let mut t = Self::default();
-        let n = b.len().min(N);
-        if let (Some(dst), Some(src)) = (t.bytes.get_mut(..n), b.get(..n)) {
+impl Texts {
+    /// Stores up to `limit` bytes of `b`.
+    pub(crate) fn push(&mut self, b: &[u8], limit: usize) -> TextRef {
+        let room = TEXT_BYTES - self.used;
+        let n = b.len().min(limit).min(room);
+        if let (Some(dst), Some(src)) = (self.bytes.get_mut(self.used..self.used + n), b.get(..n)) {
             dst.copy_from_slice(src);
         }
-        t.len = n;
-        t.cut = b.len() > N;
-        t
+        let r = TextRef {
+            at: self.used as u16,
+            len: n as u16,
+            cut: n < b.len(),
+        };
+        self.used += n;
+        r
     }
 
-    /// The text (`None` when empty), up to its last whole character.
-    pub fn as_str(&self) -> Option<&str> {
-        let b = self.bytes.get(..self.len)?;
+    /// A stored text (`None` when empty), up to its last whole character.
+    pub(crate) fn get(&self, r: TextRef) -> Option<&str> {
+        let start = usize::from(r.at);
+        let b = self.bytes.get(start..start + usize::from(r.len))?;
         let s = match core::str::from_utf8(b) {
             Ok(s) => s,
             Err(e) => core::str::from_utf8(b.get(..e.valid_up_to())?).ok()?,
@@ -112,7 +132,7 @@ impl<const N: usize> Text<N> {
 /// Kind-1 sections kept per record, write error codes, and reply chain ids.
 const SEQUENCES: usize = wire::MAX_SEQUENCES;
 const WRITE_ERRORS: usize = 8;
-const CHAIN: usize = 16;
+const CHAIN: usize = 8;
 
 /// A request and its reply (or reply chain), or a reply whose request the capture missed.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,11 +145,12 @@ pub struct Operation {
     /// The request came in OP_COMPRESSED, with this compressor id (0 noop, 1 snappy, 2 zlib,
     /// 3 zstd).
     pub compressor: Option<u8>,
-    pub(crate) command: Text<48>,
-    pub(crate) db: Text<64>,
-    pub(crate) collection: Text<128>,
-    pub(crate) cursor_collection: Text<128>,
-    pub(crate) sequences: [(Text<24>, u32); SEQUENCES],
+    pub(crate) texts: Texts,
+    pub(crate) command: TextRef,
+    pub(crate) db: TextRef,
+    pub(crate) collection: TextRef,
+    pub(crate) cursor_collection: TextRef,
+    pub(crate) sequences: [(TextRef, u32); SEQUENCES],
     pub(crate) sequence_count: usize,
     /// The request set moreToCome (no reply expected).
     pub more_to_come: bool,
@@ -148,10 +169,10 @@ pub struct Operation {
     chain: [u32; CHAIN],
     /// From the first reply: `ok`.
     pub ok: Option<f64>,
-    pub(crate) errmsg: Text<160>,
+    pub(crate) errmsg: TextRef,
     /// From the first reply: `code`.
     pub code: Option<i64>,
-    pub(crate) code_name: Text<48>,
+    pub(crate) code_name: TextRef,
     /// From the first reply: `n`.
     pub n: Option<i64>,
     write_errors: [i64; WRITE_ERRORS],
@@ -184,11 +205,12 @@ impl Operation {
             request_id,
             opcode,
             compressor: None,
-            command: Text::default(),
-            db: Text::default(),
-            collection: Text::default(),
-            cursor_collection: Text::default(),
-            sequences: [(Text::default(), 0); SEQUENCES],
+            texts: Texts::default(),
+            command: TextRef::default(),
+            db: TextRef::default(),
+            collection: TextRef::default(),
+            cursor_collection: TextRef::default(),
+            sequences: [(TextRef::default(), 0); SEQUENCES],
             sequence_count: 0,
             more_to_come: false,
             exhaust_allowed: false,
@@ -199,9 +221,9 @@ impl Operation {
             response_messages: 0,
             chain: [0; CHAIN],
             ok: None,
-            errmsg: Text::default(),
+            errmsg: TextRef::default(),
             code: None,
-            code_name: Text::default(),
+            code_name: TextRef::default(),
             n: None,
             write_errors: [0; WRITE_ERRORS],
             write_error_count: 0,
@@ -219,26 +241,25 @@ impl Operation {
 
     /// The command: the first key of the command document, or a legacy opcode's name.
     pub fn command(&self) -> Option<&str> {
-        self.command.as_str()
+        self.texts.get(self.command)
     }
 
     /// The database (`$db`, or a legacy namespace's first part).
     pub fn db(&self) -> Option<&str> {
-        self.db.as_str()
+        self.texts.get(self.db)
     }
 
     /// The collection, when the command's first element names one (as the truth files have
     /// it: `None` for getMore, whose first element is the cursor id).
     pub fn collection(&self) -> Option<&str> {
-        self.collection.as_str()
+        self.texts.get(self.collection)
     }
 
     /// The collection the operation works on: [`Operation::collection`], or for getMore its
     /// `collection` field.
     pub fn target_collection(&self) -> Option<&str> {
-        self.collection
-            .as_str()
-            .or_else(|| self.cursor_collection.as_str())
+        self.collection()
+            .or_else(|| self.texts.get(self.cursor_collection))
     }
 
     /// Kind-1 document sequences: identifier and document count.
@@ -246,7 +267,7 @@ impl Operation {
         self.sequences
             .iter()
             .take(self.sequence_count)
-            .map(|(id, n)| (id.as_str().unwrap_or(""), *n))
+            .map(|(id, n)| (self.texts.get(*id).unwrap_or(""), *n))
     }
 
     /// The requestIDs of the replies, when they were a chain.
@@ -261,12 +282,25 @@ impl Operation {
 
     /// `errmsg` of the first reply.
     pub fn errmsg(&self) -> Option<&str> {
-        self.errmsg.as_str()
+        self.texts.get(self.errmsg)
     }
 
     /// `codeName` of the first reply.
     pub fn code_name(&self) -> Option<&str> {
-        self.code_name.as_str()
+        self.texts.get(self.code_name)
+    }
+
+    /// Whether a text of the record was cut to fit (a long collection or errmsg).
+    pub fn text_cut(&self) -> bool {
+        [
+            self.command,
+            self.db,
+            self.collection,
+            self.errmsg,
+            self.code_name,
+        ]
+        .iter()
+        .any(|r| r.cut)
     }
 
     /// `writeErrors[].code` of the first reply.

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
-use super::{Operation, Status, Text};
+use super::{Operation, Status};
 use crate::skipped::Skipped;
 use crate::{Direction, Event, Span, Timestamp};
 
@@ -415,7 +415,7 @@ impl Session {
             .iter_mut()
             .zip(s.sequences.iter().take(s.sequence_count))
         {
-            *slot = (Text::from_bytes(ident), *n);
+            *slot = (op.texts.push(ident, 24), *n);
         }
         op.sequence_count = s.sequence_count;
         let (db_of_ns, coll_of_ns) = split_ns(s.ns);
@@ -423,16 +423,16 @@ impl Session {
             op::MSG => name_command(&mut op, s.body, None),
             op::QUERY if coll_of_ns == b"$cmd" => name_command(&mut op, s.body, Some(db_of_ns)),
             op::QUERY => {
-                op.command = Text::from_bytes(b"OP_QUERY(find)");
-                op.db = Text::from_bytes(db_of_ns);
-                op.collection = Text::from_bytes(coll_of_ns);
+                op.command = op.texts.push(b"OP_QUERY(find)", 48);
+                op.db = op.texts.push(db_of_ns, 64);
+                op.collection = op.texts.push(coll_of_ns, 128);
             }
             code => {
                 if let Some(name) = wire::opcode_name(code) {
-                    op.command = Text::from_bytes(name.as_bytes());
+                    op.command = op.texts.push(name.as_bytes(), 48);
                 }
-                op.db = Text::from_bytes(db_of_ns);
-                op.collection = Text::from_bytes(coll_of_ns);
+                op.db = op.texts.push(db_of_ns, 64);
+                op.collection = op.texts.push(coll_of_ns, 128);
             }
         }
         let no_reply = op.more_to_come
@@ -576,18 +576,18 @@ fn name_command(op: &mut Operation, body: Option<Doc<'_>>, legacy_db: Option<&[u
         return;
     };
     if let Some(first) = body.first() {
-        op.command = Text::from_bytes(first.key);
+        op.command = op.texts.push(first.key, 48);
         if first.key == b"getMore" {
             if let Some(c) = body.get("collection").and_then(|e| e.as_str()) {
-                op.cursor_collection = Text::from_bytes(c);
+                op.cursor_collection = op.texts.push(c, 128);
             }
         } else if let Some(c) = first.as_str() {
-            op.collection = Text::from_bytes(c);
+            op.collection = op.texts.push(c, 128);
         }
     }
     let db = body.get("$db").and_then(|e| e.as_str()).or(legacy_db);
     if let Some(db) = db {
-        op.db = Text::from_bytes(db);
+        op.db = op.texts.push(db, 64);
     }
 }
 
@@ -640,13 +640,13 @@ fn take_reply(op: &mut Operation, msg: &Message<'_>) {
             b"ok" => op.ok = e.as_f64(),
             b"errmsg" => {
                 if let Some(m) = e.as_str() {
-                    op.errmsg = Text::from_bytes(m);
+                    op.errmsg = op.texts.push(m, 160);
                 }
             }
             b"code" => op.code = e.as_i64(),
             b"codeName" => {
                 if let Some(c) = e.as_str() {
-                    op.code_name = Text::from_bytes(c);
+                    op.code_name = op.texts.push(c, 48);
                 }
             }
             b"n" => op.n = e.as_i64(),

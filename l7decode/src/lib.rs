@@ -43,6 +43,7 @@ pub mod mongo;
 pub mod mysql;
 pub mod reassembly;
 mod skipped;
+mod window;
 
 pub use connection::{Connection, Event, Flags, Message, Protocol, Stats, Transaction};
 pub use error::{Error, ErrorKind, Limit};

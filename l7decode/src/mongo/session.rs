@@ -10,6 +10,7 @@ use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
 use super::{Operation, Status};
 use crate::skipped::Skipped;
+use crate::window::Window;
 use crate::{Direction, Event, Span, Timestamp};
 
 /// Bytes of a message's start kept when the message is larger than the buffer bound.
@@ -31,8 +32,7 @@ struct Half {
     gap: bool,
     lost: bool,
     /// While lost: the bytes being judged as a header, and each one's arrival.
-    window: Vec<u8>,
-    window_times: Vec<Timestamp>,
+    window: Window,
     /// Inflated bodies of compressed messages (reused).
     plain: Vec<u8>,
 }
@@ -48,8 +48,7 @@ impl Half {
             whole: true,
             gap: false,
             lost,
-            window: Vec::new(),
-            window_times: Vec::new(),
+            window: Window::default(),
             plain: Vec::new(),
         }
     }
@@ -202,10 +201,8 @@ impl Session {
                 half.header_len = 0;
                 half.lost = true;
                 half.window.clear();
-                half.window_times.clear();
                 for byte in header.iter().skip(1) {
-                    half.window.push(*byte);
-                    half.window_times.push(half.first);
+                    half.window.hold(*byte, half.first);
                 }
                 self.skip(dir, 1);
                 self.lost_sync(dir, events);
@@ -283,31 +280,18 @@ impl Session {
         let request = dir == Direction::ClientToServer;
         for (at, byte) in input.iter().enumerate() {
             let half = self.half(dir);
-            half.window.push(*byte);
-            half.window_times.push(now);
-            let mut dropped = 0;
-            let mut found = false;
-            while let Some(verdict) = wire::plausible_start(&half.window, request) {
-                if verdict {
-                    found = true;
-                    break;
-                }
-                half.window.remove(0);
-                half.window_times.remove(0);
-                dropped += 1;
-            }
-            let window = found.then(|| {
+            let (dropped, found) = half.window.push(*byte, now, |w| {
+                wire::plausible_start(w, request).map(|start| start.then_some(()))
+            });
+            let window = found.map(|()| {
                 half.lost = false;
-                (
-                    core::mem::take(&mut half.window),
-                    core::mem::take(&mut half.window_times),
-                )
+                half.window.take()
             });
             self.skip(dir, dropped);
-            if let Some((window, times)) = window {
+            if let Some(window) = window {
                 self.report_skipped(dir, events);
-                for (byte, at) in window.iter().zip(times) {
-                    self.step(dir, at, core::slice::from_ref(byte), events);
+                for (byte, at) in window {
+                    self.step(dir, at, &[byte], events);
                 }
                 return at + 1;
             }
@@ -343,7 +327,6 @@ impl Session {
         let half = self.half(dir);
         if half.lost {
             half.window.clear();
-            half.window_times.clear();
             return;
         }
         if half.header_len == 16 && missing <= half.need {
@@ -366,7 +349,6 @@ impl Session {
         let half = self.half(dir);
         let partial = (half.window.len() + half.buf.len().max(half.header_len)) as u64;
         half.window.clear();
-        half.window_times.clear();
         half.buf.clear();
         half.header_len = 0;
         half.lost = true;

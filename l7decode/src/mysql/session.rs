@@ -13,6 +13,7 @@ use super::framing::{Framer, GapOutcome, Payload};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
 use crate::skipped::Skipped;
+use crate::window::Window;
 use crate::{Direction, Event, Protocol, Timestamp};
 
 /// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
@@ -123,9 +124,7 @@ struct Half {
     lost: bool,
     opaque: bool,
     /// While lost: the bytes being judged as a command start, and when the first came.
-    window: Vec<u8>,
-    /// When each byte of `window` arrived.
-    window_times: Vec<Timestamp>,
+    window: Window,
     /// No byte of this side was seen yet: a command found at its first byte starts where the
     /// capture does.
     untouched: bool,
@@ -141,8 +140,7 @@ impl Half {
             frames_lost: false,
             lost,
             opaque: false,
-            window: Vec::new(),
-            window_times: Vec::new(),
+            window: Window::default(),
             untouched: true,
         }
     }
@@ -432,27 +430,8 @@ impl Session {
             let Some(half) = self.halves.get_mut(i) else {
                 break;
             };
-            half.window.push(*byte);
-            half.window_times.push(now);
-            let mut dropped = 0;
-            let mut found = None;
-            loop {
-                match judge_window(&half.window, self.st.framing) {
-                    None => break,
-                    Some(Some(kind)) => {
-                        found = Some(kind);
-                        break;
-                    }
-                    Some(None) => {
-                        half.window.remove(0);
-                        half.window_times.remove(0);
-                        dropped += 1;
-                        if half.window.is_empty() {
-                            break;
-                        }
-                    }
-                }
-            }
+            let framing = self.st.framing;
+            let (dropped, found) = half.window.push(*byte, now, |w| judge_window(w, framing));
             let at_capture_start = half.untouched && dropped == 0;
             if dropped > 0 {
                 half.untouched = false;
@@ -461,14 +440,10 @@ impl Session {
                 half.lost = false;
                 half.untouched = false;
                 half.framer.reset();
-                (
-                    kind,
-                    core::mem::take(&mut half.window),
-                    core::mem::take(&mut half.window_times),
-                )
+                (kind, half.window.take())
             });
             self.skip(dir, dropped);
-            if let Some((kind, window, times)) = window {
+            if let Some((kind, window)) = window {
                 self.found_command(events);
                 self.st.next_at_capture_start = at_capture_start;
                 self.st.framing = Some(kind);
@@ -492,8 +467,8 @@ impl Session {
                     }
                 }
                 // Each byte keeps its own arrival time, as if it had come in order.
-                for (byte, at) in window.iter().zip(times) {
-                    self.feed(dir, at, core::slice::from_ref(byte), events);
+                for (byte, at) in window {
+                    self.feed(dir, at, &[byte], events);
                 }
                 return at + 1;
             }
@@ -588,7 +563,6 @@ impl Session {
         half.lost = true;
         half.framer.reset();
         half.window.clear();
-        half.window_times.clear();
     }
 
     /// `missing` bytes of `dir` lost by the capture.
@@ -602,7 +576,6 @@ impl Session {
         let half = self.half(dir);
         if half.opaque || (half.lost && (!half.compressed || half.frames_lost)) {
             half.window.clear();
-            half.window_times.clear();
             return;
         }
         #[cfg(feature = "compression")]
@@ -656,7 +629,6 @@ impl Session {
         let half = self.half(dir);
         let partial = half.window.len() as u64 + half.framer.partial_len();
         half.window.clear();
-        half.window_times.clear();
         half.framer.reset();
         half.opaque = true;
         self.skip(dir, partial);

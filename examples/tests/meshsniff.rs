@@ -10,7 +10,7 @@ use std::path::Path;
 
 mod common;
 
-use common::{PcapRecord, analyze_records, micros, pcap_records, ports_and_payload};
+use common::{PcapRecord, analyze_records, each_data_frame_lost, micros, pcap_records};
 use examples::capture::open;
 use examples::meshsniff::{Record, analyze, outcome, seconds};
 
@@ -528,16 +528,10 @@ fn touches(t: &serde_json::Value, frame: u64, (from, to): (u16, u16)) -> bool {
 fn a_lost_segment_damages_only_its_own_exchange() {
     let (header, records) = curl_records();
     let truth = curl_truth_transactions();
-    let with_payload = (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0);
-    for drop in with_payload {
-        let what = format!("frame {} dropped", drop + 1);
-        let mut kept = records.clone();
-        kept.remove(drop);
-        let got = analyze_records(&header, &kept);
-        let (ends, _) = ports_and_payload(&records[drop].1);
-        let (touched, intact): (Vec<_>, Vec<_>) = truth
-            .iter()
-            .partition(|t| touches(t, drop as u64 + 1, ends));
+    each_data_frame_lost(&header, &records, |frame, ends, got| {
+        let what = format!("frame {frame} dropped");
+        let (touched, intact): (Vec<_>, Vec<_>) =
+            truth.iter().partition(|t| touches(t, frame, ends));
         let flagged = |r: &&Record| {
             let f = r.http().unwrap().flags;
             f.gap || f.truncated || f.missing_response || f.orphan
@@ -574,7 +568,7 @@ fn a_lost_segment_damages_only_its_own_exchange() {
             });
             assert!(real, "{what}: {}", summary(r));
         }
-    }
+    });
 }
 
 #[test]

@@ -9,7 +9,8 @@
 mod common;
 
 use common::{
-    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth_by_request,
+    analyze_records, decode, each_data_frame_lost, micros, micros_of, pcap_records,
+    truth_by_request,
 };
 use examples::meshsniff::Record;
 use l7decode::mongo::{Operation, Status, wire};
@@ -212,13 +213,8 @@ fn a_lost_segment_damages_only_its_own_operation() {
     for name in CAPTURES {
         let (header, records) = pcap_records(&format!("tests/data/mongo/{name}.pcap"));
         let truth = truth_by_request(&format!("tests/data/mongo/{name}.truth.json"));
-        for drop in (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0) {
-            let what = format!("{name} frame {} dropped", drop + 1);
-            let mut kept = records.clone();
-            kept.remove(drop);
-            let got = analyze_records(&header, &kept);
-            let frame = drop as u64 + 1;
-            let (from, _) = ports_and_payload(&records[drop].1).0;
+        each_data_frame_lost(&header, &records, |frame, (from, _), got| {
+            let what = format!("{name} frame {frame} dropped");
             let carried = |t: &serde_json::Value| {
                 let port = |f: &str| {
                     t[f].as_str()
@@ -263,7 +259,7 @@ fn a_lost_segment_damages_only_its_own_operation() {
                     .any(|e| o.request_id.map(u64::from) == e["request_id"].as_u64());
                 assert!(real, "{what}: {}", summary(o));
             }
-        }
+        });
     }
 }
 

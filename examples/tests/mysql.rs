@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    analyze_records, decode, micros, micros_of, pcap_records, ports_and_payload, truth,
+    analyze_records, decode, each_data_frame_lost, micros, micros_of, pcap_records, truth,
     truth_by_request,
 };
 use examples::meshsniff::Record;
@@ -248,16 +248,10 @@ fn a_lost_segment_damages_only_its_own_command() {
     ] {
         let (header, records) = pcap_records(&format!("tests/data/mysql/{name}.pcap"));
         let truth = truth_by_request(&format!("tests/data/mysql/{name}.truth.json"));
-        let with_payload = (0..records.len()).filter(|&i| ports_and_payload(&records[i].1).1 > 0);
-        for drop in with_payload {
-            let what = format!("{name} frame {} dropped", drop + 1);
-            let mut kept = records.clone();
-            kept.remove(drop);
-            let got = analyze_records(&header, &kept);
-            let (ends, _) = ports_and_payload(&records[drop].1);
-            let (touched, intact): (Vec<_>, Vec<_>) = truth
-                .iter()
-                .partition(|t| touches(t, drop as u64 + 1, ends));
+        each_data_frame_lost(&header, &records, |frame, ends, got| {
+            let what = format!("{name} frame {frame} dropped");
+            let (touched, intact): (Vec<_>, Vec<_>) =
+                truth.iter().partition(|t| touches(t, frame, ends));
             let got = commands(&got);
             let (damaged, whole): (Vec<_>, Vec<_>) = got.into_iter().partition(|(_, c)| {
                 let f = c.flags;
@@ -294,7 +288,7 @@ fn a_lost_segment_damages_only_its_own_command() {
                 });
                 assert!(real, "{what}: {}", summary(c));
             }
-        }
+        });
     }
 }
 

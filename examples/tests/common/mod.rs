@@ -65,6 +65,24 @@ pub fn analyze_records(header: &[u8], records: &[PcapRecord]) -> Vec<Record> {
     out
 }
 
+/// The pipeline on the capture with each frame that carries TCP payload lost in turn: `check`
+/// gets the lost frame's number (1-based), its (source, destination) ports, and the records.
+pub fn each_data_frame_lost(
+    header: &[u8],
+    records: &[PcapRecord],
+    mut check: impl FnMut(u64, (u16, u16), Vec<Record>),
+) {
+    for drop in 0..records.len() {
+        let (ends, payload) = ports_and_payload(&records[drop].1);
+        if payload == 0 {
+            continue;
+        }
+        let mut kept = records.to_vec();
+        kept.remove(drop);
+        check(drop as u64 + 1, ends, analyze_records(header, &kept));
+    }
+}
+
 /// Epoch seconds to whole microseconds.
 pub fn micros(seconds: f64) -> i64 {
     (seconds * 1e6).round() as i64

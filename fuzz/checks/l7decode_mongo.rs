@@ -4,46 +4,29 @@
 // header starts the client side unless joined mid-stream. Checked: never panics; identical events
 // whole and chunked; counts within what was fed.
 
+include!("turns.rs");
+
 fn decode_mongo(turns: &[(bool, Vec<u8>)], step: usize, hinted: bool) -> Vec<String> {
-    use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+    use l7decode::{Connection, Event, Limits, Protocol};
     let hint = hinted.then_some(Protocol::Mongo);
-    let mut conn = Connection::new(Limits::default().max_pending(8)).with_hint(hint);
+    let conn = Connection::new(Limits::default().max_pending(8)).with_hint(hint);
     // Inflated bytes can outnumber the compressed ones fed, by zlib's ratio at most (1032:1).
     let fed: u64 = turns.iter().map(|(_, b)| b.len() as u64).sum::<u64>() * 1032;
-    let mut out = Vec::new();
-    let drain = |conn: &mut Connection, out: &mut Vec<String>| {
-        while let Some(e) = conn.poll_event() {
-            if let Event::Mongo(o) = &e {
-                let bytes = o.request.map_or(0, |s| s.bytes) + o.response.map_or(0, |s| s.bytes);
-                assert!(bytes <= fed.max(16 * 1032) + 48_000_000, "{bytes}");
-                assert!(o.batch_docs <= fed, "{} docs from {fed} bytes", o.batch_docs);
-            }
-            out.push(format!("{e:?}"));
+    feed_turns(conn, turns, step, |e| {
+        if let Event::Mongo(o) = e {
+            let bytes = o.request.map_or(0, |s| s.bytes) + o.response.map_or(0, |s| s.bytes);
+            assert!(bytes <= fed.max(16 * 1032) + 48_000_000, "{bytes}");
+            assert!(o.batch_docs <= fed, "{} docs from {fed} bytes", o.batch_docs);
         }
-    };
-    for (i, (server, bytes)) in turns.iter().enumerate() {
-        let dir = if *server { Direction::ServerToClient } else { Direction::ClientToServer };
-        for chunk in bytes.chunks(step) {
-            conn.feed(dir, Timestamp(i as u64), chunk).expect("open direction");
-            drain(&mut conn, &mut out);
-        }
-    }
-    conn.feed_eof(Direction::ClientToServer, Timestamp(1 << 20));
-    conn.feed_eof(Direction::ServerToClient, Timestamp(1 << 20));
-    drain(&mut conn, &mut out);
-    out
+    })
 }
 
 /// Runs every property on one input.
 pub(crate) fn check(data: &[u8]) {
-    let Some((&control, mut rest)) = data.split_first() else { return };
+    let Some((&control, rest)) = data.split_first() else { return };
     let hinted = control & 0x80 != 0;
     let mut turns = Vec::new();
-    while let Some((&head, after)) = rest.split_first() {
-        let len = usize::from(head & 0x7f).min(after.len());
-        turns.push((head & 0x80 != 0, after[..len].to_vec()));
-        rest = &after[len..];
-    }
+    read_turns(rest, &mut turns);
     let whole = decode_mongo(&turns, usize::MAX, hinted);
     let step = usize::from(control % 32) + 1;
     assert_eq!(whole, decode_mongo(&turns, step, hinted), "chunks of {step}");

@@ -33,40 +33,27 @@ fn mysql_handshake(client_caps: u32) -> Vec<(bool, Vec<u8>)> {
     ]
 }
 
+include!("turns.rs");
+
 fn decode_mysql(turns: &[(bool, Vec<u8>)], step: usize, hinted: bool) -> Vec<String> {
-    use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+    use l7decode::{Connection, Event, Limits, Protocol};
     let hint = hinted.then_some(Protocol::Mysql);
-    let mut conn = Connection::new(Limits::default().max_pending(8).max_statements(4)).with_hint(hint);
+    let conn = Connection::new(Limits::default().max_pending(8).max_statements(4)).with_hint(hint);
     // Inflated bytes can outnumber the compressed ones fed, by zlib's ratio at most (1032:1).
     let fed: u64 = turns.iter().map(|(_, b)| b.len() as u64).sum::<u64>() * 1032;
-    let mut out = Vec::new();
-    let drain = |conn: &mut Connection, out: &mut Vec<String>| {
-        while let Some(e) = conn.poll_event() {
-            if let Event::Mysql(c) = &e {
-                let bytes = c.request.map_or(0, |s| s.bytes) + c.response.map_or(0, |s| s.bytes);
-                assert!(bytes <= fed, "{bytes} > {fed}");
-                assert!(c.rows <= fed / 4, "{} rows from {fed} bytes", c.rows);
-                assert!(c.query().map_or(0, str::len) <= 2048);
-            }
-            out.push(format!("{e:?}"));
+    feed_turns(conn, turns, step, |e| {
+        if let Event::Mysql(c) = e {
+            let bytes = c.request.map_or(0, |s| s.bytes) + c.response.map_or(0, |s| s.bytes);
+            assert!(bytes <= fed, "{bytes} > {fed}");
+            assert!(c.rows <= fed / 4, "{} rows from {fed} bytes", c.rows);
+            assert!(c.query().map_or(0, str::len) <= 2048);
         }
-    };
-    for (i, (server, bytes)) in turns.iter().enumerate() {
-        let dir = if *server { Direction::ServerToClient } else { Direction::ClientToServer };
-        for chunk in bytes.chunks(step) {
-            conn.feed(dir, Timestamp(i as u64), chunk).expect("open direction");
-            drain(&mut conn, &mut out);
-        }
-    }
-    conn.feed_eof(Direction::ClientToServer, Timestamp(1 << 20));
-    conn.feed_eof(Direction::ServerToClient, Timestamp(1 << 20));
-    drain(&mut conn, &mut out);
-    out
+    })
 }
 
 /// Runs every property on one input.
 pub(crate) fn check(data: &[u8]) {
-    let Some((&control, mut rest)) = data.split_first() else { return };
+    let Some((&control, rest)) = data.split_first() else { return };
     const BASE: u32 = 0x0008_8208;
     let (mut turns, hinted) = match control >> 5 {
         0 | 1 => (mysql_handshake(BASE), false),
@@ -74,11 +61,7 @@ pub(crate) fn check(data: &[u8]) {
         4 | 5 => (mysql_handshake(BASE | 0x20), false),
         _ => (Vec::new(), true),
     };
-    while let Some((&head, after)) = rest.split_first() {
-        let len = usize::from(head & 0x7f).min(after.len());
-        turns.push((head & 0x80 != 0, after[..len].to_vec()));
-        rest = &after[len..];
-    }
+    read_turns(rest, &mut turns);
     let whole = decode_mysql(&turns, usize::MAX, hinted);
     let step = usize::from(control % 32) + 1;
     assert_eq!(whole, decode_mysql(&turns, step, hinted), "chunks of {step}");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use testkit::alloc_count::CountingAlloc;
+use testkit::alloc_count::{CountingAlloc, allocations_during};
 
 use common::*;
 use peerx::{Exchange, Limits, Status, Timestamp, parse_frame};
@@ -14,16 +14,11 @@ use peerx::{Exchange, Limits, Status, Timestamp, parse_frame};
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-/// Allocations `f` made on this thread.
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    testkit::alloc_count::allocations_during(f).1
-}
-
 #[test]
 fn decoding_a_realistic_frame_allocates_nothing() {
     let bytes = data("02_modern_sender_realistic.bin");
     let limits = Limits::default();
-    let n = allocations_during(|| {
+    let ((), n) = allocations_during(|| {
         let Ok(Status::Complete { value, .. }) = parse_frame(&bytes, &limits) else {
             panic!()
         };
@@ -44,7 +39,7 @@ fn passing_application_bytes_allocates_nothing() {
     ex.feed(Timestamp(1), &frame).unwrap();
     while ex.poll_event().is_some() {}
     let app = vec![7u8; 64 * 1024];
-    let n = allocations_during(|| {
+    let ((), n) = allocations_during(|| {
         for chunk in app.chunks(4096) {
             assert_eq!(ex.feed(Timestamp(2), chunk).unwrap(), 0..chunk.len());
             assert!(ex.poll_event().is_none());

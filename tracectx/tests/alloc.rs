@@ -5,17 +5,12 @@
 #![allow(clippy::unwrap_used)]
 // a panic is how a test reports failure
 
-use testkit::alloc_count::CountingAlloc;
+use testkit::alloc_count::{CountingAlloc, allocations_during};
 
 use tracectx::*;
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Allocations `f` made on this thread.
-fn allocations_during(f: impl FnOnce()) -> u64 {
-    testkit::alloc_count::allocations_during(f).1
-}
 
 #[test]
 fn extract_and_inject_allocate_nothing() {
@@ -39,7 +34,7 @@ fn extract_and_inject_allocate_nothing() {
         "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1-05e3ac9a4f6e3b90",
     )];
     let mut rng = |buf: &mut [u8]| buf.fill(9);
-    let n = allocations_during(|| {
+    let ((), n) = allocations_during(|| {
         let tp = extract_traceparent(&w3c, &config).unwrap().unwrap();
         let state = extract_tracestate(&w3c, &config).unwrap().unwrap();
         let mut out = [0u8; TRACEPARENT_LEN];

@@ -21,11 +21,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use tracectx::{
-    B3, B3_SINGLE_MAX_LEN, Carrier, Config, Error, REQUEST_ID_LEN, RandomSource, Sampling, SpanId,
-    TRACEPARENT_LEN, TraceId, TraceParent, TraceState, child_b3, child_traceparent,
-    decode_ot_span_context, extract_b3, extract_baggage, extract_traceparent, extract_tracestate,
-    generate_request_id, new_traceparent, request_id_integer, sampling_bucket, trace_reason,
-    write_b3_single, write_traceparent,
+    B3, B3_SINGLE_MAX_LEN, Carrier, Config, Error, REQUEST_ID_LEN, RandomSource, Sampling,
+    TRACEPARENT_LEN, TraceParent, TraceState, child_b3, child_traceparent, decode_ot_span_context,
+    extract_b3, extract_baggage, extract_traceparent, extract_tracestate, generate_request_id,
+    new_traceparent, request_id_integer, sampling_bucket, trace_reason, write_b3_single,
+    write_traceparent,
 };
 
 const USAGE: &str = "usage: tracehdr inspect [--json]
@@ -268,16 +268,6 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn hex_trace(id: &TraceId) -> String {
-    let mut b = [0u8; 32];
-    id.write_hex(&mut b).to_owned()
-}
-
-fn hex_span(id: &SpanId) -> String {
-    let mut b = [0u8; 16];
-    id.write_hex(&mut b).to_owned()
-}
-
 fn absent() -> Value {
     json!({"result": "absent"})
 }
@@ -321,8 +311,8 @@ fn w3c_json(h: &[(&[u8], &[u8])], config: &Config) -> (Value, Value) {
             let traceparent = json!({
                 "result": "valid",
                 "version": format!("{:02x}", tp.version),
-                "trace_id": hex_trace(&tp.trace_id),
-                "parent_id": hex_span(&tp.parent_id),
+                "trace_id": tp.trace_id.to_string(),
+                "parent_id": tp.parent_id.to_string(),
                 "flags": format!("{:02x}", tp.flags.0),
                 "sampled": tp.flags.is_sampled(),
                 "random": tp.flags.is_random(),
@@ -349,14 +339,14 @@ fn b3_json(h: &[(&[u8], &[u8])], config: &Config) -> Value {
         Ok(Some(B3::Context(c))) => {
             let mut v = json!({
                 "result": "valid",
-                "trace_id": hex_trace(&c.trace_id),
-                "span_id": hex_span(&c.span_id),
+                "trace_id": c.trace_id.to_string(),
+                "span_id": c.span_id.to_string(),
                 "sampled": c.sampling.sampled(),
                 "debug": c.sampling == Sampling::Debug,
                 "trace_id_bits": c.trace_id.bits(),
             });
             if let Some(p) = c.parent_span_id {
-                v["parent_span_id"] = json!(hex_span(&p));
+                v["parent_span_id"] = json!(p.to_string());
             }
             v
         }

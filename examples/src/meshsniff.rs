@@ -280,35 +280,26 @@ fn drain(
     totals: &mut Totals,
 ) {
     while let Some(event) = conn.poll_event() {
-        match event {
-            Event::Transaction(transaction) => {
-                let (client, server) = endpoints(key, client_is_lo);
-                on_record(Record {
-                    client,
-                    server,
-                    exchange: Exchange::Http(transaction),
-                });
+        let exchange = match event {
+            Event::Transaction(transaction) => Exchange::Http(transaction),
+            Event::Mysql(command) => Exchange::Mysql(command),
+            Event::Mongo(operation) => Exchange::Mongo(Box::new(operation)),
+            Event::Protocol(Protocol::Tls) => {
+                totals.tls_connections += 1;
+                continue;
             }
-            Event::Mysql(command) => {
-                let (client, server) = endpoints(key, client_is_lo);
-                on_record(Record {
-                    client,
-                    server,
-                    exchange: Exchange::Mysql(command),
-                });
+            Event::Protocol(Protocol::Unknown) => {
+                totals.unknown_connections += 1;
+                continue;
             }
-            Event::Mongo(operation) => {
-                let (client, server) = endpoints(key, client_is_lo);
-                on_record(Record {
-                    client,
-                    server,
-                    exchange: Exchange::Mongo(Box::new(operation)),
-                });
-            }
-            Event::Protocol(Protocol::Tls) => totals.tls_connections += 1,
-            Event::Protocol(Protocol::Unknown) => totals.unknown_connections += 1,
-            _ => {}
-        }
+            _ => continue,
+        };
+        let (client, server) = endpoints(key, client_is_lo);
+        on_record(Record {
+            client,
+            server,
+            exchange,
+        });
     }
 }
 

@@ -56,16 +56,6 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn expected_outcome(name: &str) -> &'static str {
-    match &name[..2] {
-        "01" | "02" | "03" | "04" | "06" | "08" | "19" | "21" | "22" => "peer",
-        "05" | "07" => "no_peer",
-        "09" | "10" => "incomplete",
-        "11" | "12" | "13" => "not_exchange",
-        _ => "malformed",
-    }
-}
-
 fn vectors() -> Vec<PathBuf> {
     let mut bins: Vec<PathBuf> = std::fs::read_dir(data_dir())
         .unwrap()
@@ -89,7 +79,7 @@ fn decode_every_vector_matches_its_truth() {
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(text.lines().count(), 1, "{name}: one JSON object per line");
 
-        let outcome = expected_outcome(&name);
+        let outcome = testkit::peerx_vector_outcome(&name);
         assert_eq!(got["outcome"], outcome, "{name}: {got}");
         let keys = [
             "outcome",

@@ -8,17 +8,6 @@ mod common;
 use common::*;
 use peerx::{ErrorKind, Limits, NoPeerReason, Status, parse_frame};
 
-/// Our outcome per vector, as the CLI names them.
-fn expected_outcome(name: &str) -> &'static str {
-    match &name[..2] {
-        "01" | "02" | "03" | "04" | "06" | "08" | "19" | "21" | "22" => "peer",
-        "05" | "07" => "no_peer",
-        "09" | "10" => "incomplete",
-        "11" | "12" | "13" => "not_exchange",
-        _ => "malformed",
-    }
-}
-
 fn expected_error(name: &str) -> Option<ErrorKind> {
     Some(match &name[..3] {
         "14_" => ErrorKind::PayloadTooLarge {
@@ -48,7 +37,11 @@ fn tier1_outcome_and_fields_of_every_vector() {
             Err(e) if matches!(e.kind(), ErrorKind::BadMagic { .. }) => "not_exchange",
             Err(_) => "malformed",
         };
-        assert_eq!(outcome, expected_outcome(name), "{name}: {result:?}");
+        assert_eq!(
+            outcome,
+            testkit::peerx_vector_outcome(name),
+            "{name}: {result:?}"
+        );
         if let Some(kind) = expected_error(name) {
             assert_eq!(result.as_ref().unwrap_err().kind(), kind, "{name}");
         }
@@ -124,7 +117,7 @@ fn tier1_outcome_and_fields_of_every_vector() {
 /// The application stream a receiver must produce for each vector.
 fn expected_application(name: &str, bytes: &[u8]) -> Vec<u8> {
     let truth = truth(name);
-    match expected_outcome(name) {
+    match testkit::peerx_vector_outcome(name) {
         "peer" | "no_peer" => {
             bytes[bytes.len() - truth["trailing_bytes_len"].as_u64().unwrap() as usize..].to_vec()
         }
@@ -146,7 +139,7 @@ fn exchange_on_every_vector_in_every_chunking() {
             "{name}"
         );
         let first = observed.events.first().cloned().unwrap_or_default();
-        match expected_outcome(&name) {
+        match testkit::peerx_vector_outcome(&name) {
             "peer" | "no_peer" => assert!(first.starts_with("Peer("), "{name}: {first}"),
             "not_exchange" => assert!(first.starts_with("NoPeer(NotExchange"), "{name}: {first}"),
             "incomplete" => assert_eq!(

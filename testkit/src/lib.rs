@@ -170,6 +170,18 @@ mod tests {
     }
 }
 
+/// The outcome each bundled peerx vector must give, by its two-digit number, as the peerx CLI
+/// names it; shared by the crate's tests and the CLI's.
+pub fn peerx_vector_outcome(name: &str) -> &'static str {
+    match name.get(..2).unwrap_or_default() {
+        "01" | "02" | "03" | "04" | "06" | "08" | "19" | "21" | "22" => "peer",
+        "05" | "07" => "no_peer",
+        "09" | "10" => "incomplete",
+        "11" | "12" | "13" => "not_exchange",
+        _ => "malformed",
+    }
+}
+
 /// Minimal readers for the flat truth files that ship with fixtures (`"key": 123` and
 /// `"key": {"a": 1, "b": 2}`), so tests need no JSON dependency.
 pub mod truth {

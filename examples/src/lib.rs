@@ -1,9 +1,13 @@
 //! Shared pieces of the example programs: the command-line convention, Prometheus text
-//! exposition, tcpstat's sources and renderers, the capture reader and meshsniff's pipeline.
+//! exposition, tcpstat's sources and renderers, the capture reader, meshsniff's pipeline, and
+//! mxproxy (peerx inside a mutual-TLS TCP proxy) with its echo and load drivers.
 
 pub mod capture;
 pub mod cli;
 pub mod meshsniff;
+pub mod metadata_json;
+pub mod mxecho;
+pub mod mxproxy;
 pub mod prom;
 pub mod tcpsource;
 pub mod tcpstat;

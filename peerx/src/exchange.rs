@@ -18,8 +18,9 @@ pub const ISTIO_PEER_EXCHANGE_ALPN: &[u8] = b"istio-peer-exchange";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
 
-/// What to do with a peer frame that announces itself (right magic) but cannot be used: a payload
-/// over the limit, empty, or not an `Any(Struct)`.
+/// What to do with a peer frame that announces itself (its first bytes match the magic) but cannot
+/// be used: a payload over the limit, empty, or not an `Any(Struct)`, or a frame cut short by the
+/// peer closing or by the timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum MalformedPolicy {
@@ -432,7 +433,9 @@ impl Exchange {
         match self.state {
             State::Header => {
                 self.stats.initial_header_not_found += 1;
-                self.end_without_peer(reason, true);
+                // Silence is no frame at all; bytes that matched the magic so far were one.
+                let frame_started = !self.held.is_empty();
+                self.end_without_peer(reason, !frame_started);
             }
             State::Payload { .. } => {
                 self.stats.header_not_found += 1;

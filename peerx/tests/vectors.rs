@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use peerx::{ErrorKind, Limits, NoPeerReason, Status, parse_frame};
+use peerx::{ErrorKind, Exchange, Limits, NoPeerReason, Status, Timestamp, parse_frame};
 
 fn expected_error(name: &str) -> Option<ErrorKind> {
     Some(match &name[..3] {
@@ -186,6 +186,52 @@ fn close_policy_drops_malformed_frames_and_refuses_more_input() {
             "Err(Closed)".to_owned(),
         ]
     );
+}
+
+#[test]
+fn close_policy_drops_a_frame_cut_short_but_passes_silence() {
+    let close = || default_config().on_malformed(peerx::MalformedPolicy::Close);
+    let alpn = Some(peerx::ISTIO_PEER_EXCHANGE_ALPN);
+    // A header cut short by the peer's close, then by the timeout: the bytes were a frame's.
+    let header = data("09_truncated_header.bin");
+    for end in [EndBy::Eof, EndBy::Timeout] {
+        let mut exchange = Exchange::new(close());
+        exchange.set_alpn(Timestamp(0), alpn);
+        let app = exchange.feed(Timestamp(1), &header).unwrap();
+        assert!(app.is_empty());
+        let reason = end.apply(&mut exchange);
+        assert_eq!(exchange.poll_event(), Some(peerx::Event::Close(reason)), "{end:?}");
+        assert_eq!(exchange.poll_event(), None, "{end:?}: nothing handed back");
+    }
+    // Nothing at all before the close or the timeout: no frame, the connection goes on.
+    for end in [EndBy::Eof, EndBy::Timeout] {
+        let mut exchange = Exchange::new(close());
+        exchange.set_alpn(Timestamp(0), alpn);
+        let reason = end.apply(&mut exchange);
+        assert_eq!(exchange.poll_event(), Some(peerx::Event::NoPeer(reason)), "{end:?}");
+        assert_eq!(exchange.poll_event(), None);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum EndBy {
+    Eof,
+    Timeout,
+}
+
+impl EndBy {
+    fn apply(self, exchange: &mut Exchange) -> NoPeerReason {
+        match self {
+            Self::Eof => {
+                exchange.feed_eof(Timestamp(2));
+                NoPeerReason::PeerClosed
+            }
+            Self::Timeout => {
+                exchange.handle_timeout(Timestamp(u64::MAX));
+                NoPeerReason::Timeout
+            }
+        }
+    }
 }
 
 #[test]

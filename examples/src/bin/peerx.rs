@@ -11,14 +11,15 @@
 //! Exit status: 0 when a result was printed (every `decode` outcome, malformed frames included),
 //! 1 for I/O errors and undecodable header values, 2 for usage errors and unusable JSON input.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use examples::metadata_json::metadata_from_json;
 use peerx::{
     ErrorKind, HEADER_LEN, HEADER_PEER_METADATA, HEADER_PEER_METADATA_ID, Limits, ListView, MAGIC,
-    Metadata, Status, StructView, Value, ValueView, Workload, decode_peer_metadata_header,
+    Metadata, Status, StructView, ValueView, Workload, decode_peer_metadata_header,
     decoded_len_max, encode_base64, encode_frame, parse_frame,
 };
 
@@ -381,40 +382,9 @@ fn json_peer(out: &mut String, w: &Workload<'_>) {
 // ---------------------------------------------------------------------------------------------
 // encode
 
-fn to_value(json: serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => Value::String(s),
-        serde_json::Value::Array(items) => Value::List(items.into_iter().map(to_value).collect()),
-        serde_json::Value::Object(map) => Value::Struct(to_map(map)),
-    }
-}
-
-fn to_map(map: serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, Value> {
-    map.into_iter().map(|(k, v)| (k, to_value(v))).collect()
-}
-
 /// Reads `{"metadata": {...}, "id": "..."}`.
 fn read_metadata(from: &Input) -> Result<Metadata, Failure> {
-    let bytes = read_input(from)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| Failure::Usage(format!("invalid JSON: {e}")))?;
-    let serde_json::Value::Object(mut top) = json else {
-        return Err(Failure::Usage("input is not a JSON object".to_owned()));
-    };
-    let peer = match top.remove("metadata") {
-        Some(serde_json::Value::Object(map)) => to_map(map),
-        Some(_) => return Err(Failure::Usage("\"metadata\" is not an object".to_owned())),
-        None => return Err(Failure::Usage("missing \"metadata\"".to_owned())),
-    };
-    let id = match top.remove("id") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(id)) => Some(id),
-        Some(_) => return Err(Failure::Usage("\"id\" is not a string".to_owned())),
-    };
-    Ok(Metadata::new(peer, id))
+    metadata_from_json(&read_input(from)?).map_err(Failure::Usage)
 }
 
 fn encode(from: &Input) -> Result<(), Failure> {

@@ -1,0 +1,321 @@
+//! One proxied connection: dial or accept the TLS side, run the exchange on it, and move the
+//! application's bytes in both directions until both have ended.
+
+use std::io;
+use std::ops::Range;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use peerx::{Config, Event, Exchange, MalformedPolicy, Timestamp};
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+use super::telemetry::{ConnMeter, Downstream, ResponseFlags, TcpLabels, WorkloadLabels, tcp_labels};
+use super::tls::spiffe_id;
+use super::{Role, Shared, TlsSide};
+
+/// Per direction. One TLS record's worth: reads of the TLS side never return more.
+const BUFFER: usize = 16 * 1024;
+
+/// What the TLS handshake told us about the peer.
+#[derive(Debug, Default)]
+struct Negotiated {
+    alpn: Option<Vec<u8>>,
+    principal: Option<String>,
+}
+
+impl Negotiated {
+    fn from_tls(conn: &rustls::CommonState) -> Self {
+        Self {
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            principal: conn
+                .peer_certificates()
+                .and_then(<[CertificateDer<'_>]>::first)
+                .and_then(spiffe_id),
+        }
+    }
+}
+
+pub(super) async fn handle(accepted: TcpStream, shared: std::sync::Arc<Shared>) {
+    match shared.role {
+        Role::Client => outbound(accepted, &shared).await,
+        Role::Server => inbound(accepted, &shared).await,
+    }
+}
+
+/// Client role: the accepted socket is the application; the upstream is the TLS side.
+async fn outbound(app: TcpStream, shared: &Shared) {
+    const POLICY: &str = "unknown";
+    let meter = ConnMeter::new(shared.metrics.clone());
+    let failed = |meter: &ConnMeter, principal: Option<&str>| {
+        shared.metrics.upstream_connect_failed();
+        meter.close(shared.unknown_peer(principal, POLICY, ResponseFlags::UpstreamConnectFailure));
+    };
+    let Some(upstream) = dial(shared).await else {
+        return failed(&meter, None);
+    };
+    match &shared.tls {
+        Some(TlsSide::Connector(connector, name)) => {
+            match timeout(shared.connect_timeout, connector.connect(name.clone(), upstream)).await {
+                Ok(Ok(tls)) => {
+                    let negotiated = Negotiated::from_tls(tls.get_ref().1);
+                    pump(app, tls, negotiated, POLICY, &meter, shared).await;
+                }
+                _ => {
+                    shared.metrics.handshake_failed();
+                    failed(&meter, None);
+                }
+            }
+        }
+        _ => pump(app, upstream, Negotiated::default(), POLICY, &meter, shared).await,
+    }
+}
+
+/// Server role: the accepted socket is the TLS side; the upstream is the application.
+async fn inbound(mesh: TcpStream, shared: &Shared) {
+    let meter = ConnMeter::new(shared.metrics.clone());
+    match &shared.tls {
+        Some(TlsSide::Acceptor(acceptor)) => {
+            let Ok(Ok(tls)) = timeout(shared.connect_timeout, acceptor.accept(mesh)).await else {
+                // No workload identity, no connection: Istio's filters never see it either.
+                shared.metrics.handshake_failed();
+                return;
+            };
+            let negotiated = Negotiated::from_tls(tls.get_ref().1);
+            let Some(app) = dial(shared).await else {
+                shared.metrics.upstream_connect_failed();
+                let flags = ResponseFlags::UpstreamConnectFailure;
+                let labels = shared.unknown_peer(negotiated.principal.as_deref(), "mutual_tls", flags);
+                return meter.close(labels);
+            };
+            pump(app, tls, negotiated, "mutual_tls", &meter, shared).await;
+        }
+        _ => {
+            let Some(app) = dial(shared).await else {
+                shared.metrics.upstream_connect_failed();
+                return meter.close(shared.unknown_peer(None, "none", ResponseFlags::UpstreamConnectFailure));
+            };
+            pump(app, mesh, Negotiated::default(), "none", &meter, shared).await;
+        }
+    }
+}
+
+async fn dial(shared: &Shared) -> Option<TcpStream> {
+    let stream = timeout(shared.connect_timeout, TcpStream::connect(&shared.upstream))
+        .await
+        .ok()?
+        .ok()?;
+    let _ = stream.set_nodelay(true);
+    Some(stream)
+}
+
+impl Shared {
+    fn unknown_peer(&self, principal: Option<&str>, policy: &str, flags: ResponseFlags) -> TcpLabels {
+        tcp_labels(self.role, &self.own, &WorkloadLabels::unknown(principal), policy, flags)
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The exchange of one connection and what it has reported so far. Locked only between awaits,
+/// by the direction reading the TLS side and, at the end, by the connection.
+struct PeerSide<'a> {
+    shared: &'a Shared,
+    meter: &'a ConnMeter,
+    negotiated: Negotiated,
+    policy: &'static str,
+    exchange: Mutex<(Exchange, peerx::Stats)>,
+}
+
+impl PeerSide<'_> {
+    fn lock(&self) -> MutexGuard<'_, (Exchange, peerx::Stats)> {
+        self.exchange.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn feed(&self, bytes: &[u8]) -> io::Result<Range<usize>> {
+        let now = self.shared.now();
+        self.lock()
+            .0
+            .feed(now, bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string()))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let at = self.lock().0.poll_timeout()?;
+        Some(tokio::time::Instant::from_std(self.shared.epoch) + Duration::from_nanos(at.0))
+    }
+
+    /// Drains the exchange's events: labels the connection once the peer is known (or known to be
+    /// unknown) and returns the held bytes the application must see before anything else.
+    fn settle(&self) -> io::Result<Vec<Bytes>> {
+        let mut guard = self.lock();
+        let (exchange, published) = &mut *guard;
+        let mut forward = Vec::new();
+        let mut result = Ok(());
+        while let Some(event) = exchange.poll_event() {
+            match event {
+                Event::Peer(frame) => {
+                    let principal = self.negotiated.principal.as_deref();
+                    let peer = match frame.metadata().workload() {
+                        Some(workload) => WorkloadLabels::from_workload(&workload, principal),
+                        None => WorkloadLabels::unknown(principal),
+                    };
+                    let shared = self.shared;
+                    self.meter.resolve(tcp_labels(
+                        shared.role,
+                        &shared.own,
+                        &peer,
+                        self.policy,
+                        ResponseFlags::None,
+                    ));
+                }
+                Event::Forward(held) => forward.push(held),
+                Event::Close(reason) => {
+                    result = Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("peer exchange failed: {reason:?}"),
+                    ));
+                }
+                // Disabled, NoPeer, and whatever later versions add: no metadata from this peer.
+                _ => self.meter.resolve(self.unknown_peer()),
+            }
+        }
+        let now = exchange.stats();
+        self.shared.metrics.add_exchange(*published, now);
+        *published = now;
+        result.map(|()| forward)
+    }
+
+    fn unknown_peer(&self) -> TcpLabels {
+        let principal = self.negotiated.principal.as_deref();
+        self.shared
+            .unknown_peer(principal, self.policy, ResponseFlags::None)
+    }
+}
+
+/// Moves bytes both ways: application → TLS side after our frame, TLS side → exchange →
+/// application. Either direction failing ends the connection; a clean end of one direction is
+/// passed on as a half-close and the other goes on.
+async fn pump<M>(
+    app: TcpStream,
+    mesh: M,
+    negotiated: Negotiated,
+    policy: &'static str,
+    meter: &ConnMeter,
+    shared: &Shared,
+) where
+    M: AsyncRead + AsyncWrite + Unpin,
+{
+    let timeout_ns = u64::try_from(shared.exchange_timeout.as_nanos()).unwrap_or(u64::MAX);
+    // A frame that starts but cannot be used closes the connection: forwarding it (the
+    // reference's behaviour) would hand exchange bytes to the application.
+    let config = Config::new(shared.frame.clone())
+        .timeout_ns(Some(timeout_ns))
+        .on_malformed(MalformedPolicy::Close);
+    let mut exchange = Exchange::new(config);
+    exchange.set_alpn(shared.now(), negotiated.alpn.as_deref());
+    let ours = exchange.poll_transmit();
+    let side = PeerSide {
+        shared,
+        meter,
+        negotiated,
+        policy,
+        exchange: Mutex::new((exchange, peerx::Stats::default())),
+    };
+    let (to_mesh, to_app) = match shared.role {
+        Role::Client => (Downstream::Received, Downstream::Sent),
+        Role::Server => (Downstream::Sent, Downstream::Received),
+    };
+    let (mut app_read, mut app_write) = app.into_split();
+    let (mut mesh_read, mut mesh_write) = tokio::io::split(mesh);
+
+    let app_to_mesh = async {
+        if let Some(frame) = ours {
+            mesh_write.write_all(&frame).await?;
+            mesh_write.flush().await?;
+        }
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let n = app_read.read(&mut buf).await?;
+            let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
+                break;
+            };
+            mesh_write.write_all(bytes).await?;
+            mesh_write.flush().await?;
+            meter.count(to_mesh, n);
+        }
+        mesh_write.shutdown().await
+    };
+
+    let mesh_to_app = async {
+        // Disabled (no ALPN, or another one) is known before any byte.
+        side.settle()?;
+        let mut buf = vec![0u8; BUFFER];
+        loop {
+            let deadline = side.deadline();
+            let read = tokio::select! {
+                read = mesh_read.read(&mut buf) => Some(read),
+                () = sleep_until(deadline) => None,
+            };
+            // A peer that drops TCP without TLS's close_notify has still ended its stream.
+            let read = match read {
+                Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
+                other => other,
+            };
+            let (app_bytes, done) = match read {
+                None => {
+                    side.lock().0.handle_timeout(shared.now());
+                    (0..0, false)
+                }
+                Some(Ok(0)) => {
+                    side.lock().0.feed_eof(shared.now());
+                    (0..0, true)
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(n)) => (side.feed(buf.get(..n).unwrap_or_default())?, false),
+            };
+            for held in side.settle()? {
+                app_write.write_all(&held).await?;
+                meter.count(to_app, held.len());
+            }
+            let app_bytes = buf.get(app_bytes).unwrap_or_default();
+            if !app_bytes.is_empty() {
+                app_write.write_all(app_bytes).await?;
+                meter.count(to_app, app_bytes.len());
+            }
+            if done {
+                break;
+            }
+        }
+        app_write.shutdown().await
+    };
+
+    let reporting = async {
+        let period = shared.reporting_interval;
+        let mut tick = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            meter.flush();
+        }
+    };
+
+    tokio::select! {
+        _ = async { tokio::try_join!(app_to_mesh, mesh_to_app) } => {}
+        () = reporting => {}
+    }
+    // Whatever the exchange still holds or counted, then the connection's last report.
+    let _ = side.settle();
+    meter.close(side.unknown_peer());
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

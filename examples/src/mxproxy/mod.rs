@@ -1,0 +1,226 @@
+//! `mxproxy`: Istio's TCP peer-metadata exchange inside a real mutual-TLS proxy.
+//!
+//! One process is the sidecar of one workload, on one side of a connection:
+//! * [`Role::Client`] (outbound): accepts the application's plain TCP, dials the upstream with
+//!   mutual TLS offering `istio-peer-exchange`, reports as `reporter="source"`.
+//! * [`Role::Server`] (inbound): accepts mutual TLS from a client proxy, dials the application in
+//!   plain TCP, reports as `reporter="destination"`.
+//!
+//! On the TLS side a [`peerx::Exchange`] decides what is written first (our frame) and which of
+//! the peer's bytes the application sees (everything after its frame, handed back as ranges of
+//! the read buffer). The peer's metadata and certificate identity label the `istio_tcp_*`
+//! counters ([`telemetry`]); [`http`] serves them on `/metrics`.
+
+pub mod certs;
+mod conn;
+pub mod http;
+pub mod telemetry;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use peerx::{Limits, Metadata, Status, encode_frame, parse_frame};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use telemetry::{Metrics, WorkloadLabels};
+use tls::TlsMaterial;
+
+/// Which side of the connection this proxy serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Outbound: plain from the application, TLS to the upstream proxy.
+    Client,
+    /// Inbound: TLS from the downstream proxy, plain to the application.
+    Server,
+}
+
+/// Everything one proxy needs.
+#[derive(Debug)]
+pub struct ProxyConfig {
+    /// Where to accept connections (port 0 picks one; see [`Running::listen`]).
+    pub listen: SocketAddr,
+    /// `host:port` to dial for each accepted connection; the host is also the TLS server name.
+    pub upstream: String,
+    /// Client (outbound) or server (inbound).
+    pub role: Role,
+    /// Our workload metadata, sent in our frame.
+    pub metadata: Metadata,
+    /// Mutual TLS material; without it the TLS side is plain TCP, no ALPN is negotiated and the
+    /// exchange never runs (as Istio without mTLS).
+    pub tls: Option<TlsMaterial>,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// How often long-lived connections report their bytes (Istio's `tcp_reporting_duration`).
+    pub reporting_interval: Duration,
+    /// How long to wait for the peer's frame before carrying on without its metadata.
+    pub exchange_timeout: Duration,
+    /// How long a TLS handshake or an upstream dial may take.
+    pub connect_timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Defaults: Istio's 5 s reporting interval, a 5 s exchange timeout, 10 s to connect.
+    pub fn new(listen: SocketAddr, upstream: String, role: Role, metadata: Metadata) -> Self {
+        Self {
+            listen,
+            upstream,
+            role,
+            metadata,
+            tls: None,
+            metrics: None,
+            reporting_interval: Duration::from_secs(5),
+            exchange_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A proxy accepting connections on the current tokio runtime.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound listening address.
+    pub listen: SocketAddr,
+    /// The bound `/metrics` address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The counters, also readable in-process.
+    pub metrics: Arc<Metrics>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting (connections in flight go on until they end).
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What every connection of one proxy shares.
+#[derive(Debug)]
+struct Shared {
+    role: Role,
+    upstream: String,
+    tls: Option<TlsSide>,
+    /// Our frame, encoded once.
+    frame: Bytes,
+    own: WorkloadLabels,
+    metrics: Arc<Metrics>,
+    reporting_interval: Duration,
+    exchange_timeout: Duration,
+    connect_timeout: Duration,
+    /// The origin of the exchange's timestamps.
+    epoch: Instant,
+}
+
+enum TlsSide {
+    Acceptor(TlsAcceptor),
+    Connector(TlsConnector, ServerName<'static>),
+}
+
+impl std::fmt::Debug for TlsSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Acceptor(_) => "TlsSide::Acceptor",
+            Self::Connector(..) => "TlsSide::Connector",
+        })
+    }
+}
+
+/// Binds the listener (and the metrics endpoint) and starts accepting on the current runtime.
+///
+/// # Errors
+/// A message when the metadata cannot be encoded, the TLS material is refused or an address
+/// cannot be bound.
+pub async fn start(config: ProxyConfig) -> Result<Running, String> {
+    let mut frame = Vec::new();
+    encode_frame(&config.metadata, &mut frame)
+        .map_err(|e| format!("cannot encode our metadata: {e}"))?;
+    let principal = config.tls.as_ref().and_then(TlsMaterial::own_principal);
+    let own = own_labels(&frame, principal.as_deref())?;
+    let tls = match (&config.tls, config.role) {
+        (None, _) => None,
+        (Some(material), Role::Server) => Some(TlsSide::Acceptor(TlsAcceptor::from(
+            material.server_config()?,
+        ))),
+        (Some(material), Role::Client) => Some(TlsSide::Connector(
+            TlsConnector::from(material.client_config(&tls::CLIENT_ALPN)?),
+            server_name(&config.upstream)?,
+        )),
+    };
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut tasks = Vec::new();
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics {
+        let endpoint = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        metrics_addr = Some(endpoint.local_addr().map_err(|e| e.to_string())?);
+        tasks.push(tokio::spawn(http::serve_metrics(endpoint, metrics.clone())));
+    }
+    let shared = Arc::new(Shared {
+        role: config.role,
+        upstream: config.upstream,
+        tls,
+        frame: Bytes::from(frame),
+        own,
+        metrics: metrics.clone(),
+        reporting_interval: config.reporting_interval,
+        exchange_timeout: config.exchange_timeout,
+        connect_timeout: config.connect_timeout,
+        epoch: Instant::now(),
+    });
+    tasks.push(tokio::spawn(accept_loop(listener, shared)));
+    Ok(Running {
+        listen,
+        metrics_addr,
+        metrics,
+        tasks,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(conn::handle(stream, shared.clone()));
+            }
+            // Out of descriptors or a connection reset before accept: back off briefly and go on.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Our own labels, derived from our frame exactly as a peer derives them.
+fn own_labels(frame: &[u8], principal: Option<&str>) -> Result<WorkloadLabels, String> {
+    match parse_frame(frame, &Limits::unbounded_dangerous()) {
+        Ok(Status::Complete { value, .. }) => {
+            let empty = peerx::Workload::from_struct(peerx::StructView::empty());
+            let workload = value.metadata().workload().unwrap_or(empty);
+            Ok(WorkloadLabels::from_workload(&workload, principal))
+        }
+        other => Err(format!("our own frame does not parse: {other:?}")),
+    }
+}
+
+/// The TLS server name for `host:port` (an IP address or a DNS name).
+fn server_name(upstream: &str) -> Result<ServerName<'static>, String> {
+    let host = upstream
+        .rsplit_once(':')
+        .map_or(upstream, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("upstream host {host:?} is not a TLS server name: {e}"))
+}

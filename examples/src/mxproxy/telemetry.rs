@@ -1,0 +1,349 @@
+//! Istio's TCP metrics (`istio_tcp_*`, peerx spec §5) and the exchange's own counters, and the
+//! per-connection meter that reports them with Istio's timing: `opened` once the peer is known
+//! (or at close), bytes as deltas on every reporting tick and at close, `closed` at close.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::Role;
+use super::tls::spiffe_namespace;
+
+const UNKNOWN: &str = "unknown";
+
+/// The label set of every `istio_tcp_*` series, named and ordered as Istio's stats plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+#[allow(missing_docs)]
+pub struct TcpLabels {
+    pub reporter: String,
+    pub source_workload: String,
+    pub source_canonical_service: String,
+    pub source_canonical_revision: String,
+    pub source_workload_namespace: String,
+    pub source_principal: String,
+    pub source_app: String,
+    pub source_version: String,
+    pub source_cluster: String,
+    pub destination_workload: String,
+    pub destination_workload_namespace: String,
+    pub destination_principal: String,
+    pub destination_app: String,
+    pub destination_version: String,
+    pub destination_service: String,
+    pub destination_canonical_service: String,
+    pub destination_canonical_revision: String,
+    pub destination_service_name: String,
+    pub destination_service_namespace: String,
+    pub destination_cluster: String,
+    pub request_protocol: String,
+    pub response_flags: String,
+    pub connection_security_policy: String,
+}
+
+/// One end's labels, as Istio fills them: `unknown` for what is missing, `latest` for a missing
+/// canonical revision, the SPIFFE namespace over the claimed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadLabels {
+    workload: String,
+    namespace: String,
+    canonical_service: String,
+    canonical_revision: String,
+    app: String,
+    version: String,
+    cluster: String,
+    principal: String,
+}
+
+impl WorkloadLabels {
+    /// From a workload view (ours, or the peer's frame) and the certificate identity.
+    pub fn from_workload(w: &peerx::Workload<'_>, principal: Option<&str>) -> Self {
+        let or_unknown = |s: &str| if s.is_empty() { UNKNOWN } else { s }.to_owned();
+        let namespace = principal
+            .and_then(spiffe_namespace)
+            .unwrap_or(w.namespace);
+        Self {
+            workload: or_unknown(w.workload_name),
+            namespace: or_unknown(namespace),
+            canonical_service: or_unknown(w.canonical_name),
+            canonical_revision: if w.canonical_revision.is_empty() {
+                "latest".to_owned()
+            } else {
+                w.canonical_revision.to_owned()
+            },
+            app: or_unknown(w.app_name),
+            version: or_unknown(w.app_version),
+            cluster: or_unknown(w.cluster),
+            principal: or_unknown(principal.unwrap_or_default()),
+        }
+    }
+
+    /// A peer that sent no metadata: only what its certificate says, if anything.
+    pub fn unknown(principal: Option<&str>) -> Self {
+        let empty = peerx::Workload::from_struct(peerx::StructView::empty());
+        Self::from_workload(&empty, principal)
+    }
+}
+
+/// How a connection went, beyond the peer: Envoy's response flags (`-` for none, `UF` for an
+/// upstream connection failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFlags {
+    /// Nothing to report.
+    None,
+    /// The upstream could not be reached.
+    UpstreamConnectFailure,
+}
+
+/// The labels of one connection seen from `role`, with `own` our workload and `peer` the other.
+pub fn tcp_labels(
+    role: Role,
+    own: &WorkloadLabels,
+    peer: &WorkloadLabels,
+    security_policy: &str,
+    flags: ResponseFlags,
+) -> TcpLabels {
+    let (reporter, source, destination) = match role {
+        Role::Client => ("source", own, peer),
+        Role::Server => ("destination", peer, own),
+    };
+    let service_known = destination.canonical_service != UNKNOWN && destination.namespace != UNKNOWN;
+    TcpLabels {
+        reporter: reporter.to_owned(),
+        source_workload: source.workload.clone(),
+        source_canonical_service: source.canonical_service.clone(),
+        source_canonical_revision: source.canonical_revision.clone(),
+        source_workload_namespace: source.namespace.clone(),
+        source_principal: source.principal.clone(),
+        source_app: source.app.clone(),
+        source_version: source.version.clone(),
+        source_cluster: source.cluster.clone(),
+        destination_workload: destination.workload.clone(),
+        destination_workload_namespace: destination.namespace.clone(),
+        destination_principal: destination.principal.clone(),
+        destination_app: destination.app.clone(),
+        destination_version: destination.version.clone(),
+        destination_service: if service_known {
+            format!(
+                "{}.{}.svc.cluster.local",
+                destination.canonical_service, destination.namespace
+            )
+        } else {
+            UNKNOWN.to_owned()
+        },
+        destination_canonical_service: destination.canonical_service.clone(),
+        destination_canonical_revision: destination.canonical_revision.clone(),
+        destination_service_name: destination.canonical_service.clone(),
+        destination_service_namespace: destination.namespace.clone(),
+        destination_cluster: destination.cluster.clone(),
+        request_protocol: "tcp".to_owned(),
+        response_flags: match flags {
+            ResponseFlags::None => "-",
+            ResponseFlags::UpstreamConnectFailure => "UF",
+        }
+        .to_owned(),
+        connection_security_policy: security_policy.to_owned(),
+    }
+}
+
+/// The exchange's counters summed over connections, named as Envoy's `metadata_exchange.*`.
+#[derive(Debug, Default)]
+struct ExchangeCounters {
+    alpn_protocol_found: Counter,
+    alpn_protocol_not_found: Counter,
+    initial_header_not_found: Counter,
+    header_not_found: Counter,
+    metadata_added: Counter,
+    peer_frames: Counter,
+}
+
+/// Everything mxproxy exports on `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    opened: Family<TcpLabels, Counter>,
+    closed: Family<TcpLabels, Counter>,
+    sent: Family<TcpLabels, Counter>,
+    received: Family<TcpLabels, Counter>,
+    exchange: ExchangeCounters,
+    upstream_connect_failures: Counter,
+    handshake_failures: Counter,
+}
+
+impl Metrics {
+    /// A registry holding every family, empty.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let families: [(&str, &str, Family<TcpLabels, Counter>); 4] = [
+            ("istio_tcp_connections_opened", "Connections opened.", Family::default()),
+            ("istio_tcp_connections_closed", "Connections closed.", Family::default()),
+            ("istio_tcp_sent_bytes", "Bytes sent to the downstream peer.", Family::default()),
+            (
+                "istio_tcp_received_bytes",
+                "Bytes received from the downstream peer.",
+                Family::default(),
+            ),
+        ];
+        for (name, help, family) in &families {
+            registry.register(*name, *help, family.clone());
+        }
+        let [opened, closed, sent, received] = families.map(|(_, _, family)| family);
+
+        let exchange = ExchangeCounters::default();
+        let mx = registry.sub_registry_with_prefix("metadata_exchange");
+        for (name, help, counter) in [
+            ("alpn_protocol_found", "The negotiated ALPN was the exchange's.", &exchange.alpn_protocol_found),
+            ("alpn_protocol_not_found", "The negotiated ALPN was not the exchange's.", &exchange.alpn_protocol_not_found),
+            ("initial_header_not_found", "No frame header where one was expected.", &exchange.initial_header_not_found),
+            ("header_not_found", "A frame header whose payload was unusable or never completed.", &exchange.header_not_found),
+            ("metadata_added", "Our frame was written.", &exchange.metadata_added),
+            ("peer_frames", "Peer frames read.", &exchange.peer_frames),
+        ] {
+            mx.register(name, help, counter.clone());
+        }
+        let upstream_connect_failures = Counter::default();
+        let handshake_failures = Counter::default();
+        let proxy = registry.sub_registry_with_prefix("mxproxy");
+        proxy.register(
+            "upstream_connect_failures",
+            "Upstream connections that could not be opened.",
+            upstream_connect_failures.clone(),
+        );
+        proxy.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out.",
+            handshake_failures.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            opened,
+            closed,
+            sent,
+            received,
+            exchange,
+            upstream_connect_failures,
+            handshake_failures,
+        })
+    }
+
+    /// The OpenMetrics text exposition Prometheus scrapes.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Adds what an exchange counted since `before`.
+    pub(crate) fn add_exchange(&self, before: peerx::Stats, now: peerx::Stats) {
+        let c = &self.exchange;
+        let add = |counter: &Counter, old: u64, new: u64| {
+            counter.inc_by(new.saturating_sub(old));
+        };
+        add(&c.alpn_protocol_found, before.alpn_protocol_found, now.alpn_protocol_found);
+        add(&c.alpn_protocol_not_found, before.alpn_protocol_not_found, now.alpn_protocol_not_found);
+        add(&c.initial_header_not_found, before.initial_header_not_found, now.initial_header_not_found);
+        add(&c.header_not_found, before.header_not_found, now.header_not_found);
+        add(&c.metadata_added, before.metadata_added, now.metadata_added);
+        add(&c.peer_frames, before.peer_frames, now.peer_frames);
+    }
+
+    pub(crate) fn upstream_connect_failed(&self) {
+        self.upstream_connect_failures.inc();
+    }
+
+    pub(crate) fn handshake_failed(&self) {
+        self.handshake_failures.inc();
+    }
+}
+
+/// Which Istio byte counter a direction of the proxy feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Downstream {
+    /// Bytes that came from the downstream peer.
+    Received,
+    /// Bytes that went to the downstream peer.
+    Sent,
+}
+
+#[derive(Debug, Default)]
+struct Reported {
+    labels: Option<TcpLabels>,
+    received: u64,
+    sent: u64,
+}
+
+/// One connection's byte totals and what of them has been reported.
+#[derive(Debug)]
+pub(crate) struct ConnMeter {
+    metrics: Arc<Metrics>,
+    received: AtomicU64,
+    sent: AtomicU64,
+    reported: Mutex<Reported>,
+}
+
+impl ConnMeter {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            reported: Mutex::new(Reported::default()),
+        }
+    }
+
+    pub(crate) fn count(&self, direction: Downstream, bytes: usize) {
+        let total = match direction {
+            Downstream::Received => &self.received,
+            Downstream::Sent => &self.sent,
+        };
+        total.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The peer is known (or known to be unknown): `opened` is counted now, once.
+    pub(crate) fn resolve(&self, labels: TcpLabels) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if reported.labels.is_none() {
+            self.metrics.opened.get_or_create(&labels).inc();
+            reported.labels = Some(labels);
+        }
+        self.flush_locked(&mut reported);
+    }
+
+    /// Reports the bytes moved since the last report, once the peer is known.
+    pub(crate) fn flush(&self) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        self.flush_locked(&mut reported);
+    }
+
+    fn flush_locked(&self, reported: &mut Reported) {
+        let Some(labels) = &reported.labels else {
+            return;
+        };
+        let received = self.received.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        self.metrics
+            .received
+            .get_or_create(labels)
+            .inc_by(received - reported.received);
+        self.metrics
+            .sent
+            .get_or_create(labels)
+            .inc_by(sent - reported.sent);
+        reported.received = received;
+        reported.sent = sent;
+    }
+
+    /// The connection ended: resolves with `fallback` if the peer never became known, reports
+    /// the last bytes and counts `closed`.
+    pub(crate) fn close(&self, fallback: TcpLabels) {
+        self.resolve(fallback);
+        let reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(labels) = &reported.labels {
+            self.metrics.closed.get_or_create(labels).inc();
+        }
+    }
+}

@@ -106,10 +106,17 @@ pub async fn checked_echo(
 }
 
 fn differs(what: &str, got: &[u8], expected: &[u8]) -> io::Error {
-    let at = got.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
+    let at = got
+        .iter()
+        .zip(expected)
+        .position(|(a, b)| a != b)
+        .unwrap_or(0);
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("{what}: byte {at} differs ({} bytes compared)", expected.len()),
+        format!(
+            "{what}: byte {at} differs ({} bytes compared)",
+            expected.len()
+        ),
     )
 }
 
@@ -117,7 +124,9 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// FNV-1a, continued from `hash`.
 pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(hash, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// xorshift64*: cheap bytes that differ per connection and per chunk.

@@ -155,7 +155,10 @@ pub enum Event {
     /// The peer's frame was read. Its metadata may still name no peer
     /// ([`PeerMetadata::peer`] is `None`), which completes the exchange with an unknown peer.
     Peer(PeerFrame),
-    /// The exchange ended without metadata; inbound bytes pass through from now on.
+    /// The exchange ended without metadata; inbound bytes pass through from now on. One
+    /// exception keeps a slow peer's frame away from the application: after
+    /// `NoPeer(Timeout)` with not one byte received, a frame that still comes first is consumed
+    /// and reported by a late [`Event::Peer`]; any other first byte starts the application data.
     NoPeer(NoPeerReason),
     /// Bytes the machine had held back, to hand to the application now, before the range
     /// returned by the [`Exchange::feed`] that produced this event.
@@ -231,6 +234,8 @@ pub struct Exchange {
     held: BytesMut,
     events: VecDeque<Event>,
     deadline: Option<Timestamp>,
+    /// `NoPeer(Timeout)` was reported before the peer sent anything; a frame may still come.
+    silent_timeout: bool,
     stats: Stats,
 }
 
@@ -244,6 +249,7 @@ impl Exchange {
             held: BytesMut::new(),
             events: VecDeque::new(),
             deadline: None,
+            silent_timeout: false,
             stats: Stats::default(),
         }
     }
@@ -295,7 +301,7 @@ impl Exchange {
     ///
     /// # Panics
     /// Never.
-    pub fn feed(&mut self, _now: Timestamp, bytes: &[u8]) -> Result<Range<usize>, Error> {
+    pub fn feed(&mut self, now: Timestamp, bytes: &[u8]) -> Result<Range<usize>, Error> {
         let mut at = 0;
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
@@ -325,10 +331,12 @@ impl Exchange {
                     ) {
                         Ok(Status::Partial { .. }) => {
                             self.hold(rest.get(..take).unwrap_or_default());
+                            self.rearm_after_silence(now);
                             return Ok(bytes.len()..bytes.len());
                         }
                         Ok(Status::Complete { value, .. }) => {
                             self.hold(rest.get(..take).unwrap_or_default());
+                            self.rearm_after_silence(now);
                             at += take;
                             self.state = State::Payload {
                                 size: value.data_size,
@@ -336,6 +344,12 @@ impl Exchange {
                         }
                         Err(e) => {
                             if let ErrorKind::BadMagic { .. } = e.kind() {
+                                if self.silent_timeout {
+                                    // Already reported; the application data simply begins.
+                                    self.state = State::Passing;
+                                    self.deadline = None;
+                                    continue;
+                                }
                                 self.stats.initial_header_not_found += 1;
                                 self.end_without_peer(NoPeerReason::NotExchange, true);
                                 // This chunk is application data from its first byte.
@@ -386,6 +400,17 @@ impl Exchange {
         }
     }
 
+    /// A late frame's first bytes get a fresh timeout, so a peer that stalls inside it is still
+    /// given up on.
+    fn rearm_after_silence(&mut self, now: Timestamp) {
+        if self.silent_timeout && self.deadline.is_none() {
+            self.deadline = self
+                .config
+                .timeout_ns
+                .map(|t| Timestamp(now.0.saturating_add(t)));
+        }
+    }
+
     /// Copies frame bytes in; bounded by the header plus [`Limits::max_payload`].
     fn hold(&mut self, bytes: &[u8]) {
         self.held.extend_from_slice(bytes);
@@ -432,10 +457,27 @@ impl Exchange {
     fn give_up(&mut self, reason: NoPeerReason) {
         match self.state {
             State::Header => {
-                self.stats.initial_header_not_found += 1;
                 // Silence is no frame at all; bytes that matched the magic so far were one.
                 let frame_started = !self.held.is_empty();
-                self.end_without_peer(reason, !frame_started);
+                if frame_started {
+                    if !self.silent_timeout {
+                        self.stats.initial_header_not_found += 1;
+                    }
+                    self.end_without_peer(reason, false);
+                } else if self.silent_timeout {
+                    // Reported at the timeout; the peer has now closed without a frame.
+                    self.state = State::Passing;
+                } else if reason == NoPeerReason::Timeout {
+                    // Report it, but keep watching the first bytes: a slow peer's frame must not
+                    // reach the application.
+                    self.stats.initial_header_not_found += 1;
+                    self.deadline = None;
+                    self.silent_timeout = true;
+                    self.events.push_back(Event::NoPeer(reason));
+                } else {
+                    self.stats.initial_header_not_found += 1;
+                    self.end_without_peer(reason, true);
+                }
             }
             State::Payload { .. } => {
                 self.stats.header_not_found += 1;

@@ -197,6 +197,56 @@ fn timeout_in_both_wait_states_and_alpn_mismatch() {
 }
 
 #[test]
+fn a_frame_arriving_after_a_silent_timeout_is_still_consumed() {
+    let frame = frame_for("ns");
+    let mut stream = frame.to_vec();
+    stream.extend_from_slice(b"app");
+    let mut ex = Exchange::new(default_config().timeout_ns(Some(1_000)));
+    ex.set_alpn(Timestamp(0), Some(b"istio-peer-exchange"));
+    ex.handle_timeout(Timestamp(1_000));
+    assert_eq!(ex.poll_event(), Some(Event::NoPeer(NoPeerReason::Timeout)));
+    assert_eq!(
+        ex.poll_timeout(),
+        None,
+        "nothing held, nothing to give up on"
+    );
+    // The slow peer's frame comes after all: consumed, reported late, never application data.
+    assert_eq!(ex.feed(Timestamp(5_000), &stream[..5]).unwrap(), 5..5);
+    assert_eq!(
+        ex.poll_timeout(),
+        Some(Timestamp(6_000)),
+        "a fresh wait for the rest"
+    );
+    let app = ex.feed(Timestamp(5_500), &stream[5..]).unwrap();
+    assert_eq!(&stream[5..][app], b"app");
+    assert!(matches!(ex.poll_event(), Some(Event::Peer(_))));
+    assert_eq!(ex.poll_event(), None);
+    assert_eq!(ex.stats().initial_header_not_found, 1, "the timeout, once");
+
+    // A late frame that stalls is given up on like any other, per the policy.
+    let mut ex = Exchange::new(
+        default_config()
+            .timeout_ns(Some(1_000))
+            .on_malformed(peerx::MalformedPolicy::Close),
+    );
+    ex.set_alpn(Timestamp(0), Some(b"istio-peer-exchange"));
+    ex.handle_timeout(Timestamp(1_000));
+    assert_eq!(ex.poll_event(), Some(Event::NoPeer(NoPeerReason::Timeout)));
+    assert_eq!(ex.feed(Timestamp(5_000), &frame[..12]).unwrap(), 12..12);
+    ex.handle_timeout(Timestamp(6_000));
+    assert_eq!(ex.poll_event(), Some(Event::Close(NoPeerReason::Timeout)));
+
+    // A silent peer that closes: reported once, at the timeout.
+    let mut ex = Exchange::new(default_config().timeout_ns(Some(1_000)));
+    ex.set_alpn(Timestamp(0), Some(b"istio-peer-exchange"));
+    ex.handle_timeout(Timestamp(1_000));
+    assert_eq!(ex.poll_event(), Some(Event::NoPeer(NoPeerReason::Timeout)));
+    ex.feed_eof(Timestamp(2_000));
+    assert_eq!(ex.poll_event(), None);
+    assert_eq!(ex.stats().initial_header_not_found, 1);
+}
+
+#[test]
 fn application_bytes_are_never_copied() {
     let frame = frame_for("ns");
     let app = vec![0xAB; 64 * 1024];

@@ -200,7 +200,11 @@ fn close_policy_drops_a_frame_cut_short_but_passes_silence() {
         let app = exchange.feed(Timestamp(1), &header).unwrap();
         assert!(app.is_empty());
         let reason = end.apply(&mut exchange);
-        assert_eq!(exchange.poll_event(), Some(peerx::Event::Close(reason)), "{end:?}");
+        assert_eq!(
+            exchange.poll_event(),
+            Some(peerx::Event::Close(reason)),
+            "{end:?}"
+        );
         assert_eq!(exchange.poll_event(), None, "{end:?}: nothing handed back");
     }
     // Nothing at all before the close or the timeout: no frame, the connection goes on.
@@ -208,7 +212,11 @@ fn close_policy_drops_a_frame_cut_short_but_passes_silence() {
         let mut exchange = Exchange::new(close());
         exchange.set_alpn(Timestamp(0), alpn);
         let reason = end.apply(&mut exchange);
-        assert_eq!(exchange.poll_event(), Some(peerx::Event::NoPeer(reason)), "{end:?}");
+        assert_eq!(
+            exchange.poll_event(),
+            Some(peerx::Event::NoPeer(reason)),
+            "{end:?}"
+        );
         assert_eq!(exchange.poll_event(), None);
     }
 }

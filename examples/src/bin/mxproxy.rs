@@ -18,7 +18,8 @@ use examples::mxproxy::certs::MeshCa;
 use examples::mxproxy::tls::TlsMaterial;
 use examples::mxproxy::{ProxyConfig, Role, start};
 
-const USAGE: &str = "usage: mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
+const USAGE: &str =
+    "usage: mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
                [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
                [--reporting-interval 5s] [--exchange-timeout 5s]
        mxproxy gen-certs DIR NAME=SPIFFE_ID...
@@ -43,7 +44,9 @@ fn duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map_or((text, "s"), |at| text.split_at(at));
-    let value: f64 = number.parse().map_err(|_| format!("bad duration {text:?}"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
@@ -73,7 +76,11 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let (mut interval, mut exchange_timeout) = (Duration::from_secs(5), Duration::from_secs(5));
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
             "--upstream" => upstream = Some(value()?),
@@ -99,8 +106,8 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         return Err("--reporting-interval must be above zero".to_owned());
     }
     let metadata_path = metadata.ok_or("--metadata is required")?;
-    let bytes = std::fs::read(&metadata_path)
-        .map_err(|e| format!("{}: {e}", metadata_path.display()))?;
+    let bytes =
+        std::fs::read(&metadata_path).map_err(|e| format!("{}: {e}", metadata_path.display()))?;
     let metadata =
         metadata_from_json(&bytes).map_err(|e| format!("{}: {e}", metadata_path.display()))?;
     let mut config = ProxyConfig::new(
@@ -144,7 +151,11 @@ fn gen_certs(dir: &std::path::Path, workloads: &[(String, String)]) -> Result<()
         .map(|(name, id)| (name.as_str(), id.as_str()))
         .collect();
     MeshCa::new()?.write(dir, &pairs)?;
-    println!("wrote {}/ca.pem and {} workload certificate(s)", dir.display(), pairs.len());
+    println!(
+        "wrote {}/ca.pem and {} workload certificate(s)",
+        dir.display(),
+        pairs.len()
+    );
     Ok(())
 }
 
@@ -160,7 +171,10 @@ fn run(config: ProxyConfig) -> Result<(), String> {
         let metrics = running
             .metrics_addr
             .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"));
-        println!("mxproxy {role:?} listening on {} metrics {metrics}", running.listen);
+        println!(
+            "mxproxy {role:?} listening on {} metrics {metrics}",
+            running.listen
+        );
         std::future::pending::<()>().await;
         Ok(())
     })

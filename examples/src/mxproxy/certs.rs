@@ -64,10 +64,13 @@ impl MeshCa {
     /// # Errors
     /// rcgen's message when the identity is not a valid URI name or signing fails.
     pub fn issue(&self, spiffe_id: &str) -> Result<WorkloadCert, String> {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(|e| e.to_string())?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .map_err(|e| e.to_string())?;
         params.subject_alt_names.push(SanType::URI(
-            spiffe_id.try_into().map_err(|e: rcgen::Error| e.to_string())?,
+            spiffe_id
+                .try_into()
+                .map_err(|e: rcgen::Error| e.to_string())?,
         ));
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![

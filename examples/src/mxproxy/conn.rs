@@ -13,7 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
-use super::telemetry::{ConnMeter, Downstream, ResponseFlags, TcpLabels, WorkloadLabels, tcp_labels};
+use super::telemetry::{
+    ConnMeter, Downstream, ResponseFlags, TcpLabels, WorkloadLabels, tcp_labels,
+};
 use super::tls::spiffe_id;
 use super::{Role, Shared, TlsSide};
 
@@ -59,7 +61,12 @@ async fn outbound(app: TcpStream, shared: &Shared) {
     };
     match &shared.tls {
         Some(TlsSide::Connector(connector, name)) => {
-            match timeout(shared.connect_timeout, connector.connect(name.clone(), upstream)).await {
+            match timeout(
+                shared.connect_timeout,
+                connector.connect(name.clone(), upstream),
+            )
+            .await
+            {
                 Ok(Ok(tls)) => {
                     let negotiated = Negotiated::from_tls(tls.get_ref().1);
                     pump(app, tls, negotiated, POLICY, &meter, shared).await;
@@ -88,7 +95,8 @@ async fn inbound(mesh: TcpStream, shared: &Shared) {
             let Some(app) = dial(shared).await else {
                 shared.metrics.upstream_connect_failed();
                 let flags = ResponseFlags::UpstreamConnectFailure;
-                let labels = shared.unknown_peer(negotiated.principal.as_deref(), "mutual_tls", flags);
+                let labels =
+                    shared.unknown_peer(negotiated.principal.as_deref(), "mutual_tls", flags);
                 return meter.close(labels);
             };
             pump(app, tls, negotiated, "mutual_tls", &meter, shared).await;
@@ -96,7 +104,11 @@ async fn inbound(mesh: TcpStream, shared: &Shared) {
         _ => {
             let Some(app) = dial(shared).await else {
                 shared.metrics.upstream_connect_failed();
-                return meter.close(shared.unknown_peer(None, "none", ResponseFlags::UpstreamConnectFailure));
+                return meter.close(shared.unknown_peer(
+                    None,
+                    "none",
+                    ResponseFlags::UpstreamConnectFailure,
+                ));
             };
             pump(app, mesh, Negotiated::default(), "none", &meter, shared).await;
         }
@@ -113,8 +125,19 @@ async fn dial(shared: &Shared) -> Option<TcpStream> {
 }
 
 impl Shared {
-    fn unknown_peer(&self, principal: Option<&str>, policy: &str, flags: ResponseFlags) -> TcpLabels {
-        tcp_labels(self.role, &self.own, &WorkloadLabels::unknown(principal), policy, flags)
+    fn unknown_peer(
+        &self,
+        principal: Option<&str>,
+        policy: &str,
+        flags: ResponseFlags,
+    ) -> TcpLabels {
+        tcp_labels(
+            self.role,
+            &self.own,
+            &WorkloadLabels::unknown(principal),
+            policy,
+            flags,
+        )
     }
 
     fn now(&self) -> Timestamp {
@@ -262,22 +285,23 @@ async fn pump<M>(
                 read = mesh_read.read(&mut buf) => Some(read),
                 () = sleep_until(deadline) => None,
             };
-            // A peer that drops TCP without TLS's close_notify has still ended its stream.
-            let read = match read {
-                Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Ok(0)),
-                other => other,
-            };
-            let (app_bytes, done) = match read {
+            let (app_bytes, end) = match read {
                 None => {
                     side.lock().0.handle_timeout(shared.now());
-                    (0..0, false)
+                    (0..0, None)
                 }
                 Some(Ok(0)) => {
                     side.lock().0.feed_eof(shared.now());
-                    (0..0, true)
+                    (0..0, Some(Ok(())))
+                }
+                // TCP closed without TLS's close_notify: the stream ended, but uncleanly, so the
+                // whole connection ends once what was held is delivered.
+                Some(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    side.lock().0.feed_eof(shared.now());
+                    (0..0, Some(Err(e)))
                 }
                 Some(Err(e)) => return Err(e),
-                Some(Ok(n)) => (side.feed(buf.get(..n).unwrap_or_default())?, false),
+                Some(Ok(n)) => (side.feed(buf.get(..n).unwrap_or_default())?, None),
             };
             for held in side.settle()? {
                 app_write.write_all(&held).await?;
@@ -288,8 +312,10 @@ async fn pump<M>(
                 app_write.write_all(app_bytes).await?;
                 meter.count(to_app, app_bytes.len());
             }
-            if done {
-                break;
+            match end {
+                None => {}
+                Some(Ok(())) => break,
+                Some(Err(e)) => return Err(e),
             }
         }
         app_write.shutdown().await

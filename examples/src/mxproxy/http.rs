@@ -37,7 +37,8 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(&request) {
             Ok(httparse::Status::Complete(_)) => {
-                break (parsed.method == Some("GET")).then(|| parsed.path.unwrap_or_default().to_owned());
+                break (parsed.method == Some("GET"))
+                    .then(|| parsed.path.unwrap_or_default().to_owned());
             }
             Ok(httparse::Status::Partial) if request.len() < MAX_REQUEST => {}
             _ => break None,
@@ -49,7 +50,11 @@ async fn respond(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             metrics.encode(),
         ),
-        Some(_) => ("404 Not Found", "text/plain", "not found: try /metrics\n".to_owned()),
+        Some(_) => (
+            "404 Not Found",
+            "text/plain",
+            "not found: try /metrics\n".to_owned(),
+        ),
         None => ("400 Bad Request", "text/plain", "bad request\n".to_owned()),
     };
     let head = format!(

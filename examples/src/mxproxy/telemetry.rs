@@ -62,9 +62,7 @@ impl WorkloadLabels {
     /// From a workload view (ours, or the peer's frame) and the certificate identity.
     pub fn from_workload(w: &peerx::Workload<'_>, principal: Option<&str>) -> Self {
         let or_unknown = |s: &str| if s.is_empty() { UNKNOWN } else { s }.to_owned();
-        let namespace = principal
-            .and_then(spiffe_namespace)
-            .unwrap_or(w.namespace);
+        let namespace = principal.and_then(spiffe_namespace).unwrap_or(w.namespace);
         Self {
             workload: or_unknown(w.workload_name),
             namespace: or_unknown(namespace),
@@ -110,7 +108,8 @@ pub fn tcp_labels(
         Role::Client => ("source", own, peer),
         Role::Server => ("destination", peer, own),
     };
-    let service_known = destination.canonical_service != UNKNOWN && destination.namespace != UNKNOWN;
+    let service_known =
+        destination.canonical_service != UNKNOWN && destination.namespace != UNKNOWN;
     TcpLabels {
         reporter: reporter.to_owned(),
         source_workload: source.workload.clone(),
@@ -178,9 +177,21 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
         let families: [(&str, &str, Family<TcpLabels, Counter>); 4] = [
-            ("istio_tcp_connections_opened", "Connections opened.", Family::default()),
-            ("istio_tcp_connections_closed", "Connections closed.", Family::default()),
-            ("istio_tcp_sent_bytes", "Bytes sent to the downstream peer.", Family::default()),
+            (
+                "istio_tcp_connections_opened",
+                "Connections opened.",
+                Family::default(),
+            ),
+            (
+                "istio_tcp_connections_closed",
+                "Connections closed.",
+                Family::default(),
+            ),
+            (
+                "istio_tcp_sent_bytes",
+                "Bytes sent to the downstream peer.",
+                Family::default(),
+            ),
             (
                 "istio_tcp_received_bytes",
                 "Bytes received from the downstream peer.",
@@ -195,11 +206,31 @@ impl Metrics {
         let exchange = ExchangeCounters::default();
         let mx = registry.sub_registry_with_prefix("metadata_exchange");
         for (name, help, counter) in [
-            ("alpn_protocol_found", "The negotiated ALPN was the exchange's.", &exchange.alpn_protocol_found),
-            ("alpn_protocol_not_found", "The negotiated ALPN was not the exchange's.", &exchange.alpn_protocol_not_found),
-            ("initial_header_not_found", "No frame header where one was expected.", &exchange.initial_header_not_found),
-            ("header_not_found", "A frame header whose payload was unusable or never completed.", &exchange.header_not_found),
-            ("metadata_added", "Our frame was written.", &exchange.metadata_added),
+            (
+                "alpn_protocol_found",
+                "The negotiated ALPN was the exchange's.",
+                &exchange.alpn_protocol_found,
+            ),
+            (
+                "alpn_protocol_not_found",
+                "The negotiated ALPN was not the exchange's.",
+                &exchange.alpn_protocol_not_found,
+            ),
+            (
+                "initial_header_not_found",
+                "No frame header where one was expected.",
+                &exchange.initial_header_not_found,
+            ),
+            (
+                "header_not_found",
+                "A frame header whose payload was unusable or never completed.",
+                &exchange.header_not_found,
+            ),
+            (
+                "metadata_added",
+                "Our frame was written.",
+                &exchange.metadata_added,
+            ),
             ("peer_frames", "Peer frames read.", &exchange.peer_frames),
         ] {
             mx.register(name, help, counter.clone());
@@ -243,10 +274,26 @@ impl Metrics {
         let add = |counter: &Counter, old: u64, new: u64| {
             counter.inc_by(new.saturating_sub(old));
         };
-        add(&c.alpn_protocol_found, before.alpn_protocol_found, now.alpn_protocol_found);
-        add(&c.alpn_protocol_not_found, before.alpn_protocol_not_found, now.alpn_protocol_not_found);
-        add(&c.initial_header_not_found, before.initial_header_not_found, now.initial_header_not_found);
-        add(&c.header_not_found, before.header_not_found, now.header_not_found);
+        add(
+            &c.alpn_protocol_found,
+            before.alpn_protocol_found,
+            now.alpn_protocol_found,
+        );
+        add(
+            &c.alpn_protocol_not_found,
+            before.alpn_protocol_not_found,
+            now.alpn_protocol_not_found,
+        );
+        add(
+            &c.initial_header_not_found,
+            before.initial_header_not_found,
+            now.initial_header_not_found,
+        );
+        add(
+            &c.header_not_found,
+            before.header_not_found,
+            now.header_not_found,
+        );
         add(&c.metadata_added, before.metadata_added, now.metadata_added);
         add(&c.peer_frames, before.peer_frames, now.peer_frames);
     }

@@ -46,7 +46,8 @@ impl TlsMaterial {
         };
         Ok(Self {
             chain: certs(cert)?,
-            key: PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?,
+            key: PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("{}: {e}", key.display()))?,
             roots: certs(ca)?,
         })
     }
@@ -72,10 +73,12 @@ impl TlsMaterial {
     /// A message when rustls refuses the material.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
         let provider = provider();
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(self.root_store()?), provider.clone())
-                .build()
-                .map_err(|e| format!("client verifier: {e}"))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(self.root_store()?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use peerx::{Limits, Metadata, Status, encode_frame, parse_frame};
 use rustls::pki_types::ServerName;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -155,16 +155,14 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
         )),
     };
     let metrics = Metrics::new();
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let accepting =
+        listener(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let listen = accepting.local_addr().map_err(|e| e.to_string())?;
     let mut tasks = Vec::new();
     let mut metrics_addr = None;
     if let Some(addr) = config.metrics {
-        let endpoint = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        let endpoint =
+            listener(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         metrics_addr = Some(endpoint.local_addr().map_err(|e| e.to_string())?);
         tasks.push(tokio::spawn(http::serve_metrics(endpoint, metrics.clone())));
     }
@@ -180,13 +178,29 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
         connect_timeout: config.connect_timeout,
         epoch: Instant::now(),
     });
-    tasks.push(tokio::spawn(accept_loop(listener, shared)));
+    tasks.push(tokio::spawn(accept_loop(accepting, shared)));
     Ok(Running {
         listen,
         metrics_addr,
         metrics,
         tasks,
     })
+}
+
+/// A listening socket with a backlog deep enough for a thousand clients connecting at once (the
+/// default 1024 overflows into SYN cookies and retransmitted SYNs on a loaded machine).
+///
+/// # Errors
+/// The socket's, when it cannot be bound.
+pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

@@ -211,3 +211,47 @@ fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (found, content, rest) = tlv(input)?;
     (found == tag).then_some((rest, content))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::mxproxy::certs::MeshCa;
+
+    #[test]
+    fn the_spiffe_identity_is_read_from_the_certificate() {
+        let ca = MeshCa::new().unwrap();
+        let id = "spiffe://cluster.local/ns/echo/sa/tcp-echo";
+        let cert = ca.issue(id).unwrap().cert;
+        assert_eq!(uri_sans(&cert), vec![id]);
+        assert_eq!(spiffe_id(&cert).as_deref(), Some(id));
+        assert_eq!(spiffe_namespace(id), Some("echo"));
+        // Every truncation and every single-byte corruption: an answer, never a panic, and a
+        // truncated certificate never yields a name (its outer length no longer fits).
+        for cut in 0..cert.len() {
+            assert!(uri_sans(&cert[..cut]).is_empty(), "cut {cut}");
+        }
+        let mut bytes = cert.to_vec();
+        for at in 0..bytes.len() {
+            let original = bytes[at];
+            for flip in [0x01, 0x80, 0xff] {
+                bytes[at] = original ^ flip;
+                let _ = uri_sans(&bytes);
+            }
+            bytes[at] = original;
+        }
+    }
+
+    #[test]
+    fn spiffe_namespaces() {
+        assert_eq!(
+            spiffe_namespace("spiffe://td/ns/default/sa/sleep"),
+            Some("default")
+        );
+        assert_eq!(spiffe_namespace("spiffe://td/ns//sa/sleep"), None);
+        assert_eq!(spiffe_namespace("spiffe://td/sa/sleep"), None);
+        assert_eq!(spiffe_namespace("https://td/ns/default"), None);
+        assert_eq!(spiffe_namespace("spiffe://td"), None);
+    }
+}

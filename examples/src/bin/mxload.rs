@@ -105,18 +105,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// A child `mxproxy` and the addresses it printed; killed on drop.
-struct ProxyProcess {
-    child: Child,
-    listen: SocketAddr,
-    metrics: SocketAddr,
+/// A child process, killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl Process {
+    /// VmRSS and VmHWM, in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
+}
+
+/// A child `mxproxy` and the addresses it printed.
+struct ProxyProcess {
+    process: Process,
+    listen: SocketAddr,
+    metrics: SocketAddr,
 }
 
 impl ProxyProcess {
@@ -128,7 +148,6 @@ impl ProxyProcess {
         dir: &Path,
     ) -> Result<Self, String> {
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mxproxy");
-        let name = if role == "client" { "client" } else { "server" };
         let mut child = Command::new(exe)
             .args([
                 "--listen",
@@ -142,56 +161,34 @@ impl ProxyProcess {
             .arg(upstream.to_string())
             .arg("--metadata")
             .arg(data.join(format!("{workload}.json")))
-            .arg("--tls-cert")
-            .arg(dir.join(format!("{name}.pem")))
-            .arg("--tls-key")
-            .arg(dir.join(format!("{name}.key")))
-            .arg("--tls-ca")
-            .arg(dir.join("ca.pem"))
+            .args(tls_files(
+                dir,
+                role,
+                ["--tls-cert", "--tls-key", "--tls-ca"],
+            ))
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let process = Process(child);
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
             .map_err(|e| format!("mxproxy {role}: {e}"))?;
         // "mxproxy Client listening on ADDR metrics http://ADDR/metrics"
-        let word_after = |key: &str| {
+        let parse = |key: &str| {
             line.split_whitespace()
                 .skip_while(|w| *w != key)
                 .nth(1)
-                .map(|w| {
-                    w.trim_start_matches("http://")
-                        .trim_end_matches("/metrics")
-                        .to_owned()
-                })
-        };
-        let parse = |key: &str| {
-            word_after(key)
+                .map(|w| w.trim_start_matches("http://").trim_end_matches("/metrics"))
                 .and_then(|w| w.parse().ok())
                 .ok_or_else(|| format!("mxproxy {role} said {line:?}"))
         };
         Ok(Self {
             listen: parse("on")?,
             metrics: parse("metrics")?,
-            child,
+            process,
         })
-    }
-
-    /// VmRSS and VmHWM, in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
     }
 
     async fn scrape(&self) -> Result<String, String> {
@@ -211,6 +208,89 @@ impl ProxyProcess {
     }
 }
 
+/// `[cert, key, ca]` flags followed by the files of `role`'s identity in `dir`.
+fn tls_files(dir: &Path, role: &str, flags: [&str; 3]) -> Vec<std::ffi::OsString> {
+    let files = [
+        dir.join(format!("{role}.pem")),
+        dir.join(format!("{role}.key")),
+        dir.join("ca.pem"),
+    ];
+    flags
+        .iter()
+        .zip(files)
+        .flat_map(|(flag, file)| [flag.into(), file.into_os_string()])
+        .collect()
+}
+
+/// The anchor: a pair of stunnel processes making the same mutual-TLS hop with the same
+/// certificates, without the exchange or metrics. Absent when stunnel is not installed.
+struct StunnelPair {
+    client: Process,
+    server: Process,
+    listen: SocketAddr,
+}
+
+impl StunnelPair {
+    async fn spawn(dir: &Path, upstream: SocketAddr) -> Result<Option<Self>, String> {
+        if Command::new("stunnel")
+            .arg("-version")
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| e.to_string())
+        };
+        let (server_addr, client_addr) = (free_port()?, free_port()?);
+        let start = |role: &str, accept: SocketAddr, connect: SocketAddr| {
+            let config = dir.join(format!("stunnel-{role}.conf"));
+            let files: Vec<String> = tls_files(dir, role, ["cert", "key", "CAfile"])
+                .chunks(2)
+                .map(|pair| {
+                    format!(
+                        "{} = {}",
+                        pair[0].to_string_lossy(),
+                        pair[1].to_string_lossy()
+                    )
+                })
+                .collect();
+            let text = format!(
+                "foreground = yes\ndebug = err\n[{role}]\nclient = {}\naccept = {accept}\nconnect = {connect}\n{}\nverifyChain = yes\nrequireCert = yes\n",
+                if role == "client" { "yes" } else { "no" },
+                files.join("\n")
+            );
+            std::fs::write(&config, text).map_err(|e| e.to_string())?;
+            Command::new("stunnel")
+                .arg(&config)
+                .stderr(Stdio::null())
+                .spawn()
+                .map(Process)
+                .map_err(|e| format!("cannot start stunnel: {e}"))
+        };
+        let server = start("server", server_addr, upstream)?;
+        let client = start("client", client_addr, server_addr)?;
+        for addr in [server_addr, client_addr] {
+            let mut tries = 0;
+            while TcpStream::connect(addr).await.is_err() {
+                tries += 1;
+                if tries > 100 {
+                    return Err(format!("stunnel did not listen on {addr}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(Some(Self {
+            client,
+            server,
+            listen: client_addr,
+        }))
+    }
+}
+
 /// The sum of a metric's samples whose label text contains `filter`.
 fn metric_sum(exposition: &str, name: &str, filter: &str) -> f64 {
     exposition
@@ -224,16 +304,10 @@ fn metric_sum(exposition: &str, name: &str, filter: &str) -> f64 {
 struct Phase {
     seconds: f64,
     bytes: u64,
-    /// Each connection's first round trip: through the proxies it carries the mutual-TLS
-    /// handshake and the exchange, so it is reported apart from the rest.
+    /// Each connection's first round trip: through a proxy pair it carries the mutual-TLS
+    /// handshake (and the exchange), so it is reported apart from the rest.
     first_round_trips: Vec<Duration>,
     round_trips: Vec<Duration>,
-}
-
-impl Phase {
-    fn mib_per_second(&self) -> f64 {
-        self.bytes as f64 / (1 << 20) as f64 / self.seconds
-    }
 }
 
 async fn load(to: SocketAddr, o: Options, seed_base: u64) -> Result<Phase, String> {
@@ -315,8 +389,81 @@ async fn held_open<T>(
     Ok(measured)
 }
 
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// One way from the load to the echo server, measured.
+struct Route {
+    name: &'static str,
+    /// One connection, 64-byte round trips: the latency a quiet connection sees.
+    quiet: Vec<Duration>,
+    /// Growth of each process's RSS per open connection, in bytes (client side, server side).
+    per_connection: Option<(f64, f64)>,
+    /// Peak RSS of each process after the load, KiB.
+    peak_kib: Option<(u64, u64)>,
+    load: Phase,
+}
+
+const QUIET_ROUND_TRIPS: usize = 2000;
+
+async fn measure(
+    name: &'static str,
+    to: SocketAddr,
+    processes: Option<(&Process, &Process)>,
+    o: Options,
+) -> Result<Route, String> {
+    let quiet = Options {
+        connections: 1,
+        bytes: 64 * QUIET_ROUND_TRIPS,
+        chunk: 64,
+        ..o
+    };
+    let quiet = load(to, quiet, 0).await?.round_trips;
+    let rss = |p: (&Process, &Process)| (p.0.memory().0, p.1.memory().0);
+    let per_connection = match processes {
+        Some(p) => {
+            let idle = rss(p);
+            let open = held_open(to, o.connections, o.chunk, || rss(p)).await?;
+            let growth = |before: u64, after: u64| {
+                after.saturating_sub(before) as f64 * 1024.0 / o.connections as f64
+            };
+            Some((growth(idle.0, open.0), growth(idle.1, open.1)))
+        }
+        None => None,
+    };
+    let load = load(to, o, 1).await?;
+    Ok(Route {
+        name,
+        quiet,
+        per_connection,
+        peak_kib: processes.map(|p| (p.0.memory().1, p.1.memory().1)),
+        load,
+    })
+}
+
+/// Percentiles in milliseconds.
+fn ms(samples: &mut [Duration], p: f64) -> f64 {
+    percentile(samples, p).as_secs_f64() * 1e3
+}
+
+impl Route {
+    fn mib_per_second(&self) -> f64 {
+        self.load.bytes as f64 / (1 << 20) as f64 / self.load.seconds
+    }
+
+    fn json(&mut self) -> serde_json::Value {
+        let load = &mut self.load;
+        serde_json::json!({
+            "route": self.name,
+            "seconds": load.seconds,
+            "mib_per_s": load.bytes as f64 / (1 << 20) as f64 / load.seconds,
+            "p50_ms": ms(&mut load.round_trips, 50.0),
+            "p99_ms": ms(&mut load.round_trips, 99.0),
+            "first_p50_ms": ms(&mut load.first_round_trips, 50.0),
+            "first_p99_ms": ms(&mut load.first_round_trips, 99.0),
+            "quiet_p50_us": ms(&mut self.quiet, 50.0) * 1e3,
+            "quiet_p99_us": ms(&mut self.quiet, 99.0) * 1e3,
+            "bytes_per_connection": self.per_connection.map(|(c, s)| [c, s]),
+            "peak_rss_kib": self.peak_kib.map(|(c, s)| [c, s]),
+        })
+    }
 }
 
 async fn run(o: Options) -> Result<(), String> {
@@ -342,184 +489,161 @@ async fn run(o: Options) -> Result<(), String> {
     tokio::spawn(serve_echo(echo, None));
     let server = ProxyProcess::spawn(&exe, "server", echo_addr, "tcp-echo", &dir)?;
     let client = ProxyProcess::spawn(&exe, "client", server.listen, "sleep", &dir)?;
+    let stunnel = StunnelPair::spawn(&dir, echo_addr).await?;
     let _ = std::fs::remove_dir_all(&dir);
 
-    // Quiet latency: one connection, small round trips, direct then through the pair.
-    let quiet = Options {
-        connections: 1,
-        bytes: 64 * 2000,
-        chunk: 64,
-        ..o
-    };
-    let mut quiet_direct = load(echo_addr, quiet, 0).await?.round_trips;
-    let mut quiet_proxied = load(client.listen, quiet, 0).await?.round_trips;
-    let quiet_bytes = quiet.bytes as u64;
-
-    // Memory per open connection: idle proxies, then every connection open at once.
-    let idle = (client.memory().0, server.memory().0);
-    let open = held_open(client.listen, o.connections, o.chunk, || {
-        (client.memory().0, server.memory().0)
-    })
-    .await?;
-    let per_connection = |before: u64, after: u64| {
-        after.saturating_sub(before) as f64 * 1024.0 / o.connections as f64
-    };
-
-    // The load itself.
-    let mut direct = load(echo_addr, o, 1).await?;
-    let mut proxied = load(client.listen, o, 1).await?;
-    let peak = (client.memory().1, server.memory().1);
-
-    // What the proxies counted, once every connection has been reported closed.
-    let total_connections = (2 * o.connections + 1) as f64;
-    let mut scraped = (String::new(), String::new());
-    for _ in 0..100 {
-        scraped = (client.scrape().await?, server.scrape().await?);
-        let closed = |text: &str| metric_sum(text, "istio_tcp_connections_closed_total", "");
-        if closed(&scraped.0) >= total_connections && closed(&scraped.1) >= total_connections {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut routes = vec![measure("direct", echo_addr, None, o).await?];
+    let pair = (&client.process, &server.process);
+    routes.push(measure("mxproxy pair", client.listen, Some(pair), o).await?);
+    if let Some(stunnel) = &stunnel {
+        let pair = (&stunnel.client, &stunnel.server);
+        routes.push(measure("stunnel pair", stunnel.listen, Some(pair), o).await?);
     }
-    let expected_bytes = (proxied.bytes + quiet_bytes + (o.connections * o.chunk) as u64) as f64;
-    let checks = [
-        (
-            "client opened",
-            metric_sum(
-                &scraped.0,
-                "istio_tcp_connections_opened_total",
-                "destination_workload=\"tcp-echo-v2\"",
-            ),
-            total_connections,
-        ),
-        (
-            "server opened",
-            metric_sum(
-                &scraped.1,
-                "istio_tcp_connections_opened_total",
-                "source_workload=\"sleep\"",
-            ),
-            total_connections,
-        ),
-        (
-            "client received bytes",
-            metric_sum(&scraped.0, "istio_tcp_received_bytes_total", "tcp-echo-v2"),
-            expected_bytes,
-        ),
-        (
-            "server received bytes",
-            metric_sum(&scraped.1, "istio_tcp_received_bytes_total", "sleep"),
-            expected_bytes,
-        ),
-        (
-            "server sent bytes",
-            metric_sum(&scraped.1, "istio_tcp_sent_bytes_total", "sleep"),
-            expected_bytes,
-        ),
-    ];
+    let checks = check_metrics(&client, &server, &routes[1], o).await?;
 
-    let (qd50, qd99) = (
-        percentile(&mut quiet_direct, 50.0),
-        percentile(&mut quiet_direct, 99.0),
-    );
-    let (qp50, qp99) = (
-        percentile(&mut quiet_proxied, 50.0),
-        percentile(&mut quiet_proxied, 99.0),
-    );
-    let (d50, d99) = (
-        percentile(&mut direct.round_trips, 50.0),
-        percentile(&mut direct.round_trips, 99.0),
-    );
-    let (p50, p99) = (
-        percentile(&mut proxied.round_trips, 50.0),
-        percentile(&mut proxied.round_trips, 99.0),
-    );
-    let (df50, df99) = (
-        percentile(&mut direct.first_round_trips, 50.0),
-        percentile(&mut direct.first_round_trips, 99.0),
-    );
-    let (pf50, pf99) = (
-        percentile(&mut proxied.first_round_trips, 50.0),
-        percentile(&mut proxied.first_round_trips, 99.0),
-    );
-    let memory = (
-        per_connection(idle.0, open.0),
-        per_connection(idle.1, open.1),
-    );
-
+    let direct = routes[0].mib_per_second();
     if o.json {
+        let routes: Vec<_> = routes.iter_mut().map(Route::json).collect();
+        let checks: Vec<_> = checks
+            .iter()
+            .map(|(name, got, want)| serde_json::json!({"name": name, "got": got, "want": want}))
+            .collect();
         println!(
             "{}",
-            serde_json::json!({
-                "connections": o.connections, "bytes": proxied.bytes, "chunk": o.chunk,
-                "direct": {"seconds": direct.seconds, "mib_per_s": direct.mib_per_second(), "p50_ms": millis(d50), "p99_ms": millis(d99)},
-                "proxied": {"seconds": proxied.seconds, "mib_per_s": proxied.mib_per_second(), "p50_ms": millis(p50), "p99_ms": millis(p99)},
-                "added_p99_ms": millis(p99.saturating_sub(d99)),
-                "first_round_trip": {"direct_p50_ms": millis(df50), "direct_p99_ms": millis(df99),
-                                     "proxied_p50_ms": millis(pf50), "proxied_p99_ms": millis(pf99)},
-                "quiet": {"direct_p50_us": qd50.as_secs_f64() * 1e6, "direct_p99_us": qd99.as_secs_f64() * 1e6,
-                          "proxied_p50_us": qp50.as_secs_f64() * 1e6, "proxied_p99_us": qp99.as_secs_f64() * 1e6},
-                "memory_per_connection_bytes": {"client": memory.0, "server": memory.1},
-                "peak_rss_kib": {"client": peak.0, "server": peak.1},
-                "checks": checks.iter().map(|(name, got, want)| serde_json::json!({"name": name, "got": got, "want": want})).collect::<Vec<_>>(),
-            })
+            serde_json::json!({"connections": o.connections, "bytes": o.bytes, "chunk": o.chunk,
+                               "routes": routes, "checks": checks})
         );
     } else {
-        println!(
-            "mxload: {} concurrent connections, {:.0} MiB each way, {} B round trips; every byte checked",
-            o.connections,
-            proxied.bytes as f64 / (1 << 20) as f64,
-            o.chunk
-        );
-        println!(
-            "                 seconds    MiB/s   p50 ms   p99 ms   (round trips after each connection's first)"
-        );
-        for (name, phase, p50, p99) in [
-            ("direct", &direct, d50, d99),
-            ("through proxies", &proxied, p50, p99),
-        ] {
-            println!(
-                "{name:<16} {:>7.2} {:>8.1} {:>8.2} {:>8.2}",
-                phase.seconds,
-                phase.mib_per_second(),
-                millis(p50),
-                millis(p99)
-            );
-        }
-        println!(
-            "throughput ratio (proxied / direct): {:.2}; added p99 under load: {:.2} ms",
-            proxied.mib_per_second() / direct.mib_per_second(),
-            millis(p99.saturating_sub(d99))
-        );
-        println!(
-            "first round trip of each connection (connect, mTLS handshake, exchange): direct p50 {:.2} ms p99 {:.2} ms; proxied p50 {:.2} ms p99 {:.2} ms",
-            millis(df50),
-            millis(df99),
-            millis(pf50),
-            millis(pf99)
-        );
-        println!(
-            "quiet single connection, 64 B round trips: direct p50 {:.0} µs p99 {:.0} µs; proxied p50 {:.0} µs p99 {:.0} µs (added p99 {:.0} µs)",
-            qd50.as_secs_f64() * 1e6,
-            qd99.as_secs_f64() * 1e6,
-            qp50.as_secs_f64() * 1e6,
-            qp99.as_secs_f64() * 1e6,
-            qp99.saturating_sub(qd99).as_secs_f64() * 1e6
-        );
-        println!(
-            "memory per open connection: client proxy {:.1} KiB, server proxy {:.1} KiB; peak RSS {} / {} KiB",
-            memory.0 / 1024.0,
-            memory.1 / 1024.0,
-            peak.0,
-            peak.1
-        );
+        print_report(&mut routes, direct, o);
         for (name, got, want) in &checks {
             let verdict = if got == want { "ok" } else { "MISMATCH" };
-            println!("metrics: {name} = {got} (expected {want}) {verdict}");
+            println!("mxproxy metrics: {name} = {got} (expected {want}) {verdict}");
         }
     }
     if checks.iter().any(|(_, got, want)| got != want) {
         return Err("the proxies' metrics disagree with the load".to_owned());
     }
     Ok(())
+}
+
+fn print_report(routes: &mut [Route], direct: f64, o: Options) {
+    println!(
+        "mxload: {} concurrent connections, {:.0} MiB each way per route, {} B round trips; every byte checked",
+        o.connections,
+        o.bytes as f64 / (1 << 20) as f64,
+        o.chunk
+    );
+    println!(
+        "{:<14} {:>7} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>13} {:>15}",
+        "route",
+        "MiB/s",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "1st p50",
+        "1st p99",
+        "quiet50",
+        "quiet99",
+        "KiB/conn c/s",
+        "peak RSS KiB c/s"
+    );
+    for route in routes.iter_mut() {
+        let mib = route.mib_per_second();
+        let load = &mut route.load;
+        let memory = route.per_connection.map_or("-".to_owned(), |(c, s)| {
+            format!("{:.1}/{:.1}", c / 1024.0, s / 1024.0)
+        });
+        let peak = route
+            .peak_kib
+            .map_or("-".to_owned(), |(c, s)| format!("{c}/{s}"));
+        println!(
+            "{:<14} {:>7.1} {:>6.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>6.0}µs {:>6.0}µs {:>13} {:>15}",
+            route.name,
+            mib,
+            mib / direct,
+            ms(&mut load.round_trips, 50.0),
+            ms(&mut load.round_trips, 99.0),
+            ms(&mut load.first_round_trips, 50.0),
+            ms(&mut load.first_round_trips, 99.0),
+            ms(&mut route.quiet, 50.0) * 1e3,
+            ms(&mut route.quiet, 99.0) * 1e3,
+            memory,
+            peak
+        );
+    }
+    println!(
+        "p50/p99: round trips after each connection's first; 1st: the first, which through a pair \
+carries the mutual-TLS handshake (ms); quiet: one connection alone, 64 B round trips"
+    );
+    if let [direct, mx, stunnel] = routes {
+        let p99 = |r: &mut Route| ms(&mut r.load.round_trips, 99.0);
+        let quiet = |r: &mut Route| ms(&mut r.quiet, 99.0) * 1e3;
+        println!(
+            "added p99 over direct: mxproxy {:.2} ms, stunnel {:.2} ms under load; {:.0} µs and {:.0} µs quiet; throughput mxproxy/stunnel {:.2}",
+            p99(mx) - p99(direct),
+            p99(stunnel) - p99(direct),
+            quiet(mx) - quiet(direct),
+            quiet(stunnel) - quiet(direct),
+            mx.mib_per_second() / stunnel.mib_per_second()
+        );
+    }
+}
+
+/// What the mxproxy pair counted, once every connection through it has been reported closed,
+/// against what went through it: one quiet connection, `connections` held open, `connections`
+/// of load.
+async fn check_metrics(
+    client: &ProxyProcess,
+    server: &ProxyProcess,
+    route: &Route,
+    o: Options,
+) -> Result<Vec<(&'static str, f64, f64)>, String> {
+    let connections = (2 * o.connections + 1) as f64;
+    let bytes =
+        (route.load.bytes + (64 * QUIET_ROUND_TRIPS + o.connections * o.chunk) as u64) as f64;
+    let mut scraped = (String::new(), String::new());
+    for _ in 0..100 {
+        scraped = (client.scrape().await?, server.scrape().await?);
+        let closed = |text: &str| metric_sum(text, "istio_tcp_connections_closed_total", "");
+        if closed(&scraped.0) >= connections && closed(&scraped.1) >= connections {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (c, s) = (&scraped.0, &scraped.1);
+    Ok(vec![
+        (
+            "client opened",
+            metric_sum(
+                c,
+                "istio_tcp_connections_opened_total",
+                "destination_workload=\"tcp-echo-v2\"",
+            ),
+            connections,
+        ),
+        (
+            "server opened",
+            metric_sum(
+                s,
+                "istio_tcp_connections_opened_total",
+                "source_workload=\"sleep\"",
+            ),
+            connections,
+        ),
+        (
+            "client received bytes",
+            metric_sum(c, "istio_tcp_received_bytes_total", "tcp-echo-v2"),
+            bytes,
+        ),
+        (
+            "server received bytes",
+            metric_sum(s, "istio_tcp_received_bytes_total", "sleep"),
+            bytes,
+        ),
+        (
+            "server sent bytes",
+            metric_sum(s, "istio_tcp_sent_bytes_total", "sleep"),
+            bytes,
+        ),
+    ])
 }

@@ -19,7 +19,7 @@ use super::telemetry::{
 use super::tls::spiffe_id;
 use super::{Role, Shared, TlsSide};
 
-/// Per direction. One TLS record's worth: reads of the TLS side never return more.
+/// Per direction: the plaintext of the largest TLS record, so one read can take a whole record.
 const BUFFER: usize = 16 * 1024;
 
 /// What the TLS handshake told us about the peer.
@@ -52,30 +52,18 @@ pub(super) async fn handle(accepted: TcpStream, shared: std::sync::Arc<Shared>) 
 async fn outbound(app: TcpStream, shared: &Shared) {
     const POLICY: &str = "unknown";
     let meter = ConnMeter::new(shared.metrics.clone());
-    let failed = |meter: &ConnMeter, principal: Option<&str>| {
-        shared.metrics.upstream_connect_failed();
-        meter.close(shared.unknown_peer(principal, POLICY, ResponseFlags::UpstreamConnectFailure));
-    };
     let Some(upstream) = dial(shared).await else {
-        return failed(&meter, None);
+        return shared.upstream_failed(&meter, None, POLICY);
     };
     match &shared.tls {
         Some(TlsSide::Connector(connector, name)) => {
-            match timeout(
-                shared.connect_timeout,
-                connector.connect(name.clone(), upstream),
-            )
-            .await
-            {
-                Ok(Ok(tls)) => {
-                    let negotiated = Negotiated::from_tls(tls.get_ref().1);
-                    pump(app, tls, negotiated, POLICY, &meter, shared).await;
-                }
-                _ => {
-                    shared.metrics.handshake_failed();
-                    failed(&meter, None);
-                }
-            }
+            let handshake = connector.connect(name.clone(), upstream);
+            let Ok(Ok(tls)) = timeout(shared.connect_timeout, handshake).await else {
+                shared.metrics.handshake_failed();
+                return shared.upstream_failed(&meter, None, POLICY);
+            };
+            let negotiated = Negotiated::from_tls(tls.get_ref().1);
+            pump(app, tls, negotiated, POLICY, &meter, shared).await;
         }
         _ => pump(app, upstream, Negotiated::default(), POLICY, &meter, shared).await,
     }
@@ -86,6 +74,7 @@ async fn inbound(mesh: TcpStream, shared: &Shared) {
     let meter = ConnMeter::new(shared.metrics.clone());
     match &shared.tls {
         Some(TlsSide::Acceptor(acceptor)) => {
+            const POLICY: &str = "mutual_tls";
             let Ok(Ok(tls)) = timeout(shared.connect_timeout, acceptor.accept(mesh)).await else {
                 // No workload identity, no connection: Istio's filters never see it either.
                 shared.metrics.handshake_failed();
@@ -93,24 +82,17 @@ async fn inbound(mesh: TcpStream, shared: &Shared) {
             };
             let negotiated = Negotiated::from_tls(tls.get_ref().1);
             let Some(app) = dial(shared).await else {
-                shared.metrics.upstream_connect_failed();
-                let flags = ResponseFlags::UpstreamConnectFailure;
-                let labels =
-                    shared.unknown_peer(negotiated.principal.as_deref(), "mutual_tls", flags);
-                return meter.close(labels);
+                let principal = negotiated.principal.as_deref();
+                return shared.upstream_failed(&meter, principal, POLICY);
             };
-            pump(app, tls, negotiated, "mutual_tls", &meter, shared).await;
+            pump(app, tls, negotiated, POLICY, &meter, shared).await;
         }
         _ => {
+            const POLICY: &str = "none";
             let Some(app) = dial(shared).await else {
-                shared.metrics.upstream_connect_failed();
-                return meter.close(shared.unknown_peer(
-                    None,
-                    "none",
-                    ResponseFlags::UpstreamConnectFailure,
-                ));
+                return shared.upstream_failed(&meter, None, POLICY);
             };
-            pump(app, mesh, Negotiated::default(), "none", &meter, shared).await;
+            pump(app, mesh, Negotiated::default(), POLICY, &meter, shared).await;
         }
     }
 }
@@ -125,6 +107,13 @@ async fn dial(shared: &Shared) -> Option<TcpStream> {
 }
 
 impl Shared {
+    /// The upstream (or the TLS handshake with it) failed: the connection is reported with
+    /// Envoy's `UF` flag and whatever the certificate told of the peer.
+    fn upstream_failed(&self, meter: &ConnMeter, principal: Option<&str>, policy: &str) {
+        self.metrics.upstream_connect_failed();
+        meter.close(self.unknown_peer(principal, policy, ResponseFlags::UpstreamConnectFailure));
+    }
+
     fn unknown_peer(
         &self,
         principal: Option<&str>,

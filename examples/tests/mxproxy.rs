@@ -598,3 +598,140 @@ async fn a_thousand_concurrent_connections_lose_and_reorder_nothing() {
         );
     }
 }
+
+const BYE: &[u8] = b"bye\r\n";
+
+/// A TLS server outside the exchange, holding a mesh certificate and offering `alpn`: it writes
+/// `greeting` first, reads until the client half-closes, answers `bye` and reports what it
+/// received. (It does not echo: a peer's application echoing our frame back is not ours to hide.)
+async fn tls_upstream(
+    ca: &MeshCa,
+    alpn: &[&[u8]],
+    greeting: &'static [u8],
+) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
+    let material = ca.material(&ca.issue(LEGACY_ID).unwrap());
+    let mut config = Arc::unwrap_or_clone(material.server_config().unwrap());
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let (listener, addr) = listener().await;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut tls = tls;
+                tls.write_all(greeting).await.unwrap();
+                tls.flush().await.unwrap();
+                let mut all = Vec::new();
+                let _ = tls.read_to_end(&mut all).await;
+                let _ = tls.write_all(BYE).await;
+                let _ = tls.shutdown().await;
+                tx.send(all).unwrap();
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_that_do_not_run_the_exchange_get_through_unlabelled() {
+    let ca = MeshCa::new().unwrap();
+    let client_frame = frame_of("sleep");
+    let request = b"ping\n";
+    // No ALPN on the server: the exchange is off, not a byte of it is written.
+    let (plain, mut plain_got) = tls_upstream(&ca, &[], b"").await;
+    // The exchange's ALPN, but the server speaks first in its own protocol (wrong magic).
+    let greeting = b"+OK legacy server ready\r\n";
+    let (legacy, mut legacy_got) =
+        tls_upstream(&ca, &[peerx::ISTIO_PEER_EXCHANGE_ALPN], greeting).await;
+    for (upstream, got, greeted) in [
+        (plain, &mut plain_got, &b""[..]),
+        (legacy, &mut legacy_got, &greeting[..]),
+    ] {
+        let client = proxy(&ca, Role::Client, upstream, "sleep", SLEEP_ID, |_| {}).await;
+        let mut app = TcpStream::connect(client.listen).await.unwrap();
+        let answer = talk(&mut app, request).await;
+        assert_eq!(
+            answer,
+            [greeted, BYE].concat(),
+            "the application sees the server's bytes only"
+        );
+        let received = timeout(PATIENCE, got.recv()).await.unwrap().unwrap();
+        let frame: &[u8] = if greeted.is_empty() {
+            b""
+        } else {
+            &client_frame
+        };
+        assert_eq!(
+            received,
+            [frame, request].concat(),
+            "our frame only where the exchange was negotiated"
+        );
+        eventually("the close", || value(&client, CLOSED, &[]) == 1.0).await;
+        let unknown = [
+            ("destination_workload", "unknown"),
+            ("destination_principal", LEGACY_ID),
+            ("destination_workload_namespace", "legacy"),
+            ("source_workload", "sleep"),
+        ];
+        assert_eq!(value(&client, OPENED, &unknown), 1.0);
+        assert_eq!(value(&client, SENT, &unknown), answer.len() as f64);
+        let counter = |name: &str| value(&client, &format!("metadata_exchange_{name}_total"), &[]);
+        let found = if greeted.is_empty() { 0.0 } else { 1.0 };
+        assert_eq!(counter("alpn_protocol_found"), found);
+        assert_eq!(counter("alpn_protocol_not_found"), 1.0 - found);
+        assert_eq!(
+            counter("initial_header_not_found"),
+            found,
+            "the greeting is not a frame"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closes_before_the_exchange_starts_end_cleanly() {
+    let (upstream, mut delivered) = recorder().await;
+    let mesh = mesh(upstream, |_| {}).await;
+    // Inside the TLS handshake: a ClientHello cut short, then the close. Nothing is dialed.
+    let mut tcp = TcpStream::connect(mesh.server.listen).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+        .await
+        .unwrap();
+    tcp.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, tcp.read_to_end(&mut rest)).await.unwrap();
+    let server = &mesh.server;
+    eventually("the failed handshake", || {
+        value(server, "mxproxy_tls_handshake_failures_total", &[]) == 1.0
+    })
+    .await;
+    // An application that connects and leaves at once, before the mesh side is even up.
+    for _ in 0..3 {
+        drop(TcpStream::connect(mesh.client.listen).await.unwrap());
+    }
+    for _ in 0..3 {
+        let app = timeout(PATIENCE, delivered.recv()).await.unwrap().unwrap();
+        assert!(app.is_empty());
+    }
+    for proxy in [&mesh.client, &mesh.server] {
+        eventually("every close", || value(proxy, CLOSED, &[]) == 3.0).await;
+        assert_eq!(
+            value(
+                proxy,
+                OPENED,
+                &[
+                    ("source_workload", "sleep"),
+                    ("destination_workload", "tcp-echo-v2")
+                ]
+            ),
+            3.0
+        );
+    }
+    assert!(
+        delivered.try_recv().is_err(),
+        "the broken handshake dialed nothing"
+    );
+}

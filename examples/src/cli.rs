@@ -22,3 +22,23 @@ pub fn args_or_usage<T>(
         ExitCode::from(2)
     })
 }
+
+/// Runs `main` on a multi-threaded tokio runtime and turns its outcome into the exit code,
+/// printing `program: message` on failure.
+pub fn run_async(
+    program: &str,
+    main: impl std::future::Future<Output = Result<(), String>>,
+) -> ExitCode {
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(main));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{program}: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

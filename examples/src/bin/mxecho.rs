@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use examples::cli::args_or_usage;
+use examples::cli::{args_or_usage, run_async};
 use examples::mxecho::{checked_echo, serve_echo};
 use examples::mxproxy::listener;
 
@@ -80,17 +80,7 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("mxecho: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    run_async("mxecho", async {
         match command {
             Command::Serve { listen, banner } => {
                 let listener =
@@ -108,14 +98,7 @@ fn main() -> ExitCode {
                 banner,
             } => send(to, connections, bytes, chunk, banner).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("mxecho: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn send(

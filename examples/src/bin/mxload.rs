@@ -17,7 +17,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use examples::cli::args_or_usage;
+use examples::cli::{args_or_usage, run_async};
 use examples::mxecho::{Transfer, checked_echo, percentile, serve_echo};
 use examples::mxproxy::certs::MeshCa;
 use examples::mxproxy::listener;
@@ -86,23 +86,7 @@ fn main() -> ExitCode {
         Ok(options) => options,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("mxload: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(options)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("mxload: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    run_async("mxload", run(options))
 }
 
 /// A child process, killed on drop.

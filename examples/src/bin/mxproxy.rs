@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use examples::cli::args_or_usage;
+use examples::cli::{args_or_usage, run_async};
 use examples::metadata_json::metadata_from_json;
 use examples::mxproxy::certs::MeshCa;
 use examples::mxproxy::tls::TlsMaterial;
@@ -132,16 +132,11 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(code) => return code,
     };
-    let result = match command {
-        Command::GenCerts(dir, workloads) => gen_certs(&dir, &workloads),
-        Command::Proxy(config) => run(*config),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("mxproxy: {message}");
-            ExitCode::FAILURE
+    match command {
+        Command::GenCerts(dir, workloads) => {
+            run_async("mxproxy", async move { gen_certs(&dir, &workloads) })
         }
+        Command::Proxy(config) => run_async("mxproxy", serve(*config)),
     }
 }
 
@@ -159,23 +154,18 @@ fn gen_certs(dir: &std::path::Path, workloads: &[(String, String)]) -> Result<()
     Ok(())
 }
 
-fn run(config: ProxyConfig) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(async {
-        let role = config.role;
-        let running = start(config).await?;
-        // One line on stdout, flushed, so scripts and the load driver can read the bound ports.
-        let metrics = running
-            .metrics_addr
-            .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"));
-        println!(
-            "mxproxy {role:?} listening on {} metrics {metrics}",
-            running.listen
-        );
-        std::future::pending::<()>().await;
-        Ok(())
-    })
+async fn serve(config: ProxyConfig) -> Result<(), String> {
+    let role = config.role;
+    let running = start(config).await?;
+    // One line on stdout (line-buffered, so flushed), from which scripts and the load driver
+    // read the bound ports.
+    let metrics = running
+        .metrics_addr
+        .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"));
+    println!(
+        "mxproxy {role:?} listening on {} metrics {metrics}",
+        running.listen
+    );
+    std::future::pending::<()>().await;
+    Ok(())
 }

@@ -64,16 +64,18 @@ $bin/mxproxy gen-certs "$work/certs" \
   sleep=spiffe://cluster.local/ns/default/sa/sleep \
   tcp-echo=spiffe://cluster.local/ns/echo/sa/tcp-echo
 
-say "tcp-echo on $echo_addr, its sidecar on $server_addr, sleep's sidecar on $client_addr"
+say "tcp-echo on $echo_addr, its sidecar on $server_addr (admits sleep), sleep's sidecar on $client_addr (expects tcp-echo)"
 start tcp-echo $bin/mxecho serve --listen "$echo_addr"
 await tcp-echo listening
 tls() { echo --tls-cert "$work/certs/$1.pem" --tls-key "$work/certs/$1.key" --tls-ca "$work/certs/ca.pem"; }
 # shellcheck disable=SC2046
 start server-proxy $bin/mxproxy --role server --listen "$server_addr" --upstream "$echo_addr" \
-  --metadata examples/data/mxproxy/tcp-echo.json $(tls tcp-echo) --metrics "$server_metrics"
+  --metadata examples/data/mxproxy/tcp-echo.json $(tls tcp-echo) --metrics "$server_metrics" \
+  --peer-identity spiffe://cluster.local/ns/default/sa/sleep
 # shellcheck disable=SC2046
 start client-proxy $bin/mxproxy --role client --listen "$client_addr" --upstream "$server_addr" \
-  --metadata examples/data/mxproxy/sleep.json $(tls sleep) --metrics "$client_metrics"
+  --metadata examples/data/mxproxy/sleep.json $(tls sleep) --metrics "$client_metrics" \
+  --peer-identity spiffe://cluster.local/ns/echo/sa/tcp-echo
 await server-proxy listening
 await client-proxy listening
 cat "$work/server-proxy.log" "$work/client-proxy.log"

@@ -735,3 +735,94 @@ async fn closes_before_the_exchange_starts_end_cleanly() {
         "the broken handshake dialed nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_expected_spiffe_identities_get_through() {
+    let (upstream, mut delivered) = recorder().await;
+    // The server admits sleep only; the client expects a destination that is not tcp-echo.
+    let ca = MeshCa::new().unwrap();
+    let admit_sleep = |c: &mut ProxyConfig| c.peer_identities = vec![SLEEP_ID.to_owned()];
+    let server = proxy(
+        &ca,
+        Role::Server,
+        upstream,
+        "tcp-echo",
+        ECHO_ID,
+        admit_sleep,
+    )
+    .await;
+    let other = "spiffe://cluster.local/ns/echo/sa/tcp-echo-canary";
+    let expect_other = |c: &mut ProxyConfig| c.peer_identities = vec![other.to_owned()];
+    let client = proxy(
+        &ca,
+        Role::Client,
+        server.listen,
+        "sleep",
+        SLEEP_ID,
+        expect_other,
+    )
+    .await;
+
+    let mut app = TcpStream::connect(client.listen).await.unwrap();
+    assert!(talk(&mut app, b"secret").await.is_empty());
+    eventually("the client's refusal", || {
+        value(&client, CLOSED, &[("response_flags", "UF")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        value(&client, "mxproxy_peer_identity_rejections_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        value(&client, OPENED, &[("destination_principal", ECHO_ID)]),
+        1.0
+    );
+
+    // A mesh certificate of another workload is refused by the server before anything is dialed.
+    let mut stranger = tls_client(&ca, server.listen, &[peerx::ISTIO_PEER_EXCHANGE_ALPN]).await;
+    let _ = talk(&mut stranger, b"secret").await;
+    let rejections = "mxproxy_peer_identity_rejections_total";
+    eventually("the server's refusal", || {
+        value(&server, rejections, &[]) == 1.0
+    })
+    .await;
+
+    // sleep itself still gets through.
+    let (upstream_ok, mut ok_delivered) = recorder().await;
+    let server_ok = proxy(
+        &ca,
+        Role::Server,
+        upstream_ok,
+        "tcp-echo",
+        ECHO_ID,
+        admit_sleep,
+    )
+    .await;
+    let expect_echo = |c: &mut ProxyConfig| c.peer_identities = vec![ECHO_ID.to_owned()];
+    let client_ok = proxy(
+        &ca,
+        Role::Client,
+        server_ok.listen,
+        "sleep",
+        SLEEP_ID,
+        expect_echo,
+    )
+    .await;
+    let mut app = TcpStream::connect(client_ok.listen).await.unwrap();
+    app.write_all(b"hello").await.unwrap();
+    app.shutdown().await.unwrap();
+    let got = timeout(PATIENCE, ok_delivered.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"hello");
+    // The refused destination was a real mesh peer: its application may have been dialed, but
+    // not one byte reached it.
+    while let Ok(bytes) = delivered.try_recv() {
+        assert!(
+            bytes.is_empty(),
+            "{} bytes reached the guarded application",
+            bytes.len()
+        );
+    }
+}

@@ -4,7 +4,7 @@
 //! ```text
 //! mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
 //!         [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
-//!         [--reporting-interval 5s] [--exchange-timeout 5s]
+//!         [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
 //! mxproxy gen-certs DIR NAME=SPIFFE_ID...
 //! ```
 
@@ -21,7 +21,7 @@ use examples::mxproxy::{ProxyConfig, Role, start};
 const USAGE: &str =
     "usage: mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
                [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
-               [--reporting-interval 5s] [--exchange-timeout 5s]
+               [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
        mxproxy gen-certs DIR NAME=SPIFFE_ID...
 
   --role client       outbound: plain from the local application, mutual TLS to --upstream
@@ -33,6 +33,9 @@ const USAGE: &str =
   --metrics ADDR      serve Prometheus's /metrics (istio_tcp_*, metadata_exchange_*) on ADDR
   --reporting-interval  bytes of open connections are reported this often (default 5s)
   --exchange-timeout  carry on without peer metadata after this long (default 5s)
+  --peer-identity ID  accept only peers whose certificate carries this SPIFFE ID (repeatable):
+                      the destination's identity on a client, the allowed clients on a server;
+                      without it any certificate of the mesh CA is accepted
   gen-certs           write DIR/ca.pem and DIR/NAME.pem, DIR/NAME.key for each workload";
 
 enum Command {
@@ -74,6 +77,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let (mut listen, mut upstream, mut role, mut metadata) = (None, None, None, None);
     let (mut cert, mut key, mut ca, mut metrics) = (None, None, None, None);
     let (mut interval, mut exchange_timeout) = (Duration::from_secs(5), Duration::from_secs(5));
+    let mut peer_identities = Vec::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -98,6 +102,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "--metrics" => metrics = Some(value()?.parse().map_err(|e| format!("--metrics: {e}"))?),
             "--reporting-interval" => interval = duration(&value()?)?,
             "--exchange-timeout" => exchange_timeout = duration(&value()?)?,
+            "--peer-identity" => peer_identities.push(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -124,6 +129,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     config.metrics = metrics;
     config.reporting_interval = interval;
     config.exchange_timeout = exchange_timeout;
+    config.peer_identities = peer_identities;
     Ok(Command::Proxy(Box::new(config)))
 }
 

@@ -63,6 +63,10 @@ async fn outbound(app: TcpStream, shared: &Shared) {
                 return shared.upstream_failed(&meter, None, POLICY);
             };
             let negotiated = Negotiated::from_tls(tls.get_ref().1);
+            if !shared.accepts(&negotiated) {
+                // Istio's client refuses a destination without the expected SAN as a TLS error.
+                return shared.upstream_failed(&meter, negotiated.principal.as_deref(), POLICY);
+            }
             pump(app, tls, negotiated, POLICY, &meter, shared).await;
         }
         _ => pump(app, upstream, Negotiated::default(), POLICY, &meter, shared).await,
@@ -81,6 +85,10 @@ async fn inbound(mesh: TcpStream, shared: &Shared) {
                 return;
             };
             let negotiated = Negotiated::from_tls(tls.get_ref().1);
+            if !shared.accepts(&negotiated) {
+                // Not a client we serve: closed before anything is dialed or reported.
+                return;
+            }
             let Some(app) = dial(shared).await else {
                 let principal = negotiated.principal.as_deref();
                 return shared.upstream_failed(&meter, principal, POLICY);
@@ -107,6 +115,19 @@ async fn dial(shared: &Shared) -> Option<TcpStream> {
 }
 
 impl Shared {
+    /// Whether the peer's certificate carries an identity we accept; counts a refusal.
+    fn accepts(&self, peer: &Negotiated) -> bool {
+        let accepted = self.peer_identities.is_empty()
+            || peer
+                .principal
+                .as_ref()
+                .is_some_and(|id| self.peer_identities.contains(id));
+        if !accepted {
+            self.metrics.identity_rejected();
+        }
+        accepted
+    }
+
     /// The upstream (or the TLS handshake with it) failed: the connection is reported with
     /// Envoy's `UF` flag and whatever the certificate told of the peer.
     fn upstream_failed(&self, meter: &ConnMeter, principal: Option<&str>, policy: &str) {

@@ -62,6 +62,10 @@ pub struct ProxyConfig {
     pub exchange_timeout: Duration,
     /// How long a TLS handshake or an upstream dial may take.
     pub connect_timeout: Duration,
+    /// SPIFFE identities the peer's certificate must carry (any one of them); empty accepts any
+    /// certificate of the mesh CA. On the client role this is the destination's identity, which
+    /// Istio checks instead of a host name; on the server role, the clients allowed in.
+    pub peer_identities: Vec<String>,
 }
 
 impl ProxyConfig {
@@ -77,6 +81,7 @@ impl ProxyConfig {
             reporting_interval: Duration::from_secs(5),
             exchange_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            peer_identities: Vec::new(),
         }
     }
 }
@@ -115,6 +120,7 @@ struct Shared {
     reporting_interval: Duration,
     exchange_timeout: Duration,
     connect_timeout: Duration,
+    peer_identities: Vec<String>,
     /// The origin of the exchange's timestamps.
     epoch: Instant,
 }
@@ -176,6 +182,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
         reporting_interval: config.reporting_interval,
         exchange_timeout: config.exchange_timeout,
         connect_timeout: config.connect_timeout,
+        peer_identities: config.peer_identities,
         epoch: Instant::now(),
     });
     tasks.push(tokio::spawn(accept_loop(accepting, shared)));

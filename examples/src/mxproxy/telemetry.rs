@@ -170,6 +170,7 @@ pub struct Metrics {
     exchange: ExchangeCounters,
     upstream_connect_failures: Counter,
     handshake_failures: Counter,
+    identity_rejections: Counter,
 }
 
 impl Metrics {
@@ -237,6 +238,7 @@ impl Metrics {
         }
         let upstream_connect_failures = Counter::default();
         let handshake_failures = Counter::default();
+        let identity_rejections = Counter::default();
         let proxy = registry.sub_registry_with_prefix("mxproxy");
         proxy.register(
             "upstream_connect_failures",
@@ -248,6 +250,11 @@ impl Metrics {
             "TLS handshakes that failed or timed out.",
             handshake_failures.clone(),
         );
+        proxy.register(
+            "peer_identity_rejections",
+            "Peers whose certificate carried none of the expected SPIFFE identities.",
+            identity_rejections.clone(),
+        );
         Arc::new(Self {
             registry,
             opened,
@@ -257,6 +264,7 @@ impl Metrics {
             exchange,
             upstream_connect_failures,
             handshake_failures,
+            identity_rejections,
         })
     }
 
@@ -304,6 +312,10 @@ impl Metrics {
 
     pub(crate) fn handshake_failed(&self) {
         self.handshake_failures.inc();
+    }
+
+    pub(crate) fn identity_rejected(&self) {
+        self.identity_rejections.inc();
     }
 }
 

@@ -571,6 +571,12 @@ async fn a_thousand_concurrent_connections_lose_and_reorder_nothing() {
     // is `mxload` (README), in release.
     const CONNECTIONS: usize = 1000;
     const BYTES: usize = 16 * 1024;
+    // Clients, echo server and both proxies share this process: about 6,000 sockets.
+    let limit = rlimit::increase_nofile_limit(16_384).unwrap();
+    assert!(
+        limit >= 7_000,
+        "about 6,000 descriptors are needed; the hard limit allows {limit}"
+    );
     let mesh = mesh(echo(None).await, |_| {}).await;
     let clients: Vec<_> = (0..CONNECTIONS as u64)
         .map(|seed| tokio::spawn(checked_echo(mesh.client.listen, BYTES, 4096, seed, None)))

@@ -460,6 +460,15 @@ async fn run(o: Options) -> Result<(), String> {
             exe.display()
         ));
     }
+    // This process holds both ends of every direct connection and the load's client sockets; the
+    // proxies inherit the limit and hold two sockets per connection each.
+    let needed = 2 * o.connections as u64 + 256;
+    let limit = rlimit::increase_nofile_limit(needed).map_err(|e| e.to_string())?;
+    if limit < needed {
+        return Err(format!(
+            "{needed} file descriptors are needed, the hard limit allows {limit} (ulimit -Hn)"
+        ));
+    }
     let dir: PathBuf = std::env::temp_dir().join(format!("mxload-{}", std::process::id()));
     MeshCa::new()?.write(
         &dir,

@@ -834,3 +834,49 @@ async fn only_the_expected_spiffe_identities_get_through() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_cannot_grow_the_metrics_without_bound() {
+    // Label values come from the peer's frame: a peer naming a new workload on every connection
+    // gets its own series only up to the cap, then is reported as unknown.
+    let ca = MeshCa::new().unwrap();
+    let cap = |c: &mut ProxyConfig| c.max_label_sets = 2;
+    let server = proxy(
+        &ca,
+        Role::Server,
+        echo(None).await,
+        "tcp-echo",
+        ECHO_ID,
+        cap,
+    )
+    .await;
+    for (round, name) in ["w0", "w1", "w2", "w3", "w0"].into_iter().enumerate() {
+        let mut metadata = metadata("sleep");
+        metadata
+            .peer
+            .insert("WORKLOAD_NAME".to_owned(), peerx::Value::from(name));
+        let rename = move |c: &mut ProxyConfig| c.metadata = metadata;
+        let client = proxy(&ca, Role::Client, server.listen, "sleep", SLEEP_ID, rename).await;
+        let mut app = TcpStream::connect(client.listen).await.unwrap();
+        assert_eq!(talk(&mut app, b"hi").await, b"hi");
+        let closed = (round + 1) as f64;
+        eventually("the close", || value(&server, CLOSED, &[]) == closed).await;
+    }
+    let opened = |workload: &str| value(&server, OPENED, &[("source_workload", workload)]);
+    assert_eq!(
+        (opened("w0"), opened("w1")),
+        (2.0, 1.0),
+        "the first two sets, and w0 again"
+    );
+    assert_eq!((opened("w2"), opened("w3")), (0.0, 0.0));
+    let unknown = [
+        ("source_workload", "unknown"),
+        ("source_principal", SLEEP_ID),
+    ];
+    assert_eq!(
+        value(&server, OPENED, &unknown),
+        2.0,
+        "past the cap: an unknown peer"
+    );
+    assert_eq!(value(&server, "mxproxy_label_sets_refused_total", &[]), 2.0);
+}

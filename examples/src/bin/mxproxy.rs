@@ -5,6 +5,7 @@
 //! mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
 //!         [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
 //!         [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
+//!         [--max-label-sets 10000]
 //! mxproxy gen-certs DIR NAME=SPIFFE_ID...
 //! ```
 
@@ -22,6 +23,7 @@ const USAGE: &str =
     "usage: mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
                [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
                [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
+               [--max-label-sets 10000]
        mxproxy gen-certs DIR NAME=SPIFFE_ID...
 
   --role client       outbound: plain from the local application, mutual TLS to --upstream
@@ -33,6 +35,8 @@ const USAGE: &str =
   --metrics ADDR      serve Prometheus's /metrics (istio_tcp_*, metadata_exchange_*) on ADDR
   --reporting-interval  bytes of open connections are reported this often (default 5s)
   --exchange-timeout  carry on without peer metadata after this long (default 5s)
+  --max-label-sets N  most label sets peers' metadata may create (default 10000); past it a
+                      connection is reported as from an unknown peer
   --peer-identity ID  accept only peers whose certificate carries this SPIFFE ID (repeatable):
                       the destination's identity on a client, the allowed clients on a server;
                       without it any certificate of the mesh CA is accepted
@@ -77,7 +81,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     let (mut listen, mut upstream, mut role, mut metadata) = (None, None, None, None);
     let (mut cert, mut key, mut ca, mut metrics) = (None, None, None, None);
     let (mut interval, mut exchange_timeout) = (Duration::from_secs(5), Duration::from_secs(5));
-    let mut peer_identities = Vec::new();
+    let (mut peer_identities, mut max_label_sets) = (Vec::new(), None);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -103,6 +107,13 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             "--reporting-interval" => interval = duration(&value()?)?,
             "--exchange-timeout" => exchange_timeout = duration(&value()?)?,
             "--peer-identity" => peer_identities.push(value()?),
+            "--max-label-sets" => {
+                max_label_sets = Some(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--max-label-sets: {e}"))?,
+                );
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -130,6 +141,9 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     config.reporting_interval = interval;
     config.exchange_timeout = exchange_timeout;
     config.peer_identities = peer_identities;
+    if let Some(max) = max_label_sets {
+        config.max_label_sets = max;
+    }
     Ok(Command::Proxy(Box::new(config)))
 }
 

@@ -199,13 +199,16 @@ impl PeerSide<'_> {
                         None => WorkloadLabels::unknown(principal),
                     };
                     let shared = self.shared;
-                    self.meter.resolve(tcp_labels(
+                    let labels = tcp_labels(
                         shared.role,
                         &shared.own,
                         &peer,
                         self.policy,
                         ResponseFlags::None,
-                    ));
+                    );
+                    // The peer chose these values: past the cap they read as an unknown peer.
+                    let labels = shared.metrics.admit(labels, || self.unknown_peer());
+                    self.meter.resolve(labels);
                 }
                 Event::Forward(held) => forward.push(held),
                 Event::Close(reason) => {

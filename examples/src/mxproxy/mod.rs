@@ -66,6 +66,10 @@ pub struct ProxyConfig {
     /// certificate of the mesh CA. On the client role this is the destination's identity, which
     /// Istio checks instead of a host name; on the server role, the clients allowed in.
     pub peer_identities: Vec<String>,
+    /// Most distinct label sets a peer's metadata may create (default 10,000). Label values come
+    /// from the peer, so without a cap a peer naming a new workload on every connection would grow
+    /// the metrics without bound; past it, its connections are reported as from an unknown peer.
+    pub max_label_sets: usize,
 }
 
 impl ProxyConfig {
@@ -82,6 +86,7 @@ impl ProxyConfig {
             exchange_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             peer_identities: Vec::new(),
+            max_label_sets: 10_000,
         }
     }
 }
@@ -160,7 +165,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
             server_name(&config.upstream)?,
         )),
     };
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(config.max_label_sets);
     let accepting =
         listener(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let listen = accepting.local_addr().map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 //! per-connection meter that reports them with Istio's timing: `opened` once the peer is known
 //! (or at close), bytes as deltas on every reporting tick and at close, `closed` at close.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -171,11 +171,16 @@ pub struct Metrics {
     upstream_connect_failures: Counter,
     handshake_failures: Counter,
     identity_rejections: Counter,
+    max_label_sets: usize,
+    /// Label sets admitted from peers' metadata so far.
+    peer_label_sets: AtomicUsize,
+    label_sets_refused: Counter,
 }
 
 impl Metrics {
-    /// A registry holding every family, empty.
-    pub fn new() -> Arc<Self> {
+    /// A registry holding every family, empty; peers may create at most `max_label_sets` label
+    /// sets (see [`Metrics::admit`]).
+    pub fn new(max_label_sets: usize) -> Arc<Self> {
         let mut registry = Registry::default();
         let families: [(&str, &str, Family<TcpLabels, Counter>); 4] = [
             (
@@ -239,6 +244,7 @@ impl Metrics {
         let upstream_connect_failures = Counter::default();
         let handshake_failures = Counter::default();
         let identity_rejections = Counter::default();
+        let label_sets_refused = Counter::default();
         let proxy = registry.sub_registry_with_prefix("mxproxy");
         proxy.register(
             "upstream_connect_failures",
@@ -255,6 +261,11 @@ impl Metrics {
             "Peers whose certificate carried none of the expected SPIFFE identities.",
             identity_rejections.clone(),
         );
+        proxy.register(
+            "label_sets_refused",
+            "Connections reported as from an unknown peer because its labels would pass the cap.",
+            label_sets_refused.clone(),
+        );
         Arc::new(Self {
             registry,
             opened,
@@ -265,6 +276,9 @@ impl Metrics {
             upstream_connect_failures,
             handshake_failures,
             identity_rejections,
+            max_label_sets,
+            peer_label_sets: AtomicUsize::new(0),
+            label_sets_refused,
         })
     }
 
@@ -312,6 +326,28 @@ impl Metrics {
 
     pub(crate) fn handshake_failed(&self) {
         self.handshake_failures.inc();
+    }
+
+    /// `labels` when they are already known or there is room for a new set, else `fallback()`
+    /// (always admitted: its values do not come from the peer's metadata).
+    pub fn admit(&self, labels: TcpLabels, fallback: impl FnOnce() -> TcpLabels) -> TcpLabels {
+        if self.opened.get(&labels).is_some() {
+            return labels;
+        }
+        // Two connections bringing the same new set at once both take a place: the count errs
+        // towards refusing early, never towards passing the cap.
+        let room = self
+            .peer_label_sets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_label_sets).then_some(n + 1)
+            })
+            .is_ok();
+        if room {
+            labels
+        } else {
+            self.label_sets_refused.inc();
+            fallback()
+        }
     }
 
     pub(crate) fn identity_rejected(&self) {

@@ -266,6 +266,8 @@ async fn bytes_pass_exactly_and_both_sides_label_their_peer() {
         // The same numbers over HTTP, in the exposition Prometheus reads.
         let scraped = scrape(proxy).await;
         assert!(scraped.ends_with("# EOF\n"));
+        assert!(scraped.contains("# HELP istio_tcp_connections_opened Connections opened.\n"));
+        assert!(scraped.contains("# TYPE istio_tcp_connections_opened counter\n"));
         assert_eq!(series(&scraped, OPENED), all);
     }
 }

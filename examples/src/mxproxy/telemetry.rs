@@ -178,29 +178,30 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry holding every family, empty; peers may create at most `max_label_sets` label
+    /// A registry holding every family, empty (help texts without a final period: the encoder
+    /// adds one); peers may create at most `max_label_sets` label
     /// sets (see [`Metrics::admit`]).
     pub fn new(max_label_sets: usize) -> Arc<Self> {
         let mut registry = Registry::default();
         let families: [(&str, &str, Family<TcpLabels, Counter>); 4] = [
             (
                 "istio_tcp_connections_opened",
-                "Connections opened.",
+                "Connections opened",
                 Family::default(),
             ),
             (
                 "istio_tcp_connections_closed",
-                "Connections closed.",
+                "Connections closed",
                 Family::default(),
             ),
             (
                 "istio_tcp_sent_bytes",
-                "Bytes sent to the downstream peer.",
+                "Bytes sent to the downstream peer",
                 Family::default(),
             ),
             (
                 "istio_tcp_received_bytes",
-                "Bytes received from the downstream peer.",
+                "Bytes received from the downstream peer",
                 Family::default(),
             ),
         ];
@@ -214,30 +215,30 @@ impl Metrics {
         for (name, help, counter) in [
             (
                 "alpn_protocol_found",
-                "The negotiated ALPN was the exchange's.",
+                "The negotiated ALPN was the exchange's",
                 &exchange.alpn_protocol_found,
             ),
             (
                 "alpn_protocol_not_found",
-                "The negotiated ALPN was not the exchange's.",
+                "The negotiated ALPN was not the exchange's",
                 &exchange.alpn_protocol_not_found,
             ),
             (
                 "initial_header_not_found",
-                "No frame header where one was expected.",
+                "No frame header where one was expected",
                 &exchange.initial_header_not_found,
             ),
             (
                 "header_not_found",
-                "A frame header whose payload was unusable or never completed.",
+                "A frame header whose payload was unusable or never completed",
                 &exchange.header_not_found,
             ),
             (
                 "metadata_added",
-                "Our frame was written.",
+                "Our frame was written",
                 &exchange.metadata_added,
             ),
-            ("peer_frames", "Peer frames read.", &exchange.peer_frames),
+            ("peer_frames", "Peer frames read", &exchange.peer_frames),
         ] {
             mx.register(name, help, counter.clone());
         }
@@ -248,22 +249,22 @@ impl Metrics {
         let proxy = registry.sub_registry_with_prefix("mxproxy");
         proxy.register(
             "upstream_connect_failures",
-            "Upstream connections that could not be opened.",
+            "Upstream connections that could not be opened",
             upstream_connect_failures.clone(),
         );
         proxy.register(
             "tls_handshake_failures",
-            "TLS handshakes that failed or timed out.",
+            "TLS handshakes that failed or timed out",
             handshake_failures.clone(),
         );
         proxy.register(
             "peer_identity_rejections",
-            "Peers whose certificate carried none of the expected SPIFFE identities.",
+            "Peers whose certificate carried none of the expected SPIFFE identities",
             identity_rejections.clone(),
         );
         proxy.register(
             "label_sets_refused",
-            "Connections reported as from an unknown peer because its labels would pass the cap.",
+            "Connections reported as from an unknown peer because its labels would pass the cap",
             label_sets_refused.clone(),
         );
         Arc::new(Self {

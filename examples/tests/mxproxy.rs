@@ -102,9 +102,34 @@ async fn proxy(
 
 /// sleep's client proxy → tcp-echo's server proxy → `upstream`.
 async fn mesh(upstream: SocketAddr, tune: impl Fn(&mut ProxyConfig)) -> Mesh {
+    pair(upstream, &tune, &tune).await
+}
+
+/// [`mesh`] with each proxy tuned apart.
+async fn pair(
+    upstream: SocketAddr,
+    tune_server: impl FnOnce(&mut ProxyConfig),
+    tune_client: impl FnOnce(&mut ProxyConfig),
+) -> Mesh {
     let ca = MeshCa::new().unwrap();
-    let server = proxy(&ca, Role::Server, upstream, "tcp-echo", ECHO_ID, &tune).await;
-    let client = proxy(&ca, Role::Client, server.listen, "sleep", SLEEP_ID, &tune).await;
+    let server = proxy(
+        &ca,
+        Role::Server,
+        upstream,
+        "tcp-echo",
+        ECHO_ID,
+        tune_server,
+    )
+    .await;
+    let client = proxy(
+        &ca,
+        Role::Client,
+        server.listen,
+        "sleep",
+        SLEEP_ID,
+        tune_client,
+    )
+    .await;
     Mesh { ca, client, server }
 }
 
@@ -750,28 +775,10 @@ async fn closes_before_the_exchange_starts_end_cleanly() {
 async fn only_the_expected_spiffe_identities_get_through() {
     let (upstream, mut delivered) = recorder().await;
     // The server admits sleep only; the client expects a destination that is not tcp-echo.
-    let ca = MeshCa::new().unwrap();
     let admit_sleep = |c: &mut ProxyConfig| c.peer_identities = vec![SLEEP_ID.to_owned()];
-    let server = proxy(
-        &ca,
-        Role::Server,
-        upstream,
-        "tcp-echo",
-        ECHO_ID,
-        admit_sleep,
-    )
-    .await;
     let other = "spiffe://cluster.local/ns/echo/sa/tcp-echo-canary";
     let expect_other = |c: &mut ProxyConfig| c.peer_identities = vec![other.to_owned()];
-    let client = proxy(
-        &ca,
-        Role::Client,
-        server.listen,
-        "sleep",
-        SLEEP_ID,
-        expect_other,
-    )
-    .await;
+    let Mesh { ca, client, server } = pair(upstream, admit_sleep, expect_other).await;
 
     let mut app = TcpStream::connect(client.listen).await.unwrap();
     assert!(talk(&mut app, b"secret").await.is_empty());
@@ -799,26 +806,9 @@ async fn only_the_expected_spiffe_identities_get_through() {
 
     // sleep itself still gets through.
     let (upstream_ok, mut ok_delivered) = recorder().await;
-    let server_ok = proxy(
-        &ca,
-        Role::Server,
-        upstream_ok,
-        "tcp-echo",
-        ECHO_ID,
-        admit_sleep,
-    )
-    .await;
     let expect_echo = |c: &mut ProxyConfig| c.peer_identities = vec![ECHO_ID.to_owned()];
-    let client_ok = proxy(
-        &ca,
-        Role::Client,
-        server_ok.listen,
-        "sleep",
-        SLEEP_ID,
-        expect_echo,
-    )
-    .await;
-    let mut app = TcpStream::connect(client_ok.listen).await.unwrap();
+    let ok = pair(upstream_ok, admit_sleep, expect_echo).await;
+    let mut app = TcpStream::connect(ok.client.listen).await.unwrap();
     app.write_all(b"hello").await.unwrap();
     app.shutdown().await.unwrap();
     let got = timeout(PATIENCE, ok_delivered.recv())

@@ -459,10 +459,11 @@ impl Exchange {
             State::Header => {
                 // Silence is no frame at all; bytes that matched the magic so far were one.
                 let frame_started = !self.held.is_empty();
+                // Once per connection: a silent timeout has counted it already.
+                if !self.silent_timeout {
+                    self.stats.initial_header_not_found += 1;
+                }
                 if frame_started {
-                    if !self.silent_timeout {
-                        self.stats.initial_header_not_found += 1;
-                    }
                     self.end_without_peer(reason, false);
                 } else if self.silent_timeout {
                     // Reported at the timeout; the peer has now closed without a frame.
@@ -470,12 +471,10 @@ impl Exchange {
                 } else if reason == NoPeerReason::Timeout {
                     // Report it, but keep watching the first bytes: a slow peer's frame must not
                     // reach the application.
-                    self.stats.initial_header_not_found += 1;
                     self.deadline = None;
                     self.silent_timeout = true;
                     self.events.push_back(Event::NoPeer(reason));
                 } else {
-                    self.stats.initial_header_not_found += 1;
                     self.end_without_peer(reason, true);
                 }
             }

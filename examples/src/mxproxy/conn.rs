@@ -132,7 +132,12 @@ impl Shared {
     /// Envoy's `UF` flag and whatever the certificate told of the peer.
     fn upstream_failed(&self, meter: &ConnMeter, principal: Option<&str>, policy: &str) {
         self.metrics.upstream_connect_failed();
-        meter.close(self.unknown_peer(principal, policy, ResponseFlags::UpstreamConnectFailure));
+        meter.close(|| self.unknown_peer(principal, policy, ResponseFlags::UpstreamConnectFailure));
+    }
+
+    /// The labels of a connection of ours with `peer`.
+    fn labels(&self, peer: &WorkloadLabels, policy: &str, flags: ResponseFlags) -> TcpLabels {
+        tcp_labels(self.role, &self.own, peer, policy, flags)
     }
 
     fn unknown_peer(
@@ -141,13 +146,7 @@ impl Shared {
         policy: &str,
         flags: ResponseFlags,
     ) -> TcpLabels {
-        tcp_labels(
-            self.role,
-            &self.own,
-            &WorkloadLabels::unknown(principal),
-            policy,
-            flags,
-        )
+        self.labels(&WorkloadLabels::unknown(principal), policy, flags)
     }
 
     fn now(&self) -> Timestamp {
@@ -192,24 +191,13 @@ impl PeerSide<'_> {
         let mut result = Ok(());
         while let Some(event) = exchange.poll_event() {
             match event {
-                Event::Peer(frame) => {
+                Event::Peer(frame) => self.meter.resolve(|| {
                     let principal = self.negotiated.principal.as_deref();
-                    let peer = match frame.metadata().workload() {
-                        Some(workload) => WorkloadLabels::from_workload(&workload, principal),
-                        None => WorkloadLabels::unknown(principal),
-                    };
-                    let shared = self.shared;
-                    let labels = tcp_labels(
-                        shared.role,
-                        &shared.own,
-                        &peer,
-                        self.policy,
-                        ResponseFlags::None,
-                    );
+                    let peer = WorkloadLabels::from_metadata(&frame.metadata(), principal);
+                    let labels = self.shared.labels(&peer, self.policy, ResponseFlags::None);
                     // The peer chose these values: past the cap they read as an unknown peer.
-                    let labels = shared.metrics.admit(labels, || self.unknown_peer());
-                    self.meter.resolve(labels);
-                }
+                    self.shared.metrics.admit(labels, || self.unknown_peer())
+                }),
                 Event::Forward(held) => forward.push(held),
                 Event::Close(reason) => {
                     result = Err(io::Error::new(
@@ -218,7 +206,7 @@ impl PeerSide<'_> {
                     ));
                 }
                 // Disabled, NoPeer, and whatever later versions add: no metadata from this peer.
-                _ => self.meter.resolve(self.unknown_peer()),
+                _ => self.meter.resolve(|| self.unknown_peer()),
             }
         }
         let now = exchange.stats();
@@ -349,7 +337,7 @@ async fn pump<M>(
     }
     // Whatever the exchange still holds or counted, then the connection's last report.
     let _ = side.settle();
-    meter.close(side.unknown_peer());
+    meter.close(|| side.unknown_peer());
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

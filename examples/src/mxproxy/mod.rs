@@ -232,9 +232,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 fn own_labels(frame: &[u8], principal: Option<&str>) -> Result<WorkloadLabels, String> {
     match parse_frame(frame, &Limits::unbounded_dangerous()) {
         Ok(Status::Complete { value, .. }) => {
-            let empty = peerx::Workload::from_struct(peerx::StructView::empty());
-            let workload = value.metadata().workload().unwrap_or(empty);
-            Ok(WorkloadLabels::from_workload(&workload, principal))
+            Ok(WorkloadLabels::from_metadata(&value.metadata(), principal))
         }
         other => Err(format!("our own frame does not parse: {other:?}")),
     }

@@ -79,6 +79,14 @@ impl WorkloadLabels {
         }
     }
 
+    /// From a frame's metadata (ours, or the peer's), which may name no workload.
+    pub fn from_metadata(metadata: &peerx::PeerMetadata<'_>, principal: Option<&str>) -> Self {
+        match metadata.workload() {
+            Some(workload) => Self::from_workload(&workload, principal),
+            None => Self::unknown(principal),
+        }
+    }
+
     /// A peer that sent no metadata: only what its certificate says, if anything.
     pub fn unknown(principal: Option<&str>) -> Self {
         let empty = peerx::Workload::from_struct(peerx::StructView::empty());
@@ -399,10 +407,13 @@ impl ConnMeter {
         total.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// The peer is known (or known to be unknown): `opened` is counted now, once.
-    pub(crate) fn resolve(&self, labels: TcpLabels) {
+    /// The peer is known (or known to be unknown): `opened` is counted now, once. `labels` is
+    /// only called the first time, so a connection already labelled builds (and, through
+    /// [`Metrics::admit`], charges the label-set cap for) nothing more.
+    pub(crate) fn resolve(&self, labels: impl FnOnce() -> TcpLabels) {
         let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
         if reported.labels.is_none() {
+            let labels = labels();
             self.metrics.opened.get_or_create(&labels).inc();
             reported.labels = Some(labels);
         }
@@ -435,7 +446,7 @@ impl ConnMeter {
 
     /// The connection ended: resolves with `fallback` if the peer never became known, reports
     /// the last bytes and counts `closed`.
-    pub(crate) fn close(&self, fallback: TcpLabels) {
+    pub(crate) fn close(&self, fallback: impl FnOnce() -> TcpLabels) {
         self.resolve(fallback);
         let reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(labels) = &reported.labels {

@@ -13,19 +13,18 @@
 //! are pcapng blocks that carry no packet. A file that ends inside a record yields every whole
 //! packet first and then one [`CaptureError::Truncated`] item; nothing follows an error item.
 //!
-//! [`tcp_segment`] decodes a packet down to TCP with `etherparse` (VLAN tags, IPv4 and IPv6; IP
-//! fragments and non-TCP packets give `None`), and [`flow_key`] maps both directions of a
-//! connection to one [`FlowKey`].
+//! [`ip_packet`] strips the link layer (VLAN tags included), and [`tcp_segment`] reads the TCP
+//! segment of what is left with `l7decode`'s [`parse_ip_packet`] (IPv4 and IPv6; IP fragments
+//! and non-TCP packets give `None`), ready for an [`l7decode::flows::FlowTracker`].
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 use flate2::read::MultiGzDecoder;
+use l7decode::flows::{Segment, parse_ip_packet};
 use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
 use pcap_parser::{Block, PcapBlockOwned, PcapError, create_reader};
 
@@ -734,149 +733,40 @@ impl<R: Read> Read for FillReader<R> {
     }
 }
 
-/// One TCP segment decoded from a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpSegment<'a> {
-    /// The packet's capture time, epoch nanoseconds.
-    pub ts_ns: u64,
-    /// Sender.
-    pub src: SocketAddr,
-    /// Receiver.
-    pub dst: SocketAddr,
-    /// Sequence number.
-    pub seq: u32,
-    /// Acknowledgment number (meaningful when the ACK flag is set, which it is on every
-    /// segment of an established connection).
-    pub ack: u32,
-    /// SYN flag.
-    pub syn: bool,
-    /// ACK flag (set on a SYN by the side that accepts the connection).
-    pub ack_flag: bool,
-    /// FIN flag.
-    pub fin: bool,
-    /// RST flag.
-    pub rst: bool,
-    /// The TCP payload as captured (IP length bounds it, so link-layer padding is excluded).
-    pub payload: &'a [u8],
-    /// The capture cut the packet (captured length below the original length, or the IP
-    /// header announcing more bytes than were captured): `payload` may be shorter than what
-    /// was sent.
-    pub truncated: bool,
-}
-
-/// Decodes a packet down to its TCP segment: `None` for non-IP, non-TCP, IP fragments, and
-/// packets too damaged or too cut to hold a whole TCP header.
-pub fn tcp_segment(packet: &Packet) -> Option<TcpSegment<'_>> {
+/// The IP packet inside a captured packet: the link-layer header (and any VLAN tags) stripped.
+/// `None` when the link layer carries something other than IPv4 or IPv6, or is cut short.
+pub fn ip_packet(packet: &Packet) -> Option<&[u8]> {
+    const IPV4: u16 = 0x0800;
+    const IPV6: u16 = 0x86dd;
     let data = packet.data.as_slice();
-    let sliced = match packet.link {
-        LinkType::Ethernet => LaxSlicedPacket::from_ethernet(data).ok()?,
-        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => LaxSlicedPacket::from_ip(data).ok()?,
+    let be16 = |at: usize| Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
+    let (ether_type, offset) = match packet.link {
+        // The IP header's version nibble says which IP it is.
+        LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => return Some(data),
         // The address family's byte order depends on the capturing host; the IP header's
         // version nibble says the same thing portably.
-        LinkType::Null | LinkType::Loop => LaxSlicedPacket::from_ip(data.get(4..)?).ok()?,
-        LinkType::LinuxSll => {
-            let proto = u16::from_be_bytes([*data.get(14)?, *data.get(15)?]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), data.get(16..)?)
+        LinkType::Null | LinkType::Loop => return data.get(4..),
+        LinkType::Ethernet => {
+            let mut offset = 12;
+            let mut ether_type = be16(offset)?;
+            // 802.1Q, 802.1ad and the old QinQ tag: 4 bytes each, any number of them.
+            while matches!(ether_type, 0x8100 | 0x88a8 | 0x9100) {
+                offset += 4;
+                ether_type = be16(offset)?;
+            }
+            (ether_type, offset + 2)
         }
-        LinkType::LinuxSll2 => {
-            let proto = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), data.get(20..)?)
-        }
+        LinkType::LinuxSll => (be16(14)?, 16),
+        LinkType::LinuxSll2 => (be16(0)?, 20),
     };
-    let (src_ip, dst_ip, ip_payload) = match sliced.net.as_ref()? {
-        LaxNetSlice::Ipv4(ip) => {
-            let header = ip.header();
-            (
-                IpAddr::V4(header.source_addr()),
-                IpAddr::V4(header.destination_addr()),
-                ip.payload(),
-            )
-        }
-        LaxNetSlice::Ipv6(ip) => {
-            let header = ip.header();
-            (
-                IpAddr::V6(header.source_addr()),
-                IpAddr::V6(header.destination_addr()),
-                ip.payload(),
-            )
-        }
-        LaxNetSlice::Arp(_) => return None,
-    };
-    if ip_payload.fragmented {
-        return None;
-    }
-    let Some(TransportSlice::Tcp(tcp)) = sliced.transport.as_ref() else {
-        return None;
-    };
-    Some(TcpSegment {
-        ts_ns: packet.ts_ns,
-        src: SocketAddr::new(src_ip, tcp.source_port()),
-        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
-        seq: tcp.sequence_number(),
-        ack: tcp.acknowledgment_number(),
-        syn: tcp.syn(),
-        ack_flag: tcp.ack(),
-        fin: tcp.fin(),
-        rst: tcp.rst(),
-        payload: tcp.payload(),
-        // Only the IP layer says whether the segment lost bytes: a record's original length may
-        // also count encapsulation the capture stripped.
-        truncated: ip_payload.incomplete,
-    })
+    matches!(ether_type, IPV4 | IPV6)
+        .then(|| data.get(offset..))
+        .flatten()
 }
 
-/// Whether this segment's sender opened the connection, when the segment tells: a SYN says it
-/// (a SYN-ACK comes from the side that accepted), and so do first bytes that look like a request
-/// or a response (HTTP, a MySQL command or greeting, a MongoDB request or reply header). `None`
-/// for anything else.
-pub fn sender_is_client(seg: &TcpSegment<'_>) -> Option<bool> {
-    use l7decode::mysql::wire;
-    if seg.syn {
-        return Some(!seg.ack_flag);
-    }
-    let start = seg.payload.get(..8).unwrap_or(seg.payload);
-    // Strong evidence first (a whole MongoDB header outweighs a MySQL command's first bytes,
-    // which a MongoDB message can look like).
-    let mongo = |request| l7decode::mongo::wire::plausible_header(seg.payload, request);
-    if l7decode::looks_like_request(start) || mongo(true) {
-        return Some(true);
-    }
-    if l7decode::looks_like_response(start) || mongo(false) || wire::greeting_start(seg.payload) {
-        return Some(false);
-    }
-    let mysql_command = wire::command_start(seg.payload) == Some(true)
-        || wire::compressed_command_start(seg.payload) == Some(true);
-    mysql_command.then_some(true)
-}
-
-/// A TCP connection's two endpoints in canonical order (`lo <= hi`), the same for both
-/// directions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
-    /// The smaller endpoint.
-    pub lo: SocketAddr,
-    /// The larger endpoint.
-    pub hi: SocketAddr,
-}
-
-/// The segment's flow, and whether it travels forward (from [`FlowKey::lo`] to
-/// [`FlowKey::hi`]).
-pub fn flow_key(seg: &TcpSegment<'_>) -> (FlowKey, bool) {
-    if seg.src <= seg.dst {
-        (
-            FlowKey {
-                lo: seg.src,
-                hi: seg.dst,
-            },
-            true,
-        )
-    } else {
-        (
-            FlowKey {
-                lo: seg.dst,
-                hi: seg.src,
-            },
-            false,
-        )
-    }
+/// Decodes a packet down to its TCP segment (through [`ip_packet`] and
+/// [`l7decode::flows::parse_ip_packet`]): `None` for non-IP, non-TCP, IP fragments, and packets
+/// too damaged or too cut to hold a whole TCP header.
+pub fn tcp_segment(packet: &Packet) -> Option<Segment<'_>> {
+    parse_ip_packet(ip_packet(packet)?).ok()
 }

@@ -1,16 +1,15 @@
-//! The main job: a capture in, HTTP and MySQL records out. Packets are grouped into TCP flows,
-//! each direction goes through an `l7decode` reassembler, and the two in-order streams through an
-//! `l7decode::Connection`; request headers go to `tracectx` for the trace context.
+//! The main job: a capture in, HTTP, MySQL and MongoDB records out. Packets go through
+//! `l7decode`'s flow tracker (flows, direction, reassembly, gaps, closing, eviction), which hands
+//! back each connection's records; this module adds only what is about files and printing.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use l7decode::flows::{FlowEvent, FlowEventKind, FlowLimits, FlowTracker};
 use l7decode::mongo::Operation;
 use l7decode::mysql::Command;
-use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
-use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp, Transaction};
+use l7decode::{Event, Protocol, Timestamp, Transaction};
 
-use crate::capture::{Capture, CaptureError, FlowKey, flow_key, sender_is_client, tcp_segment};
+use crate::capture::{Capture, CaptureError, tcp_segment};
 
 /// One decoded exchange, with the flow's endpoints.
 #[derive(Debug, Clone)]
@@ -79,44 +78,35 @@ pub struct Totals {
     pub unknown_connections: u64,
     /// Messages decoded (HTTP heads, MySQL packets).
     pub messages: u64,
+    /// Connections the flow tracker evicted (silent too long, or over its bounds).
+    pub evicted_connections: u64,
+    /// Segments of connections already closed (late ACKs, retransmissions, replayed SYNs),
+    /// dropped.
+    pub late_segments: u64,
 }
 
-struct Flow {
-    /// Which endpoint is the client (`FlowKey::lo` when true).
-    client_is_lo: Option<bool>,
-    halves: [Reassembler; 2],
-    conn: Connection,
-    done: [bool; 2],
-    /// When the flow's last packet was seen: what it held back is delivered as of then.
-    last_seen: Timestamp,
-}
-
-impl Flow {
-    fn new() -> Self {
-        let config = ReassemblyConfig::default();
-        Self {
-            client_is_lo: None,
-            halves: [Reassembler::new(config), Reassembler::new(config)],
-            conn: Connection::new(Limits::default()),
-            done: [false; 2],
-            last_seen: Timestamp(0),
-        }
-    }
-}
-
-/// Decodes every flow of `capture`, calling `on_record` for each exchange in the order they
-/// complete. A broken packet or connection never stops the rest.
+/// Decodes every flow of `capture` through an [`l7decode::flows::FlowTracker`] with the default
+/// [`FlowLimits`], calling `on_record` for each exchange in the order they complete. Time is the
+/// capture's: idle flows are evicted and unanswered requests reported as the capture's clock
+/// passes their deadlines. A broken packet or connection never stops the rest.
 ///
 /// # Errors
 /// A capture that cannot be read at all; later errors (a truncated file) end the run with what
 /// was decoded.
-pub fn analyze(
+pub fn analyze(capture: Capture, on_record: impl FnMut(Record)) -> (Totals, Option<CaptureError>) {
+    analyze_with(capture, FlowLimits::default(), on_record)
+}
+
+/// [`analyze`] with other flow-tracker limits.
+pub fn analyze_with(
     capture: Capture,
+    limits: FlowLimits,
     mut on_record: impl FnMut(Record),
 ) -> (Totals, Option<CaptureError>) {
     let mut totals = Totals::default();
-    let mut flows: HashMap<FlowKey, Flow> = HashMap::new();
+    let mut tracker = FlowTracker::new(limits);
     let mut failure = None;
+    let mut last = Timestamp(0);
     for packet in capture {
         let packet = match packet {
             Ok(p) => p,
@@ -126,211 +116,61 @@ pub fn analyze(
             }
         };
         totals.packets += 1;
-        let Some(seg) = tcp_segment(&packet) else {
-            continue;
-        };
-        totals.segments += 1;
-        let (key, forward) = flow_key(&seg);
-        // A bare ACK (or FIN) of a connection already closed must not open a new one.
-        if !flows.contains_key(&key) && !seg.syn && seg.payload.is_empty() {
-            continue;
+        let now = Timestamp(packet.ts_ns);
+        last = last.max(now);
+        if tracker.poll_timeout().is_some_and(|due| due <= now) {
+            tracker.handle_timeout(now);
         }
-        let flow = flows.entry(key).or_insert_with(|| {
-            totals.connections += 1;
-            Flow::new()
-        });
-        // The side that sends the first SYN (or receives the first SYN-ACK), else the side whose
-        // first bytes look like a request, else the side without a well-known port, else the
-        // higher port (ephemeral ports are high) opened the connection.
-        if flow.client_is_lo.is_none() {
-            let known = |addr: SocketAddr| Protocol::for_port(addr.port()).is_some();
-            if let Some(sender_is_client) = sender_is_client(&seg) {
-                flow.client_is_lo = Some(forward == sender_is_client);
-            } else if !seg.payload.is_empty() {
-                flow.client_is_lo = Some(match (known(key.lo), known(key.hi)) {
-                    (true, false) => false,
-                    (false, true) => true,
-                    _ => key.lo.port() > key.hi.port(),
-                });
-            }
-            // The server's port breaks ties the first bytes cannot (see `with_hint`).
-            if let Some(client_is_lo) = flow.client_is_lo {
-                let (_, server) = endpoints(key, client_is_lo);
-                flow.conn =
-                    Connection::new(Limits::default()).with_hint(Protocol::for_port(server.port()));
-            }
+        if let Some(segment) = tcp_segment(&packet) {
+            totals.segments += 1;
+            tracker.segment(now, &segment);
         }
-        let Some(client_is_lo) = flow.client_is_lo else {
-            continue;
-        };
-        let dir = if forward == client_is_lo {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        };
-        let index = usize::from(dir == Direction::ServerToClient);
-        let now = Timestamp(seg.ts_ns);
-        flow.last_seen = now;
-        let mut flags = TcpFlags::NONE;
-        if seg.syn {
-            flags |= TcpFlags::SYN;
-        }
-        if seg.fin {
-            flags |= TcpFlags::FIN;
-        }
-        if seg.rst {
-            flags |= TcpFlags::RST;
-        }
-        let Flow {
-            halves, conn, done, ..
-        } = flow;
-        // What this side acknowledges the other side sent: a hole below it is the capture's
-        // loss, reported now rather than after the other direction stalled.
-        if seg.ack_flag
-            && let Some(other) = halves.get_mut(1 - index)
-        {
-            let ended = deliver(
-                other.acknowledged(now, seg.ack),
-                conn,
-                dir.reverse(),
-                &mut totals,
-            );
-            if ended && let Some(d) = done.get_mut(1 - index) {
-                *d = true;
-            }
-        }
-        let Some(half) = halves.get_mut(index) else {
-            continue;
-        };
-        // A snaplen cut: the bytes not captured are reported as missing at once.
-        let cut = if seg.truncated {
-            let captured = u32::try_from(packet.data.len()).unwrap_or(u32::MAX);
-            packet.orig_len.saturating_sub(captured)
-        } else {
-            0
-        };
-        let ended = deliver(
-            half.truncated_segment(now, seg.seq, flags, seg.payload, cut),
-            conn,
-            dir,
-            &mut totals,
-        );
-        if ended && let Some(d) = done.get_mut(index) {
-            *d = true;
-        }
-        drain(conn, key, client_is_lo, &mut on_record, &mut totals);
-        if done.iter().all(|d| *d)
-            && let Some(mut finished) = flows.remove(&key)
-        {
-            finish(&mut finished, key, &mut on_record, &mut totals);
-        }
+        drain(&mut tracker, &mut on_record, &mut totals);
     }
-    // Flows still open at the end, in a fixed order (when they were last seen), so a run's
-    // output does not depend on hashing.
-    let mut open: Vec<(FlowKey, Flow)> = flows.drain().collect();
-    open.sort_by_key(|(key, flow)| (flow.last_seen, *key));
-    for (key, mut flow) in open {
-        finish(&mut flow, key, &mut on_record, &mut totals);
-    }
+    tracker.feed_eof(last);
+    drain(&mut tracker, &mut on_record, &mut totals);
+    let stats = tracker.stats();
+    totals.connections = stats.flows_opened;
+    totals.gap_bytes = stats.gap_bytes;
+    totals.evicted_connections =
+        stats.evicted_idle + stats.evicted_max_flows + stats.evicted_budget;
+    totals.late_segments = stats.dropped_after_close;
     (totals, failure)
 }
 
-/// Hands reassembled events to the decoder; returns whether the direction ended.
-fn deliver(
-    events: l7decode::reassembly::Delivered<'_>,
-    conn: &mut Connection,
-    dir: Direction,
-    totals: &mut Totals,
-) -> bool {
-    let mut ended = false;
-    for event in events {
-        match event {
-            TcpEvent::Data { now, bytes } if !ended => {
-                let _ = conn.feed(dir, now, bytes);
-            }
-            TcpEvent::Gap { now, missing } => {
-                totals.gap_bytes += missing;
-                conn.feed_gap(dir, now, missing);
-            }
-            TcpEvent::Fin { now } | TcpEvent::Rst { now } => {
-                if !ended {
-                    conn.feed_eof(dir, now);
-                }
-                ended = true;
-            }
-            _ => {}
-        }
-    }
-    ended
-}
-
-fn endpoints(key: FlowKey, client_is_lo: bool) -> (SocketAddr, SocketAddr) {
-    if client_is_lo {
-        (key.lo, key.hi)
-    } else {
-        (key.hi, key.lo)
-    }
-}
-
-fn drain(
-    conn: &mut Connection,
-    key: FlowKey,
-    client_is_lo: bool,
-    on_record: &mut impl FnMut(Record),
-    totals: &mut Totals,
-) {
-    while let Some(event) = conn.poll_event() {
-        let exchange = match event {
-            Event::Transaction(transaction) => Exchange::Http(transaction),
-            Event::Mysql(command) => Exchange::Mysql(command),
-            Event::Mongo(operation) => Exchange::Mongo(Box::new(operation)),
-            Event::Protocol(Protocol::Tls) => {
+fn drain(tracker: &mut FlowTracker, on_record: &mut impl FnMut(Record), totals: &mut Totals) {
+    while let Some(FlowEvent {
+        client,
+        server,
+        kind,
+        ..
+    }) = tracker.poll_event()
+    {
+        let exchange = match kind {
+            FlowEventKind::Decoded(Event::Transaction(transaction)) => Exchange::Http(transaction),
+            FlowEventKind::Decoded(Event::Mysql(command)) => Exchange::Mysql(command),
+            FlowEventKind::Decoded(Event::Mongo(operation)) => Exchange::Mongo(Box::new(operation)),
+            FlowEventKind::Decoded(Event::Protocol(Protocol::Tls)) => {
                 totals.tls_connections += 1;
                 continue;
             }
-            Event::Protocol(Protocol::Unknown) => {
+            FlowEventKind::Decoded(Event::Protocol(Protocol::Unknown)) => {
                 totals.unknown_connections += 1;
+                continue;
+            }
+            FlowEventKind::Closed { stats, .. } => {
+                totals.skipped_bytes += stats.skipped_bytes;
+                totals.messages += stats.messages;
                 continue;
             }
             _ => continue,
         };
-        let (client, server) = endpoints(key, client_is_lo);
         on_record(Record {
             client,
             server,
             exchange,
         });
     }
-}
-
-fn finish(flow: &mut Flow, key: FlowKey, on_record: &mut impl FnMut(Record), totals: &mut Totals) {
-    let Some(client_is_lo) = flow.client_is_lo else {
-        return;
-    };
-    let Flow {
-        halves,
-        conn,
-        done,
-        last_seen,
-        ..
-    } = flow;
-    let now = *last_seen;
-    for (index, half) in halves.iter_mut().enumerate() {
-        let dir = if index == 0 {
-            Direction::ClientToServer
-        } else {
-            Direction::ServerToClient
-        };
-        let already = done.get(index).copied().unwrap_or(true);
-        let ended = deliver(half.flush(now), conn, dir, totals);
-        if !already && !ended {
-            conn.feed_eof(dir, now);
-        }
-    }
-    let stats = conn.stats();
-    totals.skipped_bytes += stats.skipped_bytes;
-    totals.messages += stats.messages;
-    drain(conn, key, client_is_lo, on_record, totals);
 }
 
 /// `OK`, `CLIENT_ERROR`, `SERVER_ERROR`, or `MISSING` (no final response).

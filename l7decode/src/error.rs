@@ -20,6 +20,24 @@ pub enum ErrorKind {
     /// Input was fed after `feed_eof` for that direction.
     #[error("input fed after end of stream")]
     FedAfterEof,
+    /// A packet whose IP version nibble is neither 4 nor 6 ([`crate::flows::parse_ip_packet`]).
+    #[error("not an IP packet (version {version})")]
+    NotIp {
+        /// The version nibble found.
+        version: u8,
+    },
+    /// An IP packet carrying another transport than TCP.
+    #[error("IP protocol {protocol} is not TCP")]
+    NotTcp {
+        /// The IP protocol number (IPv4) or next header (IPv6).
+        protocol: u8,
+    },
+    /// A piece of a fragmented IP datagram: reassemble IP before reading TCP from it.
+    #[error("IP fragment")]
+    Fragment,
+    /// An IP or TCP header cut short, or length fields that contradict each other.
+    #[error("truncated or inconsistent packet header")]
+    Truncated,
 }
 
 /// Which of [`Limits`](crate::Limits)' bounds was hit.

@@ -38,6 +38,7 @@
 
 mod connection;
 mod error;
+pub mod flows;
 mod http;
 pub mod mongo;
 pub mod mysql;

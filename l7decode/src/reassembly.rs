@@ -64,8 +64,9 @@ use crate::Timestamp;
 /// The TCP header flags the reassembler looks at: an open newtype over the flags byte of the TCP
 /// header (byte 13), so `TcpFlags(tcp_header[13])` can be passed straight through.
 ///
-/// Only [`TcpFlags::FIN`], [`TcpFlags::SYN`] and [`TcpFlags::RST`] matter; other bits (ACK, PSH, …)
-/// are ignored. Combine flags with `|`.
+/// The reassembler looks only at [`TcpFlags::FIN`], [`TcpFlags::SYN`] and [`TcpFlags::RST`]; the
+/// flow tracker ([`crate::flows`]) also at [`TcpFlags::ACK`]. Other bits (PSH, URG, …) are
+/// ignored. Combine flags with `|`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(pub u8);
 
@@ -78,6 +79,8 @@ impl TcpFlags {
     pub const SYN: Self = Self(0x02);
     /// RST (`0x04`): the connection was reset.
     pub const RST: Self = Self(0x04);
+    /// ACK (`0x10`): the acknowledgement number is meaningful.
+    pub const ACK: Self = Self(0x10);
 
     /// Whether every bit of `other` is set in `self`.
     pub const fn contains(self, other: Self) -> bool {
@@ -97,6 +100,11 @@ impl TcpFlags {
     /// Whether RST is set.
     pub const fn rst(self) -> bool {
         self.contains(Self::RST)
+    }
+
+    /// Whether ACK is set.
+    pub const fn ack(self) -> bool {
+        self.contains(Self::ACK)
     }
 }
 
@@ -504,6 +512,19 @@ impl Reassembler {
     /// Bytes currently held out of order.
     pub const fn bytes_held(&self) -> usize {
         self.held_bytes
+    }
+
+    /// Heap bytes the reassembler holds now: the bytes held out of order with their
+    /// bookkeeping, and its scratch space.
+    pub fn heap_bytes(&self) -> usize {
+        // Per held piece: its allocation's header and a share of a B-tree node (about 11
+        // entries of key, time and vector per node).
+        const PER_PIECE: usize = size_of::<(u64, (Timestamp, Vec<u8>))>() * 3 / 2;
+        self.held_bytes
+            + self.held.len() * PER_PIECE
+            + self.ready.iter().map(Vec::capacity).sum::<usize>()
+            + self.ready.capacity() * size_of::<Vec<u8>>()
+            + self.pending.capacity() * size_of::<Pending>()
     }
 
     /// Segments (or non-overlapping pieces of them) currently held out of order.

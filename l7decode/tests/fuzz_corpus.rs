@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // the checks report failures by panicking
 
+mod flows {
+    include!("../../fuzz/checks/l7decode_flows.rs");
+}
 mod reassembly {
     include!("../../fuzz/checks/l7decode_reassembly.rs");
 }
@@ -21,6 +24,7 @@ mod mongo {
 #[test]
 fn corpus_l7decode() {
     assert!(testkit::replay_corpus("l7decode_reassembly", reassembly::check) > 0);
+    assert!(testkit::replay_corpus("l7decode_flows", flows::check) > 0);
     assert!(testkit::replay_corpus("l7decode_http", http::check) > 0);
     assert!(testkit::replay_corpus("l7decode_mysql", mysql::check) > 0);
     assert!(testkit::replay_corpus("l7decode_bson", bson::check) > 0);

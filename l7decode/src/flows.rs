@@ -1,0 +1,992 @@
+//! Tier 2 for a whole capture point: every TCP connection an agent sees, from captured segments
+//! to the records of [`Connection`], with the bounds a long-running agent needs.
+//!
+//! A [`FlowTracker`] takes one call per captured segment ([`FlowTracker::segment`], with a
+//! [`Segment`] from [`parse_ip_packet`] or from your own packet parser) and queues
+//! [`FlowEvent`]s: each decoded [`Event`] tagged with its flow's id and endpoints, plus the
+//! flows' lifecycle (opened, and closed by FIN, RST, reuse, eviction or the end of input). It
+//! does what every agent would otherwise write around [`Connection`]:
+//!
+//! * a flow table keyed by the connection's two endpoints, whichever way a segment travels;
+//! * which side is the client: the SYN or SYN-ACK when captured, else the first bytes' own
+//!   evidence (a request line, a MySQL greeting, a MongoDB header), else the ports
+//!   ([`Evidence`] says which, so a guessed direction is visible);
+//! * per direction, a [`Reassembler`]; the peer's acknowledgements turn holes the capture lost
+//!   into gaps at once; data, gaps and FINs go to the flow's [`Connection`];
+//! * RST ends both directions at once; a flow closed by FIN or RST is remembered for
+//!   [`FlowLimits::closed_linger`] (like TIME_WAIT) so what still arrives for it (the last ACK,
+//!   retransmissions, a replayed SYN with the same initial sequence number) is dropped and
+//!   counted, never opening a second flow or counting lost bytes;
+//! * bounds, all in [`FlowLimits`] and each counted in [`FlowStats`] when hit: idle timeouts
+//!   (longer for established flows than for opening or closing ones), a maximum number of
+//!   flows and a global byte budget over every flow's state and buffers (the quietest flow is
+//!   evicted first, with its pending requests reported as unanswered), and a response timeout
+//!   ([`Limits::response_timeout`]) after which a request without an answer is reported.
+//!
+//! Time is data: the tracker never reads a clock. After each input drain
+//! [`FlowTracker::poll_event`]; when [`FlowTracker::poll_timeout`] has passed (in the capture's
+//! time), call [`FlowTracker::handle_timeout`]; at the end of the input, [`FlowTracker::feed_eof`].
+//!
+//! ```
+//! use l7decode::Timestamp;
+//! use l7decode::flows::{FlowEventKind, FlowLimits, FlowTracker, parse_ip_packet};
+//!
+//! # fn packets() -> Vec<(u64, Vec<u8>)> { Vec::new() }
+//! let mut tracker = FlowTracker::new(FlowLimits::default());
+//! for (ts_ns, ip_packet) in packets() {
+//!     let now = Timestamp(ts_ns);
+//!     if tracker.poll_timeout().is_some_and(|t| t <= now) {
+//!         tracker.handle_timeout(now);
+//!     }
+//!     // Anything that is not TCP over unfragmented IP is the caller's to count.
+//!     let Ok(segment) = parse_ip_packet(&ip_packet) else { continue };
+//!     tracker.segment(now, &segment);
+//!     while let Some(event) = tracker.poll_event() {
+//!         if let FlowEventKind::Decoded(record) = event.kind {
+//!             println!("{} -> {}: {record:?}", event.client, event.server);
+//!         }
+//!     }
+//! }
+//! tracker.feed_eof(Timestamp(u64::MAX));
+//! while let Some(event) = tracker.poll_event() { /* the last records and closes */ }
+//! ```
+
+mod closed;
+mod direction;
+mod lru;
+mod packet;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+pub use direction::Evidence;
+pub use packet::{Segment, parse_ip_packet};
+
+use crate::reassembly::{Delivered, Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
+use crate::{Connection, Direction, Event, Limits, Protocol, Stats, Timestamp};
+use closed::{Closed, ClosedFlows};
+use lru::Lru;
+
+/// Bounds and timeouts of a [`FlowTracker`]. Every one of them, when hit, is counted in
+/// [`FlowStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlowLimits {
+    /// Flows tracked at once (default 100,000). A new flow past it evicts the quietest one
+    /// ([`CloseCause::EvictedMaxFlows`]).
+    pub max_flows: usize,
+    /// Bytes all flows may hold together: each flow's fixed state, its reassembly buffers and
+    /// its decoder's buffers (default 32 MiB). Past it, the quietest flows are evicted
+    /// ([`CloseCause::EvictedBudget`]) until it holds again.
+    pub max_bytes: usize,
+    /// How long an established flow may stay silent before it is evicted
+    /// ([`CloseCause::EvictedIdle`]; default 5 minutes).
+    pub idle_timeout: Duration,
+    /// The same for a flow still opening (only handshake segments seen) or closing (one side
+    /// ended; default 30 seconds).
+    pub transient_timeout: Duration,
+    /// How long a flow closed by FIN or RST is remembered, so that late segments of it are
+    /// dropped (default 60 seconds, Linux's TIME_WAIT).
+    pub closed_linger: Duration,
+    /// Closed flows remembered at once, oldest forgotten first (default 65,536).
+    pub max_closed: usize,
+    /// Each flow's decoder bounds, including its response timeout.
+    pub connection: Limits,
+    /// Each direction's reassembly bounds.
+    pub reassembly: ReassemblyConfig,
+}
+
+impl Default for FlowLimits {
+    fn default() -> Self {
+        Self {
+            max_flows: 100_000,
+            max_bytes: 32 << 20,
+            idle_timeout: Duration::from_secs(300),
+            transient_timeout: Duration::from_secs(30),
+            closed_linger: Duration::from_secs(60),
+            max_closed: 65_536,
+            connection: Limits::default(),
+            reassembly: ReassemblyConfig::default(),
+        }
+    }
+}
+
+impl FlowLimits {
+    /// Sets [`FlowLimits::max_flows`].
+    pub const fn max_flows(mut self, flows: usize) -> Self {
+        self.max_flows = flows;
+        self
+    }
+
+    /// Sets [`FlowLimits::max_bytes`].
+    pub const fn max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets [`FlowLimits::idle_timeout`].
+    pub const fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`FlowLimits::transient_timeout`].
+    pub const fn transient_timeout(mut self, timeout: Duration) -> Self {
+        self.transient_timeout = timeout;
+        self
+    }
+
+    /// Sets [`FlowLimits::closed_linger`].
+    pub const fn closed_linger(mut self, linger: Duration) -> Self {
+        self.closed_linger = linger;
+        self
+    }
+
+    /// Sets [`FlowLimits::max_closed`].
+    pub const fn max_closed(mut self, flows: usize) -> Self {
+        self.max_closed = flows;
+        self
+    }
+
+    /// Sets [`FlowLimits::connection`].
+    pub const fn connection(mut self, limits: Limits) -> Self {
+        self.connection = limits;
+        self
+    }
+
+    /// Sets [`FlowLimits::reassembly`].
+    pub const fn reassembly(mut self, config: ReassemblyConfig) -> Self {
+        self.reassembly = config;
+        self
+    }
+}
+
+/// A flow's identity, unique for the tracker's lifetime (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u64);
+
+/// What the tracker reports, about one flow.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FlowEvent {
+    /// The flow.
+    pub flow: FlowId,
+    /// The side that opened the connection.
+    pub client: SocketAddr,
+    /// The side that accepted it.
+    pub server: SocketAddr,
+    /// What happened.
+    pub kind: FlowEventKind,
+}
+
+/// What happened to a flow.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // `Event` is inline on purpose (see `Event::Mongo`)
+pub enum FlowEventKind {
+    /// A new flow: its first event.
+    Opened {
+        /// How client and server were told apart.
+        evidence: Evidence,
+    },
+    /// What the flow's [`Connection`] decoded.
+    Decoded(Event),
+    /// The flow ended: its last event. Every record it held was reported before this.
+    Closed {
+        /// Why.
+        cause: CloseCause,
+        /// The flow's decoder counters (zero when it never carried a byte).
+        stats: Stats,
+    },
+}
+
+/// Why a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// Both sides sent FIN and every byte before it was seen or reported missing.
+    Fin,
+    /// A RST ended both directions.
+    Rst,
+    /// A new SYN with another initial sequence number reused the addresses.
+    Reused,
+    /// Silent past [`FlowLimits::idle_timeout`] or [`FlowLimits::transient_timeout`].
+    EvictedIdle,
+    /// The quietest flow, evicted for a new one past [`FlowLimits::max_flows`].
+    EvictedMaxFlows,
+    /// The quietest flow, evicted to bring the tracker within [`FlowLimits::max_bytes`].
+    EvictedBudget,
+    /// [`FlowTracker::feed_eof`]: the input ended with the flow open.
+    EndOfInput,
+}
+
+impl CloseCause {
+    /// Whether the tracker ended the flow (a timeout or a bound) rather than the connection.
+    pub const fn is_eviction(self) -> bool {
+        matches!(
+            self,
+            Self::EvictedIdle | Self::EvictedMaxFlows | Self::EvictedBudget
+        )
+    }
+}
+
+/// Counters of a [`FlowTracker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct FlowStats {
+    /// Segments given to [`FlowTracker::segment`].
+    pub segments: u64,
+    /// Flows open now.
+    pub flows_open: usize,
+    /// Flows opened.
+    pub flows_opened: u64,
+    /// Flows closed by FIN from both sides.
+    pub closed_fin: u64,
+    /// Flows closed by RST.
+    pub closed_rst: u64,
+    /// Flows closed because a new connection reused their addresses.
+    pub closed_reused: u64,
+    /// Flows still open at [`FlowTracker::feed_eof`].
+    pub closed_end_of_input: u64,
+    /// Flows evicted for silence.
+    pub evicted_idle: u64,
+    /// Flows evicted for [`FlowLimits::max_flows`].
+    pub evicted_max_flows: u64,
+    /// Flows evicted for [`FlowLimits::max_bytes`].
+    pub evicted_budget: u64,
+    /// Segments of a recently closed flow, dropped (the last ACK, retransmissions, replays).
+    pub dropped_after_close: u64,
+    /// Of those, SYNs replayed with the closed flow's initial sequence number.
+    pub dropped_replayed_syn: u64,
+    /// Segments that could not open a flow: no SYN and no payload (an ACK, FIN or RST of a
+    /// connection the tracker never saw or already forgot).
+    pub dropped_no_flow: u64,
+    /// Bytes the capture lost, summed over every flow's gaps.
+    pub gap_bytes: u64,
+    /// Bytes held by all flows now (what [`FlowLimits::max_bytes`] bounds).
+    pub bytes_held: usize,
+    /// The most bytes held at the end of any call.
+    pub bytes_held_peak: usize,
+    /// Closed flows remembered now.
+    pub closed_remembered: usize,
+}
+
+/// One endpoint in a compact, hashable form (IPv4 as IPv4-mapped IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Endpoint {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl Endpoint {
+    fn of(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        Self {
+            ip: ip.octets(),
+            port: addr.port(),
+        }
+    }
+
+    fn addr(self) -> SocketAddr {
+        let v6 = Ipv6Addr::from(self.ip);
+        let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+        SocketAddr::new(ip, self.port)
+    }
+}
+
+/// A connection's two endpoints in canonical order (`a <= b`), the same for both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct FlowKey {
+    a: Endpoint,
+    b: Endpoint,
+}
+
+impl FlowKey {
+    /// The key of a segment from `src` to `dst`, and whether it travels from `a` to `b`.
+    fn of(src: SocketAddr, dst: SocketAddr) -> (Self, bool) {
+        let (s, d) = (Endpoint::of(src), Endpoint::of(dst));
+        if s <= d {
+            (Self { a: s, b: d }, true)
+        } else {
+            (Self { a: d, b: s }, false)
+        }
+    }
+}
+
+/// Which idle timeout applies.
+const ESTABLISHED: usize = 0;
+const TRANSIENT: usize = 1;
+
+/// A flow's decoding state, allocated at its first segment that is not a bare handshake, so a
+/// flood of SYNs costs only the small [`Flow`] each.
+#[derive(Debug)]
+struct Streams {
+    /// Client to server, then server to client.
+    halves: [Reassembler; 2],
+    conn: Connection,
+    /// Whether each direction has ended (FIN or RST delivered to the connection).
+    ended: [bool; 2],
+    /// Whether a RST was seen.
+    reset: bool,
+    /// The client's initial sequence number, once its SYN was seen.
+    client_isn: Option<u32>,
+}
+
+/// One tracked flow.
+#[derive(Debug)]
+struct Flow {
+    key: FlowKey,
+    id: FlowId,
+    client_is_a: bool,
+    last_seen: Timestamp,
+    /// Initial sequence numbers from SYNs seen before the streams started (client, server).
+    isn: [Option<u32>; 2],
+    /// Bytes charged to the budget.
+    cost: usize,
+    /// The response deadline queued for this flow, if any.
+    armed: Option<Timestamp>,
+    streams: Option<Box<Streams>>,
+}
+
+impl Flow {
+    fn endpoints(&self) -> (SocketAddr, SocketAddr) {
+        let (client, server) = if self.client_is_a {
+            (self.key.a, self.key.b)
+        } else {
+            (self.key.b, self.key.a)
+        };
+        (client.addr(), server.addr())
+    }
+
+    fn class(&self) -> usize {
+        match &self.streams {
+            Some(s) if s.ended.iter().any(|e| *e) => TRANSIENT,
+            Some(_) => ESTABLISHED,
+            None if self.isn.iter().all(Option::is_some) => ESTABLISHED,
+            None => TRANSIENT,
+        }
+    }
+}
+
+/// Heap bytes of a flow without streams: its slot, its link record and its table entry (twice
+/// the entry, for the table's spare capacity).
+const FLOW_BYTES: usize = size_of::<Option<Flow>>()
+    + Lru::<2>::SLOT_BYTES
+    + 2 * (size_of::<(FlowKey, u32)>() + 1)
+    + size_of::<u32>();
+
+/// Every TCP flow of a capture point; see the [module docs](self).
+#[derive(Debug)]
+pub struct FlowTracker {
+    limits: FlowLimits,
+    map: HashMap<FlowKey, u32>,
+    slots: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    lru: Lru<2>,
+    /// Response deadlines: (when, slot, flow). Stale entries are skipped when popped.
+    deadlines: BinaryHeap<Reverse<(Timestamp, u32, FlowId)>>,
+    closed: ClosedFlows,
+    out: Output,
+    events: VecDeque<FlowEvent>,
+    next_id: u64,
+    stats: FlowStats,
+}
+
+impl FlowTracker {
+    /// A tracker with no flow yet.
+    pub fn new(limits: FlowLimits) -> Self {
+        Self {
+            limits,
+            map: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lru: Lru::new(),
+            deadlines: BinaryHeap::new(),
+            closed: ClosedFlows::default(),
+            out: Output::default(),
+            events: VecDeque::new(),
+            next_id: 0,
+            stats: FlowStats::default(),
+        }
+    }
+
+    /// The limits it was built with.
+    pub const fn limits(&self) -> FlowLimits {
+        self.limits
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> FlowStats {
+        let mut stats = self.stats;
+        stats.flows_open = self.map.len();
+        stats.closed_remembered = self.closed.len();
+        stats.gap_bytes = self.out.gap_bytes;
+        stats
+    }
+
+    /// The next event; drain until `None` after every call.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<FlowEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`FlowTracker::handle_timeout`] must next be called: the earliest idle deadline,
+    /// response deadline or closed-flow expiry.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let idle = |list: usize, timeout: Duration| {
+            let slot = self.lru.front(list)?;
+            let flow = self.flow(slot)?;
+            Some(after(flow.last_seen, timeout))
+        };
+        [
+            idle(ESTABLISHED, self.limits.idle_timeout),
+            idle(TRANSIENT, self.limits.transient_timeout),
+            self.deadlines.peek().map(|Reverse((at, ..))| *at),
+            self.closed
+                .oldest()
+                .map(|at| after(at, self.limits.closed_linger)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Does what is due at `now`: evicts silent flows, reports requests past their response
+    /// timeout, forgets closed flows past their linger.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.closed.expire(Timestamp(
+            now.0.saturating_sub(nanos(self.limits.closed_linger)),
+        ));
+        for (list, timeout) in [
+            (ESTABLISHED, self.limits.idle_timeout),
+            (TRANSIENT, self.limits.transient_timeout),
+        ] {
+            while let Some(slot) = self.lru.front(list) {
+                let due = self
+                    .flow(slot)
+                    .is_some_and(|f| after(f.last_seen, timeout) <= now);
+                if !due {
+                    break;
+                }
+                self.close(slot, now, CloseCause::EvictedIdle);
+            }
+        }
+        while let Some(&Reverse((at, slot, id))) = self.deadlines.peek() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(flow) = self
+                .slots
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+                .filter(|f| f.id == id && f.armed == Some(at))
+            else {
+                continue;
+            };
+            flow.armed = None;
+            if let Some(streams) = flow.streams.as_mut() {
+                streams.lend(&mut self.out, |s, _| s.conn.handle_timeout(now));
+            }
+            self.after_input(slot);
+        }
+        self.note_peak();
+    }
+
+    /// One captured segment, in capture order. Segments of flows closed by FIN or RST, and
+    /// segments that cannot open a flow, are dropped and counted.
+    ///
+    /// # Panics
+    /// Never, on any input.
+    pub fn segment(&mut self, now: Timestamp, segment: &Segment<'_>) {
+        self.stats.segments += 1;
+        let (key, from_a) = FlowKey::of(segment.src, segment.dst);
+        let slot = match self.map.get(&key) {
+            Some(&slot) => match self.reused(slot, segment, from_a) {
+                true => {
+                    self.close(slot, now, CloseCause::Reused);
+                    self.open(now, key, segment, from_a)
+                }
+                false => Some(slot),
+            },
+            None => self.open(now, key, segment, from_a),
+        };
+        if let Some(slot) = slot {
+            self.on_segment(slot, now, segment, from_a);
+            self.after_input(slot);
+        }
+        self.enforce_budget(now);
+        self.note_peak();
+    }
+
+    /// The input ended: every open flow delivers what it held and is closed
+    /// ([`CloseCause::EndOfInput`]), quietest first.
+    pub fn feed_eof(&mut self, now: Timestamp) {
+        let mut open: Vec<(Timestamp, FlowId, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, f)| {
+                let f = f.as_ref()?;
+                Some((f.last_seen, f.id, u32::try_from(slot).ok()?))
+            })
+            .collect();
+        open.sort_unstable();
+        for (last_seen, _, slot) in open {
+            // Each flow ends as of its own last segment, so its records do not depend on when
+            // the caller noticed the end.
+            self.close(slot, now.min(last_seen), CloseCause::EndOfInput);
+        }
+        self.note_peak();
+    }
+
+    fn flow(&self, slot: u32) -> Option<&Flow> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Whether a SYN from the client starts a new connection on the flow's addresses.
+    fn reused(&self, slot: u32, segment: &Segment<'_>, from_a: bool) -> bool {
+        let Some(flow) = self.flow(slot) else {
+            return false;
+        };
+        if !segment.flags.syn() || segment.flags.ack() || from_a != flow.client_is_a {
+            return false;
+        }
+        match (flow.isn[0], &flow.streams) {
+            (Some(isn), _) => isn != segment.seq,
+            (None, Some(streams)) => streams.halves[0].next_seq().is_some_and(|next| {
+                let dist = segment.seq.wrapping_sub(next);
+                dist > 1 << 30 && dist < (1_u32 << 30).wrapping_neg()
+            }),
+            (None, None) => false,
+        }
+    }
+
+    /// Opens a flow for a segment of unknown addresses, unless it belongs to a closed flow or
+    /// cannot tell a direction.
+    fn open(
+        &mut self,
+        now: Timestamp,
+        key: FlowKey,
+        segment: &Segment<'_>,
+        from_a: bool,
+    ) -> Option<u32> {
+        if let Some(closed) = self.closed.get(&key) {
+            let from_client = from_a == closed.client_is_a;
+            if closed.owns(from_client, segment.flags.syn(), segment.seq) {
+                self.stats.dropped_after_close += 1;
+                if segment.flags.syn() && !segment.flags.ack() {
+                    self.stats.dropped_replayed_syn += 1;
+                }
+                return None;
+            }
+            self.closed.forget(&key);
+        }
+        let Some((sender_is_client, evidence)) =
+            direction::sender_is_client(segment.src, segment.dst, segment.flags, segment.payload)
+        else {
+            self.stats.dropped_no_flow += 1;
+            return None;
+        };
+        if self.map.len() >= self.limits.max_flows.max(1) {
+            self.evict_quietest(now, CloseCause::EvictedMaxFlows);
+        }
+        let id = FlowId(self.next_id);
+        self.next_id += 1;
+        let flow = Flow {
+            key,
+            id,
+            client_is_a: from_a == sender_is_client,
+            last_seen: now,
+            isn: [None; 2],
+            cost: FLOW_BYTES,
+            armed: None,
+            streams: None,
+        };
+        let (client, server) = flow.endpoints();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(place) = self.slots.get_mut(slot as usize) {
+                    *place = Some(flow);
+                }
+                slot
+            }
+            None => {
+                self.slots.push(Some(flow));
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.map.insert(key, slot);
+        self.stats.bytes_held += FLOW_BYTES;
+        self.stats.flows_opened += 1;
+        self.events.push_back(FlowEvent {
+            flow: id,
+            client,
+            server,
+            kind: FlowEventKind::Opened { evidence },
+        });
+        Some(slot)
+    }
+
+    fn on_segment(&mut self, slot: u32, now: Timestamp, segment: &Segment<'_>, from_a: bool) {
+        let limits = self.limits;
+        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        flow.last_seen = flow.last_seen.max(now);
+        let from_client = from_a == flow.client_is_a;
+        let index = usize::from(!from_client);
+        let flags = segment.flags;
+        let bare = segment.payload.is_empty() && segment.missing == 0;
+        if flow.streams.is_none() {
+            if flags.syn() && bare && !flags.fin() && !flags.rst() {
+                if let Some(isn) = flow.isn.get_mut(index) {
+                    *isn = Some(segment.seq);
+                }
+                return;
+            }
+            if bare && !flags.fin() && !flags.rst() {
+                // An ACK of a handshake: nothing to reassemble yet.
+                return;
+            }
+            flow.streams = Some(Box::new(Streams::new(flow, &limits, now)));
+        }
+        let Some(streams) = flow.streams.as_mut() else {
+            return;
+        };
+        let out = &mut self.out;
+        let dir = if from_client {
+            Direction::ClientToServer
+        } else {
+            Direction::ServerToClient
+        };
+        if flags.ack() {
+            streams.acknowledged(dir.reverse(), now, segment.ack, out);
+        }
+        streams.segment(dir, now, segment, out);
+        if flags.rst() {
+            // RST ends both directions at once: what each held is delivered now.
+            streams.end(Direction::ClientToServer, now, out);
+            streams.end(Direction::ServerToClient, now, out);
+        }
+    }
+
+    /// After input reached a flow: its events are queued, its cost recharged, its idle class
+    /// and response deadline updated, and it is closed if both directions ended.
+    fn after_input(&mut self, slot: u32) {
+        let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut cost = FLOW_BYTES;
+        let mut ended = None;
+        let (client, server) = flow.endpoints();
+        if let Some(streams) = flow.streams.as_mut() {
+            cost += streams.bytes();
+            if streams.ended.iter().all(|e| *e) {
+                ended = Some(if streams.reset {
+                    CloseCause::Rst
+                } else {
+                    CloseCause::Fin
+                });
+            }
+            if let Some(deadline) = streams.conn.poll_timeout()
+                && flow.armed.is_none_or(|armed| deadline < armed)
+            {
+                flow.armed = Some(deadline);
+                self.deadlines.push(Reverse((deadline, slot, flow.id)));
+            }
+        }
+        self.out.tag(&mut self.events, flow.id, client, server);
+        self.stats.bytes_held = self.stats.bytes_held - flow.cost + cost;
+        flow.cost = cost;
+        let last_seen = flow.last_seen;
+        self.lru.touch(slot, flow.class());
+        if let Some(cause) = ended {
+            self.close(slot, last_seen, cause);
+        }
+        // Stale deadlines (flows closed or re-armed) are dropped once they outnumber the flows.
+        if self.deadlines.len() > 2 * self.map.len() + 1024 {
+            let slots = &self.slots;
+            self.deadlines.retain(|Reverse((at, slot, id))| {
+                slots
+                    .get(*slot as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|f| f.id == *id && f.armed == Some(*at))
+            });
+        }
+    }
+
+    /// Evicts the flow silent the longest, whichever its idle class.
+    fn evict_quietest(&mut self, now: Timestamp, cause: CloseCause) -> bool {
+        let candidate = |list| {
+            let slot = self.lru.front(list)?;
+            Some((self.flow(slot)?.last_seen, slot))
+        };
+        let quietest = match (candidate(ESTABLISHED), candidate(TRANSIENT)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some((_, slot)) = quietest else {
+            return false;
+        };
+        self.close(slot, now, cause);
+        true
+    }
+
+    fn enforce_budget(&mut self, now: Timestamp) {
+        while self.stats.bytes_held > self.limits.max_bytes {
+            if !self.evict_quietest(now, CloseCause::EvictedBudget) {
+                break;
+            }
+        }
+    }
+
+    /// Ends a flow: what it held is delivered, unanswered requests reported, the close event
+    /// queued, and (for FIN and RST) the flow remembered.
+    fn close(&mut self, slot: u32, now: Timestamp, cause: CloseCause) {
+        let Some(mut flow) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.map.remove(&flow.key);
+        self.lru.remove(slot);
+        self.free.push(slot);
+        self.stats.bytes_held -= flow.cost;
+        let (client, server) = flow.endpoints();
+        let mut stats = Stats::default();
+        let mut ends = [None; 2];
+        let mut client_isn = flow.isn[0];
+        if let Some(streams) = flow.streams.as_mut() {
+            // What the flow held is delivered as of its last segment, whenever it is evicted.
+            let at = flow.last_seen;
+            streams.end(Direction::ClientToServer, at, &mut self.out);
+            streams.end(Direction::ServerToClient, at, &mut self.out);
+            self.out.tag(&mut self.events, flow.id, client, server);
+            stats = streams.conn.stats();
+            ends = [streams.halves[0].next_seq(), streams.halves[1].next_seq()];
+            client_isn = client_isn.or(streams.client_isn);
+        }
+        let counter = match cause {
+            CloseCause::Fin => &mut self.stats.closed_fin,
+            CloseCause::Rst => &mut self.stats.closed_rst,
+            CloseCause::Reused => &mut self.stats.closed_reused,
+            CloseCause::EvictedIdle => &mut self.stats.evicted_idle,
+            CloseCause::EvictedMaxFlows => &mut self.stats.evicted_max_flows,
+            CloseCause::EvictedBudget => &mut self.stats.evicted_budget,
+            CloseCause::EndOfInput => &mut self.stats.closed_end_of_input,
+        };
+        *counter += 1;
+        if matches!(cause, CloseCause::Fin | CloseCause::Rst) {
+            let closed = Closed {
+                client_is_a: flow.client_is_a,
+                client_isn,
+                ends,
+                closed_at: now,
+            };
+            self.closed.insert(flow.key, closed, self.limits.max_closed);
+        }
+        self.events.push_back(FlowEvent {
+            flow: flow.id,
+            client,
+            server,
+            kind: FlowEventKind::Closed { cause, stats },
+        });
+    }
+
+    fn note_peak(&mut self) {
+        self.stats.bytes_held_peak = self.stats.bytes_held_peak.max(self.stats.bytes_held);
+    }
+}
+
+/// `at` plus `duration`, saturating.
+fn after(at: Timestamp, duration: Duration) -> Timestamp {
+    Timestamp(at.0.saturating_add(nanos(duration)))
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What the flows' connections produce while the tracker works on one of them.
+#[derive(Debug, Default)]
+struct Output {
+    /// Decoded events: one queue, lent to whichever connection is being fed, so an idle
+    /// connection holds no queue of its own (an empty queue that once held events keeps its
+    /// capacity, several `Event`s' worth, for every flow).
+    decoded: VecDeque<Event>,
+    /// Bytes the capture lost, every flow.
+    gap_bytes: u64,
+}
+
+impl Output {
+    /// Moves the decoded events to the tracker's queue, tagged with their flow.
+    fn tag(
+        &mut self,
+        events: &mut VecDeque<FlowEvent>,
+        flow: FlowId,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) {
+        events.extend(self.decoded.drain(..).map(|event| FlowEvent {
+            flow,
+            client,
+            server,
+            kind: FlowEventKind::Decoded(event),
+        }));
+    }
+}
+
+impl Streams {
+    fn new(flow: &Flow, limits: &FlowLimits, now: Timestamp) -> Self {
+        let mut halves = [
+            Reassembler::new(limits.reassembly),
+            Reassembler::new(limits.reassembly),
+        ];
+        // A handshake seen before the first data fixes where each stream starts.
+        for (half, isn) in halves.iter_mut().zip(flow.isn) {
+            if let Some(isn) = isn {
+                let _ = half.segment(now, isn, TcpFlags::SYN, &[]).count();
+            }
+        }
+        let server = flow.endpoints().1;
+        let conn = Connection::new(limits.connection).with_hint(Protocol::for_port(server.port()));
+        Self {
+            halves,
+            conn,
+            ended: [false; 2],
+            reset: false,
+            client_isn: flow.isn[0],
+        }
+    }
+
+    /// Heap bytes: this state, what the reassemblers hold out of order, what the decoder
+    /// buffers.
+    fn bytes(&self) -> usize {
+        size_of::<Self>()
+            + self
+                .halves
+                .iter()
+                .map(Reassembler::heap_bytes)
+                .sum::<usize>()
+            + self.conn.buffered_bytes()
+    }
+
+    /// Runs `f` with the output's event queue lent to the connection.
+    fn lend<R>(&mut self, out: &mut Output, f: impl FnOnce(&mut Self, &mut u64) -> R) -> R {
+        self.conn.swap_events(&mut out.decoded);
+        let result = f(self, &mut out.gap_bytes);
+        self.conn.swap_events(&mut out.decoded);
+        result
+    }
+
+    /// `dir`'s peer acknowledged every byte of `dir` before `ack`.
+    fn acknowledged(&mut self, dir: Direction, now: Timestamp, ack: u32, out: &mut Output) {
+        let i = index(dir);
+        self.lend(out, |s, gaps| {
+            let Self {
+                halves,
+                conn,
+                ended,
+                reset,
+                ..
+            } = s;
+            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
+                deliver(half.acknowledged(now, ack), conn, dir, ended, reset, gaps);
+            }
+        });
+    }
+
+    /// A segment travelling in `dir`.
+    fn segment(&mut self, dir: Direction, now: Timestamp, segment: &Segment<'_>, out: &mut Output) {
+        let flags = segment.flags;
+        if dir == Direction::ClientToServer && flags.syn() && !flags.ack() {
+            self.client_isn.get_or_insert(segment.seq);
+        }
+        let i = index(dir);
+        self.lend(out, |s, gaps| {
+            let Self {
+                halves,
+                conn,
+                ended,
+                reset,
+                ..
+            } = s;
+            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
+                let events = half.truncated_segment(
+                    now,
+                    segment.seq,
+                    flags,
+                    segment.payload,
+                    segment.missing,
+                );
+                deliver(events, conn, dir, ended, reset, gaps);
+            }
+        });
+    }
+
+    /// Ends `dir`: every hole is given up on, what was held delivered, the end fed.
+    fn end(&mut self, dir: Direction, now: Timestamp, out: &mut Output) {
+        let i = index(dir);
+        self.lend(out, |s, gaps| {
+            let Self {
+                halves,
+                conn,
+                ended,
+                reset,
+                ..
+            } = s;
+            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i))
+                && !*ended
+            {
+                deliver(half.flush(now), conn, dir, ended, reset, gaps);
+                if !*ended {
+                    conn.feed_eof(dir, now);
+                    *ended = true;
+                }
+            }
+        });
+    }
+}
+
+const fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
+}
+
+/// Hands one direction's reassembled events to the decoder.
+fn deliver(
+    events: Delivered<'_>,
+    conn: &mut Connection,
+    dir: Direction,
+    ended: &mut bool,
+    reset: &mut bool,
+    gaps: &mut u64,
+) {
+    for event in events {
+        match event {
+            TcpEvent::Data { now, bytes } if !*ended => {
+                // Accepting everything is `feed`'s contract for an open direction.
+                let _ = conn.feed(dir, now, bytes);
+            }
+            TcpEvent::Gap { now, missing } => {
+                *gaps += missing;
+                conn.feed_gap(dir, now, missing);
+            }
+            TcpEvent::Fin { now } | TcpEvent::Rst { now } => {
+                *reset |= matches!(event, TcpEvent::Rst { .. });
+                if !*ended {
+                    conn.feed_eof(dir, now);
+                    *ended = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Flows that ended with FIN or RST, remembered for a while (like the kernel's TIME_WAIT) so that
+//! what still arrives for them (the last ACK, retransmissions, a duplicate of the last response,
+//! a replayed SYN) is recognised and dropped instead of opening a new flow.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::FlowKey;
+use crate::Timestamp;
+
+/// What is remembered of a closed flow.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Closed {
+    /// Whether the client is `FlowKey::a`.
+    pub(super) client_is_a: bool,
+    /// The client's initial sequence number, when its SYN was seen.
+    pub(super) client_isn: Option<u32>,
+    /// Per direction (client, server): the sequence number after the last byte seen.
+    pub(super) ends: [Option<u32>; 2],
+    pub(super) closed_at: Timestamp,
+}
+
+/// How far (in sequence space) from a remembered stream end a segment may be and still belong
+/// to the closed flow: a new connection on the same addresses starts at a random sequence number,
+/// almost always farther away.
+const SAME_STREAM: u32 = 1 << 30;
+
+impl Closed {
+    /// Whether a segment with this sequence number and SYN flag, sent by the client (`true`) or
+    /// the server, belongs to the closed flow.
+    pub(super) fn owns(&self, from_client: bool, syn: bool, seq: u32) -> bool {
+        if syn && from_client {
+            // A replayed SYN carries the old ISN; a new connection a new one.
+            return self.client_isn.is_none_or(|isn| isn == seq);
+        }
+        let end = self.ends.get(usize::from(!from_client)).copied().flatten();
+        end.is_none_or(|end| {
+            let dist = seq.wrapping_sub(end);
+            dist < SAME_STREAM || dist > SAME_STREAM.wrapping_neg()
+        })
+    }
+}
+
+/// At most `capacity` closed flows, each for at most `linger` nanoseconds.
+#[derive(Debug, Default)]
+pub(super) struct ClosedFlows {
+    map: HashMap<FlowKey, Closed>,
+    /// In the order they closed, to expire and to evict the oldest first.
+    order: VecDeque<(FlowKey, Timestamp)>,
+}
+
+impl ClosedFlows {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(super) fn get(&self, key: &FlowKey) -> Option<&Closed> {
+        self.map.get(key)
+    }
+
+    pub(super) fn forget(&mut self, key: &FlowKey) {
+        self.map.remove(key);
+    }
+
+    /// Remembers a flow; the oldest is forgotten when `capacity` are already remembered.
+    pub(super) fn insert(&mut self, key: FlowKey, closed: Closed, capacity: usize) {
+        if capacity == 0 {
+            return;
+        }
+        while self.map.len() >= capacity {
+            if !self.pop_oldest() {
+                break;
+            }
+        }
+        self.order.push_back((key, closed.closed_at));
+        self.map.insert(key, closed);
+        // Entries whose flow was forgotten or closed again are dropped here, so the queue never
+        // outgrows the map by much.
+        if self.order.len() > 2 * self.map.len() + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(k, at)| map.get(k).is_some_and(|c| c.closed_at == *at));
+        }
+    }
+
+    /// Forgets every flow closed at or before `until`.
+    pub(super) fn expire(&mut self, until: Timestamp) {
+        while let Some(&(_, at)) = self.order.front() {
+            if at > until {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    /// When the oldest remembered flow closed.
+    pub(super) fn oldest(&self) -> Option<Timestamp> {
+        self.order.front().map(|(_, at)| *at)
+    }
+
+    fn pop_oldest(&mut self) -> bool {
+        let Some((key, at)) = self.order.pop_front() else {
+            return false;
+        };
+        if self.map.get(&key).is_some_and(|c| c.closed_at == at) {
+            self.map.remove(&key);
+        }
+        true
+    }
+}

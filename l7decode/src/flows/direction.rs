@@ -1,0 +1,108 @@
+//! Which side of a flow opened it: the handshake when it was captured, else the protocol's own
+//! evidence in the first bytes, else the ports.
+
+use std::net::SocketAddr;
+
+use crate::Protocol;
+use crate::reassembly::TcpFlags;
+
+/// How a flow's client and server were told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Evidence {
+    /// A SYN (sent by the client) or SYN-ACK (sent by the server) was captured.
+    Handshake,
+    /// The first payload looked like a request or a response (an HTTP start line, a MySQL
+    /// greeting or command, a MongoDB header).
+    Payload,
+    /// Only the ports: the side on a well-known server port ([`Protocol::for_port`]) is the
+    /// server, else the higher port is the client (ephemeral ports are high). A guess.
+    Ports,
+}
+
+impl Evidence {
+    /// Whether the direction is a guess from the ports alone.
+    pub const fn is_guess(self) -> bool {
+        matches!(self, Self::Ports)
+    }
+}
+
+/// Whether the sender of a segment with these flags and payload opened the connection, and on
+/// what evidence; `None` when the segment tells nothing (no SYN and no payload).
+pub(super) fn sender_is_client(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: TcpFlags,
+    payload: &[u8],
+) -> Option<(bool, Evidence)> {
+    if flags.syn() {
+        return Some((!flags.ack(), Evidence::Handshake));
+    }
+    if payload.is_empty() {
+        return None;
+    }
+    if let Some(client) = payload_says_client(payload) {
+        return Some((client, Evidence::Payload));
+    }
+    let known = |addr: SocketAddr| Protocol::for_port(addr.port()).is_some();
+    let client = match (known(src), known(dst)) {
+        (true, false) => false,
+        (false, true) => true,
+        _ => src.port() > dst.port(),
+    };
+    Some((client, Evidence::Ports))
+}
+
+/// Whether first bytes read as a request (`Some(true)`) or a response (`Some(false)`).
+fn payload_says_client(payload: &[u8]) -> Option<bool> {
+    use crate::mysql::wire;
+    let start = payload.get(..8).unwrap_or(payload);
+    // Strong evidence first (a whole MongoDB header outweighs a MySQL command's first bytes,
+    // which a MongoDB message can look like).
+    let mongo = |request| crate::mongo::wire::plausible_header(payload, request);
+    if crate::looks_like_request(start) || mongo(true) {
+        return Some(true);
+    }
+    if crate::looks_like_response(start) || mongo(false) || wire::greeting_start(payload) {
+        return Some(false);
+    }
+    let mysql_command = wire::command_start(payload) == Some(true)
+        || wire::compressed_command_start(payload) == Some(true);
+    mysql_command.then_some(true)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_then_payload_then_ports() {
+        let a: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:80".parse().unwrap();
+        let c: SocketAddr = "10.0.0.2:5555".parse().unwrap();
+        let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
+        assert_eq!(
+            sender_is_client(b, a, syn_ack, b""),
+            Some((false, Evidence::Handshake))
+        );
+        assert_eq!(
+            sender_is_client(b, a, TcpFlags::ACK, b"GET / HTTP/1.1\r\n"),
+            Some((true, Evidence::Payload))
+        );
+        assert_eq!(
+            sender_is_client(a, b, TcpFlags::ACK, b"HTTP/1.1 200 OK\r\n"),
+            Some((false, Evidence::Payload))
+        );
+        assert_eq!(
+            sender_is_client(b, a, TcpFlags::ACK, b"\x00\x01"),
+            Some((false, Evidence::Ports))
+        );
+        assert_eq!(
+            sender_is_client(c, a, TcpFlags::ACK, b"\x00\x01"),
+            Some((false, Evidence::Ports))
+        );
+        assert_eq!(sender_is_client(a, b, TcpFlags::ACK, b""), None);
+        assert!(Evidence::Ports.is_guess() && !Evidence::Payload.is_guess());
+    }
+}

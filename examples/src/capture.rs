@@ -108,7 +108,48 @@ pub struct Packet {
 impl Packet {
     /// Whether the capture kept fewer bytes than the packet had on the wire (snaplen cut).
     pub fn is_truncated(&self) -> bool {
+        self.as_ref().is_truncated()
+    }
+
+    /// The packet, borrowed.
+    pub fn as_ref(&self) -> PacketRef<'_> {
+        PacketRef {
+            ts_ns: self.ts_ns,
+            link: self.link,
+            data: &self.data,
+            orig_len: self.orig_len,
+        }
+    }
+}
+
+/// One captured packet, borrowed from the reader's buffer ([`Capture::next_packet`]): reading a
+/// capture this way copies and allocates nothing per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketRef<'a> {
+    /// Capture time in nanoseconds since the Unix epoch (0 for a pcapng simple packet block).
+    pub ts_ns: u64,
+    /// How `data` is framed.
+    pub link: LinkType,
+    /// The captured bytes, starting at the link-layer header.
+    pub data: &'a [u8],
+    /// The packet's length on the wire.
+    pub orig_len: u32,
+}
+
+impl PacketRef<'_> {
+    /// Whether the capture kept fewer bytes than the packet had on the wire (snaplen cut).
+    pub fn is_truncated(&self) -> bool {
         (self.data.len() as u64) < u64::from(self.orig_len)
+    }
+
+    /// The packet, owned.
+    pub fn to_owned(&self) -> Packet {
+        Packet {
+            ts_ns: self.ts_ns,
+            link: self.link,
+            data: self.data.to_vec(),
+            orig_len: self.orig_len,
+        }
     }
 }
 
@@ -274,6 +315,9 @@ pub struct Capture {
     capacity: usize,
     stats: CaptureStats,
     done: bool,
+    /// Bytes of the reader's buffer the packet lent by the last `next_packet` still occupies:
+    /// consumed at the next call.
+    lent: usize,
 }
 
 impl fmt::Debug for Capture {
@@ -351,6 +395,7 @@ impl Capture {
             capacity: INITIAL_BUFFER,
             stats: CaptureStats::default(),
             done: false,
+            lent: 0,
         })
     }
 
@@ -369,7 +414,7 @@ impl Capture {
         self.stats
     }
 
-    fn fail(&mut self, error: CaptureError) -> Option<Result<Packet, CaptureError>> {
+    fn fail<T>(&mut self, error: CaptureError) -> Option<Result<T, CaptureError>> {
         self.done = true;
         Some(Err(error))
     }
@@ -383,9 +428,18 @@ impl Capture {
     }
 }
 
+/// Where a packet lies in the reader's buffer, and what describes it.
+struct Located {
+    ts_ns: u64,
+    link: LinkType,
+    /// Its bytes in `reader.data()`.
+    range: std::ops::Range<usize>,
+    orig_len: u32,
+}
+
 /// What the streaming reader's `next` said, without borrowing the reader.
 enum Step {
-    Block(usize, Option<Packet>),
+    Block(usize, Option<Located>),
     Eof,
     Refill,
     Grow,
@@ -397,8 +451,21 @@ enum Step {
 impl Iterator for Capture {
     type Item = Result<Packet, CaptureError>;
 
+    /// Each packet copied out of the reader's buffer; [`Capture::next_packet`] lends it instead.
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_packet().map(|p| p.map(|p| p.to_owned()))
+    }
+}
+
+impl Capture {
+    /// The next packet, borrowed from the reader's buffer until the next call: what
+    /// [`Iterator::next`] yields, without a copy or an allocation per packet.
+    pub fn next_packet(&mut self) -> Option<Result<PacketRef<'_>, CaptureError>> {
+        if self.lent > 0 {
+            self.reader.consume(std::mem::take(&mut self.lent));
+        }
         while !self.done {
+            let buffer = self.reader.data().as_ptr() as usize;
             let step = match self.reader.next() {
                 Ok((offset, block)) => {
                     let packet = match block {
@@ -416,13 +483,9 @@ impl Iterator for Capture {
                                     }
                                 );
                                 let frac = u64::from(record.ts_usec);
-                                Some(Packet {
-                                    ts_ns: u64::from(record.ts_sec) * 1_000_000_000
-                                        + if nanos { frac } else { frac * 1_000 },
-                                    link,
-                                    data: record.data.to_vec(),
-                                    orig_len: record.origlen,
-                                })
+                                let ts_ns = u64::from(record.ts_sec) * 1_000_000_000
+                                    + if nanos { frac } else { frac * 1_000 };
+                                Some(located(buffer, ts_ns, link, record.data, record.origlen))
                             }
                             None => {
                                 self.stats.skipped_link_type += 1;
@@ -430,7 +493,7 @@ impl Iterator for Capture {
                             }
                         },
                         PcapBlockOwned::NG(block) => {
-                            ng_block(&mut self.interfaces, &mut self.stats, &block)
+                            ng_block(buffer, &mut self.interfaces, &mut self.stats, &block)
                         }
                     };
                     Step::Block(offset, packet)
@@ -444,14 +507,24 @@ impl Iterator for Capture {
             };
             match step {
                 Step::Block(offset, packet) => {
-                    self.reader.consume(offset);
-                    if let Some(packet) = packet {
-                        self.stats.packets += 1;
-                        if packet.is_truncated() {
-                            self.stats.truncated_packets += 1;
-                        }
-                        return Some(Ok(packet));
+                    let Some(packet) = packet else {
+                        self.reader.consume(offset);
+                        continue;
+                    };
+                    // The packet's bytes stay in the buffer until the next call.
+                    self.lent = offset;
+                    self.stats.packets += 1;
+                    let data = self.reader.data().get(packet.range).unwrap_or_default();
+                    let packet = PacketRef {
+                        ts_ns: packet.ts_ns,
+                        link: packet.link,
+                        data,
+                        orig_len: packet.orig_len,
+                    };
+                    if packet.is_truncated() {
+                        self.stats.truncated_packets += 1;
                     }
+                    return Some(Ok(packet));
                 }
                 Step::Eof => {
                     if let Some(error) = self.stream_error() {
@@ -506,7 +579,7 @@ impl Iterator for Capture {
 impl Capture {
     /// Doubles the buffer (up to [`MAX_BUFFER`]) and refills it; `Err` carries the error item
     /// that ends the iteration.
-    fn step_grow(&mut self) -> Result<(), Option<Result<Packet, CaptureError>>> {
+    fn step_grow<T>(&mut self) -> Result<(), Option<Result<T, CaptureError>>> {
         if self.capacity >= MAX_BUFFER {
             let offset = self.reader.consumed() as u64;
             return Err(self.fail(CaptureError::RecordTooLarge {
@@ -528,7 +601,7 @@ impl Capture {
         take_io_error(&self.io_error).map(|e| io_to_error(e, offset, self.stats.packets))
     }
 
-    fn read_error(&mut self) -> Option<Result<Packet, CaptureError>> {
+    fn read_error<T>(&mut self) -> Option<Result<T, CaptureError>> {
         let offset = self.reader.consumed() as u64;
         let error = match take_io_error(&self.io_error) {
             Some(e) => io_to_error(e, offset, self.stats.packets),
@@ -538,12 +611,25 @@ impl Capture {
     }
 }
 
+/// A packet's bytes, a slice of the reader's buffer (which starts at address `buffer`), located
+/// in that buffer: address arithmetic, no dereference.
+fn located(buffer: usize, ts_ns: u64, link: LinkType, data: &[u8], orig_len: u32) -> Located {
+    let start = (data.as_ptr() as usize).saturating_sub(buffer);
+    Located {
+        ts_ns,
+        link,
+        range: start..start + data.len(),
+        orig_len,
+    }
+}
+
 /// Turns one pcapng block into a packet, keeping the section's interface table up to date.
 fn ng_block(
+    buffer: usize,
     interfaces: &mut Vec<Interface>,
     stats: &mut CaptureStats,
     block: &Block<'_>,
-) -> Option<Packet> {
+) -> Option<Located> {
     match block {
         Block::SectionHeader(_) => {
             interfaces.clear();
@@ -568,12 +654,14 @@ fn ng_block(
                 return None;
             };
             let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-            Some(Packet {
-                ts_ns: ng_ts_ns(ts, iface.units_per_sec, iface.offset_sec),
+            let ts_ns = ng_ts_ns(ts, iface.units_per_sec, iface.offset_sec);
+            Some(located(
+                buffer,
+                ts_ns,
                 link,
-                data: epb.packet_data().to_vec(),
-                orig_len: epb.orig_len(),
-            })
+                epb.packet_data(),
+                epb.orig_len(),
+            ))
         }
         Block::SimplePacket(spb) => {
             let Some(iface) = interfaces.first() else {
@@ -588,12 +676,7 @@ fn ng_block(
             if iface.snaplen != 0 && data.len() > iface.snaplen as usize {
                 data = &data[..iface.snaplen as usize];
             }
-            Some(Packet {
-                ts_ns: 0,
-                link,
-                data: data.to_vec(),
-                orig_len: spb.orig_len(),
-            })
+            Some(located(buffer, 0, link, data, spb.orig_len()))
         }
         _ => {
             stats.skipped_blocks += 1;
@@ -735,10 +818,10 @@ impl<R: Read> Read for FillReader<R> {
 
 /// The IP packet inside a captured packet: the link-layer header (and any VLAN tags) stripped.
 /// `None` when the link layer carries something other than IPv4 or IPv6, or is cut short.
-pub fn ip_packet(packet: &Packet) -> Option<&[u8]> {
+pub fn ip_packet<'a>(packet: &PacketRef<'a>) -> Option<&'a [u8]> {
     const IPV4: u16 = 0x0800;
     const IPV6: u16 = 0x86dd;
-    let data = packet.data.as_slice();
+    let data = packet.data;
     let be16 = |at: usize| Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
     let (ether_type, offset) = match packet.link {
         // The IP header's version nibble says which IP it is.
@@ -768,5 +851,10 @@ pub fn ip_packet(packet: &Packet) -> Option<&[u8]> {
 /// [`l7decode::flows::parse_ip_packet`]): `None` for non-IP, non-TCP, IP fragments, and packets
 /// too damaged or too cut to hold a whole TCP header.
 pub fn tcp_segment(packet: &Packet) -> Option<Segment<'_>> {
+    segment_of(&packet.as_ref())
+}
+
+/// [`tcp_segment`] of a borrowed packet.
+pub fn segment_of<'a>(packet: &PacketRef<'a>) -> Option<Segment<'a>> {
     parse_ip_packet(ip_packet(packet)?).ok()
 }

@@ -9,7 +9,7 @@ use l7decode::mongo::Operation;
 use l7decode::mysql::Command;
 use l7decode::{Event, Protocol, Timestamp, Transaction};
 
-use crate::capture::{Capture, CaptureError, tcp_segment};
+use crate::capture::{Capture, CaptureError, segment_of};
 
 /// One decoded exchange, with the flow's endpoints.
 #[derive(Debug, Clone)]
@@ -107,7 +107,8 @@ pub fn analyze_with(
     let mut tracker = FlowTracker::new(limits);
     let mut failure = None;
     let mut last = Timestamp(0);
-    for packet in capture {
+    let mut capture = capture;
+    while let Some(packet) = capture.next_packet() {
         let packet = match packet {
             Ok(p) => p,
             Err(e) => {
@@ -121,7 +122,7 @@ pub fn analyze_with(
         if tracker.poll_timeout().is_some_and(|due| due <= now) {
             tracker.handle_timeout(now);
         }
-        if let Some(segment) = tcp_segment(&packet) {
+        if let Some(segment) = segment_of(&packet) {
             totals.segments += 1;
             tracker.segment(now, &segment);
         }

@@ -13,6 +13,7 @@ use examples::capture::open;
 use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome, seconds, sql_shape};
 use l7decode::mongo::Operation;
 use l7decode::mysql::{Command, Status};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: meshsniff [CAPTURE...] [--json] [--top N]";
@@ -50,7 +51,8 @@ fn main() -> ExitCode {
     let mut totals = Totals::default();
     let mut read_any = false;
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // Whole blocks, not a write per line: a capture's records are written as fast as decoded.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     for path in &paths {
         let capture = match open(path) {
             Ok(c) => c,
@@ -74,7 +76,7 @@ fn main() -> ExitCode {
                 );
             }
             if json_out {
-                let _ = writeln!(out, "{}", record_json(&r));
+                let _ = write_record(&mut out, &r);
             } else {
                 records.push(r);
             }
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
     if !json_out {
         let _ = write!(out, "{}", table(&records, &totals, top));
     }
+    let _ = out.flush();
     ExitCode::SUCCESS
 }
 
@@ -122,24 +125,70 @@ fn header_pairs(head: &[u8]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn trace(t: &l7decode::Transaction) -> Value {
-    let Some(req) = t.request.as_ref() else {
-        return Value::Null;
+/// A request's trace context, as `--json` writes it (keys in the order `serde_json::Value`
+/// sorts them, so every record kind reads alike).
+#[derive(Serialize)]
+struct TraceJson {
+    format: &'static str,
+    sampled: Option<bool>,
+    #[serde(serialize_with = "display")]
+    span_id: Box<dyn std::fmt::Display>,
+    #[serde(serialize_with = "display")]
+    trace_id: Box<dyn std::fmt::Display>,
+}
+
+fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
+    let req = t.request.as_ref()?;
+    // Most requests carry no trace header: look before splitting the head into pairs.
+    let head = req.head();
+    let has = |name: &[u8]| {
+        head.windows(name.len())
+            .any(|w| w.eq_ignore_ascii_case(name))
     };
-    let headers = header_pairs(req.head());
+    if !has(b"traceparent") && !has(b"b3") {
+        return None;
+    }
+    let headers = header_pairs(head);
     let config = tracectx::Config::default();
     if let Ok(Some(tp)) = tracectx::extract_traceparent(headers.as_slice(), &config) {
-        return json!({"format": "w3c", "trace_id": tp.trace_id.to_string(), "span_id": tp.parent_id.to_string(), "sampled": tp.flags.is_sampled()});
+        return Some(TraceJson {
+            format: "w3c",
+            sampled: Some(tp.flags.is_sampled()),
+            span_id: Box::new(tp.parent_id),
+            trace_id: Box::new(tp.trace_id),
+        });
     }
     if let Ok(Some(tracectx::B3::Context(c))) = tracectx::extract_b3(headers.as_slice(), &config) {
-        return json!({"format": "b3", "trace_id": c.trace_id.to_string(), "span_id": c.span_id.to_string(), "sampled": c.sampling.sampled()});
+        return Some(TraceJson {
+            format: "b3",
+            sampled: c.sampling.sampled(),
+            span_id: Box::new(c.span_id),
+            trace_id: Box::new(c.trace_id),
+        });
     }
-    Value::Null
+    None
+}
+
+/// Serializes a value through its `Display`, without an intermediate `String`.
+fn display<T: std::fmt::Display + ?Sized, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
+}
+
+/// Writes one record as a line of JSON.
+fn write_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
+    match &r.exchange {
+        Exchange::Http(t) => serde_json::to_writer(&mut *out, &HttpJson::new(r, t))?,
+        _ => serde_json::to_writer(&mut *out, &record_json(r))?,
+    }
+    out.write_all(b"\n")
 }
 
 fn record_json(r: &Record) -> Value {
     match &r.exchange {
-        Exchange::Http(t) => http_json(r, t),
+        Exchange::Http(t) => serde_json::to_value(HttpJson::new(r, t)).unwrap_or(Value::Null),
         Exchange::Mysql(c) => mysql_json(r, c),
         Exchange::Mongo(o) => mongo_json(r, o),
     }
@@ -240,33 +289,71 @@ fn flag_names(f: l7decode::Flags) -> Vec<&'static str> {
     .collect()
 }
 
-fn http_json(r: &Record, t: &l7decode::Transaction) -> Value {
-    let time = |m: Option<&l7decode::Message>, first: bool| {
-        m.map(|m| seconds(if first { m.first } else { m.last }))
-    };
-    let (req, resp) = (t.request.as_ref(), t.response.as_ref());
-    json!({
-        "proto": "http",
-        "client": r.client.to_string(),
-        "server": r.server.to_string(),
-        "req_first_time": time(req, true),
-        "req_time": time(req, false),
-        "resp_first_time": time(resp, true),
-        "resp_last_time": time(resp, false),
-        "latency_us": t.latency_ns().map(|n| n as f64 / 1e3),
-        "ttfb_us": t.ttfb_ns().map(|n| n as f64 / 1e3),
-        "method": t.method(),
-        "uri": t.uri(),
-        "req_version": t.request_version().and_then(|v| v.strip_prefix("HTTP/")),
-        "req_body_bytes": req.map(|m| m.body_bytes),
-        "status": t.status(),
-        "reason": t.reason(),
-        "interim_statuses": t.interim_statuses(),
-        "resp_body_bytes": resp.map(|m| m.body_bytes),
-        "outcome": outcome(t),
-        "flags": flag_names(t.flags),
-        "trace": trace(t),
-    })
+/// The flags that are set, serialized as a list of their names.
+struct FlagNames(l7decode::Flags);
+
+impl Serialize for FlagNames {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(flag_names(self.0))
+    }
+}
+
+/// An HTTP record as `--json` writes it: borrowed from the transaction, keys in sorted order.
+#[derive(Serialize)]
+struct HttpJson<'a> {
+    #[serde(serialize_with = "display")]
+    client: &'a std::net::SocketAddr,
+    flags: FlagNames,
+    interim_statuses: &'a [u16],
+    latency_us: Option<f64>,
+    method: Option<&'a str>,
+    outcome: &'static str,
+    proto: &'static str,
+    reason: Option<&'a str>,
+    req_body_bytes: Option<u64>,
+    req_first_time: Option<f64>,
+    req_time: Option<f64>,
+    req_version: Option<&'a str>,
+    resp_body_bytes: Option<u64>,
+    resp_first_time: Option<f64>,
+    resp_last_time: Option<f64>,
+    #[serde(serialize_with = "display")]
+    server: &'a std::net::SocketAddr,
+    status: Option<u16>,
+    trace: Option<TraceJson>,
+    ttfb_us: Option<f64>,
+    uri: Option<&'a str>,
+}
+
+impl<'a> HttpJson<'a> {
+    fn new(r: &'a Record, t: &'a l7decode::Transaction) -> Self {
+        let time = |m: Option<&l7decode::Message>, first: bool| {
+            m.map(|m| seconds(if first { m.first } else { m.last }))
+        };
+        let (req, resp) = (t.request.as_ref(), t.response.as_ref());
+        Self {
+            client: &r.client,
+            flags: FlagNames(t.flags),
+            interim_statuses: t.interim_statuses(),
+            latency_us: t.latency_ns().map(|n| n as f64 / 1e3),
+            method: t.method(),
+            outcome: outcome(t),
+            proto: "http",
+            reason: t.reason(),
+            req_body_bytes: req.map(|m| m.body_bytes),
+            req_first_time: time(req, true),
+            req_time: time(req, false),
+            req_version: t.request_version().and_then(|v| v.strip_prefix("HTTP/")),
+            resp_body_bytes: resp.map(|m| m.body_bytes),
+            resp_first_time: time(resp, true),
+            resp_last_time: time(resp, false),
+            server: &r.server,
+            status: t.status(),
+            trace: trace(t),
+            ttfb_us: t.ttfb_ns().map(|n| n as f64 / 1e3),
+            uri: t.uri(),
+        }
+    }
 }
 
 /// The query's first 512 characters, and whether that is less than all of it.

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use examples::capture::{flow_key, open, sender_is_client, tcp_segment};
+use examples::capture::{open, tcp_segment};
 use l7decode::reassembly::{Event as TcpEvent, Reassembler, ReassemblyConfig, TcpFlags};
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
@@ -29,32 +29,39 @@ fn load() -> Vec<Vec<Segment>> {
         let Some(seg) = tcp_segment(&packet) else {
             continue;
         };
-        let (key, forward) = flow_key(&seg);
+        // Both directions of a connection under one key; `forward` from the lower endpoint.
+        let forward = seg.src <= seg.dst;
+        let key = if forward {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        };
         // A SYN after a FIN on the same ports is a new connection (ab reuses client ports).
         let (gen_id, finished) = generation.entry(key).or_insert((0, false));
-        if seg.syn && *finished {
+        if seg.flags.syn() && *finished {
             *gen_id += 1;
             *finished = false;
         }
-        if seg.fin {
+        if seg.flags.fin() {
             *finished = true;
         }
         let flow = flows.entry((key, *gen_id)).or_default();
-        // Oriented as meshsniff does; a connection already open when the capture started
-        // (nginx's keep-alive upstream) by whether its first bytes look like a request.
-        if flow.0.is_none()
-            && let Some(sender_is_client) = sender_is_client(&seg)
-        {
-            flow.0 = Some(forward == sender_is_client);
+        // Oriented by the handshake (a SYN comes from the client, a SYN-ACK from the server);
+        // a connection already open when the capture started (nginx's keep-alive upstream) by
+        // its first payload's ports: the server's is the lower (well-known) one.
+        if flow.0.is_none() {
+            let sender_is_client = if seg.flags.syn() {
+                Some(!seg.flags.ack())
+            } else if !seg.payload.is_empty() {
+                Some(seg.src.port() > seg.dst.port())
+            } else {
+                None
+            };
+            flow.0 = sender_is_client.map(|client| forward == client);
         }
         let Some(client_is_lo) = flow.0 else { continue };
-        let mut flags = TcpFlags::NONE;
-        if seg.syn {
-            flags |= TcpFlags::SYN;
-        }
-        if seg.fin {
-            flags |= TcpFlags::FIN;
-        }
+        // SYN and FIN only, as before the flow tracker existed.
+        let flags = TcpFlags(seg.flags.0 & (TcpFlags::SYN | TcpFlags::FIN).0);
         let dir = if forward == client_is_lo {
             Direction::ClientToServer
         } else {
@@ -64,7 +71,7 @@ fn load() -> Vec<Vec<Segment>> {
             dir,
             seq: seg.seq,
             flags,
-            ts: seg.ts_ns,
+            ts: packet.ts_ns,
             payload: seg.payload.to_vec(),
         });
     }

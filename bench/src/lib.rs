@@ -1,6 +1,7 @@
 //! Side-by-side timing harness: each case runs our code and the anchor's on the same input,
 //! interleaved in one process, and reports both times and their ratio.
 
+pub mod flows_cases;
 pub mod harness;
 pub mod l7decode_cases;
 pub mod mongo_cases;

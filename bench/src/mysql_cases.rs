@@ -12,7 +12,7 @@ use examples::meshsniff::analyze;
 
 use crate::alloc_count::{live_bytes, peak_bytes, reset_peak};
 use crate::harness::{Comparison, compare, median_time, tshark_count};
-use examples::capture::{flow_key, tcp_segment};
+use examples::capture::tcp_segment;
 use l7decode::{Connection, Direction, Event, Limits, Timestamp};
 
 struct Input {
@@ -63,13 +63,12 @@ fn resultset_peaks(pcap: &Bytes) -> Vec<(&'static str, i64)> {
         if seg.payload.is_empty() {
             continue;
         }
-        let _ = flow_key(&seg);
         let dir = if seg.src.port() == 3306 {
             Direction::ServerToClient
         } else {
             Direction::ClientToServer
         };
-        turns.push((dir, Timestamp(seg.ts_ns), seg.payload.to_vec()));
+        turns.push((dir, Timestamp(packet.ts_ns), seg.payload.to_vec()));
     }
     let base = live_bytes();
     let mut conn = Connection::new(Limits::default());

@@ -1,14 +1,18 @@
-//! `compare [--only tcpwire|peerx|tracectx|l7decode] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
+//! `compare [--only tcpwire|peerx|tracectx|l7decode|mysql|mongo|flows] [--rows N] [--samples N] [--json] [--no-live]`: side-by-side
 //! runs against the anchors.
 //! `compare peak-rss count|typed|procfs FILE`: reads FILE with one reader and prints peak RSS.
+//! `compare flows-profile tracker|legacy [RUNS]`: the synthetic flows capture through one side
+//! only, for a profiler.
 
 use std::path::PathBuf;
 
 use bench::{
-    harness, l7decode_cases, mongo_cases, mysql_cases, peerx_cases, tcpwire_cases, tracectx_cases,
+    flows_cases, harness, l7decode_cases, mongo_cases, mysql_cases, peerx_cases, tcpwire_cases,
+    tracectx_cases,
 };
 
-// Counts allocations per operation for the tracectx comparison (otherwise just `System`).
+// Counts allocations per operation for the tracectx comparison and heap bytes for the flows
+// case (otherwise just `System`).
 #[global_allocator]
 static ALLOCATOR: bench::alloc_count::CountingAlloc = bench::alloc_count::CountingAlloc;
 
@@ -43,6 +47,12 @@ fn main() {
             "{how}: rows {rows} peak_rss_kib {}",
             peak_rss_kib().unwrap_or(0)
         );
+        return;
+    }
+    if args.first().map(String::as_str) == Some("flows-profile") {
+        let side = args.get(1).map_or("tracker", String::as_str);
+        let runs = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(3);
+        println!("{side}: {} records", flows_cases::profile(side, runs));
         return;
     }
     let value = |flag: &str| -> Option<u64> {
@@ -83,6 +93,11 @@ fn main() {
         let (comparisons, mongo_notes) = mongo_cases::run(samples);
         results.extend(comparisons);
         notes.extend(mongo_notes);
+    }
+    if only.is_none_or(|o| o == "flows") {
+        let (comparisons, flows_notes) = flows_cases::run(samples);
+        results.extend(comparisons);
+        notes.extend(flows_notes);
     }
     if only.is_none_or(|o| o == "tracectx") {
         let (comparisons, allocations) = tracectx_cases::run(samples);

@@ -55,6 +55,29 @@ fn summary(c: &Command) -> (Option<&str>, Status, Option<u64>, Option<u64>, u64)
 }
 
 #[test]
+fn debug_output_hides_sql_literals_and_error_texts() {
+    let mut conn = l7decode::Connection::new(Limits::default());
+    let query = b"\x03SELECT * FROM users WHERE password = 'hunter2'";
+    conn.feed(C, l7decode::Timestamp(1), &packet(query, 0))
+        .unwrap();
+    let error = b"\xff\x26\x04#23000Duplicate entry 'hunter2' for key 'pw'";
+    conn.feed(S, l7decode::Timestamp(2), &packet(error, 1)).unwrap();
+    let commands: Vec<_> = std::iter::from_fn(|| conn.poll_event())
+        .filter_map(|e| match e {
+            Event::Mysql(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commands.len(), 1);
+    let c = &commands[0];
+    assert!(c.query().unwrap().contains("hunter2"));
+    assert!(c.error_message().unwrap().contains("hunter2"));
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("COM_QUERY") && shown.contains("error_code: Some(1062)"), "{shown}");
+}
+
+#[test]
 fn auth_switch_rounds_belong_to_the_login() {
     let mut turns = login(CAPS);
     turns.push((S, packet(b"\xfecaching_sha2_password\x00salt", 2)));

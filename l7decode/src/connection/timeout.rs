@@ -16,10 +16,11 @@ impl Connection {
         };
         half(&self.client)
             + half(&self.server)
+            + self.pending.capacity() * size_of::<super::Pending>()
             + self
                 .pending
                 .iter()
-                .map(|p| size_of::<super::Pending>() + p.message.head.len())
+                .map(|p| p.message.head.len())
                 .sum::<usize>()
             + self.events.capacity() * size_of::<crate::Event>()
     }

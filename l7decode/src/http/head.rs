@@ -36,7 +36,10 @@ pub struct FramingFlags {
 }
 
 /// A parsed head; everything borrows the input.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows the method, status and framing, and only the lengths of the target and the
+/// header block: header values (`Authorization`, `Cookie`) and query strings can carry secrets.
+#[derive(Clone, Copy)]
 pub struct Head<'a> {
     /// Request method, for requests.
     pub method: Option<&'a str>,
@@ -60,6 +63,24 @@ pub struct Head<'a> {
     pub other_transfer_encoding: bool,
     /// Anomalies and connection semantics.
     pub flags: FramingFlags,
+}
+
+impl core::fmt::Debug for Head<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Head")
+            .field("method", &self.method)
+            .field("uri_len", &self.uri.map(str::len))
+            .field("status", &self.status)
+            .field("reason", &self.reason)
+            .field("version", &self.version)
+            .field("len", &self.len)
+            .field("headers_len", &self.headers.len())
+            .field("content_length", &self.content_length)
+            .field("chunked", &self.chunked)
+            .field("other_transfer_encoding", &self.other_transfer_encoding)
+            .field("flags", &self.flags)
+            .finish()
+    }
 }
 
 impl<'a> Head<'a> {

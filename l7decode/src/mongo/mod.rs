@@ -135,7 +135,10 @@ const WRITE_ERRORS: usize = 8;
 const CHAIN: usize = 8;
 
 /// A request and its reply (or reply chain), or a reply whose request the capture missed.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows the command, namespace, outcome and counts; of the error message, which can
+/// quote document values (a duplicate key's), only its length.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Operation {
     /// The request's requestID (`None` for an orphan reply).
@@ -197,6 +200,51 @@ pub struct Operation {
     /// Anomalies: `gap`, `orphan`, `missing_response`, `truncated` (a message over the size
     /// kept, or cut by the capture).
     pub flags: Flags,
+}
+
+impl core::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Sequences<'a>(&'a Operation);
+        impl core::fmt::Debug for Sequences<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list().entries(self.0.sequences()).finish()
+            }
+        }
+        f.debug_struct("Operation")
+            .field("request_id", &self.request_id)
+            .field("opcode", &self.opcode)
+            .field("compressor", &self.compressor)
+            .field("command", &self.command())
+            .field("db", &self.db())
+            .field("collection", &self.collection())
+            .field("target_collection", &self.target_collection())
+            .field("sequences", &Sequences(self))
+            .field("text_cut", &self.text_cut())
+            .field("more_to_come", &self.more_to_come)
+            .field("exhaust_allowed", &self.exhaust_allowed)
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .field("response_opcode", &self.response_opcode)
+            .field("response_compressed", &self.response_compressed)
+            .field("response_messages", &self.response_messages)
+            .field("reply_chain", &self.reply_chain())
+            .field("ok", &self.ok)
+            .field("errmsg_len", &self.errmsg().map(str::len))
+            .field("code", &self.code)
+            .field("code_name", &self.code_name())
+            .field("n", &self.n)
+            .field("write_error_codes", &self.write_error_codes())
+            .field("write_concern_error", &self.write_concern_error)
+            .field("cursor_id", &self.cursor_id)
+            .field("batch_docs", &self.batch_docs)
+            .field("reply_flags", &self.reply_flags)
+            .field("number_returned", &self.number_returned)
+            .field("checksum_ok", &self.checksum_ok)
+            .field("invalid", &self.invalid)
+            .field("status", &self.status)
+            .field("flags", &self.flags)
+            .finish()
+    }
 }
 
 impl Operation {

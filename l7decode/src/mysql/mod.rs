@@ -59,7 +59,10 @@ impl Status {
 }
 
 /// A command and its reply (or the login and its outcome).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the command, its outcome and counts, and only the lengths of the SQL text and
+/// the error message, which can carry the statement's literals.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Command {
     /// Command byte; `None` for the login.
@@ -100,6 +103,35 @@ pub struct Command {
     /// Anomalies: `gap` (bytes lost inside it), `orphan` (a reply whose command the capture
     /// missed), `missing_response`, `truncated` (its text was cut by the capture).
     pub flags: Flags,
+}
+
+impl core::fmt::Debug for Command {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Command")
+            .field("code", &self.code)
+            .field("name", &self.name())
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .field("status", &self.status)
+            .field("text_len", &self.text_len)
+            .field("text_kept", &self.text.len())
+            .field("user", &self.user())
+            .field("schema", &self.schema())
+            .field("server_version", &self.server_version())
+            .field("stmt_id", &self.stmt_id)
+            .field("prepared_stmt_id", &self.prepared_stmt_id)
+            .field("error_code", &self.error_code)
+            .field("sqlstate", &self.sqlstate())
+            .field("error_message_len", &self.error_message.len())
+            .field("affected_rows", &self.affected_rows)
+            .field("last_insert_id", &self.last_insert_id)
+            .field("warnings", &self.warnings)
+            .field("num_fields", &self.num_fields)
+            .field("rows", &self.rows)
+            .field("resultsets", &self.resultsets)
+            .field("flags", &self.flags)
+            .finish()
+    }
 }
 
 impl Command {

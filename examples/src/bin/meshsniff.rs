@@ -4,8 +4,9 @@
 //!
 //! With no capture it analyses the one bundled in `examples/data`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
     if paths.is_empty() {
         paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mesh_demo.pcap.gz"));
     }
-    let mut records = Vec::new();
+    let mut summary = Table::default();
     let mut totals = Totals::default();
     let mut read_any = false;
     let stdout = std::io::stdout();
@@ -78,7 +79,7 @@ fn main() -> ExitCode {
             if json_out {
                 let _ = write_record(&mut out, &r);
             } else {
-                records.push(r);
+                summary.add(&r);
             }
         });
         if shown_at != started {
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if !json_out {
-        let _ = write!(out, "{}", table(&records, &totals, top));
+        let _ = write!(out, "{}", table(summary, &totals, top));
     }
     let _ = out.flush();
     ExitCode::SUCCESS
@@ -407,50 +408,83 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 /// Requests, errors and latencies (ns) of one (protocol, server, endpoint) row.
 type Group = (u64, u64, Vec<u64>);
 
-/// The per-endpoint table: protocol, server, `METHOD /path` or a statement's shape, requests,
-/// errors, latency p50/p90/p99.
-fn table(records: &[Record], totals: &Totals, top: usize) -> String {
-    let mut groups: BTreeMap<(&str, String, String), Group> = BTreeMap::new();
-    for r in records {
-        let (proto, endpoint, failed, latency) = match &r.exchange {
+/// The per-endpoint table, built as records arrive (a capture's records are not kept).
+#[derive(Default)]
+struct Table {
+    groups: HashMap<(&'static str, SocketAddr), HashMap<String, Group>>,
+    records: u64,
+    /// Reused for each record's endpoint, so a record of a known endpoint allocates nothing.
+    endpoint: String,
+}
+
+impl Table {
+    fn add(&mut self, r: &Record) {
+        use std::fmt::Write as _;
+        self.records += 1;
+        let endpoint = &mut self.endpoint;
+        endpoint.clear();
+        let (proto, failed, latency) = match &r.exchange {
             Exchange::Http(t) => {
                 let path = t
                     .uri()
                     .map(|u| u.split('?').next().unwrap_or(u))
                     .unwrap_or("?");
-                let endpoint = format!("{} {}", t.method().unwrap_or("?"), path);
-                ("http", endpoint, outcome(t) != "OK", t.latency_ns())
+                let _ = write!(endpoint, "{} {}", t.method().unwrap_or("?"), path);
+                ("http", outcome(t) != "OK", t.latency_ns())
             }
             Exchange::Mysql(c) => {
                 let name = c.name().unwrap_or("COM_?");
-                let endpoint = match c.query() {
-                    Some(q) => format!("{} {}", name.trim_start_matches("COM_"), sql_shape(q)),
-                    None => name.to_owned(),
+                let _ = match c.query() {
+                    Some(q) => write!(
+                        endpoint,
+                        "{} {}",
+                        name.trim_start_matches("COM_"),
+                        sql_shape(q)
+                    ),
+                    None => write!(endpoint, "{name}"),
                 };
                 let failed = matches!(c.status, Status::Err | Status::Missing);
-                ("mysql", endpoint, failed, c.latency_ns())
+                ("mysql", failed, c.latency_ns())
             }
             Exchange::Mongo(o) => {
-                let target = match (o.db(), o.target_collection()) {
-                    (Some(db), Some(coll)) => format!(" {db}.{coll}"),
-                    (Some(db), None) => format!(" {db}"),
-                    _ => String::new(),
+                let _ = write!(endpoint, "{}", o.command().unwrap_or("?"));
+                let _ = match (o.db(), o.target_collection()) {
+                    (Some(db), Some(coll)) => write!(endpoint, " {db}.{coll}"),
+                    (Some(db), None) => write!(endpoint, " {db}"),
+                    _ => Ok(()),
                 };
-                let endpoint = format!("{}{target}", o.command().unwrap_or("?"));
                 use l7decode::mongo::Status as S;
                 let failed = !matches!(o.status, S::Ok | S::NoResponseExpected);
-                ("mongo", endpoint, failed, o.latency_ns())
+                ("mongo", failed, o.latency_ns())
             }
         };
-        let entry = groups
-            .entry((proto, r.server.to_string(), endpoint))
-            .or_default();
+        let endpoints = self.groups.entry((proto, r.server)).or_default();
+        let entry = match endpoints.get_mut(endpoint.as_str()) {
+            Some(entry) => entry,
+            None => endpoints.entry(endpoint.clone()).or_default(),
+        };
         entry.0 += 1;
         entry.1 += u64::from(failed);
         if let Some(l) = latency {
             entry.2.push(l);
         }
     }
+}
+
+/// The per-endpoint table: protocol, server, `METHOD /path` or a statement's shape, requests,
+/// errors, latency p50/p90/p99.
+fn table(table: Table, totals: &Totals, top: usize) -> String {
+    let records = table.records;
+    let groups: BTreeMap<(&str, String, String), Group> = table
+        .groups
+        .into_iter()
+        .flat_map(|((proto, server), endpoints)| {
+            let server = server.to_string();
+            endpoints
+                .into_iter()
+                .map(move |(endpoint, group)| ((proto, server.clone(), endpoint), group))
+        })
+        .collect();
     let mut rows: Vec<_> = groups.into_iter().collect();
     rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
     let mut out = format!(
@@ -485,7 +519,7 @@ fn table(records: &[Record], totals: &Totals, top: usize) -> String {
     }
     out.push_str(&format!(
         "\n{} packets, {} TCP connections ({} TLS, {} other), {} transactions, {} bytes lost by the capture, {} bytes skipped while resynchronising\n",
-        totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, records.len(), totals.gap_bytes, totals.skipped_bytes
+        totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, records, totals.gap_bytes, totals.skipped_bytes
     ));
     out
 }

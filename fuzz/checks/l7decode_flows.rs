@@ -68,7 +68,7 @@ pub(crate) fn check(data: &[u8]) {
             src,
             dst,
             seq: base.wrapping_add(u32::from(u16::from_le_bytes([s0, s1]) % 512)),
-            ack: if control & 2 != 0 { 0x8000_0000 } else { 0xffff_ff00 }.wrapping_add(u32::from(s1)),
+            ack: if control & 2 != 0 { 0x8000_0000_u32 } else { 0xffff_ff00 }.wrapping_add(u32::from(s1)),
             flags: TcpFlags(flags),
             payload,
             missing: u32::from(cut % 8),

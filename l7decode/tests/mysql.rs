@@ -61,7 +61,8 @@ fn debug_output_hides_sql_literals_and_error_texts() {
     conn.feed(C, l7decode::Timestamp(1), &packet(query, 0))
         .unwrap();
     let error = b"\xff\x26\x04#23000Duplicate entry 'hunter2' for key 'pw'";
-    conn.feed(S, l7decode::Timestamp(2), &packet(error, 1)).unwrap();
+    conn.feed(S, l7decode::Timestamp(2), &packet(error, 1))
+        .unwrap();
     let commands: Vec<_> = std::iter::from_fn(|| conn.poll_event())
         .filter_map(|e| match e {
             Event::Mysql(c) => Some(c),
@@ -74,7 +75,10 @@ fn debug_output_hides_sql_literals_and_error_texts() {
     assert!(c.error_message().unwrap().contains("hunter2"));
     let shown = format!("{c:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("COM_QUERY") && shown.contains("error_code: Some(1062)"), "{shown}");
+    assert!(
+        shown.contains("COM_QUERY") && shown.contains("error_code: Some(1062)"),
+        "{shown}"
+    );
 }
 
 #[test]

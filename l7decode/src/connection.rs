@@ -6,11 +6,15 @@
 
 #![deny(clippy::indexing_slicing)]
 
+mod held;
 mod recovery;
+mod timeout;
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+
+use held::Held;
 
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::{ChunkedScanner, Scan};
@@ -278,15 +282,15 @@ enum Phase {
 #[derive(Debug)]
 struct Half {
     phase: Phase,
-    /// A head being gathered, or while lost, a held candidate message start.
-    buf: BytesMut,
+    /// A head being gathered, or while lost, a held candidate message start (or at the start,
+    /// the first bytes being judged), each with its arrival time.
+    buf: Held,
     /// Bytes skipped since the direction lost sync, not yet reported.
     skipped: u64,
     /// While lost: whether the last byte seen ended a line.
     line_start: bool,
-    /// While lost: whether the held candidate began a line, and when it arrived.
+    /// While lost: whether the held candidate began a line.
     held_line_start: bool,
-    held_since: Timestamp,
     /// The message being read: head, body count, first time, gap seen.
     current: Option<(Message, bool)>,
     /// Bytes skipped before the connection's protocol was known.
@@ -294,26 +298,22 @@ struct Half {
     /// What the fast path of [`Connection::feed`] may take and has taken without stepping.
     in_place: InPlace,
     /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
-    /// exactly as if they had arrived in one chunk.
-    reread: Vec<u8>,
-    /// When the bytes to read again first arrived.
-    reread_time: Timestamp,
+    /// each at the time it first arrived, as if in the feed calls that brought them.
+    reread: Held,
 }
 
 impl Half {
     fn new() -> Self {
         Self {
             phase: Phase::Start,
-            buf: BytesMut::new(),
+            buf: Held::default(),
             skipped: 0,
             line_start: true,
             held_line_start: true,
-            held_since: Timestamp(0),
             current: None,
             unrecognized: 0,
             in_place: InPlace::default(),
-            reread: Vec::new(),
-            reread_time: Timestamp(0),
+            reread: Held::default(),
         }
     }
 }
@@ -491,7 +491,7 @@ impl Connection {
             counter.last = now;
             return Ok(bytes.len());
         }
-        if self.gather_in_place(dir, bytes) {
+        if self.gather_in_place(dir, now, bytes) {
             self.stats.bytes += len;
             return Ok(bytes.len());
         }
@@ -504,7 +504,7 @@ impl Connection {
     /// More of a head being gathered that `bytes` cannot end (a head ends with a line end, and
     /// `bytes` holds none): kept exactly as the stepwise path would, without stepping.
     #[inline]
-    fn gather_in_place(&mut self, dir: Direction, bytes: &[u8]) -> bool {
+    fn gather_in_place(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> bool {
         let limit = self.limits.max_buffered;
         let half = self.half(dir);
         let fits = matches!(half.phase, Phase::Head)
@@ -514,7 +514,7 @@ impl Connection {
         if !fits || bytes.contains(&b'\n') {
             return false;
         }
-        half.buf.extend_from_slice(bytes);
+        half.buf.extend(bytes, now);
         true
     }
 
@@ -582,27 +582,28 @@ impl Connection {
     fn run(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) {
         let mut owned: Option<Vec<u8>> = None;
         let mut pos = 0;
-        // Bytes read again keep the time they first arrived; they are stepped through apart
-        // from the rest, like an earlier chunk.
-        let mut reread_end: usize = 0;
-        let mut reread_time = now;
+        // Bytes read again keep the times they first arrived at: from `pos` on, runs of them
+        // (each stepped through apart from the rest, like the feed call that brought it), then
+        // the rest of `bytes`, which came now.
+        let mut again: VecDeque<(usize, Timestamp)> = VecDeque::new();
         loop {
-            let reread = core::mem::take(&mut self.half(dir).reread);
-            if !reread.is_empty() {
-                reread_time = self.half(dir).reread_time;
-                // Bytes still to be read again from an earlier round keep their place in front.
-                reread_end = reread.len() + reread_end.saturating_sub(pos);
-                let mut next = reread;
+            let (first, runs) = self.half(dir).reread.take_runs();
+            if !first.is_empty() {
+                // Bytes still to be read again from an earlier round keep their place (and
+                // times) behind these.
+                let mut next = Vec::from(first);
                 let rest = owned.as_deref().unwrap_or(bytes).get(pos..);
                 next.extend_from_slice(rest.unwrap_or_default());
                 owned = Some(next);
                 pos = 0;
+                for run in runs.into_iter().rev() {
+                    again.push_front(run);
+                }
             }
             let all = owned.as_deref().unwrap_or(bytes);
-            let (input, time) = if pos < reread_end {
-                (all.get(pos..reread_end), reread_time)
-            } else {
-                (all.get(pos..), now)
+            let (input, time) = match again.front() {
+                Some(&(len, at)) => (all.get(pos..pos + len), at),
+                None => (all.get(pos..), now),
             };
             let input = input.unwrap_or_default();
             if input.is_empty() {
@@ -611,6 +612,12 @@ impl Connection {
             let phase_before = core::mem::discriminant(&self.half(dir).phase);
             let used = self.step(dir, time, input);
             pos += used;
+            if let Some((len, _)) = again.front_mut() {
+                *len = len.saturating_sub(used);
+                if *len == 0 {
+                    again.pop_front();
+                }
+            }
             // A step that consumes nothing hands over to another phase (a message start found at
             // the chunk's first byte, a body that failed to parse) or asks for bytes to be read
             // again; if it did neither, the rest would never be read, so it is counted as
@@ -689,7 +696,7 @@ impl Connection {
                     len
                 }
                 Ok(HeadStatus::Partial) if input.len() < limit => {
-                    half.buf.extend_from_slice(input);
+                    half.buf.extend(input, now);
                     input.len()
                 }
                 // Too long a head, or not a head: skip a byte and look for the next start.
@@ -702,8 +709,7 @@ impl Connection {
         } else {
             // A head cut by earlier chunks: gather (bounded), then parse the whole.
             let take = input.len().min(limit.saturating_sub(held));
-            half.buf
-                .extend_from_slice(input.get(..take).unwrap_or_default());
+            half.buf.extend(input.get(..take).unwrap_or_default(), now);
             // Parse again only once the head's blank line has arrived: looking at the new bytes
             // (and the three before them) keeps a head trickled byte by byte linear, not quadratic.
             let tail = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
@@ -722,7 +728,7 @@ impl Connection {
             match verdict {
                 None => take,
                 Some(Ok((summary, len))) => {
-                    let bytes = half.buf.split_to(len).freeze();
+                    let bytes = half.buf.split_to(len);
                     // What was gathered past the head is still in `input`: it is read again.
                     half.buf.clear();
                     self.on_head(dir, now, summary, bytes);

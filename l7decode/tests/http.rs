@@ -307,6 +307,41 @@ fn a_bad_head_cut_by_chunks_is_judged_as_if_whole() {
 }
 
 #[test]
+fn a_request_found_in_bytes_read_again_starts_when_its_first_byte_arrived() {
+    // A head gathered over three feeds turns out bad once its blank line comes (a bad
+    // Content-Length). Its bytes are read again, and the request found among them began with the
+    // second feed, whether each feed came whole or byte by byte.
+    let feeds: [(u64, &[u8]); 4] = [
+        (1, b"GET /a HTTP/1.1\r\nContent-Length: x\r\n"),
+        (2, b"GET /b HTTP/1.1\r\n"),
+        (3, b"\r\n"),
+        (4, b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ];
+    for split in [usize::MAX, 1, 5] {
+        let steps: Vec<(Direction, u64, &[u8])> = feeds
+            .iter()
+            .flat_map(|(t, bytes)| {
+                let dir = if *t == 4 { S } else { C };
+                bytes
+                    .chunks(split.min(bytes.len()))
+                    .map(move |c| (dir, *t, c))
+            })
+            .collect();
+        let events = run(&steps, true);
+        let t = transactions(&events);
+        assert_eq!(t.len(), 1, "split {split}: {events:?}");
+        assert_eq!(summary(t[0]), (Some("GET"), Some("/b"), Some(204), 0, 0));
+        let request = t[0].request.as_ref().unwrap();
+        assert_eq!(
+            (request.first, request.last),
+            (Timestamp(2), Timestamp(3)),
+            "split {split}"
+        );
+        assert_eq!(resyncs(&events), vec![(C, 36)], "split {split}");
+    }
+}
+
+#[test]
 fn heads_cut_short_keep_their_complete_lines() {
     // The capture lost the end of the request head (the server answered anyway), and keeps only
     // the status line and half a header of the response. Both heads keep their complete lines;

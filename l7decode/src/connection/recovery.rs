@@ -4,7 +4,9 @@
 
 #![deny(clippy::indexing_slicing)]
 
-use super::{Connection, Event, Flags, HeadStatus, Message, Phase, Sub, head_summary, parse_head};
+use super::{
+    Connection, Event, Flags, HeadStatus, Held, Message, Phase, Sub, head_summary, parse_head,
+};
 use crate::http::head::{looks_like_request, looks_like_response, starts_message_mid_line};
 use crate::mysql::session::Session;
 use crate::{Direction, Protocol, Timestamp};
@@ -104,29 +106,32 @@ impl Connection {
     /// Judges a head still being gathered in `dir` as if all its bytes had come in one chunk
     /// (the gather path parses only once the blank line arrives, to stay linear). Called before
     /// anything the other direction reports, so records do not depend on chunking.
+    ///
+    /// A bad head's bytes are read again, and may start another head that is gathered in turn
+    /// (the bytes keep the feed calls they came in): it is judged too, until the head held, if
+    /// any, could still be one, as when a single chunk is parsed in place. Each round skips at
+    /// least a byte of what is held, so this ends.
     pub(super) fn settle(&mut self, dir: Direction, now: Timestamp) {
-        let half = self.half(dir);
-        if !matches!(half.phase, Phase::Head)
-            || half.buf.is_empty()
-            || parse_head(dir, &half.buf).is_ok()
-        {
-            return;
+        loop {
+            let half = self.half(dir);
+            if !matches!(half.phase, Phase::Head)
+                || half.buf.is_empty()
+                || parse_head(dir, &half.buf).is_ok()
+            {
+                return;
+            }
+            let held = half.buf.len();
+            self.reread_after_bad_head(dir, held);
+            self.run(dir, now, &[]);
         }
-        let held = self.half(dir).buf.len();
-        self.reread_after_bad_head(dir, held);
-        self.run(dir, now, &[]);
     }
 
     /// A gathered head (its first `held` bytes) turned out bad: skip its first byte and read the
-    /// others again, exactly as if they had arrived in one chunk.
+    /// others again, each at the time it arrived, as if in the feed calls that brought them.
     pub(super) fn reread_after_bad_head(&mut self, dir: Direction, held: usize) {
         let half = self.half(dir);
-        let mut gathered = core::mem::take(&mut half.buf);
-        gathered.truncate(held);
-        half.reread = gathered.get(1..).unwrap_or_default().to_vec();
-        if let Some((message, _)) = &half.current {
-            half.reread_time = message.first;
-        }
+        half.reread = half.buf.range(1, held);
+        half.buf.clear();
         self.lose(dir);
         self.note_skipped(dir, 1);
     }
@@ -138,22 +143,19 @@ impl Connection {
     pub(super) fn start(&mut self, dir: Direction, now: Timestamp, input: &[u8]) -> usize {
         let known = self.protocol;
         let half = self.half(dir);
-        if half.buf.is_empty() {
-            half.held_since = now;
-        }
         let mut take = 0;
         let mut verdict = None;
         while verdict.is_none()
             && let Some(byte) = input.get(take)
         {
-            half.buf.extend_from_slice(&[*byte]);
+            half.buf.extend(&[*byte], now);
             take += 1;
             verdict = first_bytes(dir, &half.buf, known);
         }
         let Some(verdict) = verdict else {
             return take;
         };
-        let since = half.held_since;
+        // The bytes judged, each with the time it arrived.
         let probe = core::mem::take(&mut half.buf);
         match verdict {
             FirstBytes::Tls => {
@@ -167,24 +169,24 @@ impl Connection {
             FirstBytes::MysqlGreeting => {
                 let session =
                     Session::from_greeting(self.limits.max_pending, self.limits.max_statements);
-                self.enter_mysql(session, dir, since, &probe);
+                self.enter_mysql(session, dir, &probe);
             }
             FirstBytes::MysqlCommand => {
                 let session =
                     Session::mid_stream(self.limits.max_pending, self.limits.max_statements);
-                self.enter_mysql(session, dir, since, &probe);
+                self.enter_mysql(session, dir, &probe);
             }
             FirstBytes::MysqlHello => {
                 let session =
                     Session::from_hello(self.limits.max_pending, self.limits.max_statements);
-                self.enter_mysql(session, dir, since, &probe);
+                self.enter_mysql(session, dir, &probe);
             }
             FirstBytes::MysqlCompressedCommand => {
                 let session = Session::mid_stream_compressed(
                     self.limits.max_pending,
                     self.limits.max_statements,
                 );
-                self.enter_mysql(session, dir, since, &probe);
+                self.enter_mysql(session, dir, &probe);
             }
             FirstBytes::Mongo => {
                 // The other side starts at a message too, unless it already spoke.
@@ -194,63 +196,43 @@ impl Connection {
                     Direction::ClientToServer => [false, other_spoke],
                     Direction::ServerToClient => [other_spoke, false],
                 };
-                self.enter_mongo(lost, dir, since, &probe);
+                self.enter_mongo(lost, dir, &probe);
             }
             FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mongo) => {
-                self.enter_mongo([true, true], dir, since, &probe);
+                self.enter_mongo([true, true], dir, &probe);
             }
             FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mysql) => {
                 let session =
                     Session::searching(self.limits.max_pending, self.limits.max_statements);
-                self.enter_mysql(session, dir, since, &probe);
+                self.enter_mysql(session, dir, &probe);
             }
             FirstBytes::Other => {
                 let half = self.half(dir);
                 half.phase = Phase::Lost;
                 half.line_start = true;
-                half.reread = probe.to_vec();
-                half.reread_time = since;
+                half.reread = probe;
             }
         }
         take
     }
 
     /// MongoDB from here on; `lost` says which sides must first find a message start.
-    fn enter_mongo(&mut self, lost: [bool; 2], dir: Direction, since: Timestamp, probe: &[u8]) {
+    fn enter_mongo(&mut self, lost: [bool; 2], dir: Direction, probe: &Held) {
         let session = crate::mongo::session::Session::new(
             self.limits.max_pending,
             self.limits.max_buffered.max(16 << 20),
             lost,
         );
-        self.enter_sub(
-            Sub::Mongo(Box::new(session)),
-            Protocol::Mongo,
-            dir,
-            since,
-            probe,
-        );
+        self.enter_sub(Sub::Mongo(Box::new(session)), Protocol::Mongo, dir, probe);
     }
 
-    fn enter_mysql(&mut self, session: Session, dir: Direction, since: Timestamp, probe: &[u8]) {
-        self.enter_sub(
-            Sub::Mysql(Box::new(session)),
-            Protocol::Mysql,
-            dir,
-            since,
-            probe,
-        );
+    fn enter_mysql(&mut self, session: Session, dir: Direction, probe: &Held) {
+        self.enter_sub(Sub::Mysql(Box::new(session)), Protocol::Mysql, dir, probe);
     }
 
-    /// From here on both directions go to `sub`; bytes the HTTP side held are counted as
-    /// skipped.
-    fn enter_sub(
-        &mut self,
-        mut sub: Sub,
-        protocol: Protocol,
-        dir: Direction,
-        since: Timestamp,
-        probe: &[u8],
-    ) {
+    /// From here on both directions go to `sub`, which `dir`'s judged first bytes are handed to,
+    /// each at the time it arrived; bytes the HTTP side held are counted as skipped.
+    fn enter_sub(&mut self, mut sub: Sub, protocol: Protocol, dir: Direction, probe: &Held) {
         self.protocol = Some(protocol);
         self.events.push_back(Event::Protocol(protocol));
         for d in [Direction::ClientToServer, Direction::ServerToClient] {
@@ -265,7 +247,9 @@ impl Connection {
             }
         }
         let before = self.events.len();
-        sub.feed(dir, since, probe, &mut self.events);
+        for (bytes, at) in probe.runs() {
+            sub.feed(dir, at, bytes, &mut self.events);
+        }
         self.sub = Some(sub);
         self.count_records(before);
     }
@@ -317,29 +301,28 @@ impl Connection {
         if !half.buf.is_empty() {
             let held = half.buf.len();
             let take = MAX_PROBE.saturating_sub(held).min(input.len());
-            half.buf
-                .extend_from_slice(input.get(..take).unwrap_or_default());
+            half.buf.extend(input.get(..take).unwrap_or_default(), now);
             match judge(&half.buf, half.held_line_start) {
                 Some(true) => {
-                    // The held bytes start the head, which began when they arrived: the head
-                    // parser gathers from here.
+                    // The held bytes start the head, which began when the first of them
+                    // arrived: the head parser gathers from here.
+                    let since = half.buf.first_time().unwrap_or(now);
                     half.phase = Phase::Head;
-                    half.current = Some((Message::starting(half.held_since), false));
+                    half.current = Some((Message::starting(since), false));
                     self.found_http();
                     return take;
                 }
                 None => return take,
                 // Not a start after all: skip its first byte. The other held bytes hold no line
                 // end, but may start a candidate ("PO" then "P": "OPTIONS /"), so they are read
-                // again, before this chunk, as if they had come with it.
+                // again, before this chunk, each at the time it arrived.
                 Some(false) => {
                     skipped += 1;
                     half.line_start = false;
-                    let again = half.buf.get(1..held).unwrap_or_default().to_vec();
+                    let again = half.buf.range(1, held);
                     half.buf.clear();
                     if !again.is_empty() {
                         half.reread = again;
-                        half.reread_time = half.held_since;
                         self.note_skipped(dir, skipped);
                         return 0;
                     }
@@ -389,9 +372,8 @@ impl Connection {
                 None => {
                     // A candidate cut by the chunk's end: hold it.
                     skipped += i;
-                    half.buf.extend_from_slice(rest);
+                    half.buf.extend(rest, now);
                     half.held_line_start = line_start;
-                    half.held_since = now;
                     self.note_skipped(dir, skipped);
                     return input.len();
                 }
@@ -485,9 +467,11 @@ impl Connection {
         };
         let summary = head_summary(&head);
         let partial_line = half.buf.len() - cut;
-        let lines = half.buf.split_to(cut).freeze();
+        // The message's last byte is the one that ends its last complete line.
+        let first = half.current.as_ref().map_or(Timestamp(0), |(m, _)| m.first);
+        let last = half.buf.time_at(cut - 1).unwrap_or(first);
+        let lines = half.buf.split_to(cut);
         half.buf.clear();
-        let last = half.current.as_ref().map_or(Timestamp(0), |(m, _)| m.last);
         self.note_skipped(dir, partial_line);
         self.on_head(dir, last, summary, lines);
         match dir {

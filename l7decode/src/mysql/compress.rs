@@ -1,15 +1,27 @@
 //! The compressed protocol (CLIENT_COMPRESS) as a stream layer under the packet framer: frames of
 //! `comp_len:u24 comp_seq:u8 uncomp_len:u24` + payload, each zlib-compressed on its own, or stored
 //! as is when `uncomp_len` is 0. Frames are not aligned with MySQL packets, so the inflated bytes
-//! are handed on as a plain stream. Memory is one inflate state and a fixed output buffer,
-//! whatever the frame size.
+//! are handed on as a plain stream. Memory is one decompressor and its 32 KiB window, whatever
+//! the frame size.
+//!
+//! The window is the output buffer: each step's bytes are handed on from it as they are
+//! decoded, before the step's status is looked at. (A streaming inflate with an output buffer
+//! of its own keeps decoded bytes that did not fit back, and drops them if the same step then
+//! meets a bad byte; how many depends on how much input the step was given, so the plain bytes
+//! handed on before a corrupt frame, and the count of those skipped after them, would depend on
+//! how the compressed bytes were chunked.)
 
 #![deny(clippy::indexing_slicing)]
 
-use miniz_oxide::inflate::stream::{InflateState, inflate};
-use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+use miniz_oxide::inflate::TINFLStatus;
+use miniz_oxide::inflate::core::inflate_flags::{
+    TINFL_FLAG_COMPUTE_ADLER32, TINFL_FLAG_HAS_MORE_INPUT, TINFL_FLAG_PARSE_ZLIB_HEADER,
+};
+use miniz_oxide::inflate::core::{DecompressorOxide, TINFL_LZ_DICT_SIZE, decompress};
 
-const OUT: usize = 16 << 10;
+/// A zlib stream with more input to come, decoded into a wrapping window.
+const FLAGS: u32 =
+    TINFL_FLAG_PARSE_ZLIB_HEADER | TINFL_FLAG_COMPUTE_ADLER32 | TINFL_FLAG_HAS_MORE_INPUT;
 
 /// What the compressed layer hands on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +51,11 @@ pub(crate) struct Inflate {
     /// No plain byte of the current frame was handed on yet.
     fresh: bool,
 
-    state: Box<InflateState>,
-    out: Box<[u8]>,
+    decomp: Box<DecompressorOxide>,
+    /// The decompressor's window (a power of two, used circularly), where its output lands.
+    window: Box<[u8]>,
+    /// Where the next decoded byte goes in `window`.
+    at: usize,
 }
 
 impl core::fmt::Debug for Inflate {
@@ -64,8 +79,9 @@ impl Inflate {
             produced: 0,
             broken: false,
             fresh: false,
-            state: InflateState::new_boxed(DataFormat::Zlib),
-            out: vec![0; OUT].into_boxed_slice(),
+            decomp: Box::default(),
+            window: vec![0; TINFL_LZ_DICT_SIZE].into_boxed_slice(),
+            at: 0,
         }
     }
 
@@ -90,7 +106,12 @@ impl Inflate {
                     self.broken = false;
                     self.fresh = true;
                     if self.plain_len > 0 {
-                        self.state.reset(DataFormat::Zlib);
+                        // A fresh stream: a distance reaching before its start reads zeros, not
+                        // what earlier frames left (how much of a frame given up on was decoded
+                        // depends on chunking).
+                        self.decomp.init();
+                        self.window.fill(0);
+                        self.at = 0;
                     }
                     self.end_frame_if_done(&mut sink);
                 }
@@ -130,35 +151,39 @@ impl Inflate {
 
     fn inflate_into(&mut self, mut frame: &[u8], sink: &mut impl FnMut(Piece<'_>) -> bool) {
         loop {
-            let result = inflate(&mut self.state, frame, &mut self.out, MZFlush::None);
-            frame = frame.get(result.bytes_consumed..).unwrap_or_default();
-            // Everything inflated before a bad byte is handed on, then the frame is given up:
+            let at = self.at;
+            let (status, consumed, written) =
+                decompress(&mut self.decomp, frame, &mut self.window, at, FLAGS);
+            frame = frame.get(consumed..).unwrap_or_default();
+            self.at = (at + written) & (TINFL_LZ_DICT_SIZE - 1);
+            // Everything decoded before a bad byte is handed on, then the frame is given up:
             // the same plain bytes come out however the compressed ones were chunked.
             let room = self.plain_len.saturating_sub(self.produced) as usize;
-            let written = result.bytes_written.min(room);
-            let overflow = result.bytes_written > room;
-            self.produced = self.produced.saturating_add(written as u32);
-            if written > 0 {
+            let kept = written.min(room);
+            let overflow = written > room;
+            self.produced = self.produced.saturating_add(kept as u32);
+            if kept > 0 {
                 let fresh = core::mem::take(&mut self.fresh);
-                if !sink(Piece::Plain(
-                    self.out.get(..written).unwrap_or_default(),
-                    fresh,
-                )) {
+                let plain = self.window.get(at..at + kept).unwrap_or_default();
+                if !sink(Piece::Plain(plain, fresh)) {
                     self.break_frame(sink);
                     return;
                 }
             }
-            match result.status {
+            match status {
                 _ if overflow => {
                     self.corrupt(sink);
                     return;
                 }
-                Ok(MZStatus::StreamEnd) => return,
-                Ok(_) if frame.is_empty() && written < self.out.len() => return,
-                Ok(_) => {}
-                // No progress possible: more input is needed.
-                Err(MZError::Buf) => return,
-                Err(_) => {
+                // The window's end was reached: decoding goes on at its start.
+                TINFLStatus::HasMoreOutput if consumed > 0 || written > 0 => {}
+                // The stream ended (what follows in the frame is ignored), or more input is
+                // needed (with more input announced, "cannot make progress" means the same).
+                TINFLStatus::Done
+                | TINFLStatus::NeedsMoreInput
+                | TINFLStatus::FailedCannotMakeProgress
+                | TINFLStatus::HasMoreOutput => return,
+                _ => {
                     self.corrupt(sink);
                     return;
                 }
@@ -245,6 +270,60 @@ mod tests {
                 });
             }
             assert_eq!(got, expected, "chunks of {chunk}");
+        }
+    }
+
+    /// Plain bytes handed on, then what came instead, for `stream` fed in `chunk`-byte pieces.
+    fn outcome(stream: &[u8], chunk: usize) -> (Vec<u8>, Vec<String>) {
+        let mut z = Inflate::new();
+        let (mut plain, mut other) = (Vec::new(), Vec::new());
+        for piece in stream.chunks(chunk.min(stream.len())) {
+            z.feed(piece, |p| {
+                match p {
+                    Piece::Plain(bytes, _) => plain.extend_from_slice(bytes),
+                    Piece::Corrupt => other.push("corrupt".to_owned()),
+                    Piece::Skipped(n) => other.push(format!("skipped {n}")),
+                }
+                true
+            });
+        }
+        (plain, other)
+    }
+
+    #[test]
+    fn bytes_decoded_before_a_bad_one_come_out_in_any_chunking() {
+        // Highly compressible, so one step decodes more than 16 KiB.
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        // A bad checksum: every byte decodes, then the frame is corrupt.
+        let mut checksum = frame(&big, true);
+        if let Some(last) = checksum.last_mut() {
+            *last ^= 1;
+        }
+        // Stored deflate blocks, the second one's length check broken: the first block's bytes
+        // come out, then the frame is corrupt.
+        let body = miniz_oxide::deflate::compress_to_vec_zlib(&big, 0);
+        let mut stored = (body.len() as u32).to_le_bytes()[..3].to_vec();
+        stored.push(0);
+        stored.extend_from_slice(&(big.len() as u32).to_le_bytes()[..3]);
+        stored.extend_from_slice(&body);
+        // Each stored block: a header byte, LEN, NLEN, then LEN bytes.
+        let first_len = usize::from(u16::from_le_bytes([body[3], body[4]]));
+        assert!(first_len > 16 << 10 && first_len < big.len());
+        stored[7 + 2 + 5 + first_len + 3] ^= 0xff;
+        for (stream, plain_len) in [(checksum, big.len()), (stored, first_len)] {
+            let whole = outcome(&stream, usize::MAX);
+            assert_eq!(whole.0.len(), plain_len);
+            assert_eq!(whole.0[..], big[..plain_len]);
+            assert_eq!(
+                whole.1,
+                [
+                    "corrupt".to_owned(),
+                    format!("skipped {}", big.len() - plain_len)
+                ]
+            );
+            for chunk in [1, 13, 1000] {
+                assert_eq!(outcome(&stream, chunk), whole, "chunks of {chunk}");
+            }
         }
     }
 

@@ -80,7 +80,7 @@ pub(crate) fn check(data: &[u8]) {
         assert!(stats.bytes_held <= limits.max_bytes, "{stats:?}");
         assert!(stats.flows_open <= limits.max_flows);
         assert_eq!(stats.flows_open, open.len());
-        assert!(stats.dropped_after_close + stats.dropped_no_flow <= given);
+        assert!(stats.late_acks + stats.dropped_after_close + stats.dropped_no_flow <= given);
         assert!(stats.dropped_replayed_syn <= stats.dropped_after_close);
     }
     tracker.feed_eof(Timestamp(now));

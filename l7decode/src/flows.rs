@@ -256,7 +256,10 @@ pub struct FlowStats {
     pub evicted_max_flows: u64,
     /// Flows evicted for [`FlowLimits::max_bytes`].
     pub evicted_budget: u64,
-    /// Segments of a recently closed flow, dropped (the last ACK, retransmissions, replays).
+    /// Bare ACKs of a recently closed flow (the last ACK of every close), dropped.
+    pub late_acks: u64,
+    /// Other segments of a recently closed flow, dropped: retransmitted data or FINs, RSTs,
+    /// replayed SYNs.
     pub dropped_after_close: u64,
     /// Of those, SYNs replayed with the closed flow's initial sequence number.
     pub dropped_replayed_syn: u64,
@@ -580,6 +583,13 @@ impl FlowTracker {
         if let Some(closed) = self.closed.get(&key) {
             let from_client = from_a == closed.client_is_a;
             if closed.owns(from_client, segment.flags.syn(), segment.seq) {
+                let flags = segment.flags;
+                let bare =
+                    segment.payload.is_empty() && !(flags.syn() || flags.fin() || flags.rst());
+                if bare {
+                    self.stats.late_acks += 1;
+                    return None;
+                }
                 self.stats.dropped_after_close += 1;
                 if segment.flags.syn() && !segment.flags.ack() {
                     self.stats.dropped_replayed_syn += 1;
@@ -685,7 +695,6 @@ impl FlowTracker {
         };
         let mut cost = FLOW_BYTES;
         let mut ended = None;
-        let (client, server) = flow.endpoints();
         if let Some(streams) = flow.streams.as_mut() {
             cost += streams.bytes();
             if streams.ended.iter().all(|e| *e) {
@@ -702,7 +711,10 @@ impl FlowTracker {
                 self.deadlines.push(Reverse((deadline, slot, flow.id)));
             }
         }
-        self.out.tag(&mut self.events, flow.id, client, server);
+        if !self.out.decoded.is_empty() {
+            let (client, server) = flow.endpoints();
+            self.out.tag(&mut self.events, flow.id, client, server);
+        }
         self.stats.bytes_held = self.stats.bytes_held - flow.cost + cost;
         flow.cost = cost;
         let last_seen = flow.last_seen;

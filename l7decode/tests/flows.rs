@@ -209,8 +209,8 @@ fn a_whole_connection_opens_decodes_and_closes_by_fin() {
         (stats.flows_opened, stats.closed_fin, stats.flows_open),
         (1, 1, 0)
     );
-    // The last ACK arrived after both FINs: dropped as a segment of a closed flow.
-    assert_eq!(stats.dropped_after_close, 1);
+    // The last ACK arrived after both FINs: dropped as a late ACK of a closed flow.
+    assert_eq!((stats.late_acks, stats.dropped_after_close), (1, 0));
     assert_eq!((stats.gap_bytes, stats.bytes_held), (0, 0));
 }
 
@@ -282,7 +282,7 @@ fn replays_after_close_open_no_flow_and_lose_no_byte() {
     assert_eq!(records(&events), [("/a".into(), Some(200), false)]);
     let stats = tracker.stats();
     assert_eq!((stats.flows_opened, stats.gap_bytes), (1, 0));
-    assert_eq!(stats.dropped_after_close, 3); // the last ACK, the response, the SYN
+    assert_eq!((stats.late_acks, stats.dropped_after_close), (1, 2)); // the response, the SYN
     assert_eq!(stats.dropped_replayed_syn, 1);
 
     // A new SYN (another ISN) on the same addresses is a new connection.

@@ -112,6 +112,8 @@ fn add(total: &mut Totals, t: &Totals) {
     total.tls_connections += t.tls_connections;
     total.unknown_connections += t.unknown_connections;
     total.messages += t.messages;
+    total.evicted_connections += t.evicted_connections;
+    total.late_segments += t.late_segments;
 }
 
 /// The request's headers as `(name, value)` pairs, for `tracectx`.
@@ -521,5 +523,12 @@ fn table(table: Table, totals: &Totals, top: usize) -> String {
         "\n{} packets, {} TCP connections ({} TLS, {} other), {} transactions, {} bytes lost by the capture, {} bytes skipped while resynchronising\n",
         totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, records, totals.gap_bytes, totals.skipped_bytes
     ));
+    // What the flow tracker's bounds did, when they did anything.
+    if totals.evicted_connections + totals.late_segments > 0 {
+        out.push_str(&format!(
+            "{} connections evicted (silent too long, or over the flow tracker's bounds), {} segments of closed connections dropped\n",
+            totals.evicted_connections, totals.late_segments
+        ));
+    }
     out
 }

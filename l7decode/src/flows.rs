@@ -276,48 +276,69 @@ pub struct FlowStats {
     pub closed_remembered: usize,
 }
 
-/// One endpoint in a compact, hashable form (IPv4 as IPv4-mapped IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Endpoint {
-    ip: [u8; 16],
-    port: u16,
+/// One endpoint, packed: the address as IPv6 (IPv4 mapped), then the port, big-endian, so
+/// that comparing the bytes compares (address, port).
+type Endpoint = [u8; 18];
+
+fn endpoint(addr: SocketAddr) -> Endpoint {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    let mut out = [0; 18];
+    let (ip_part, port_part) = out.split_at_mut(16);
+    ip_part.copy_from_slice(&ip.octets());
+    port_part.copy_from_slice(&addr.port().to_be_bytes());
+    out
 }
 
-impl Endpoint {
-    fn of(addr: SocketAddr) -> Self {
-        let ip = match addr.ip() {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-            IpAddr::V6(v6) => v6,
-        };
-        Self {
-            ip: ip.octets(),
-            port: addr.port(),
-        }
-    }
-
-    fn addr(self) -> SocketAddr {
-        let v6 = Ipv6Addr::from(self.ip);
-        let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
-        SocketAddr::new(ip, self.port)
-    }
+fn socket_addr(endpoint: &[u8]) -> SocketAddr {
+    let ip: [u8; 16] = endpoint
+        .get(..16)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
+    let port = endpoint
+        .get(16..18)
+        .map_or(0, |p| u16::from_be_bytes([p[0], p[1]]));
+    let v6 = Ipv6Addr::from(ip);
+    let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
+    SocketAddr::new(ip, port)
 }
 
-/// A connection's two endpoints in canonical order (`a <= b`), the same for both directions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct FlowKey {
-    a: Endpoint,
-    b: Endpoint,
+/// A connection's two endpoints in canonical order (the smaller first), the same for both
+/// directions: 36 bytes hashed in one write (the table's keys are chosen by whoever sends
+/// packets, so the hasher stays std's keyed SipHash; one write keeps it cheap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct FlowKey([u8; 36]);
+
+impl core::hash::Hash for FlowKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.0);
+    }
 }
 
 impl FlowKey {
-    /// The key of a segment from `src` to `dst`, and whether it travels from `a` to `b`.
+    /// The key of a segment from `src` to `dst`, and whether it travels from the first endpoint
+    /// to the second.
     fn of(src: SocketAddr, dst: SocketAddr) -> (Self, bool) {
-        let (s, d) = (Endpoint::of(src), Endpoint::of(dst));
-        if s <= d {
-            (Self { a: s, b: d }, true)
-        } else {
-            (Self { a: d, b: s }, false)
-        }
+        let (s, d) = (endpoint(src), endpoint(dst));
+        let forward = s <= d;
+        let (first, second) = if forward { (s, d) } else { (d, s) };
+        let mut key = [0; 36];
+        let (a, b) = key.split_at_mut(18);
+        a.copy_from_slice(&first);
+        b.copy_from_slice(&second);
+        (Self(key), forward)
+    }
+
+    /// The smaller endpoint.
+    fn a(&self) -> SocketAddr {
+        socket_addr(self.0.get(..18).unwrap_or_default())
+    }
+
+    /// The larger endpoint.
+    fn b(&self) -> SocketAddr {
+        socket_addr(self.0.get(18..).unwrap_or_default())
     }
 }
 
@@ -358,12 +379,11 @@ struct Flow {
 
 impl Flow {
     fn endpoints(&self) -> (SocketAddr, SocketAddr) {
-        let (client, server) = if self.client_is_a {
-            (self.key.a, self.key.b)
+        if self.client_is_a {
+            (self.key.a(), self.key.b())
         } else {
-            (self.key.b, self.key.a)
-        };
-        (client.addr(), server.addr())
+            (self.key.b(), self.key.a())
+        }
     }
 
     fn class(&self) -> usize {

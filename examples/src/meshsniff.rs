@@ -176,7 +176,12 @@ fn drain(tracker: &mut FlowTracker, on_record: &mut impl FnMut(Record), totals: 
 
 /// `OK`, `CLIENT_ERROR`, `SERVER_ERROR`, or `MISSING` (no final response).
 pub fn outcome(t: &Transaction) -> &'static str {
-    match t.status() {
+    outcome_of(t.status())
+}
+
+/// [`outcome`] of a final status code (`None`: no final response).
+pub fn outcome_of(status: Option<u16>) -> &'static str {
+    match status {
         None => "MISSING",
         Some(400..=499) => "CLIENT_ERROR",
         Some(500..=599) => "SERVER_ERROR",

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use examples::capture::open;
-use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome, seconds, sql_shape};
+use examples::meshsniff::{
+    Exchange, Record, Totals, analyze, outcome, outcome_of, seconds, sql_shape,
+};
 use l7decode::mongo::Operation;
 use l7decode::mysql::{Command, Status};
 use serde::Serialize;
@@ -144,11 +146,15 @@ fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
     let req = t.request.as_ref()?;
     // Most requests carry no trace header: look before splitting the head into pairs.
     let head = req.head();
-    let has = |name: &[u8]| {
-        head.windows(name.len())
-            .any(|w| w.eq_ignore_ascii_case(name))
-    };
-    if !has(b"traceparent") && !has(b"b3") {
+    // Only the names tracectx reads: `traceparent`, `b3` and `x-b3-*`.
+    let traced = head.split(|b| *b == b'\n').skip(1).any(|line| {
+        let name = |prefix: &[u8]| {
+            line.get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        name(b"traceparent:") || name(b"b3:") || name(b"x-b3-")
+    });
+    if !traced {
         return None;
     }
     let headers = header_pairs(head);
@@ -170,6 +176,49 @@ fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
         });
     }
     None
+}
+
+/// A socket address as `--json` writes it: IPv4 formatted by hand into a stack buffer (the
+/// standard `Display` costs more than the rest of a record), IPv6 through `Display`.
+fn socket_addr<S: serde::Serializer>(addr: &&SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
+    let SocketAddr::V4(v4) = addr else {
+        return serializer.collect_str(addr);
+    };
+    /// "255.255.255.255:65535" at most.
+    struct Text {
+        bytes: [u8; 21],
+        len: usize,
+    }
+    impl Text {
+        fn byte(&mut self, b: u8) {
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        fn decimal(&mut self, n: u16) {
+            let mut started = false;
+            for div in [10_000, 1_000, 100, 10, 1] {
+                let digit = (n / div % 10) as u8;
+                started |= digit != 0 || div == 1;
+                if started {
+                    self.byte(b'0' + digit);
+                }
+            }
+        }
+    }
+    let mut text = Text {
+        bytes: [0; 21],
+        len: 0,
+    };
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        text.decimal(u16::from(octet));
+        text.byte(if i < 3 { b'.' } else { b':' });
+    }
+    text.decimal(v4.port());
+    let buf = text.bytes;
+    let len = text.len;
+    serializer.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
 /// Serializes a value through its `Display`, without an intermediate `String`.
@@ -304,8 +353,8 @@ impl Serialize for FlagNames {
 /// An HTTP record as `--json` writes it: borrowed from the transaction, keys in sorted order.
 #[derive(Serialize)]
 struct HttpJson<'a> {
-    #[serde(serialize_with = "display")]
-    client: &'a std::net::SocketAddr,
+    #[serde(serialize_with = "socket_addr")]
+    client: &'a SocketAddr,
     flags: FlagNames,
     interim_statuses: &'a [u16],
     latency_us: Option<f64>,
@@ -320,8 +369,8 @@ struct HttpJson<'a> {
     resp_body_bytes: Option<u64>,
     resp_first_time: Option<f64>,
     resp_last_time: Option<f64>,
-    #[serde(serialize_with = "display")]
-    server: &'a std::net::SocketAddr,
+    #[serde(serialize_with = "socket_addr")]
+    server: &'a SocketAddr,
     status: Option<u16>,
     trace: Option<TraceJson>,
     ttfb_us: Option<f64>,
@@ -334,13 +383,15 @@ impl<'a> HttpJson<'a> {
             m.map(|m| seconds(if first { m.first } else { m.last }))
         };
         let (req, resp) = (t.request.as_ref(), t.response.as_ref());
+        // Each accessor reads the start line again: once each.
+        let status = t.status();
         Self {
             client: &r.client,
             flags: FlagNames(t.flags),
             interim_statuses: t.interim_statuses(),
             latency_us: t.latency_ns().map(|n| n as f64 / 1e3),
             method: t.method(),
-            outcome: outcome(t),
+            outcome: outcome_of(status),
             proto: "http",
             reason: t.reason(),
             req_body_bytes: req.map(|m| m.body_bytes),
@@ -351,7 +402,7 @@ impl<'a> HttpJson<'a> {
             resp_first_time: time(resp, true),
             resp_last_time: time(resp, false),
             server: &r.server,
-            status: t.status(),
+            status,
             trace: trace(t),
             ttfb_us: t.ttfb_ns().map(|n| n as f64 / 1e3),
             uri: t.uri(),

@@ -16,7 +16,6 @@ use examples::meshsniff::{
 };
 use l7decode::mongo::Operation;
 use l7decode::mysql::{Command, Status};
-use serde::Serialize;
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: meshsniff [CAPTURE...] [--json] [--top N]";
@@ -51,6 +50,8 @@ fn main() -> ExitCode {
         paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mesh_demo.pcap.gz"));
     }
     let mut summary = Table::default();
+    // One record's JSON, reused for every record.
+    let mut line = Vec::new();
     let mut totals = Totals::default();
     let mut read_any = false;
     let stdout = std::io::stdout();
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
                 );
             }
             if json_out {
-                let _ = write_record(&mut out, &r);
+                let _ = write_record(&mut out, &mut line, &r);
             } else {
                 summary.add(&r);
             }
@@ -130,21 +131,16 @@ fn header_pairs(head: &[u8]) -> Vec<(&str, &str)> {
         .collect()
 }
 
-/// A request's trace context, as `--json` writes it (keys in the order `serde_json::Value`
-/// sorts them, so every record kind reads alike).
-#[derive(Serialize)]
+/// A request's trace context, as `--json` writes it.
 struct TraceJson {
     format: &'static str,
     sampled: Option<bool>,
-    #[serde(serialize_with = "display")]
     span_id: Box<dyn std::fmt::Display>,
-    #[serde(serialize_with = "display")]
     trace_id: Box<dyn std::fmt::Display>,
 }
 
 fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
     let req = t.request.as_ref()?;
-    // Most requests carry no trace header: look before splitting the head into pairs.
     let head = req.head();
     // Only the names tracectx reads: `traceparent`, `b3` and `x-b3-*`.
     let traced = head.split(|b| *b == b'\n').skip(1).any(|line| {
@@ -178,72 +174,147 @@ fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
     None
 }
 
-/// A socket address as `--json` writes it: IPv4 formatted by hand into a stack buffer (the
-/// standard `Display` costs more than the rest of a record), IPv6 through `Display`.
-fn socket_addr<S: serde::Serializer>(addr: &&SocketAddr, serializer: S) -> Result<S::Ok, S::Error> {
-    let SocketAddr::V4(v4) = addr else {
-        return serializer.collect_str(addr);
-    };
-    /// "255.255.255.255:65535" at most.
-    struct Text {
-        bytes: [u8; 21],
-        len: usize,
-    }
-    impl Text {
-        fn byte(&mut self, b: u8) {
-            if let Some(slot) = self.bytes.get_mut(self.len) {
-                *slot = b;
-                self.len += 1;
-            }
-        }
-        fn decimal(&mut self, n: u16) {
-            let mut started = false;
-            for div in [10_000, 1_000, 100, 10, 1] {
-                let digit = (n / div % 10) as u8;
-                started |= digit != 0 || div == 1;
-                if started {
-                    self.byte(b'0' + digit);
-                }
-            }
-        }
-    }
-    let mut text = Text {
-        bytes: [0; 21],
-        len: 0,
-    };
-    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-        text.decimal(u16::from(octet));
-        text.byte(if i < 3 { b'.' } else { b':' });
-    }
-    text.decimal(v4.port());
-    let buf = text.bytes;
-    let len = text.len;
-    serializer.serialize_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())
-}
-
-/// Serializes a value through its `Display`, without an intermediate `String`.
-fn display<T: std::fmt::Display + ?Sized, S: serde::Serializer>(
-    value: &T,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
-}
-
 /// Writes one record as a line of JSON.
-fn write_record(out: &mut impl Write, r: &Record) -> std::io::Result<()> {
+fn write_record(out: &mut impl Write, line: &mut Vec<u8>, r: &Record) -> std::io::Result<()> {
+    line.clear();
     match &r.exchange {
-        Exchange::Http(t) => serde_json::to_writer(&mut *out, &HttpJson::new(r, t))?,
-        _ => serde_json::to_writer(&mut *out, &record_json(r))?,
+        Exchange::Http(t) => http_line(line, r, t),
+        Exchange::Mysql(c) => serde_json::to_writer(&mut *line, &mysql_json(r, c))?,
+        Exchange::Mongo(o) => serde_json::to_writer(&mut *line, &mongo_json(r, o))?,
     }
-    out.write_all(b"\n")
+    line.push(b'\n');
+    out.write_all(line)
 }
 
-fn record_json(r: &Record) -> Value {
-    match &r.exchange {
-        Exchange::Http(t) => serde_json::to_value(HttpJson::new(r, t)).unwrap_or(Value::Null),
-        Exchange::Mysql(c) => mysql_json(r, c),
-        Exchange::Mongo(o) => mongo_json(r, o),
+/// One JSON object written field by field: the HTTP record is the one a busy capture has by the
+/// hundred thousand, and building a `serde_json::Value` (or running the derived serializer,
+/// which escapes every key byte by byte) cost several times the decoding. Keys are trusted
+/// literals written in the order `Value` sorts them; values are written as serde_json writes
+/// them (its own float formatting and string escaping), so the output is the same bytes.
+struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    fields: usize,
+}
+
+impl<'a> JsonObject<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, fields: 0 }
     }
+
+    fn key(&mut self, key: &str) -> &mut Vec<u8> {
+        if self.fields > 0 {
+            self.out.push(b',');
+        }
+        self.fields += 1;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key).extend_from_slice(b"null");
+    }
+
+    fn str(&mut self, key: &str, value: Option<&str>) {
+        let Some(value) = value else {
+            return self.null(key);
+        };
+        let out = self.key(key);
+        // Most values need no escape: copied as they are.
+        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            out.push(b'"');
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+    }
+
+    fn display(&mut self, key: &str, value: &dyn std::fmt::Display) {
+        let out = self.key(key);
+        out.push(b'"');
+        let _ = write!(out, "{value}");
+        out.push(b'"');
+    }
+
+    fn addr(&mut self, key: &str, addr: &SocketAddr) {
+        let out = self.key(key);
+        out.push(b'"');
+        push_addr(out, addr);
+        out.push(b'"');
+    }
+
+    fn uint(&mut self, key: &str, value: Option<u64>) {
+        match value {
+            Some(n) => {
+                let mut digits = itoa::Buffer::new();
+                self.key(key).extend_from_slice(digits.format(n).as_bytes());
+            }
+            None => self.null(key),
+        }
+    }
+
+    fn float(&mut self, key: &str, value: Option<f64>) {
+        match value {
+            Some(x) => {
+                let _ = serde_json::to_writer(&mut *self.key(key), &x);
+            }
+            None => self.null(key),
+        }
+    }
+
+    fn bool(&mut self, key: &str, value: Option<bool>) {
+        match value {
+            Some(b) => self
+                .key(key)
+                .extend_from_slice(if b { b"true" } else { b"false" }),
+            None => self.null(key),
+        }
+    }
+
+    fn strs<'s>(&mut self, key: &str, values: impl IntoIterator<Item = &'s str>) {
+        self.key(key).push(b'[');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *self.out, value);
+        }
+        self.out.push(b']');
+    }
+
+    fn uints(&mut self, key: &str, values: impl IntoIterator<Item = u64>) {
+        self.key(key).push(b'[');
+        let mut digits = itoa::Buffer::new();
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(digits.format(value).as_bytes());
+        }
+        self.out.push(b']');
+    }
+
+    fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// A socket address as `Display` writes it, with IPv4 formatted by hand (the standard
+/// `Display` costs more than the rest of a record).
+fn push_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
+    let SocketAddr::V4(v4) = addr else {
+        let _ = write!(out, "{addr}");
+        return;
+    };
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+        out.extend_from_slice(digits.format(octet).as_bytes());
+        out.push(if i < 3 { b'.' } else { b':' });
+    }
+    out.extend_from_slice(digits.format(v4.port()).as_bytes());
 }
 
 /// The fields every MySQL and MongoDB record shares: protocol, endpoints, the four times and the
@@ -341,73 +412,52 @@ fn flag_names(f: l7decode::Flags) -> Vec<&'static str> {
     .collect()
 }
 
-/// The flags that are set, serialized as a list of their names.
-struct FlagNames(l7decode::Flags);
-
-impl Serialize for FlagNames {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(flag_names(self.0))
-    }
-}
-
-/// An HTTP record as `--json` writes it: borrowed from the transaction, keys in sorted order.
-#[derive(Serialize)]
-struct HttpJson<'a> {
-    #[serde(serialize_with = "socket_addr")]
-    client: &'a SocketAddr,
-    flags: FlagNames,
-    interim_statuses: &'a [u16],
-    latency_us: Option<f64>,
-    method: Option<&'a str>,
-    outcome: &'static str,
-    proto: &'static str,
-    reason: Option<&'a str>,
-    req_body_bytes: Option<u64>,
-    req_first_time: Option<f64>,
-    req_time: Option<f64>,
-    req_version: Option<&'a str>,
-    resp_body_bytes: Option<u64>,
-    resp_first_time: Option<f64>,
-    resp_last_time: Option<f64>,
-    #[serde(serialize_with = "socket_addr")]
-    server: &'a SocketAddr,
-    status: Option<u16>,
-    trace: Option<TraceJson>,
-    ttfb_us: Option<f64>,
-    uri: Option<&'a str>,
-}
-
-impl<'a> HttpJson<'a> {
-    fn new(r: &'a Record, t: &'a l7decode::Transaction) -> Self {
-        let time = |m: Option<&l7decode::Message>, first: bool| {
-            m.map(|m| seconds(if first { m.first } else { m.last }))
-        };
-        let (req, resp) = (t.request.as_ref(), t.response.as_ref());
-        // Each accessor reads the start line again: once each.
-        let status = t.status();
-        Self {
-            client: &r.client,
-            flags: FlagNames(t.flags),
-            interim_statuses: t.interim_statuses(),
-            latency_us: t.latency_ns().map(|n| n as f64 / 1e3),
-            method: t.method(),
-            outcome: outcome_of(status),
-            proto: "http",
-            reason: t.reason(),
-            req_body_bytes: req.map(|m| m.body_bytes),
-            req_first_time: time(req, true),
-            req_time: time(req, false),
-            req_version: t.request_version().and_then(|v| v.strip_prefix("HTTP/")),
-            resp_body_bytes: resp.map(|m| m.body_bytes),
-            resp_first_time: time(resp, true),
-            resp_last_time: time(resp, false),
-            server: &r.server,
-            status,
-            trace: trace(t),
-            ttfb_us: t.ttfb_ns().map(|n| n as f64 / 1e3),
-            uri: t.uri(),
+/// An HTTP record as one JSON object (the same fields and bytes as `serde_json::Value` gave).
+fn http_line(line: &mut Vec<u8>, r: &Record, t: &l7decode::Transaction) {
+    let time = |m: Option<&l7decode::Message>, first: bool| {
+        m.map(|m| seconds(if first { m.first } else { m.last }))
+    };
+    let (req, resp) = (t.request.as_ref(), t.response.as_ref());
+    // Each accessor reads the start line again: once each.
+    let status = t.status();
+    let mut o = JsonObject::new(line);
+    o.addr("client", &r.client);
+    o.strs("flags", flag_names(t.flags));
+    o.uints(
+        "interim_statuses",
+        t.interim_statuses().iter().map(|s| u64::from(*s)),
+    );
+    o.float("latency_us", t.latency_ns().map(|n| n as f64 / 1e3));
+    o.str("method", t.method());
+    o.str("outcome", Some(outcome_of(status)));
+    o.str("proto", Some("http"));
+    o.str("reason", t.reason());
+    o.uint("req_body_bytes", req.map(|m| m.body_bytes));
+    o.float("req_first_time", time(req, true));
+    o.float("req_time", time(req, false));
+    o.str(
+        "req_version",
+        t.request_version().and_then(|v| v.strip_prefix("HTTP/")),
+    );
+    o.uint("resp_body_bytes", resp.map(|m| m.body_bytes));
+    o.float("resp_first_time", time(resp, true));
+    o.float("resp_last_time", time(resp, false));
+    o.addr("server", &r.server);
+    o.uint("status", status.map(u64::from));
+    match trace(t) {
+        Some(trace) => {
+            let mut inner = JsonObject::new(o.key("trace"));
+            inner.str("format", Some(trace.format));
+            inner.bool("sampled", trace.sampled);
+            inner.display("span_id", &trace.span_id);
+            inner.display("trace_id", &trace.trace_id);
+            inner.finish();
         }
+        None => o.null("trace"),
     }
+    o.float("ttfb_us", t.ttfb_ns().map(|n| n as f64 / 1e3));
+    o.str("uri", t.uri());
+    o.finish();
 }
 
 /// The query's first 512 characters, and whether that is less than all of it.

@@ -414,6 +414,7 @@ pub struct FlowTracker {
     /// Response deadlines: (when, slot, flow). Stale entries are skipped when popped.
     deadlines: BinaryHeap<Reverse<(Timestamp, u32, FlowId)>>,
     closed: ClosedFlows,
+    backlog: Backlog,
     out: Output,
     events: VecDeque<FlowEvent>,
     next_id: u64,
@@ -431,6 +432,7 @@ impl FlowTracker {
             lru: Lru::new(),
             deadlines: BinaryHeap::new(),
             closed: ClosedFlows::default(),
+            backlog: Backlog::default(),
             out: Output::default(),
             events: VecDeque::new(),
             next_id: 0,
@@ -453,9 +455,21 @@ impl FlowTracker {
     }
 
     /// The next event; drain until `None` after every call.
+    ///
+    /// The flows that [`FlowTracker::handle_timeout`] evicts and [`FlowTracker::feed_eof`]
+    /// closes are closed here, one at a time as their events are drained, so the queue holds one
+    /// flow's events however many flows end at once (until then [`FlowStats::flows_open`] still
+    /// counts them). A call of another method first finishes that work.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<FlowEvent> {
-        self.events.pop_front()
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            if !self.close_next_in_backlog() {
+                return None;
+            }
+        }
     }
 
     /// When [`FlowTracker::handle_timeout`] must next be called: the earliest idle deadline,
@@ -483,23 +497,12 @@ impl FlowTracker {
     /// Does what is due at `now`: evicts silent flows, reports requests past their response
     /// timeout, forgets closed flows past their linger.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.finish_backlog();
         self.closed.expire(Timestamp(
             now.0.saturating_sub(nanos(self.limits.closed_linger)),
         ));
-        for (list, timeout) in [
-            (ESTABLISHED, self.limits.idle_timeout),
-            (TRANSIENT, self.limits.transient_timeout),
-        ] {
-            while let Some(slot) = self.lru.front(list) {
-                let due = self
-                    .flow(slot)
-                    .is_some_and(|f| after(f.last_seen, timeout) <= now);
-                if !due {
-                    break;
-                }
-                self.close(slot, now, CloseCause::EvictedIdle);
-            }
-        }
+        // Silent flows are evicted as the events are drained (see `poll_event`).
+        self.backlog.sweep = Some(now);
         while let Some(&Reverse((at, slot, id))) = self.deadlines.peek() {
             if at > now {
                 break;
@@ -528,6 +531,7 @@ impl FlowTracker {
     /// # Panics
     /// Never, on any input.
     pub fn segment(&mut self, now: Timestamp, segment: &Segment<'_>) {
+        self.finish_backlog();
         self.stats.segments += 1;
         let (key, from_a) = FlowKey::of(segment.src, segment.dst);
         let slot = match self.map.get(&key) {
@@ -549,8 +553,11 @@ impl FlowTracker {
     }
 
     /// The input ended: every open flow delivers what it held and is closed
-    /// ([`CloseCause::EndOfInput`]), quietest first.
+    /// ([`CloseCause::EndOfInput`]), quietest first, as the events are drained (see
+    /// [`FlowTracker::poll_event`]). Each flow ends as of its own last segment.
     pub fn feed_eof(&mut self, now: Timestamp) {
+        let _ = now;
+        self.finish_backlog();
         let mut open: Vec<(Timestamp, FlowId, u32)> = self
             .slots
             .iter()
@@ -561,12 +568,55 @@ impl FlowTracker {
             })
             .collect();
         open.sort_unstable();
-        for (last_seen, _, slot) in open {
-            // Each flow ends as of its own last segment, so its records do not depend on when
-            // the caller noticed the end.
-            self.close(slot, now.min(last_seen), CloseCause::EndOfInput);
+        self.backlog.ending = open.into_iter().map(|(_, id, slot)| (id, slot)).collect();
+    }
+
+    /// Closes the next flow the backlog holds; whether there was one.
+    fn close_next_in_backlog(&mut self) -> bool {
+        if let Some(now) = self.backlog.sweep {
+            if self.evict_one_silent(now) {
+                return true;
+            }
+            self.backlog.sweep = None;
         }
+        while let Some((id, slot)) = self.backlog.ending.pop_front() {
+            if let Some(flow) = self.flow(slot).filter(|f| f.id == id) {
+                // Each flow ends as of its own last segment, so its records do not depend on
+                // when the caller noticed the end.
+                let last_seen = flow.last_seen;
+                self.close(slot, last_seen, CloseCause::EndOfInput);
+                self.note_peak();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Carries out every close the backlog still holds (its events are queued).
+    fn finish_backlog(&mut self) {
+        while self.close_next_in_backlog() {}
+    }
+
+    /// Evicts the silent flow whose idle deadline is the earliest, if it is due at `now`.
+    fn evict_one_silent(&mut self, now: Timestamp) -> bool {
+        let due = |list: usize, timeout: Duration| {
+            let slot = self.lru.front(list)?;
+            let deadline = after(self.flow(slot)?.last_seen, timeout);
+            (deadline <= now).then_some((deadline, slot))
+        };
+        let earliest = match (
+            due(ESTABLISHED, self.limits.idle_timeout),
+            due(TRANSIENT, self.limits.transient_timeout),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some((_, slot)) = earliest else {
+            return false;
+        };
+        self.close(slot, now, CloseCause::EvictedIdle);
         self.note_peak();
+        true
     }
 
     fn flow(&self, slot: u32) -> Option<&Flow> {
@@ -842,6 +892,16 @@ fn after(at: Timestamp, duration: Duration) -> Timestamp {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Closes a call asked for, carried out one flow at a time as the events are drained, so that
+/// one call never queues the events of every flow at once.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// `handle_timeout`'s time: flows silent past their timeout by then are still to evict.
+    sweep: Option<Timestamp>,
+    /// `feed_eof`: the flows still to close, quietest first.
+    ending: VecDeque<(FlowId, u32)>,
 }
 
 /// What the flows' connections produce while the tracker works on one of them.

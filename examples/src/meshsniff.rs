@@ -121,6 +121,7 @@ pub fn analyze_with(
         last = last.max(now);
         if tracker.poll_timeout().is_some_and(|due| due <= now) {
             tracker.handle_timeout(now);
+            drain(&mut tracker, &mut on_record, &mut totals);
         }
         if let Some(segment) = segment_of(&packet) {
             totals.segments += 1;

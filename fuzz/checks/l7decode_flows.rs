@@ -59,6 +59,8 @@ pub(crate) fn check(data: &[u8]) {
         if control & 1 != 0 && tracker.poll_timeout().is_some_and(|t| t <= Timestamp(now)) {
             tracker.handle_timeout(Timestamp(now));
             drain(&mut tracker, &mut open);
+            assert!(tracker.stats().bytes_held <= limits.max_bytes);
+            assert_eq!(tracker.stats().flows_open, open.len());
         }
         let start = usize::from(s0) % PATTERN.len();
         let len = usize::from(len) % (PATTERN.len() - start + 1);

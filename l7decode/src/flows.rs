@@ -23,6 +23,11 @@
 //!   evicted first, with its pending requests reported as unanswered), and a response timeout
 //!   ([`Limits::response_timeout`]) after which a request without an answer is reported.
 //!
+//! Capture timestamps are expected to be roughly in order: silent flows are found from the
+//! least recently touched one, so a flow stamped far in the future delays the idle eviction of
+//! those behind it (`max_flows` and the byte budget still bound the memory). Addresses are kept
+//! as IPv6, IPv4 mapped: an IPv6 packet from an IPv4-mapped address shares the IPv4 flow.
+//!
 //! Time is data: the tracker never reads a clock. After each input drain
 //! [`FlowTracker::poll_event`]; when [`FlowTracker::poll_timeout`] has passed (in the capture's
 //! time), call [`FlowTracker::handle_timeout`]; at the end of the input, [`FlowTracker::feed_eof`].
@@ -33,22 +38,28 @@
 //!
 //! # fn packets() -> Vec<(u64, Vec<u8>)> { Vec::new() }
 //! let mut tracker = FlowTracker::new(FlowLimits::default());
-//! for (ts_ns, ip_packet) in packets() {
-//!     let now = Timestamp(ts_ns);
-//!     if tracker.poll_timeout().is_some_and(|t| t <= now) {
-//!         tracker.handle_timeout(now);
-//!     }
-//!     // Anything that is not TCP over unfragmented IP is the caller's to count.
-//!     let Ok(segment) = parse_ip_packet(&ip_packet) else { continue };
-//!     tracker.segment(now, &segment);
+//! // After every call: drain the events (this is where many flows ending at once are closed,
+//! // one at a time).
+//! let drain = |tracker: &mut FlowTracker| {
 //!     while let Some(event) = tracker.poll_event() {
 //!         if let FlowEventKind::Decoded(record) = event.kind {
 //!             println!("{} -> {}: {record:?}", event.client, event.server);
 //!         }
 //!     }
+//! };
+//! for (ts_ns, ip_packet) in packets() {
+//!     let now = Timestamp(ts_ns);
+//!     if tracker.poll_timeout().is_some_and(|t| t <= now) {
+//!         tracker.handle_timeout(now);
+//!         drain(&mut tracker);
+//!     }
+//!     // Anything that is not TCP over unfragmented IP is the caller's to count.
+//!     let Ok(segment) = parse_ip_packet(&ip_packet) else { continue };
+//!     tracker.segment(now, &segment);
+//!     drain(&mut tracker);
 //! }
 //! tracker.feed_eof(Timestamp(u64::MAX));
-//! while let Some(event) = tracker.poll_event() { /* the last records and closes */ }
+//! drain(&mut tracker);
 //! ```
 
 mod closed;
@@ -90,7 +101,9 @@ pub struct FlowLimits {
     /// How long a flow closed by FIN or RST is remembered, so that late segments of it are
     /// dropped (default 60 seconds, Linux's TIME_WAIT).
     pub closed_linger: Duration,
-    /// Closed flows remembered at once, oldest forgotten first (default 65,536).
+    /// Closed flows remembered at once, oldest forgotten first (default 16,384). Their memory,
+    /// about 200 bytes each (3 MiB by default), is bounded by this rather than by
+    /// [`FlowLimits::max_bytes`].
     pub max_closed: usize,
     /// Each flow's decoder bounds, including its response timeout.
     pub connection: Limits,
@@ -106,7 +119,7 @@ impl Default for FlowLimits {
             idle_timeout: Duration::from_secs(300),
             transient_timeout: Duration::from_secs(30),
             closed_linger: Duration::from_secs(60),
-            max_closed: 65_536,
+            max_closed: 16_384,
             connection: Limits::default(),
             reassembly: ReassemblyConfig::default(),
         }
@@ -114,6 +127,21 @@ impl Default for FlowLimits {
 }
 
 impl FlowLimits {
+    /// No bound at all (no eviction but for silence, every closed flow remembered): only for
+    /// inputs you trust.
+    pub fn unbounded_dangerous() -> Self {
+        Self {
+            max_flows: usize::MAX,
+            max_bytes: usize::MAX,
+            max_closed: usize::MAX,
+            connection: Limits::unbounded_dangerous(),
+            reassembly: ReassemblyConfig::default()
+                .max_buffered(usize::MAX)
+                .max_segments(usize::MAX),
+            ..Self::default()
+        }
+    }
+
     /// Sets [`FlowLimits::max_flows`].
     pub const fn max_flows(mut self, flows: usize) -> Self {
         self.max_flows = flows;
@@ -268,6 +296,8 @@ pub struct FlowStats {
     pub dropped_no_flow: u64,
     /// Bytes the capture lost, summed over every flow's gaps.
     pub gap_bytes: u64,
+    /// Bytes a side sent (or the capture lost) after its FIN: counted, not decoded.
+    pub bytes_after_end: u64,
     /// Bytes held by all flows now (what [`FlowLimits::max_bytes`] bounds).
     pub bytes_held: usize,
     /// The most bytes held at the end of any call.
@@ -357,8 +387,8 @@ struct Streams {
     ended: [bool; 2],
     /// Whether a RST was seen.
     reset: bool,
-    /// The client's initial sequence number, once its SYN was seen.
-    client_isn: Option<u32>,
+    /// Initial sequence numbers (client, server), once a SYN or SYN-ACK was seen.
+    isn: [Option<u32>; 2],
 }
 
 /// One tracked flow.
@@ -450,7 +480,8 @@ impl FlowTracker {
         let mut stats = self.stats;
         stats.flows_open = self.map.len();
         stats.closed_remembered = self.closed.len();
-        stats.gap_bytes = self.out.gap_bytes;
+        stats.gap_bytes = self.out.counts.gap_bytes;
+        stats.bytes_after_end = self.out.counts.after_end;
         stats
     }
 
@@ -503,24 +534,35 @@ impl FlowTracker {
         ));
         // Silent flows are evicted as the events are drained (see `poll_event`).
         self.backlog.sweep = Some(now);
+        // The flows whose response deadline passed, each once: a deadline a connection sets
+        // again at or before `now` waits for the next call.
+        let mut due = Vec::new();
         while let Some(&Reverse((at, slot, id))) = self.deadlines.peek() {
             if at > now {
                 break;
             }
             self.deadlines.pop();
-            let Some(flow) = self
+            if let Some(flow) = self
                 .slots
                 .get_mut(slot as usize)
                 .and_then(Option::as_mut)
                 .filter(|f| f.id == id && f.armed == Some(at))
-            else {
-                continue;
-            };
-            flow.armed = None;
-            if let Some(streams) = flow.streams.as_mut() {
+            {
+                flow.armed = None;
+                due.push(slot);
+            }
+        }
+        for slot in due {
+            if let Some(streams) = self
+                .slots
+                .get_mut(slot as usize)
+                .and_then(Option::as_mut)
+                .and_then(|f| f.streams.as_mut())
+            {
                 streams.lend(&mut self.out, |s, _| s.conn.handle_timeout(now));
             }
-            self.after_input(slot);
+            // Not a sign of life: the flow keeps its place among the quietest.
+            self.after_input(slot, false);
         }
         self.note_peak();
     }
@@ -546,15 +588,16 @@ impl FlowTracker {
         };
         if let Some(slot) = slot {
             self.on_segment(slot, now, segment, from_a);
-            self.after_input(slot);
+            self.after_input(slot, true);
         }
         self.enforce_budget(now);
         self.note_peak();
     }
 
-    /// The input ended: every open flow delivers what it held and is closed
+    /// The input ended at `now`: every open flow delivers what it held and is closed
     /// ([`CloseCause::EndOfInput`]), quietest first, as the events are drained (see
-    /// [`FlowTracker::poll_event`]). Each flow ends as of its own last segment.
+    /// [`FlowTracker::poll_event`]). Each flow ends as of its own last segment, so that its
+    /// records do not depend on when the caller noticed the end.
     pub fn feed_eof(&mut self, now: Timestamp) {
         let _ = now;
         self.finish_backlog();
@@ -623,22 +666,34 @@ impl FlowTracker {
         self.slots.get(slot as usize)?.as_ref()
     }
 
-    /// Whether a SYN from the client starts a new connection on the flow's addresses.
+    /// Whether a SYN (from the client) or SYN-ACK (from the server) starts a new connection on
+    /// the flow's addresses: it does unless it repeats the side's known initial sequence number
+    /// or, when that is unknown, falls near the side's stream.
     fn reused(&self, slot: u32, segment: &Segment<'_>, from_a: bool) -> bool {
         let Some(flow) = self.flow(slot) else {
             return false;
         };
-        if !segment.flags.syn() || segment.flags.ack() || from_a != flow.client_is_a {
+        if !segment.flags.syn() {
             return false;
         }
-        match (flow.isn[0], &flow.streams) {
-            (Some(isn), _) => isn != segment.seq,
-            (None, Some(streams)) => streams.halves[0].next_seq().is_some_and(|next| {
-                let dist = segment.seq.wrapping_sub(next);
-                dist > 1 << 30 && dist < (1_u32 << 30).wrapping_neg()
-            }),
-            (None, None) => false,
+        let from_client = from_a == flow.client_is_a;
+        // A SYN-ACK from the client or a bare SYN from the server is a simultaneous open or
+        // noise: not a sign of a new connection.
+        if segment.flags.ack() == from_client {
+            return false;
         }
+        let side = usize::from(!from_client);
+        let known = flow.isn.get(side).copied().flatten().or_else(|| {
+            let streams = flow.streams.as_ref()?;
+            streams.isn.get(side).copied().flatten()
+        });
+        if let Some(isn) = known {
+            return isn != segment.seq;
+        }
+        flow.streams
+            .as_ref()
+            .and_then(|streams| streams.halves.get(side)?.next_seq())
+            .is_some_and(|next| !closed::same_stream(segment.seq, next))
     }
 
     /// Opens a flow for a segment of unknown addresses, unless it belongs to a closed flow or
@@ -654,8 +709,9 @@ impl FlowTracker {
             let from_client = from_a == closed.client_is_a;
             if closed.owns(from_client, segment.flags.syn(), segment.seq) {
                 let flags = segment.flags;
-                let bare =
-                    segment.payload.is_empty() && !(flags.syn() || flags.fin() || flags.rst());
+                let bare = segment.payload.is_empty()
+                    && segment.missing == 0
+                    && !(flags.syn() || flags.fin() || flags.rst());
                 if bare {
                     self.stats.late_acks += 1;
                     return None;
@@ -666,14 +722,20 @@ impl FlowTracker {
                 }
                 return None;
             }
-            self.closed.forget(&key);
         }
-        let Some((sender_is_client, evidence)) =
-            direction::sender_is_client(segment.src, segment.dst, segment.flags, segment.payload)
-        else {
+        let carries_data = !segment.payload.is_empty() || segment.missing > 0;
+        let Some((sender_is_client, evidence)) = direction::sender_is_client(
+            segment.src,
+            segment.dst,
+            segment.flags,
+            segment.payload,
+            carries_data,
+        ) else {
             self.stats.dropped_no_flow += 1;
             return None;
         };
+        // A new connection on the addresses of a closed one: the memory of the old one goes.
+        self.closed.forget(&key);
         if self.map.len() >= self.limits.max_flows.max(1) {
             self.evict_quietest(now, CloseCause::EvictedMaxFlows);
         }
@@ -757,9 +819,10 @@ impl FlowTracker {
         }
     }
 
-    /// After input reached a flow: its events are queued, its cost recharged, its idle class
-    /// and response deadline updated, and it is closed if both directions ended.
-    fn after_input(&mut self, slot: u32) {
+    /// After input reached a flow: its events are queued, its cost recharged, its response
+    /// deadline updated, its place among the quietest moved to the back when `touched` (a
+    /// segment arrived), and it is closed if both directions ended.
+    fn after_input(&mut self, slot: u32, touched: bool) {
         let Some(flow) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -788,7 +851,9 @@ impl FlowTracker {
         self.stats.bytes_held = self.stats.bytes_held - flow.cost + cost;
         flow.cost = cost;
         let last_seen = flow.last_seen;
-        self.lru.touch(slot, flow.class());
+        if touched {
+            self.lru.touch(slot, flow.class());
+        }
         if let Some(cause) = ended {
             self.close(slot, last_seen, cause);
         }
@@ -851,7 +916,7 @@ impl FlowTracker {
             self.out.tag(&mut self.events, flow.id, client, server);
             stats = streams.conn.stats();
             ends = [streams.halves[0].next_seq(), streams.halves[1].next_seq()];
-            client_isn = client_isn.or(streams.client_isn);
+            client_isn = client_isn.or(streams.isn[0]);
         }
         let counter = match cause {
             CloseCause::Fin => &mut self.stats.closed_fin,
@@ -911,8 +976,16 @@ struct Output {
     /// connection holds no queue of its own (an empty queue that once held events keeps its
     /// capacity, several `Event`s' worth, for every flow).
     decoded: VecDeque<Event>,
-    /// Bytes the capture lost, every flow.
+    counts: Counts,
+}
+
+/// Byte counts over every flow's deliveries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    /// Bytes the capture lost.
     gap_bytes: u64,
+    /// Bytes past the end of a direction (after its FIN), not decoded.
+    after_end: u64,
 }
 
 impl Output {
@@ -952,7 +1025,7 @@ impl Streams {
             conn,
             ended: [false; 2],
             reset: false,
-            client_isn: flow.isn[0],
+            isn: flow.isn,
         }
     }
 
@@ -969,9 +1042,9 @@ impl Streams {
     }
 
     /// Runs `f` with the output's event queue lent to the connection.
-    fn lend<R>(&mut self, out: &mut Output, f: impl FnOnce(&mut Self, &mut u64) -> R) -> R {
+    fn lend<R>(&mut self, out: &mut Output, f: impl FnOnce(&mut Self, &mut Counts) -> R) -> R {
         self.conn.swap_events(&mut out.decoded);
-        let result = f(self, &mut out.gap_bytes);
+        let result = f(self, &mut out.counts);
         self.conn.swap_events(&mut out.decoded);
         result
     }
@@ -979,7 +1052,7 @@ impl Streams {
     /// `dir`'s peer acknowledged every byte of `dir` before `ack`.
     fn acknowledged(&mut self, dir: Direction, now: Timestamp, ack: u32, out: &mut Output) {
         let i = index(dir);
-        self.lend(out, |s, gaps| {
+        self.lend(out, |s, counts| {
             let Self {
                 halves,
                 conn,
@@ -988,7 +1061,7 @@ impl Streams {
                 ..
             } = s;
             if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
-                deliver(half.acknowledged(now, ack), conn, dir, ended, reset, gaps);
+                deliver(half.acknowledged(now, ack), conn, dir, ended, reset, counts);
             }
         });
     }
@@ -996,11 +1069,15 @@ impl Streams {
     /// A segment travelling in `dir`.
     fn segment(&mut self, dir: Direction, now: Timestamp, segment: &Segment<'_>, out: &mut Output) {
         let flags = segment.flags;
-        if dir == Direction::ClientToServer && flags.syn() && !flags.ack() {
-            self.client_isn.get_or_insert(segment.seq);
+        // A SYN from the client or a SYN-ACK from the server: the side's stream starts here.
+        if flags.syn()
+            && flags.ack() == (dir == Direction::ServerToClient)
+            && let Some(isn) = self.isn.get_mut(index(dir))
+        {
+            isn.get_or_insert(segment.seq);
         }
         let i = index(dir);
-        self.lend(out, |s, gaps| {
+        self.lend(out, |s, counts| {
             let Self {
                 halves,
                 conn,
@@ -1016,7 +1093,7 @@ impl Streams {
                     segment.payload,
                     segment.missing,
                 );
-                deliver(events, conn, dir, ended, reset, gaps);
+                deliver(events, conn, dir, ended, reset, counts);
             }
         });
     }
@@ -1024,7 +1101,7 @@ impl Streams {
     /// Ends `dir`: every hole is given up on, what was held delivered, the end fed.
     fn end(&mut self, dir: Direction, now: Timestamp, out: &mut Output) {
         let i = index(dir);
-        self.lend(out, |s, gaps| {
+        self.lend(out, |s, counts| {
             let Self {
                 halves,
                 conn,
@@ -1032,10 +1109,9 @@ impl Streams {
                 reset,
                 ..
             } = s;
-            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i))
-                && !*ended
-            {
-                deliver(half.flush(now), conn, dir, ended, reset, gaps);
+            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
+                // Flushed even after a FIN: what was held past it is counted, not lost.
+                deliver(half.flush(now), conn, dir, ended, reset, counts);
                 if !*ended {
                     conn.feed_eof(dir, now);
                     *ended = true;
@@ -1059,7 +1135,7 @@ fn deliver(
     dir: Direction,
     ended: &mut bool,
     reset: &mut bool,
-    gaps: &mut u64,
+    counts: &mut Counts,
 ) {
     for event in events {
         match event {
@@ -1067,18 +1143,21 @@ fn deliver(
                 // Accepting everything is `feed`'s contract for an open direction.
                 let _ = conn.feed(dir, now, bytes);
             }
-            TcpEvent::Gap { now, missing } => {
-                *gaps += missing;
+            TcpEvent::Data { bytes, .. } => counts.after_end += bytes.len() as u64,
+            TcpEvent::Gap { now, missing } if !*ended => {
+                counts.gap_bytes += missing;
                 conn.feed_gap(dir, now, missing);
             }
-            TcpEvent::Fin { now } | TcpEvent::Rst { now } => {
-                *reset |= matches!(event, TcpEvent::Rst { .. });
+            TcpEvent::Gap { missing, .. } => counts.after_end += missing,
+            TcpEvent::Fin { now } => {
                 if !*ended {
                     conn.feed_eof(dir, now);
                     *ended = true;
                 }
             }
-            _ => {}
+            // The direction ends when the tracker flushes it: what it held out of order is
+            // delivered (or reported missing) first.
+            TcpEvent::Rst { .. } => *reset = true,
         }
     }
 }

@@ -243,6 +243,9 @@ impl fmt::Debug for Event<'_> {
     }
 }
 
+/// The largest TCP window (RFC 7323, window scale 14): how far ahead an acknowledgement may be.
+const MAX_WINDOW: i64 = 1 << 30;
+
 /// One queued output of the current call; resolved into an [`Event`] by [`Delivered`].
 #[derive(Debug, Clone, Copy)]
 enum Pending {
@@ -430,6 +433,9 @@ impl Reassembler {
     /// two would see answers before their questions). A FIN's sequence number is not a byte, so
     /// acknowledging it reports nothing.
     ///
+    /// An acknowledgement more than 2<sup>30</sup> bytes ahead (more than any TCP window, RFC 7323)
+    /// is ignored: it cannot belong to this stream.
+    ///
     /// This trusts the capture's order across directions: bytes that show up after an
     /// acknowledgement of them (a capture point that reorders the two directions) arrive as
     /// already reported missing and are trimmed like a retransmission.
@@ -440,7 +446,10 @@ impl Reassembler {
         self.pending.clear();
         self.ready.clear();
         let dist = i64::from(ack.wrapping_sub(self.next_seq) as i32);
-        if self.started && !self.fin_emitted && dist > 0 {
+        // No window is larger than 2^30 bytes (RFC 7323): an acknowledgement farther ahead than
+        // that belongs to another stream (a new connection on the same addresses, a forged
+        // segment) and says nothing about this one's holes.
+        if self.started && !self.fin_emitted && dist > 0 && dist <= MAX_WINDOW {
             let mut acked = self.next_off.saturating_add(dist.unsigned_abs());
             if let Some(fin_off) = self.fin_off {
                 acked = acked.min(fin_off);

@@ -11,6 +11,12 @@ use l7decode::flows::{
 };
 use l7decode::reassembly::ReassemblyConfig;
 use l7decode::{Event, Timestamp};
+
+#[test]
+fn the_tracker_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<FlowTracker>();
+}
 use proptest::prelude::*;
 
 const SYN: u8 = 0x02;
@@ -136,6 +142,7 @@ fn run(limits: FlowLimits, packets: &[(u64, Vec<u8>)]) -> (Vec<FlowEvent>, FlowT
         last = last.max(now);
         if tracker.poll_timeout().is_some_and(|t| t <= now) {
             tracker.handle_timeout(now);
+            events.extend(std::iter::from_fn(|| tracker.poll_event()));
         }
         tracker.segment(now, &parse_ip_packet(p).unwrap());
         assert!(tracker.stats().bytes_held <= limits.max_bytes);
@@ -300,6 +307,97 @@ fn replays_after_close_open_no_flow_and_lose_no_byte() {
     late.push((end + 500_000_000, syn.1));
     let (_, tracker) = run(limits, &late);
     assert_eq!(tracker.stats().flows_opened, 2);
+}
+
+#[test]
+fn what_the_rst_sender_held_is_delivered_or_reported_missing() {
+    let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:80", [1000, 9000]);
+    c.handshake();
+    // The client's first 17 bytes are lost by the capture; what follows them is held.
+    c.seq[0] += 17;
+    c.send(0, PSH | ACK, b"Host: x\r\n\r\n").send(0, RST, b"");
+    let (events, tracker) = run(FlowLimits::default(), &c.packets);
+    assert_eq!(closes(&events), [CloseCause::Rst]);
+    let stats = tracker.stats();
+    assert_eq!((stats.gap_bytes, stats.bytes_after_end), (17, 0));
+    let FlowEventKind::Closed { stats: conn, .. } = &events.last().unwrap().kind else {
+        panic!("the close is the last event")
+    };
+    // Every byte the client sent reached the decoder: 17 reported missing, 11 fed.
+    assert_eq!((conn.gap_bytes, conn.bytes), (17, 11));
+}
+
+#[test]
+fn bytes_after_a_fin_and_acks_from_another_stream_are_not_losses() {
+    let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:80", [1000, 9000]);
+    c.handshake().exchange(&request("/a"), RESPONSE);
+    // An acknowledgement a billion and a half bytes ahead: not this stream's.
+    let far = c.seq[1].wrapping_add(1_500_000_000);
+    let (client, server) = (c.client, c.server);
+    c.packets
+        .push((c.now + 1, packet(client, server, c.seq[0], far, ACK, b"")));
+    // The client ends, then sends more.
+    c.send(0, FIN | ACK, b"").send(0, PSH | ACK, b"junk");
+    let (events, tracker) = run(FlowLimits::default(), &c.packets);
+    assert_eq!(records(&events), [("/a".into(), Some(200), false)]);
+    let stats = tracker.stats();
+    // The 4 bytes, and the sequence number the FIN took (the reassembler counts no byte for
+    // it, so the bytes after it start one later).
+    assert_eq!((stats.gap_bytes, stats.bytes_after_end), (0, 5));
+}
+
+#[test]
+fn a_syn_after_a_mid_stream_flow_closed_opens_the_next_connection() {
+    // Joined mid-stream (no SYN seen), closed by FIN; then a new connection on the addresses.
+    let mut c = Conn::new("10.0.0.1:40000", "10.0.0.2:80", [1000, 9000]);
+    c.exchange(&request("/old"), RESPONSE).close();
+    let mut again = Conn::new("10.0.0.1:40000", "10.0.0.2:80", [3_000_000_000, 7]);
+    again.now = c.now;
+    again
+        .handshake()
+        .exchange(&request("/new"), RESPONSE)
+        .close();
+    let mut packets = c.packets.clone();
+    packets.extend(again.packets);
+    let (events, tracker) = run(FlowLimits::default(), &packets);
+    assert_eq!(
+        records(&events),
+        [
+            ("/old".into(), Some(200), false),
+            ("/new".into(), Some(200), false)
+        ]
+    );
+    assert_eq!(tracker.stats().flows_opened, 2);
+    assert_eq!(tracker.stats().dropped_replayed_syn, 0);
+}
+
+#[test]
+fn many_flows_timing_out_at_once_are_closed_as_events_are_drained() {
+    let mut packets = Vec::new();
+    for port in 40000..40100u16 {
+        let mut c = Conn::new(&format!("10.0.0.1:{port}"), "10.0.0.2:80", [1000, 9000]);
+        c.handshake().send(0, PSH | ACK, &request("/x"));
+        packets.extend(c.packets);
+    }
+    let limits = FlowLimits::default().idle_timeout(Duration::from_secs(1));
+    let mut tracker = FlowTracker::new(limits);
+    for (ts, p) in &packets {
+        tracker.segment(Timestamp(*ts), &parse_ip_packet(p).unwrap());
+        while tracker.poll_event().is_some() {}
+    }
+    tracker.handle_timeout(Timestamp(100_000_000_000));
+    // Still open until drained; then one flow's events at a time.
+    assert_eq!(tracker.stats().flows_open, 100);
+    let mut closed = 0;
+    while let Some(event) = tracker.poll_event() {
+        if let FlowEventKind::Closed { cause, .. } = event.kind {
+            assert_eq!(cause, CloseCause::EvictedIdle);
+            closed += 1;
+            assert_eq!(tracker.stats().flows_open, 100 - closed);
+        }
+    }
+    assert_eq!((closed, tracker.stats().evicted_idle), (100, 100));
+    assert_eq!(tracker.stats().bytes_held, 0);
 }
 
 #[test]

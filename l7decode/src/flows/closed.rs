@@ -19,24 +19,27 @@ pub(super) struct Closed {
     pub(super) closed_at: Timestamp,
 }
 
-/// How far (in sequence space) from a remembered stream end a segment may be and still belong
-/// to the closed flow: a new connection on the same addresses starts at a random sequence number,
-/// almost always farther away.
-const SAME_STREAM: u32 = 1 << 30;
+/// Whether sequence number `seq` may belong to the stream whose next byte is `next`: within
+/// 16 MiB of it either way (more than a stream has in flight). A new connection on the same
+/// addresses starts elsewhere: at a random sequence number, or (Linux, RFC 6528) at the old one
+/// plus a clock ticking 15.6 million times a second.
+pub(super) const fn same_stream(seq: u32, next: u32) -> bool {
+    const SAME_STREAM: u32 = 1 << 24;
+    let dist = seq.wrapping_sub(next);
+    dist < SAME_STREAM || dist > SAME_STREAM.wrapping_neg()
+}
 
 impl Closed {
     /// Whether a segment with this sequence number and SYN flag, sent by the client (`true`) or
     /// the server, belongs to the closed flow.
     pub(super) fn owns(&self, from_client: bool, syn: bool, seq: u32) -> bool {
         if syn && from_client {
-            // A replayed SYN carries the old ISN; a new connection a new one.
-            return self.client_isn.is_none_or(|isn| isn == seq);
+            // A replayed SYN carries the old ISN; a new connection a new one (and when the old
+            // ISN is unknown, a SYN is taken as a new connection).
+            return self.client_isn.is_some_and(|isn| isn == seq);
         }
         let end = self.ends.get(usize::from(!from_client)).copied().flatten();
-        end.is_none_or(|end| {
-            let dist = seq.wrapping_sub(end);
-            dist < SAME_STREAM || dist > SAME_STREAM.wrapping_neg()
-        })
+        end.is_none_or(|end| same_stream(seq, end))
     }
 }
 

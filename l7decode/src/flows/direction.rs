@@ -29,19 +29,23 @@ impl Evidence {
 
 /// Whether the sender of a segment with these flags and payload opened the connection, and on
 /// what evidence; `None` when the segment tells nothing (no SYN and no payload).
+///
+/// `carries_data` says whether the segment had payload on the wire (the capture may have kept
+/// none of it): such a segment with no evidence in what was kept falls back to the ports.
 pub(super) fn sender_is_client(
     src: SocketAddr,
     dst: SocketAddr,
     flags: TcpFlags,
     payload: &[u8],
+    carries_data: bool,
 ) -> Option<(bool, Evidence)> {
     if flags.syn() {
         return Some((!flags.ack(), Evidence::Handshake));
     }
-    if payload.is_empty() {
+    if !carries_data {
         return None;
     }
-    if let Some(client) = payload_says_client(payload) {
+    if let Some(client) = payload_says_client(payload).filter(|_| !payload.is_empty()) {
         return Some((client, Evidence::Payload));
     }
     let known = |addr: SocketAddr| Protocol::for_port(addr.port()).is_some();
@@ -83,26 +87,31 @@ mod tests {
         let c: SocketAddr = "10.0.0.2:5555".parse().unwrap();
         let syn_ack = TcpFlags::SYN | TcpFlags::ACK;
         assert_eq!(
-            sender_is_client(b, a, syn_ack, b""),
+            sender_is_client(b, a, syn_ack, b"", false),
             Some((false, Evidence::Handshake))
         );
         assert_eq!(
-            sender_is_client(b, a, TcpFlags::ACK, b"GET / HTTP/1.1\r\n"),
+            sender_is_client(b, a, TcpFlags::ACK, b"GET / HTTP/1.1\r\n", true),
             Some((true, Evidence::Payload))
         );
         assert_eq!(
-            sender_is_client(a, b, TcpFlags::ACK, b"HTTP/1.1 200 OK\r\n"),
+            sender_is_client(a, b, TcpFlags::ACK, b"HTTP/1.1 200 OK\r\n", true),
             Some((false, Evidence::Payload))
         );
         assert_eq!(
-            sender_is_client(b, a, TcpFlags::ACK, b"\x00\x01"),
+            sender_is_client(b, a, TcpFlags::ACK, b"\x00\x01", true),
             Some((false, Evidence::Ports))
         );
         assert_eq!(
-            sender_is_client(c, a, TcpFlags::ACK, b"\x00\x01"),
+            sender_is_client(c, a, TcpFlags::ACK, b"\x00\x01", true),
             Some((false, Evidence::Ports))
         );
-        assert_eq!(sender_is_client(a, b, TcpFlags::ACK, b""), None);
+        assert_eq!(sender_is_client(a, b, TcpFlags::ACK, b"", false), None);
+        // Payload the capture did not keep: the ports decide.
+        assert_eq!(
+            sender_is_client(a, b, TcpFlags::ACK, b"", true),
+            Some((true, Evidence::Ports))
+        );
         assert!(Evidence::Ports.is_guess() && !Evidence::Payload.is_guess());
     }
 }

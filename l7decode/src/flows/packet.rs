@@ -69,7 +69,10 @@ impl fmt::Debug for Segment<'_> {
 /// # Panics
 /// Never, on any input.
 pub fn parse_ip_packet(packet: &[u8]) -> Result<Segment<'_>, Error> {
-    let version = packet.first().map_or(0, |b| b >> 4);
+    let Some(first) = packet.first() else {
+        return Err(truncated(0));
+    };
+    let version = first >> 4;
     let ip = match version {
         4 => ipv4(packet)?,
         6 => ipv6(packet)?,
@@ -113,7 +116,12 @@ fn announced(packet: &[u8], offset: usize, len: usize) -> (&[u8], u32) {
 fn ipv4(packet: &[u8]) -> Result<IpPayload<'_>, Error> {
     let header = packet.get(..20).ok_or_else(|| truncated(packet.len()))?;
     let ihl = usize::from(header.first().map_or(0, |b| b & 0x0f)) * 4;
-    let total = usize::from(be16(header, 2).unwrap_or(0));
+    // A total length of 0 is what captures on the sending host show for segments the NIC
+    // splits (TSO): the packet is as long as what was captured.
+    let total = match usize::from(be16(header, 2).unwrap_or(0)) {
+        0 => packet.len(),
+        n => n,
+    };
     if ihl < 20 || total < ihl {
         return Err(truncated(0));
     }
@@ -162,6 +170,18 @@ fn ipv6(packet: &[u8]) -> Result<IpPayload<'_>, Error> {
                     .get(offset..offset + 2)
                     .ok_or_else(|| truncated(offset))?;
                 let len = (usize::from(ext.get(1).copied().unwrap_or(0)) + 1) * 8;
+                next = ext.first().copied().unwrap_or(0);
+                offset += len;
+                if offset > end {
+                    return Err(truncated(offset));
+                }
+            }
+            // Authentication header: its length field counts 4-byte units, minus 2.
+            51 => {
+                let ext = packet
+                    .get(offset..offset + 2)
+                    .ok_or_else(|| truncated(offset))?;
+                let len = (usize::from(ext.get(1).copied().unwrap_or(0)) + 2) * 4;
                 next = ext.first().copied().unwrap_or(0);
                 offset += len;
                 if offset > end {
@@ -262,14 +282,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_total_length_means_the_captured_length() {
+        let mut p = v4(b"segmented by the NIC", 0x18);
+        p[2] = 0;
+        p[3] = 0;
+        let s = parse_ip_packet(&p).unwrap();
+        assert_eq!((s.payload, s.missing), (&b"segmented by the NIC"[..], 0));
+    }
+
+    #[test]
     fn every_cut_inside_the_headers_is_truncated_never_a_panic() {
         let p = v4(b"x", 0x18);
         for cut in 0..40 {
             let e = parse_ip_packet(&p[..cut]).unwrap_err();
-            assert!(
-                matches!(e.kind(), ErrorKind::Truncated | ErrorKind::NotIp { .. }),
-                "{cut}: {e}"
-            );
+            assert_eq!(e.kind(), ErrorKind::Truncated, "{cut}: {e}");
         }
     }
 
@@ -309,5 +335,18 @@ mod tests {
         assert!(s.flags.syn());
         p[6] = 44;
         assert_eq!(parse_ip_packet(&p).unwrap_err().kind(), ErrorKind::Fragment);
+    }
+
+    #[test]
+    fn ipv6_skips_an_authentication_header() {
+        let tcp = &v4(b"ah", 0x18)[20..];
+        let mut p = vec![0x60, 0, 0, 0];
+        p.extend_from_slice(&((12 + tcp.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[51, 64]); // next: AH
+        p.extend_from_slice(&[0; 32]);
+        p.extend_from_slice(&[6, 1, 0, 0]); // AH: next TCP, (1 + 2) * 4 = 12 bytes
+        p.extend_from_slice(&[0; 8]);
+        p.extend_from_slice(tcp);
+        assert_eq!(parse_ip_packet(&p).unwrap().payload, b"ah");
     }
 }

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use crate::Timestamp;
 
 #[derive(Debug, Default)]
-pub(super) struct Held {
+pub(crate) struct Held {
     bytes: BytesMut,
     /// How many bytes arrived at each time, in order; together they cover `bytes`.
     runs: Vec<(usize, Timestamp)>,
@@ -22,7 +22,7 @@ pub(super) struct Held {
 
 impl Held {
     /// Appends `bytes`, which arrived at `at`.
-    pub(super) fn extend(&mut self, bytes: &[u8], at: Timestamp) {
+    pub(crate) fn extend(&mut self, bytes: &[u8], at: Timestamp) {
         if bytes.is_empty() {
             return;
         }
@@ -33,23 +33,23 @@ impl Held {
         }
     }
 
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.bytes.clear();
         self.runs.clear();
     }
 
     /// Heap bytes held, allocated capacity included.
-    pub(super) fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.bytes.capacity() + self.runs.capacity() * size_of::<(usize, Timestamp)>()
     }
 
     /// When the first byte arrived.
-    pub(super) fn first_time(&self) -> Option<Timestamp> {
+    pub(crate) fn first_time(&self) -> Option<Timestamp> {
         self.runs.first().map(|(_, at)| *at)
     }
 
     /// When byte `index` arrived.
-    pub(super) fn time_at(&self, index: usize) -> Option<Timestamp> {
+    pub(crate) fn time_at(&self, index: usize) -> Option<Timestamp> {
         let mut end = 0;
         self.runs.iter().find_map(|(len, at)| {
             end += len;
@@ -58,7 +58,7 @@ impl Held {
     }
 
     /// Bytes `from..to`, with their times (a copy; the error paths use it).
-    pub(super) fn range(&self, from: usize, to: usize) -> Self {
+    pub(crate) fn range(&self, from: usize, to: usize) -> Self {
         let mut out = Self::default();
         let mut start = 0;
         for (len, at) in &self.runs {
@@ -73,7 +73,7 @@ impl Held {
     }
 
     /// The first `n` bytes (the rest stays held, its times with it).
-    pub(super) fn split_to(&mut self, n: usize) -> Bytes {
+    pub(crate) fn split_to(&mut self, n: usize) -> Bytes {
         let n = n.min(self.bytes.len());
         let (mut left, mut whole) = (n, 0);
         for (len, _) in &mut self.runs {
@@ -93,7 +93,7 @@ impl Held {
 
     /// The held bytes as runs of bytes that arrived together, each with its time, emptying
     /// this.
-    pub(super) fn take_runs(&mut self) -> (BytesMut, Vec<(usize, Timestamp)>) {
+    pub(crate) fn take_runs(&mut self) -> (BytesMut, Vec<(usize, Timestamp)>) {
         (
             core::mem::take(&mut self.bytes),
             core::mem::take(&mut self.runs),
@@ -101,7 +101,7 @@ impl Held {
     }
 
     /// Each run of bytes that arrived together, with its time.
-    pub(super) fn runs(&self) -> impl Iterator<Item = (&[u8], Timestamp)> + '_ {
+    pub(crate) fn runs(&self) -> impl Iterator<Item = (&[u8], Timestamp)> + '_ {
         let mut start = 0;
         self.runs.iter().map(move |(len, at)| {
             let run = self.bytes.get(start..start + len).unwrap_or_default();

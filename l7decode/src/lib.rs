@@ -39,20 +39,24 @@
 mod connection;
 mod error;
 pub mod flows;
-mod http;
+mod held;
+pub mod http;
 pub mod mongo;
 pub mod mysql;
 pub mod reassembly;
+mod session;
 mod skipped;
 mod window;
 
-pub use connection::{Connection, Event, Flags, Message, Protocol, Stats, Transaction};
+pub use connection::{Connection, Event, Flags, Protocol, Stats};
 pub use error::{Error, ErrorKind, Limit};
 pub use http::chunked::{ChunkedScanner, Scan};
 pub use http::head::{
     BodyFraming, FramingFlags, Head, HeadStatus, MAX_HEADERS, looks_like_request,
     looks_like_response, parse_request, parse_response, starts_message_mid_line,
 };
+pub use http::{Message, Transaction};
+pub use session::{Decoder, ProtocolSession};
 
 /// Nanoseconds since an epoch the caller chooses (usually the capture's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -52,6 +52,11 @@ impl Window {
         self.times.clear();
     }
 
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.times.capacity() * size_of::<Timestamp>()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }

@@ -1,33 +1,23 @@
 //! What a connection holds and waits for: the bytes it buffers (for a caller's memory budget)
 //! and the response deadlines of its pending requests.
 
+use std::collections::VecDeque;
+
 use super::Connection;
-use crate::Timestamp;
+use crate::session::Session as _;
+use crate::{Event, Timestamp};
 
 impl Connection {
     /// Heap bytes the decoder holds now beyond its fixed size: heads being gathered, requests
-    /// waiting for their responses, sub-decoder buffers. What a flow table charges to its byte
-    /// budget.
+    /// waiting for their responses, session buffers, queued events. What a flow table charges to
+    /// its budget.
     pub fn buffered_bytes(&self) -> usize {
-        let half = |h: &super::Half| {
-            h.buf.capacity()
-                + h.reread.capacity()
-                + h.current.as_ref().map_or(0, |(m, _)| m.head.len())
-        };
-        half(&self.client)
-            + half(&self.server)
-            + self.pending.capacity() * size_of::<super::Pending>()
-            + self
-                .pending
-                .iter()
-                .map(|p| p.message.head.len())
-                .sum::<usize>()
-            + self.events.capacity() * size_of::<crate::Event>()
+        self.session.buffered_bytes() + self.events.capacity() * size_of::<Event>()
     }
 
     /// Swaps the event queue with `queue`: the flow tracker lends every connection one queue
     /// while feeding it, so idle connections hold none.
-    pub(crate) fn swap_events(&mut self, queue: &mut std::collections::VecDeque<crate::Event>) {
+    pub(crate) fn swap_events(&mut self, queue: &mut VecDeque<Event>) {
         core::mem::swap(&mut self.events, queue);
     }
 
@@ -35,11 +25,11 @@ impl Connection {
     /// ([`Limits::response_timeout`](crate::Limits::response_timeout) after a request ended).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        self.session.poll_timeout()
     }
 
     /// Reports the requests whose response timeout passed at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let _ = now;
+        self.session.handle_timeout(now, &mut self.events);
     }
 }

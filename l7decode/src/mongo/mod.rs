@@ -21,12 +21,19 @@
 #![deny(clippy::indexing_slicing)]
 
 pub mod bson;
-pub(crate) mod session;
+mod session;
 #[cfg(feature = "snappy")]
 mod snappy;
 pub mod wire;
 
 use crate::{Flags, Span};
+
+pub use session::Session;
+
+/// One MongoDB connection decoded without sniffing: both sides start at a message (a side
+/// that does not is resynchronised on a plausible header). See [`crate::Decoder`] for the run
+/// loop.
+pub type Decoder = crate::Decoder<Session>;
 
 /// How an operation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

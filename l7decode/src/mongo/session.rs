@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
 use super::{Operation, Status};
+use crate::session::{ProtocolSession, Session as SessionApi};
 use crate::skipped::Skipped;
 use crate::window::Window;
-use crate::{Direction, Event, Span, Timestamp};
+use crate::{Direction, Event, Limits, Span, Stats, Timestamp};
 
 /// Bytes of a message's start kept when the message is larger than the buffer bound.
 const KEEP_OF_LARGE: usize = 64 << 10;
@@ -61,9 +62,9 @@ struct Pending {
     chain_next: Option<u32>,
 }
 
-/// One connection's MongoDB decoder.
-#[derive(Debug)]
-pub(crate) struct Session {
+/// One connection's MongoDB session; see [`mongo::Decoder`](super::Decoder) to use it on its
+/// own.
+pub struct Session {
     halves: [Half; 2],
     pending: VecDeque<Pending>,
     max_pending: usize,
@@ -71,6 +72,65 @@ pub(crate) struct Session {
     messages: u64,
     skipped: Skipped,
     dropped: u64,
+    /// Records reported.
+    records: u64,
+}
+
+/// Shows what each side is doing and the counts, never documents.
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let [client, server] = &self.halves;
+        f.debug_struct("Session")
+            .field("client_lost", &client.lost)
+            .field("server_lost", &server.lost)
+            .field("pending", &self.pending.len())
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProtocolSession for Session {}
+
+impl SessionApi for Session {
+    /// Used on its own, both sides start at a message.
+    fn start(limits: &Limits) -> Self {
+        Self::new(limits, [false, false])
+    }
+
+    fn feed(&mut self, dir: Direction, now: Timestamp, input: &[u8], events: &mut VecDeque<Event>) {
+        self.feed_bytes(dir, now, input, events);
+    }
+
+    fn gap(&mut self, dir: Direction, now: Timestamp, missing: u64, events: &mut VecDeque<Event>) {
+        self.gap_bytes(dir, now, missing, events);
+    }
+
+    fn eof(&mut self, dir: Direction, _now: Timestamp, events: &mut VecDeque<Event>) {
+        self.end(dir, events);
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, events: &mut VecDeque<Event>) {
+        let _ = (now, events);
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            skipped_bytes: self.skipped.total(),
+            transactions: self.records,
+            messages: self.messages,
+            dropped_requests: self.dropped,
+            ..Stats::default()
+        }
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        let half = |h: &Half| h.buf.capacity() + h.plain.capacity() + h.window.heap_bytes();
+        self.halves.iter().map(half).sum::<usize>() + self.pending.capacity() * size_of::<Pending>()
+    }
 }
 
 /// A message read, with where its bytes came from.
@@ -88,29 +148,18 @@ struct Message<'a> {
 impl Session {
     /// A session whose `dir` starts at a message; the other side starts at one too when it has
     /// not spoken yet (`other_lost` when it has: it waits for a plausible header).
-    pub(crate) fn new(max_pending: usize, max_message: usize, lost: [bool; 2]) -> Self {
+    pub(crate) fn new(limits: &Limits, lost: [bool; 2]) -> Self {
         let [client, server] = lost;
         Self {
             halves: [Half::new(client), Half::new(server)],
             pending: VecDeque::new(),
-            max_pending,
-            max_message,
+            max_pending: limits.max_pending,
+            max_message: limits.max_buffered.max(16 << 20),
             messages: 0,
             skipped: Skipped::default(),
             dropped: 0,
+            records: 0,
         }
-    }
-
-    pub(crate) const fn messages(&self) -> u64 {
-        self.messages
-    }
-
-    pub(crate) const fn skipped_total(&self) -> u64 {
-        self.skipped.total()
-    }
-
-    pub(crate) const fn dropped(&self) -> u64 {
-        self.dropped
     }
 
     fn half(&mut self, dir: Direction) -> &mut Half {
@@ -129,7 +178,7 @@ impl Session {
     }
 
     /// In-order bytes of `dir`.
-    pub(crate) fn feed(
+    fn feed_bytes(
         &mut self,
         dir: Direction,
         now: Timestamp,
@@ -313,11 +362,12 @@ impl Session {
         p.op.status = Status::Missing;
         p.op.flags.missing_response = p.op.response.is_none();
         p.op.flags.truncated |= p.op.response.is_some();
+        self.records += 1;
         events.push_back(Event::Mongo(p.op));
     }
 
     /// `missing` bytes of `dir` lost by the capture.
-    pub(crate) fn gap(
+    fn gap_bytes(
         &mut self,
         dir: Direction,
         now: Timestamp,
@@ -345,7 +395,7 @@ impl Session {
     }
 
     /// The end of `dir`.
-    pub(crate) fn eof(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+    fn end(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         let half = self.half(dir);
         let partial = (half.window.len() + half.buf.len().max(half.header_len)) as u64;
         half.window.clear();
@@ -424,6 +474,7 @@ impl Session {
             );
         if no_reply {
             op.status = Status::NoResponseExpected;
+            self.records += 1;
             events.push_back(Event::Mongo(op));
             return;
         }
@@ -456,6 +507,7 @@ impl Session {
             op.flags.orphan = true;
             take_reply(&mut op, &msg);
             op.status = status_from(&op);
+            self.records += 1;
             events.push_back(Event::Mongo(op));
             return;
         };
@@ -469,6 +521,7 @@ impl Session {
         }
         if let Some(mut done) = self.pending.remove(position) {
             done.op.status = status_from(&done.op);
+            self.records += 1;
             events.push_back(Event::Mongo(done.op));
         }
     }

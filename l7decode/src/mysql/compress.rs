@@ -85,6 +85,11 @@ impl Inflate {
         }
     }
 
+    /// Heap bytes held: the decompressor and its window.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        size_of::<Self>() + size_of::<DecompressorOxide>() + self.window.len()
+    }
+
     /// Feeds compressed bytes, handing each piece of the plain stream to `sink`. `sink` returns
     /// `false` to skip the rest of the current frame (the plain bytes it will not produce are
     /// then handed on as [`Piece::Skipped`], at once); frames after it are read as usual, so

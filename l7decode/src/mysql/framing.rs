@@ -93,6 +93,11 @@ impl Framer {
         self.prefix.clear();
     }
 
+    /// Heap bytes held (the kept prefix's allocation).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.prefix.capacity()
+    }
+
     /// Bytes of an unfinished payload read so far (0 at a boundary or after a completed one).
     pub(crate) const fn partial_len(&self) -> u64 {
         let payload = if self.building && !self.complete {

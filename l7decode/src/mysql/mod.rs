@@ -22,7 +22,7 @@
 #[cfg(feature = "compression")]
 mod compress;
 mod framing;
-pub(crate) mod session;
+mod session;
 pub mod wire;
 
 use bytes::Bytes;
@@ -31,6 +31,12 @@ use crate::Flags;
 pub use crate::Span;
 
 pub use framing::MAX_PACKET;
+pub use session::Session;
+
+/// One MySQL/MariaDB connection decoded without sniffing, from its start (the server's greeting
+/// first) — or, when the client speaks first, from a command. See [`crate::Decoder`] for the run
+/// loop and an example.
+pub type Decoder = crate::Decoder<Session>;
 
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,6 +165,15 @@ impl Command {
             resultsets: 0,
             flags: Flags::default(),
         }
+    }
+
+    /// Heap bytes its texts hold (some may be shared with the statement table).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.text.len()
+            + self.user.len()
+            + self.schema.len()
+            + self.sqlstate.len()
+            + self.error_message.len()
     }
 
     /// `LOGIN`, a `COM_*` name, or `None` for a code no server defines.

@@ -12,9 +12,10 @@ use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
+use crate::session::{ProtocolSession, Session as SessionApi};
 use crate::skipped::Skipped;
 use crate::window::Window;
-use crate::{Direction, Event, Protocol, Timestamp};
+use crate::{Direction, Event, Limits, Protocol, Stats, Timestamp};
 
 /// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
 /// handshake with its attributes.
@@ -181,11 +182,13 @@ struct State {
     skipped: Skipped,
     /// Logical payloads read.
     messages: u64,
+    /// Records reported.
+    records: u64,
 }
 
-/// One connection's MySQL decoder.
-#[derive(Debug)]
-pub(crate) struct Session {
+/// One connection's MySQL/MariaDB session; see [`mysql::Decoder`](super::Decoder) to use it on
+/// its own.
+pub struct Session {
     halves: [Half; 2],
     st: State,
 }
@@ -197,32 +200,111 @@ const fn index(dir: Direction) -> usize {
     }
 }
 
+/// Shows the connection's phase, the negotiated options and the counts, never SQL text.
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("phase", &self.st.phase)
+            .field("framing", &self.st.framing)
+            .field("deprecate_eof", &self.st.deprecate_eof)
+            .field("pending", &self.st.pending.len())
+            .field("statements", &self.st.statements.len())
+            .field("messages", &self.st.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProtocolSession for Session {}
+
+impl SessionApi for Session {
+    /// Used on its own, a session starts where the connection does: at the server's greeting.
+    fn start(limits: &Limits) -> Self {
+        Self::from_greeting(limits)
+    }
+
+    fn feed(&mut self, dir: Direction, now: Timestamp, input: &[u8], events: &mut VecDeque<Event>) {
+        self.feed_bytes(dir, now, input, events);
+    }
+
+    fn gap(&mut self, dir: Direction, now: Timestamp, missing: u64, events: &mut VecDeque<Event>) {
+        self.gap_bytes(dir, now, missing, events);
+    }
+
+    fn eof(&mut self, dir: Direction, _now: Timestamp, events: &mut VecDeque<Event>) {
+        self.end(dir, events);
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, events: &mut VecDeque<Event>) {
+        let _ = (now, events);
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            skipped_bytes: self.st.skipped.total(),
+            transactions: self.st.records,
+            messages: self.st.messages,
+            dropped_requests: self.st.dropped,
+            ..Stats::default()
+        }
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        let half = |h: &Half| {
+            #[cfg(feature = "compression")]
+            let inflate = h.inflate.as_ref().map_or(0, |z| z.heap_bytes());
+            #[cfg(not(feature = "compression"))]
+            let inflate = 0;
+            h.framer.heap_bytes() + h.window.heap_bytes() + inflate
+        };
+        self.halves.iter().map(half).sum::<usize>()
+            + self.st.pending.capacity() * size_of::<Pending>()
+            + self
+                .st
+                .pending
+                .iter()
+                .map(|p| p.cmd.heap_bytes())
+                .sum::<usize>()
+            + self.st.statements.capacity() * size_of::<(u32, Bytes, u64)>()
+            + self
+                .st
+                .statements
+                .iter()
+                .map(|(_, text, _)| text.len())
+                .sum::<usize>()
+            + self.st.server_version.len()
+    }
+}
+
 impl Session {
     /// A session that saw the connection start (its first server bytes are the greeting).
-    pub(crate) fn from_greeting(max_pending: usize, max_statements: usize) -> Self {
-        Self::new(Phase::Greeting, [false, false], max_pending, max_statements)
+    pub(crate) fn from_greeting(limits: &Limits) -> Self {
+        Self::new(Phase::Greeting, [false, false], limits)
     }
 
     /// A session joined at the client's handshake response, the greeting missed: the server's
     /// capabilities are unknown, so DEPRECATE_EOF and query attributes are learnt from the bytes.
-    pub(crate) fn from_hello(max_pending: usize, max_statements: usize) -> Self {
-        let mut session = Self::new(Phase::Hello, [false, false], max_pending, max_statements);
+    pub(crate) fn from_hello(limits: &Limits) -> Self {
+        let mut session = Self::new(Phase::Hello, [false, false], limits);
         session.st.greeting_missed = true;
         session.st.server_caps = u32::MAX;
         session
     }
 
     /// A session joined mid-connection at a client command (the server side waits for it).
-    pub(crate) fn mid_stream(max_pending: usize, max_statements: usize) -> Self {
-        let mut session = Self::new(Phase::Commands, [false, true], max_pending, max_statements);
+    pub(crate) fn mid_stream(limits: &Limits) -> Self {
+        let mut session = Self::new(Phase::Commands, [false, true], limits);
         session.st.next_unconfirmed = true;
         session.st.next_at_capture_start = true;
         session
     }
 
     /// Like [`Session::mid_stream`], in the compressed protocol.
-    pub(crate) fn mid_stream_compressed(max_pending: usize, max_statements: usize) -> Self {
-        let mut session = Self::mid_stream(max_pending, max_statements);
+    pub(crate) fn mid_stream_compressed(limits: &Limits) -> Self {
+        let mut session = Self::mid_stream(limits);
         session.st.compress = true;
         session.apply(
             Direction::ClientToServer,
@@ -234,11 +316,11 @@ impl Session {
 
     /// A session told by the port that this is MySQL but with no message start seen yet: both
     /// sides look for a command.
-    pub(crate) fn searching(max_pending: usize, max_statements: usize) -> Self {
-        Self::new(Phase::Commands, [true, true], max_pending, max_statements)
+    pub(crate) fn searching(limits: &Limits) -> Self {
+        Self::new(Phase::Commands, [true, true], limits)
     }
 
-    fn new(phase: Phase, lost: [bool; 2], max_pending: usize, max_statements: usize) -> Self {
+    fn new(phase: Phase, lost: [bool; 2], limits: &Limits) -> Self {
         let [client, server] = lost;
         Self {
             halves: [Half::new(client), Half::new(server)],
@@ -254,13 +336,14 @@ impl Session {
                 next_unconfirmed: false,
                 next_at_capture_start: false,
                 pending: VecDeque::new(),
-                max_pending,
+                max_pending: limits.max_pending,
                 statements: VecDeque::new(),
-                max_statements,
+                max_statements: limits.max_statements,
                 last_prepared: None,
                 dropped: 0,
                 skipped: Skipped::default(),
                 messages: 0,
+                records: 0,
             },
         }
     }
@@ -272,13 +355,8 @@ impl Session {
         }
     }
 
-    /// Commands dropped at the pending bound.
-    pub(crate) const fn dropped(&self) -> u64 {
-        self.st.dropped
-    }
-
     /// In-order bytes of `dir`.
-    pub(crate) fn feed(
+    fn feed_bytes(
         &mut self,
         dir: Direction,
         now: Timestamp,
@@ -307,11 +385,6 @@ impl Session {
 
     fn report_skipped(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         self.st.skipped.report(dir, events);
-    }
-
-    /// Bytes skipped so far, both directions.
-    pub(crate) const fn skipped_total(&self) -> u64 {
-        self.st.skipped.total()
     }
 
     /// Steps the framer through `input` until it ends or the direction's mode changes.
@@ -468,7 +541,7 @@ impl Session {
                 }
                 // Each byte keeps its own arrival time, as if it had come in order.
                 for (byte, at) in window {
-                    self.feed(dir, at, &[byte], events);
+                    self.feed_bytes(dir, at, &[byte], events);
                 }
                 return at + 1;
             }
@@ -485,13 +558,8 @@ impl Session {
             self.st.phase = Phase::Commands;
         }
         while let Some(p) = self.st.pending.pop_front() {
-            report_missing(p, events, true);
+            self.st.report_missing(p, events, true);
         }
-    }
-
-    /// Logical payloads read, both directions.
-    pub(crate) const fn messages(&self) -> u64 {
-        self.st.messages
     }
 
     /// Reads the payload the framer of `dir` just completed.
@@ -537,7 +605,7 @@ impl Session {
                     // Commands before this one had their replies in what was skipped.
                     let this = self.st.pending.pop_back();
                     while let Some(p) = self.st.pending.pop_front() {
-                        report_missing(p, events, false);
+                        self.st.report_missing(p, events, false);
                     }
                     self.st.pending.extend(this);
                 }
@@ -566,7 +634,7 @@ impl Session {
     }
 
     /// `missing` bytes of `dir` lost by the capture.
-    pub(crate) fn gap(
+    fn gap_bytes(
         &mut self,
         dir: Direction,
         now: Timestamp,
@@ -613,7 +681,7 @@ impl Session {
             // The reply being read can no longer be: it is reported as it stands.
             if let Some(p) = self.st.pending.pop_front() {
                 let login = p.cmd.code.is_none();
-                report_missing(p, events, true);
+                self.st.report_missing(p, events, true);
                 // A login that failed closes the connection; one that goes on succeeded, and
                 // with compression negotiated, both sides now speak it.
                 if login && self.st.compress {
@@ -625,7 +693,7 @@ impl Session {
 
     /// The end of `dir`: a half-read window or packet never became anything; when the server's
     /// side ends, commands still waiting are reported without a reply.
-    pub(crate) fn eof(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+    fn end(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         let half = self.half(dir);
         let partial = half.window.len() as u64 + half.framer.partial_len();
         half.window.clear();
@@ -635,7 +703,7 @@ impl Session {
         self.report_skipped(dir, events);
         if dir == Direction::ServerToClient {
             while let Some(p) = self.st.pending.pop_front() {
-                report_missing(p, events, false);
+                self.st.report_missing(p, events, false);
             }
         }
     }
@@ -649,20 +717,22 @@ fn span(p: &Payload<'_>) -> Span {
     }
 }
 
-/// Reports a command whose reply will not be read (the server's side ended, or sync was lost):
-/// `Missing`, flagged `truncated` when part of the reply had come, `gap` when a loss caused it.
-fn report_missing(mut p: Pending, events: &mut VecDeque<Event>, gap: bool) {
-    if !p.confirmed {
-        return;
-    }
-    p.cmd.status = Status::Missing;
-    p.cmd.flags.missing_response = p.cmd.response.is_none();
-    p.cmd.flags.truncated |= p.cmd.response.is_some();
-    p.cmd.flags.gap |= gap;
-    events.push_back(Event::Mysql(Box::new(p.cmd)));
-}
-
 impl State {
+    /// Reports a command whose reply will not be read (the server's side ended, or sync was
+    /// lost): `Missing`, flagged `truncated` when part of the reply had come, `gap` when a loss
+    /// caused it.
+    fn report_missing(&mut self, mut p: Pending, events: &mut VecDeque<Event>, gap: bool) {
+        if !p.confirmed {
+            return;
+        }
+        p.cmd.status = Status::Missing;
+        p.cmd.flags.missing_response = p.cmd.response.is_none();
+        p.cmd.flags.truncated |= p.cmd.response.is_some();
+        p.cmd.flags.gap |= gap;
+        self.records += 1;
+        events.push_back(Event::Mysql(Box::new(p.cmd)));
+    }
+
     fn mark_gap(&mut self, dir: Direction) {
         if let Some(p) = self.pending.back_mut()
             && (dir == Direction::ServerToClient || p.cmd.response.is_none())
@@ -810,6 +880,7 @@ impl State {
         if matches!(code, 0x01 | 0x18 | 0x19) {
             if confirmed {
                 cmd.status = Status::NoResponseExpected;
+                self.records += 1;
                 events.push_back(Event::Mysql(Box::new(cmd)));
             }
             return Action::None;
@@ -1056,6 +1127,7 @@ impl State {
 
     fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
         finished.cmd.status = status;
+        self.records += 1;
         events.push_back(Event::Mysql(Box::new(finished.cmd)));
     }
 }

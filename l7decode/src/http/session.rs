@@ -1,0 +1,1002 @@
+//! The HTTP/1.x session: each direction's heads parsed (in place when whole in a chunk, else
+//! gathered, bounded), bodies framed per RFC 9112 and counted, requests queued for their
+//! responses (pipelining, interim responses, tunnels), sync lost and regained mid-stream.
+//!
+//! It is also where a [`Connection`](crate::Connection) whose protocol is not known yet looks
+//! for an HTTP message start: until one is found ([`Session::protocol`] is `None`), what it skips
+//! counts against [`Limits::max_unrecognized`], and it gives the connection up as unknown when
+//! that is spent.
+
+#![deny(clippy::indexing_slicing)]
+
+mod recovery;
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::chunked::{ChunkedScanner, Scan};
+use super::head::{BodyFraming, Head, HeadStatus, parse_request, parse_response};
+use super::transaction::{Message, Transaction};
+use crate::error::Error;
+use crate::held::Held;
+use crate::session::{ProtocolSession, Session as SessionApi};
+use crate::{Direction, Event, Flags, Limits, Protocol, Stats, Timestamp};
+
+#[derive(Debug, Clone)]
+enum Body {
+    Length(u64),
+    Chunked(Box<ChunkedScanner>),
+    UntilClose,
+}
+
+#[derive(Debug, Clone)]
+enum Phase {
+    /// Nothing seen yet in this direction (with a [`Connection`](crate::Connection), its first
+    /// bytes are being judged, held in `buf`).
+    Start,
+    /// Waiting for (or gathering) a head.
+    Head,
+    /// In a body.
+    Body(Body),
+    /// Out of sync: looking for a plausible message start.
+    Lost,
+    /// Tunnel, TLS or an unknown protocol: bytes are only counted.
+    Opaque,
+    /// The direction ended.
+    Closed,
+}
+
+struct Half {
+    phase: Phase,
+    /// A head being gathered, or while lost, a held candidate message start (or at the start,
+    /// the first bytes being judged), each with its arrival time.
+    buf: Held,
+    /// Bytes skipped since the direction lost sync, not yet reported.
+    skipped: u64,
+    /// While lost: whether the last byte seen ended a line.
+    line_start: bool,
+    /// While lost: whether the held candidate began a line.
+    held_line_start: bool,
+    /// The message being read: head, body count, first time, gap seen.
+    current: Option<(Message, bool)>,
+    /// Bytes skipped before the connection's protocol was known.
+    unrecognized: u64,
+    /// What the fast path of [`Session::feed`] may take and has taken without stepping.
+    in_place: InPlace,
+    /// Gathered bytes that turned out not to start a head: read again, after one skipped byte,
+    /// each at the time it first arrived, as if in the feed calls that brought them.
+    reread: Held,
+}
+
+impl Half {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Start,
+            buf: Held::default(),
+            skipped: 0,
+            line_start: true,
+            held_line_start: true,
+            current: None,
+            unrecognized: 0,
+            in_place: InPlace::default(),
+            reread: Held::default(),
+        }
+    }
+}
+
+/// Bytes a direction may take, and has taken, without stepping through the decoder: the body
+/// bytes counted here belong to the current message and are handed to it (by
+/// `commit_in_place`) before anything else looks at the state.
+#[derive(Debug, Default, Clone, Copy)]
+struct InPlace {
+    /// How many more bytes may be taken in place.
+    left: u64,
+    /// What `left` was when armed: the difference is what was taken (kept this way so the fast
+    /// path writes only two words).
+    armed: u64,
+    /// When the last of them arrived.
+    last: Timestamp,
+}
+
+impl InPlace {
+    /// Bytes taken since armed.
+    const fn taken(&self) -> u64 {
+        self.armed - self.left
+    }
+}
+
+/// A request waiting for its response.
+struct Pending {
+    message: Message,
+    complete: bool,
+    method_head: bool,
+    method_connect: bool,
+    interim: [u16; 8],
+    interim_len: u8,
+    flags: Flags,
+}
+
+/// One connection's HTTP/1.x session; see [`http::Decoder`](crate::http::Decoder) to use it on
+/// its own.
+pub struct Session {
+    limits: Limits,
+    client: Half,
+    server: Half,
+    pending: VecDeque<Pending>,
+    /// What the connection is known to be: HTTP from the start for a session used on its own;
+    /// for a [`Connection`](crate::Connection)'s, `None` until a message start is found (or
+    /// another verdict is reached).
+    protocol: Option<Protocol>,
+    /// What the server's port suggests (while the protocol is not known).
+    hint: Option<Protocol>,
+    /// Some bytes came, in either direction.
+    seen: bool,
+    /// Bytes taken in place (see `take_in_place`), before the ones the counters hold now.
+    taken: u64,
+    stats: Stats,
+}
+
+/// Shows the state of each direction and the counts, never head bytes.
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("protocol", &self.protocol)
+            .field("client", &self.client.phase)
+            .field("server", &self.server.phase)
+            .field("pending", &self.pending.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProtocolSession for Session {}
+
+impl SessionApi for Session {
+    fn start(limits: &Limits) -> Self {
+        let mut session = Self::unrecognised(limits);
+        session.protocol = Some(Protocol::Http);
+        session
+    }
+
+    /// The bulk of a stream fed in small pieces: more of a body that `bytes` do not end,
+    /// counted without stepping, or more of a head they cannot end, gathered.
+    #[inline]
+    fn take_in_place(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> bool {
+        let half = match dir {
+            Direction::ClientToServer => &mut self.client,
+            Direction::ServerToClient => &mut self.server,
+        };
+        let counter = &mut half.in_place;
+        let len = bytes.len() as u64;
+        if len.wrapping_sub(1) < counter.left {
+            counter.left -= len;
+            counter.last = now;
+            return true;
+        }
+        if self.gather_in_place(dir, now, bytes) {
+            self.taken += len;
+            return true;
+        }
+        false
+    }
+
+    fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8], out: &mut VecDeque<Event>) {
+        self.commit_in_place();
+        self.seen |= !bytes.is_empty();
+        self.run(dir, now, bytes, out);
+        self.arm_in_place();
+    }
+
+    fn gap(&mut self, dir: Direction, now: Timestamp, missing: u64, out: &mut VecDeque<Event>) {
+        self.commit_in_place();
+        self.gap_stepwise(dir, now, missing, out);
+        self.arm_in_place();
+    }
+
+    fn eof(&mut self, dir: Direction, now: Timestamp, out: &mut VecDeque<Event>) {
+        self.commit_in_place();
+        self.eof_stepwise(dir, now, out);
+        self.arm_in_place();
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        None
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp, out: &mut VecDeque<Event>) {
+        let _ = (now, out);
+    }
+
+    fn stats(&self) -> Stats {
+        let mut stats = self.stats;
+        stats.bytes = self.taken + self.client.in_place.taken() + self.server.in_place.taken();
+        stats
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        let half = |h: &Half| {
+            h.buf.capacity()
+                + h.reread.capacity()
+                + h.current.as_ref().map_or(0, |(m, _)| m.head.len())
+        };
+        half(&self.client)
+            + half(&self.server)
+            + self.pending.capacity() * size_of::<Pending>()
+            + self
+                .pending
+                .iter()
+                .map(|p| p.message.head.len())
+                .sum::<usize>()
+    }
+}
+
+impl Session {
+    /// A session for a connection whose protocol is not known yet: each direction's first bytes
+    /// are judged by the [`Connection`](crate::Connection) first (see [`Session::at_start`]).
+    pub(crate) fn unrecognised(limits: &Limits) -> Self {
+        Self {
+            limits: *limits,
+            client: Half::new(),
+            server: Half::new(),
+            pending: VecDeque::new(),
+            protocol: None,
+            hint: None,
+            seen: false,
+            taken: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// What the server's port suggests, consulted while the protocol is not known.
+    pub(crate) const fn set_hint(&mut self, hint: Option<Protocol>) {
+        self.hint = hint;
+    }
+
+    /// What the connection is known to be, as far as this session knows.
+    pub(crate) const fn protocol(&self) -> Option<Protocol> {
+        self.protocol
+    }
+
+    /// The connection was recognised as `protocol` by other means than an HTTP message (TLS).
+    pub(crate) const fn recognise(&mut self, protocol: Protocol) {
+        self.protocol = Some(protocol);
+    }
+
+    /// Whether nothing of `dir` was handed over yet: its first bytes are being judged.
+    pub(crate) const fn at_start(&self, dir: Direction) -> bool {
+        matches!(self.half_ref(dir).phase, Phase::Start)
+    }
+
+    /// The first bytes of `dir`, held while they are judged (see [`Session::at_start`]), where
+    /// a gap, an end or a verdict on the other direction treats them like any bytes held.
+    pub(crate) fn first_bytes(&mut self, dir: Direction) -> &mut Held {
+        self.seen = true;
+        &mut self.half(dir).buf
+    }
+
+    /// How many of `dir`'s first bytes are held, being judged.
+    pub(crate) fn first_bytes_held(&self, dir: Direction) -> usize {
+        if self.at_start(dir) {
+            self.half_ref(dir).buf.len()
+        } else {
+            0
+        }
+    }
+
+    /// `dir`'s first bytes are not TLS, MySQL or MongoDB: they are searched for an HTTP message
+    /// start from a line start, each at the time it arrived (run by the next
+    /// [`Session::run`]).
+    pub(crate) fn hand_over(&mut self, dir: Direction) {
+        let half = self.half(dir);
+        half.phase = Phase::Lost;
+        half.line_start = true;
+        half.reread = core::mem::take(&mut half.buf);
+    }
+
+    /// The connection turned out to speak another protocol: what each direction held is counted
+    /// as skipped, and returned with what was skipped and not reported yet, client then server.
+    pub(crate) fn abandon(&mut self) -> [u64; 2] {
+        [Direction::ClientToServer, Direction::ServerToClient].map(|d| {
+            let held = self.half(d).buf.len();
+            self.note_skipped(d, held);
+            let half = self.half(d);
+            half.buf.clear();
+            core::mem::take(&mut half.skipped)
+        })
+    }
+
+    /// More of a head being gathered that `bytes` cannot end (a head ends with a line end, and
+    /// `bytes` holds none): kept exactly as the stepwise path would, without stepping.
+    #[inline]
+    fn gather_in_place(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> bool {
+        let limit = self.limits.max_buffered;
+        let half = self.half(dir);
+        let fits = matches!(half.phase, Phase::Head)
+            && !half.buf.is_empty()
+            && half.reread.is_empty()
+            && half.buf.len() + bytes.len() < limit;
+        if !fits || bytes.contains(&b'\n') {
+            return false;
+        }
+        half.buf.extend(bytes, now);
+        true
+    }
+
+    /// Hands what the fast path counted to the message and phase it belongs to, so the stepwise
+    /// code sees the state it would have built itself.
+    pub(crate) fn commit_in_place(&mut self) {
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let half = self.half(dir);
+            let counted = half.in_place.taken();
+            let last = half.in_place.last;
+            half.in_place = InPlace::default();
+            if counted == 0 {
+                continue;
+            }
+            self.taken += counted;
+            let half = self.half(dir);
+            match &mut half.phase {
+                Phase::Body(Body::Length(left)) => *left -= counted,
+                Phase::Body(Body::UntilClose) => {}
+                // Opaque bytes belong to no message.
+                _ => continue,
+            }
+            self.add_body(dir, last, counted);
+        }
+    }
+
+    /// How many bytes each direction may next take in place: all but the last byte of a body of
+    /// known length (that one completes the message), any number in a close-delimited body or
+    /// an opaque stream, none elsewhere.
+    pub(crate) fn arm_in_place(&mut self) {
+        for half in [&mut self.client, &mut self.server] {
+            let left = if !half.reread.is_empty() {
+                0
+            } else {
+                match half.phase {
+                    Phase::Body(Body::Length(left)) => left.saturating_sub(1),
+                    Phase::Body(Body::UntilClose) | Phase::Opaque => u64::MAX,
+                    _ => 0,
+                }
+            };
+            half.in_place = InPlace {
+                left,
+                armed: left,
+                last: Timestamp(0),
+            };
+        }
+    }
+
+    /// Steps through `bytes`. When gathered bytes must be read again, they and the rest of
+    /// `bytes` continue from an owned copy (only on that error path).
+    pub(crate) fn run(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        bytes: &[u8],
+        out: &mut VecDeque<Event>,
+    ) {
+        let mut owned: Option<Vec<u8>> = None;
+        let mut pos = 0;
+        // Bytes read again keep the times they first arrived at: from `pos` on, runs of them
+        // (each stepped through apart from the rest, like the feed call that brought it), then
+        // the rest of `bytes`, which came now.
+        let mut again: VecDeque<(usize, Timestamp)> = VecDeque::new();
+        loop {
+            let (first, runs) = self.half(dir).reread.take_runs();
+            if !first.is_empty() {
+                // Bytes still to be read again from an earlier round keep their place (and
+                // times) behind these.
+                let mut next = Vec::from(first);
+                let rest = owned.as_deref().unwrap_or(bytes).get(pos..);
+                next.extend_from_slice(rest.unwrap_or_default());
+                owned = Some(next);
+                pos = 0;
+                for run in runs.into_iter().rev() {
+                    again.push_front(run);
+                }
+            }
+            let all = owned.as_deref().unwrap_or(bytes);
+            let (input, time) = match again.front() {
+                Some(&(len, at)) => (all.get(pos..pos + len), at),
+                None => (all.get(pos..), now),
+            };
+            let input = input.unwrap_or_default();
+            if input.is_empty() {
+                break;
+            }
+            let phase_before = core::mem::discriminant(&self.half(dir).phase);
+            let used = self.step(dir, time, input, out);
+            pos += used;
+            if let Some((len, _)) = again.front_mut() {
+                *len = len.saturating_sub(used);
+                if *len == 0 {
+                    again.pop_front();
+                }
+            }
+            // A step that consumes nothing hands over to another phase (a message start found at
+            // the chunk's first byte, a body that failed to parse) or asks for bytes to be read
+            // again; if it did neither, the rest would never be read, so it is counted as
+            // skipped rather than silently lost.
+            if used == 0
+                && self.half(dir).reread.is_empty()
+                && core::mem::discriminant(&self.half(dir).phase) == phase_before
+            {
+                debug_assert!(false, "a step made no progress");
+                let left = owned.as_deref().unwrap_or(bytes).len() - pos;
+                self.note_skipped(dir, left);
+                break;
+            }
+        }
+    }
+
+    fn half(&mut self, dir: Direction) -> &mut Half {
+        match dir {
+            Direction::ClientToServer => &mut self.client,
+            Direction::ServerToClient => &mut self.server,
+        }
+    }
+
+    const fn half_ref(&self, dir: Direction) -> &Half {
+        match dir {
+            Direction::ClientToServer => &self.client,
+            Direction::ServerToClient => &self.server,
+        }
+    }
+
+    /// Consumes a prefix of `input` in the current phase; returns its length.
+    fn step(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        out: &mut VecDeque<Event>,
+    ) -> usize {
+        let half = self.half(dir);
+        match &half.phase {
+            // Used on its own, a direction is searched for a message start from its first
+            // byte, as a line start.
+            Phase::Start => {
+                half.phase = Phase::Lost;
+                half.line_start = true;
+                0
+            }
+            Phase::Head => self.head(dir, now, input, out),
+            Phase::Lost => self.resync(dir, now, input, out),
+            Phase::Opaque | Phase::Closed => input.len(),
+            // Moved out, not cloned (a chunked body's scanner is boxed and large); `body` always
+            // stores the phase that follows.
+            Phase::Body(_) => match core::mem::replace(&mut half.phase, Phase::Closed) {
+                Phase::Body(body) => self.body(dir, now, input, body, out),
+                other => {
+                    half.phase = other;
+                    0
+                }
+            },
+        }
+    }
+
+    fn head(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        out: &mut VecDeque<Event>,
+    ) -> usize {
+        let limit = self.limits.max_buffered;
+        let parse = |buf| parse_head(dir, buf);
+        let half = self.half(dir);
+        if half.current.is_none() {
+            half.current = Some((Message::starting(now), false));
+        }
+        let held = half.buf.len();
+        if held == 0 {
+            // The common case: the whole head is in this chunk, parsed in place.
+            match parse(input) {
+                // A head longer than the buffer limit is refused even when it came whole, as it
+                // would be when gathered from pieces.
+                Ok(HeadStatus::Complete(head)) if head.len <= limit => {
+                    let (summary, len) = (head_summary(&head), head.len);
+                    let bytes = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
+                    self.on_head(dir, now, summary, bytes, out);
+                    len
+                }
+                Ok(HeadStatus::Partial) if input.len() < limit => {
+                    half.buf.extend(input, now);
+                    input.len()
+                }
+                // Too long a head, or not a head: skip a byte and look for the next start.
+                Ok(_) | Err(_) => {
+                    self.lose(dir);
+                    self.note_skipped(dir, 1);
+                    1
+                }
+            }
+        } else {
+            // A head cut by earlier chunks: gather (bounded), then parse the whole.
+            let take = input.len().min(limit.saturating_sub(held));
+            half.buf.extend(input.get(..take).unwrap_or_default(), now);
+            // Parse again only once the head's blank line has arrived: looking at the new bytes
+            // (and the three before them) keeps a head trickled byte by byte linear, not quadratic.
+            let tail = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
+            // A head ends with an empty line after a line end: LF LF or LF CR LF (httparse
+            // accepts bare LFs, so CRLF LF and LF CRLF end a head too).
+            let ended =
+                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+            if !ended && half.buf.len() < limit {
+                return take;
+            }
+            let verdict = match parse(&half.buf) {
+                Ok(HeadStatus::Complete(head)) => Some(Ok((head_summary(&head), head.len))),
+                Ok(HeadStatus::Partial) if half.buf.len() < limit => None,
+                Ok(HeadStatus::Partial) | Err(_) => Some(Err(())),
+            };
+            match verdict {
+                None => take,
+                Some(Ok((summary, len))) => {
+                    let bytes = half.buf.split_to(len);
+                    // What was gathered past the head is still in `input`: it is read again.
+                    half.buf.clear();
+                    self.on_head(dir, now, summary, bytes, out);
+                    len - held
+                }
+                Some(Err(())) => {
+                    // This chunk's bytes are read again after the gathered ones.
+                    self.reread_after_bad_head(dir, held);
+                    0
+                }
+            }
+        }
+    }
+
+    fn on_head(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        head: HeadSummary,
+        bytes: Bytes,
+        out: &mut VecDeque<Event>,
+    ) {
+        self.stats.messages += 1;
+        let half = self.half(dir);
+        let Some((mut message, gap)) = half.current.take() else {
+            return;
+        };
+        message.head = bytes;
+        message.last = now;
+        match dir {
+            Direction::ClientToServer => {
+                let framing = head.request_framing;
+                let flags = Flags {
+                    gap,
+                    te_and_cl: head.te_and_cl,
+                    ..Flags::default()
+                };
+                self.push_pending(Pending {
+                    message,
+                    complete: false,
+                    method_head: head.method_head,
+                    method_connect: head.method_connect,
+                    interim: [0; 8],
+                    interim_len: 0,
+                    flags,
+                });
+                self.start_body(dir, framing, out);
+            }
+            Direction::ServerToClient => {
+                self.settle(Direction::ClientToServer, now, out);
+                if self.pending.is_empty() && !self.client.buf.is_empty() {
+                    // Answered while the only request's head was still being gathered: the
+                    // capture missed the head's end. Keep what was seen; find the next request.
+                    self.salvage_head(Direction::ClientToServer, out);
+                    if !self.pending.is_empty() {
+                        self.client.phase = Phase::Lost;
+                        self.client.line_start = false;
+                    }
+                }
+                let status = head.status;
+                if (100..200).contains(&status) && status != 101 {
+                    // Interim: it belongs to the oldest request; the final response follows.
+                    if let Some(p) = self.pending.front_mut()
+                        && let Some(slot) = p.interim.get_mut(usize::from(p.interim_len))
+                    {
+                        *slot = status;
+                        p.interim_len += 1;
+                    }
+                    self.server.phase = Phase::Head;
+                    return;
+                }
+                let method = self.pending.front().map(|p| {
+                    if p.method_head {
+                        "HEAD"
+                    } else if p.method_connect {
+                        "CONNECT"
+                    } else {
+                        "GET"
+                    }
+                });
+                let framing = head.response_framing(method);
+                self.server.current = Some((message, gap));
+                if head.te_and_cl
+                    && let Some(p) = self.pending.front_mut()
+                {
+                    p.flags.te_and_cl = true;
+                }
+                match framing {
+                    BodyFraming::Tunnel => {
+                        self.finish_response(
+                            Flags {
+                                upgraded: true,
+                                ..Flags::default()
+                            },
+                            out,
+                        );
+                        self.go_opaque();
+                        out.push_back(Event::Tunnel);
+                    }
+                    other => self.start_body(dir, other, out),
+                }
+            }
+        }
+    }
+
+    fn start_body(&mut self, dir: Direction, framing: BodyFraming, out: &mut VecDeque<Event>) {
+        let body = match framing {
+            BodyFraming::Length(0) | BodyFraming::Empty | BodyFraming::Tunnel => None,
+            BodyFraming::Length(n) => Some(Body::Length(n)),
+            BodyFraming::Chunked => Some(Body::Chunked(Box::default())),
+            BodyFraming::UntilClose => Some(Body::UntilClose),
+        };
+        match body {
+            Some(b) => self.half(dir).phase = Phase::Body(b),
+            None => self.message_done(dir, None, out),
+        }
+    }
+
+    fn body(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        input: &[u8],
+        body: Body,
+        out: &mut VecDeque<Event>,
+    ) -> usize {
+        let (used, done, next) = match body {
+            Body::Length(left) => {
+                let take = (input.len() as u64).min(left);
+                (take as usize, take == left, Body::Length(left - take))
+            }
+            Body::UntilClose => (input.len(), false, Body::UntilClose),
+            Body::Chunked(mut scanner) => {
+                let before = scanner.body_bytes;
+                match scanner.scan(input) {
+                    Ok(Scan::Done(n)) => {
+                        self.add_body(dir, now, scanner.body_bytes - before);
+                        self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
+                        self.message_done(dir, Some(now), out);
+                        return n;
+                    }
+                    Ok(Scan::NeedMore) => {
+                        let counted = scanner.body_bytes - before;
+                        self.add_body(dir, now, counted);
+                        self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
+                        return input.len();
+                    }
+                    // What was framed before the bad byte belongs to the message; sync is lost
+                    // from there, at the same stream position however the body was chunked.
+                    Err(e) => {
+                        self.add_body(dir, now, scanner.body_bytes - before);
+                        self.lose(dir);
+                        return usize::try_from(e.offset())
+                            .unwrap_or(usize::MAX)
+                            .min(input.len());
+                    }
+                }
+            }
+        };
+        self.add_body(dir, now, used as u64);
+        if done {
+            self.message_done(dir, Some(now), out);
+        } else {
+            self.half(dir).phase = Phase::Body(next);
+        }
+        used
+    }
+
+    fn add_body(&mut self, dir: Direction, now: Timestamp, n: u64) {
+        match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.message.body_bytes += n;
+                    p.message.last = now;
+                }
+            }
+            Direction::ServerToClient => {
+                if let Some((m, _)) = self.server.current.as_mut() {
+                    m.body_bytes += n;
+                    m.last = now;
+                }
+            }
+        }
+    }
+
+    fn message_done(&mut self, dir: Direction, now: Option<Timestamp>, out: &mut VecDeque<Event>) {
+        self.half(dir).phase = Phase::Head;
+        match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = self.pending.back_mut() {
+                    p.complete = true;
+                    if let Some(now) = now {
+                        p.message.last = now;
+                    }
+                }
+            }
+            Direction::ServerToClient => {
+                if let (Some(now), Some((m, _))) = (now, self.server.current.as_mut()) {
+                    m.last = now;
+                }
+                self.finish_response(Flags::default(), out);
+            }
+        }
+    }
+
+    fn finish_response(&mut self, extra: Flags, out: &mut VecDeque<Event>) {
+        if self.server.current.is_none() {
+            return;
+        }
+        let now = self
+            .server
+            .current
+            .as_ref()
+            .map_or(Timestamp(0), |(m, _)| m.last);
+        self.settle(Direction::ClientToServer, now, out);
+        let Some((response, gap)) = self.server.current.take() else {
+            return;
+        };
+        // Skips are reported just before the record that follows them.
+        self.report_skipped(Direction::ClientToServer, out);
+        self.report_skipped(Direction::ServerToClient, out);
+        let mut t = match self.pending.pop_front() {
+            Some(p) => Transaction {
+                // A request the capture lost entirely held its place with an empty head.
+                request: (!p.message.head.is_empty()).then_some(p.message),
+                response: Some(response),
+                interim: p.interim,
+                interim_len: p.interim_len,
+                flags: p.flags,
+            },
+            None => Transaction {
+                request: None,
+                response: Some(response),
+                interim: [0; 8],
+                interim_len: 0,
+                flags: Flags {
+                    orphan: true,
+                    ..Flags::default()
+                },
+            },
+        };
+        t.flags.gap |= gap;
+        t.flags.upgraded |= extra.upgraded;
+        t.flags.truncated |= extra.truncated;
+        self.stats.transactions += 1;
+        out.push_back(Event::Transaction(t));
+    }
+
+    /// Bytes lost by the capture in one direction. Inside a body of known length they are skipped
+    /// and the decoder stays in sync; elsewhere it looks for the next message start, and a head
+    /// the gap cut keeps its complete lines (its record is flagged `gap` and `truncated`).
+    fn gap_stepwise(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        missing: u64,
+        out: &mut VecDeque<Event>,
+    ) {
+        let mark = |c: &mut Self| match dir {
+            Direction::ClientToServer => {
+                if let Some(p) = c.pending.back_mut() {
+                    p.flags.gap = true;
+                }
+            }
+            Direction::ServerToClient => {
+                if let Some((_, g)) = c.server.current.as_mut() {
+                    *g = true;
+                }
+            }
+        };
+        match self.half(dir).phase.clone() {
+            Phase::Body(Body::Length(left)) if missing <= left => {
+                mark(self);
+                self.add_body(dir, now, missing);
+                if missing == left {
+                    self.message_done(dir, None, out);
+                } else {
+                    self.half(dir).phase = Phase::Body(Body::Length(left - missing));
+                }
+            }
+            Phase::Body(Body::UntilClose) => {
+                mark(self);
+                self.add_body(dir, now, missing);
+            }
+            Phase::Opaque | Phase::Closed => {}
+            phase => {
+                let between_messages =
+                    matches!(phase, Phase::Head | Phase::Start) && self.half(dir).buf.is_empty();
+                // A head cut by the gap (a snaplen, a lost segment) keeps its complete lines.
+                self.settle(dir, now, out);
+                self.salvage_head(dir, out);
+                mark(self);
+                match dir {
+                    // A response cut inside its body is reported, flagged, with its request.
+                    Direction::ServerToClient if self.server.current.is_some() => {
+                        self.finish_response(
+                            Flags {
+                                truncated: true,
+                                ..Flags::default()
+                            },
+                            out,
+                        );
+                    }
+                    // The lost bytes began a response: the oldest request's answer is gone. It
+                    // is reported without one rather than paired with the next response.
+                    Direction::ServerToClient if between_messages => {
+                        if let Some(p) = self.pending.pop_front() {
+                            self.report_unanswered(
+                                p,
+                                Flags {
+                                    gap: true,
+                                    ..Flags::default()
+                                },
+                                out,
+                            );
+                        }
+                    }
+                    // The lost bytes began a request: its place in the queue is kept, so its
+                    // response does not pair with the next request.
+                    Direction::ClientToServer if between_messages => {
+                        self.push_pending(Pending {
+                            message: Message::starting(now),
+                            complete: true,
+                            method_head: false,
+                            method_connect: false,
+                            interim: [0; 8],
+                            interim_len: 0,
+                            flags: Flags {
+                                gap: true,
+                                ..Flags::default()
+                            },
+                        });
+                    }
+                    _ => {}
+                }
+                self.lose(dir);
+            }
+        }
+    }
+
+    /// Queues a request for its response, within [`Limits::max_pending`].
+    fn push_pending(&mut self, pending: Pending) {
+        if self.pending.len() >= self.limits.max_pending {
+            self.pending.pop_front();
+            self.stats.dropped_requests += 1;
+        }
+        self.pending.push_back(pending);
+    }
+
+    /// Reports a request that will get no response.
+    fn report_unanswered(&mut self, p: Pending, extra: Flags, out: &mut VecDeque<Event>) {
+        let flags = Flags {
+            missing_response: true,
+            gap: p.flags.gap || extra.gap,
+            ..p.flags
+        };
+        self.stats.transactions += 1;
+        out.push_back(Event::Transaction(Transaction {
+            request: (!p.message.head.is_empty()).then_some(p.message),
+            response: None,
+            interim: p.interim,
+            interim_len: p.interim_len,
+            flags,
+        }));
+    }
+
+    /// The end of one direction. A close-delimited response ends here; when the server's side
+    /// ends, requests still waiting are reported without a response.
+    fn eof_stepwise(&mut self, dir: Direction, now: Timestamp, out: &mut VecDeque<Event>) {
+        self.settle(dir, now, out);
+        self.salvage_head(dir, out);
+        match self.half(dir).phase.clone() {
+            // The body's last byte is the last data before the close, not the close itself.
+            Phase::Body(Body::UntilClose) => self.message_done(dir, None, out),
+            Phase::Body(_) => {
+                if dir == Direction::ServerToClient && self.server.current.is_some() {
+                    self.finish_response(
+                        Flags {
+                            truncated: true,
+                            ..Flags::default()
+                        },
+                        out,
+                    );
+                } else if let Some(p) = self.pending.back_mut() {
+                    p.flags.truncated = true;
+                }
+            }
+            _ => {}
+        }
+        // A held candidate or an unfinished head never became a message: its bytes were skipped.
+        let held = self.half(dir).buf.len();
+        if matches!(
+            self.half(dir).phase,
+            Phase::Start | Phase::Lost | Phase::Head
+        ) {
+            self.note_skipped(dir, held);
+            self.half(dir).buf.clear();
+        }
+        self.report_skipped(dir, out);
+        self.half(dir).phase = Phase::Closed;
+        // Both sides ended with nothing recognised.
+        let closed = |half: &Half| matches!(half.phase, Phase::Closed);
+        if self.protocol.is_none() && self.seen && closed(&self.client) && closed(&self.server) {
+            self.give_up_recognising(out);
+        }
+        if dir == Direction::ServerToClient {
+            while let Some(p) = self.pending.pop_front() {
+                self.report_unanswered(p, Flags::default(), out);
+            }
+        }
+    }
+}
+
+fn parse_head(dir: Direction, buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
+    match dir {
+        Direction::ClientToServer => parse_request(buf),
+        Direction::ServerToClient => parse_response(buf),
+    }
+}
+
+/// What the decoder needs from a head once its borrow of the input ends.
+#[derive(Debug, Clone, Copy)]
+struct HeadSummary {
+    status: u16,
+    method_head: bool,
+    method_connect: bool,
+    request_framing: BodyFraming,
+    te_and_cl: bool,
+    chunked: bool,
+    other_te: bool,
+    content_length: Option<u64>,
+}
+
+impl HeadSummary {
+    fn response_framing(&self, method: Option<&str>) -> BodyFraming {
+        let head = Head {
+            method: None,
+            uri: None,
+            status: Some(self.status),
+            reason: None,
+            version: 1,
+            len: 0,
+            headers: &[],
+            content_length: self.content_length,
+            chunked: self.chunked,
+            other_transfer_encoding: self.other_te,
+            flags: Default::default(),
+        };
+        head.response_framing(method)
+    }
+}
+
+fn head_summary(head: &Head<'_>) -> HeadSummary {
+    HeadSummary {
+        status: head.status.unwrap_or(0),
+        method_head: head.method == Some("HEAD"),
+        method_connect: head.method == Some("CONNECT"),
+        request_framing: head.request_framing(),
+        te_and_cl: head.flags.te_and_cl,
+        chunked: head.chunked,
+        other_te: head.other_transfer_encoding,
+        content_length: head.content_length,
+    }
+}

@@ -1,0 +1,145 @@
+//! The HTTP record: a [`Transaction`] of a request and its response, each a [`Message`] whose
+//! head is kept as received and whose body is only counted.
+
+use bytes::Bytes;
+
+use crate::{Flags, Timestamp};
+
+/// One side of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub(crate) head: Bytes,
+    /// Decoded body bytes (chunked framing removed).
+    pub body_bytes: u64,
+    /// When the first byte arrived.
+    pub first: Timestamp,
+    /// When the last byte arrived.
+    pub last: Timestamp,
+}
+
+impl Message {
+    /// A message whose first byte arrived at `at`; its head is filled in once read.
+    pub(crate) const fn starting(at: Timestamp) -> Self {
+        Self {
+            head: Bytes::new(),
+            body_bytes: 0,
+            first: at,
+            last: at,
+        }
+    }
+
+    /// The head as received (start line and header fields).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The first value of a header, OWS-trimmed, without allocating.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.head
+            .split(|b| *b == b'\n')
+            .skip(1)
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|b| *b == b':')?;
+                Some((
+                    line.get(..colon)?.trim_ascii(),
+                    line.get(colon + 1..)?.trim_ascii(),
+                ))
+            })
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    fn start_line(&self) -> &[u8] {
+        let line = self.head.split(|b| *b == b'\n').next().unwrap_or_default();
+        line.strip_suffix(b"\r").unwrap_or(line)
+    }
+
+    fn word(&self, index: usize) -> Option<&str> {
+        let line = self.start_line();
+        let word = if index == 2 {
+            // The reason phrase is the rest of the status line.
+            let mut seen = 0;
+            let at = line.iter().position(|b| {
+                seen += usize::from(*b == b' ');
+                seen == 2
+            })?;
+            line.get(at + 1..)?
+        } else {
+            line.split(|b| *b == b' ')
+                .filter(|w| !w.is_empty())
+                .nth(index)?
+        };
+        core::str::from_utf8(word).ok()
+    }
+}
+
+/// An HTTP exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Transaction {
+    /// The request (absent for an orphan response).
+    pub request: Option<Message>,
+    /// The final response (absent when it never came).
+    pub response: Option<Message>,
+    /// Status codes of interim (1xx) responses, in order (at most 8 kept).
+    pub interim: [u16; 8],
+    /// How many of `interim` are set.
+    pub interim_len: u8,
+    /// Anomalies.
+    pub flags: Flags,
+}
+
+impl Transaction {
+    /// Request method.
+    pub fn method(&self) -> Option<&str> {
+        self.request.as_ref()?.word(0)
+    }
+
+    /// Request target.
+    pub fn uri(&self) -> Option<&str> {
+        self.request.as_ref()?.word(1)
+    }
+
+    /// Request version, `HTTP/1.x`.
+    pub fn request_version(&self) -> Option<&str> {
+        self.request.as_ref()?.word(2)
+    }
+
+    /// Final status code.
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref()?.word(1)?.parse().ok()
+    }
+
+    /// Reason phrase.
+    pub fn reason(&self) -> Option<&str> {
+        self.response.as_ref()?.word(2)
+    }
+
+    /// Interim status codes.
+    pub fn interim_statuses(&self) -> &[u16] {
+        self.interim
+            .get(..usize::from(self.interim_len))
+            .unwrap_or_default()
+    }
+
+    /// Response's last byte minus request's last byte, in nanoseconds.
+    pub fn latency_ns(&self) -> Option<u64> {
+        Some(
+            self.request
+                .as_ref()?
+                .last
+                .nanos_until(self.response.as_ref()?.last),
+        )
+    }
+
+    /// Response's first byte minus request's last byte, in nanoseconds.
+    pub fn ttfb_ns(&self) -> Option<u64> {
+        Some(
+            self.request
+                .as_ref()?
+                .last
+                .nanos_until(self.response.as_ref()?.first),
+        )
+    }
+}

@@ -84,6 +84,17 @@ enum Reply {
     Statistics,
 }
 
+/// How one packet moved a reply on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The reply goes on.
+    More,
+    /// The reply moved to a state that reads this same packet.
+    Again,
+    /// The reply ended.
+    Done(Status),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterDefs {
     Rows,
@@ -113,17 +124,79 @@ enum Action {
     Commanded,
 }
 
+/// How a direction's bytes are read, each state by its own function of [`Session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Packets, in sync (`frame`).
+    Plain,
+    /// Out of sync in the plain protocol: the client looks for a command at a packet start, the
+    /// server waits for one to say where its reply starts (`resync`).
+    PlainLost,
+    /// Compressed frames, in sync, and the packets inside them too (`feed_compressed`).
+    Compressed,
+    /// Compressed frames in sync, the packets inside them not: the rest of a frame is skipped, a
+    /// client command may start the next one (`feed_compressed`).
+    CompressedPacketsLost,
+    /// The frames lost sync too (a gap outside a frame, a capture joined mid-frame): raw bytes
+    /// are scanned for a frame that starts a command (`resync`).
+    CompressedLost,
+    /// TLS after an SSLRequest, or the direction ended: bytes are only counted, and nothing
+    /// moves the direction out of this state.
+    Opaque,
+}
+
+impl Read {
+    /// Whether packets are out of sync.
+    const fn lost(self) -> bool {
+        matches!(
+            self,
+            Self::PlainLost | Self::CompressedPacketsLost | Self::CompressedLost
+        )
+    }
+
+    /// Whether the direction speaks the compressed protocol.
+    #[cfg_attr(not(feature = "compression"), allow(dead_code))]
+    const fn compressed(self) -> bool {
+        matches!(
+            self,
+            Self::Compressed | Self::CompressedPacketsLost | Self::CompressedLost
+        )
+    }
+
+    /// Packets lose sync (frames, if any, keep theirs).
+    const fn lose(&mut self) {
+        *self = match *self {
+            Self::Plain => Self::PlainLost,
+            Self::Compressed => Self::CompressedPacketsLost,
+            other => other,
+        };
+    }
+
+    /// Sync is found again at a packet (and frame) start.
+    const fn regain(&mut self) {
+        *self = match *self {
+            Self::PlainLost => Self::Plain,
+            Self::CompressedPacketsLost | Self::CompressedLost => Self::Compressed,
+            other => other,
+        };
+    }
+
+    /// The compressed protocol from the next frame on.
+    const fn compress(&mut self) {
+        *self = match *self {
+            Self::Plain => Self::Compressed,
+            Self::PlainLost => Self::CompressedPacketsLost,
+            other => other,
+        };
+    }
+}
+
 #[derive(Debug)]
 struct Half {
     framer: Framer,
     #[cfg(feature = "compression")]
     inflate: Option<Box<Inflate>>,
-    compressed: bool,
-    /// In the compressed protocol, the frame layer lost sync too (a gap outside a frame, a
-    /// corrupt frame, a capture joined mid-frame): raw bytes are scanned for a frame start.
-    frames_lost: bool,
-    lost: bool,
-    opaque: bool,
+    read: Read,
     /// While lost: the bytes being judged as a command start, and when the first came.
     window: Window,
     /// No byte of this side was seen yet: a command found at its first byte starts where the
@@ -137,17 +210,10 @@ impl Half {
             framer: Framer::new(KEEP),
             #[cfg(feature = "compression")]
             inflate: None,
-            compressed: false,
-            frames_lost: false,
-            lost,
-            opaque: false,
+            read: if lost { Read::PlainLost } else { Read::Plain },
             window: Window::default(),
             untouched: true,
         }
-    }
-
-    const fn mode(&self) -> (bool, bool, bool, bool) {
-        (self.lost, self.compressed, self.frames_lost, self.opaque)
     }
 }
 
@@ -364,15 +430,13 @@ impl Session {
         events: &mut VecDeque<Event>,
     ) {
         while !input.is_empty() {
-            let half = self.half(dir);
-            let used = if half.opaque {
-                input.len()
-            } else if half.compressed && !half.frames_lost {
-                self.feed_compressed(dir, now, input, events)
-            } else if half.lost || half.frames_lost {
-                self.resync(dir, now, input, events)
-            } else {
-                self.frame(dir, now, input, events)
+            let used = match self.half(dir).read {
+                Read::Plain => self.frame(dir, now, input, events),
+                Read::PlainLost | Read::CompressedLost => self.resync(dir, now, input, events),
+                Read::Compressed | Read::CompressedPacketsLost => {
+                    self.feed_compressed(dir, now, input, events)
+                }
+                Read::Opaque => input.len(),
             };
             input = input.get(used..).unwrap_or_default();
         }
@@ -387,7 +451,7 @@ impl Session {
         self.st.skipped.report(dir, events);
     }
 
-    /// Steps the framer through `input` until it ends or the direction's mode changes.
+    /// Steps the framer through `input` until it ends or the way the direction is read changes.
     fn frame(
         &mut self,
         dir: Direction,
@@ -396,7 +460,7 @@ impl Session {
         events: &mut VecDeque<Event>,
     ) -> usize {
         let i = index(dir);
-        let mode = self.half(dir).mode();
+        let read = self.half(dir).read;
         let mut at = 0;
         while at < input.len() {
             let Some(half) = self.halves.get_mut(i) else {
@@ -407,7 +471,7 @@ impl Session {
             if done {
                 let action = self.payload(dir, events);
                 self.apply(dir, action, events);
-                if self.half(dir).mode() != mode {
+                if self.half(dir).read != read {
                     break;
                 }
             }
@@ -439,30 +503,32 @@ impl Session {
                     return true;
                 }
                 Piece::Corrupt => {
-                    if !self.half(dir).lost {
+                    if self.half(dir).read == Read::Compressed {
                         self.lost_by_gap(dir, events);
                     }
                     return true;
                 }
             };
             let half = self.half(dir);
-            if half.opaque {
-                self.skip(dir, plain.len() as u64);
-                return false;
-            }
-            if half.lost {
-                if dir == Direction::ClientToServer && frame_start {
-                    half.lost = false;
+            match half.read {
+                Read::Opaque => {
+                    self.skip(dir, plain.len() as u64);
+                    return false;
+                }
+                Read::CompressedPacketsLost if dir == Direction::ClientToServer && frame_start => {
+                    half.read.regain();
                     half.framer.reset();
                     self.found_command(events);
-                } else {
+                }
+                Read::CompressedPacketsLost => {
                     self.skip(dir, plain.len() as u64);
                     return true;
                 }
+                _ => {}
             }
             let used = self.frame(dir, now, plain, events);
-            let half = self.half(dir);
-            if half.lost || half.opaque {
+            let read = self.half(dir).read;
+            if read.lost() || read == Read::Opaque {
                 self.skip(dir, (plain.len() - used) as u64);
                 return false;
             }
@@ -510,7 +576,7 @@ impl Session {
                 half.untouched = false;
             }
             let window = found.map(|kind| {
-                half.lost = false;
+                half.read.regain();
                 half.untouched = false;
                 half.framer.reset();
                 (kind, half.window.take())
@@ -525,15 +591,12 @@ impl Session {
                     // The found command starts a frame; the server's side switches too, at the
                     // frame its reply starts (it is realigned when the command completes).
                     for half in &mut self.halves {
-                        if !half.compressed {
-                            half.compressed = true;
-                            half.lost = true;
-                            half.frames_lost = true;
+                        if matches!(half.read, Read::Plain | Read::PlainLost) {
+                            half.read = Read::CompressedLost;
                         }
                     }
                     let client = self.half(dir);
-                    client.lost = false;
-                    client.frames_lost = false;
+                    client.read = Read::Compressed;
                     #[cfg(feature = "compression")]
                     {
                         client.inflate = Some(Box::new(Inflate::new()));
@@ -586,21 +649,20 @@ impl Session {
             Action::Compress => self.compress_from_here(),
             Action::Opaque => {
                 for half in &mut self.halves {
-                    half.opaque = true;
+                    half.read = Read::Opaque;
                 }
                 events.push_back(Event::Protocol(Protocol::Tls));
             }
             Action::Commanded => {
                 let server = &mut self.halves[1];
-                if server.lost {
-                    server.lost = false;
-                    server.framer.reset();
+                if server.read.lost() {
                     #[cfg(feature = "compression")]
-                    if server.frames_lost {
+                    if server.read == Read::CompressedLost {
                         // Replies start a compressed frame of their own.
-                        server.frames_lost = false;
                         server.inflate = Some(Box::new(Inflate::new()));
                     }
+                    server.read.regain();
+                    server.framer.reset();
                     self.report_skipped(Direction::ServerToClient, events);
                     // Commands before this one had their replies in what was skipped.
                     let this = self.st.pending.pop_back();
@@ -618,7 +680,7 @@ impl Session {
     fn compress_from_here(&mut self) {
         self.st.framing = Some(Framing::Compressed);
         for half in &mut self.halves {
-            half.compressed = true;
+            half.read.compress();
             #[cfg(feature = "compression")]
             {
                 half.inflate = Some(Box::new(Inflate::new()));
@@ -628,7 +690,7 @@ impl Session {
 
     fn lose(&mut self, dir: Direction) {
         let half = self.half(dir);
-        half.lost = true;
+        half.read.lose();
         half.framer.reset();
         half.window.clear();
     }
@@ -642,16 +704,19 @@ impl Session {
         events: &mut VecDeque<Event>,
     ) {
         let half = self.half(dir);
-        if half.opaque || (half.lost && (!half.compressed || half.frames_lost)) {
+        if matches!(
+            half.read,
+            Read::Opaque | Read::PlainLost | Read::CompressedLost
+        ) {
             half.window.clear();
             return;
         }
         #[cfg(feature = "compression")]
-        let missing = if half.compressed {
+        let missing = if half.read.compressed() {
             match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
                 Some(plain) => plain,
                 None => {
-                    half.frames_lost = true;
+                    half.read = Read::CompressedLost;
                     self.lost_by_gap(dir, events);
                     return;
                 }
@@ -660,7 +725,7 @@ impl Session {
             missing
         };
         // Nothing to skip, or packets already out of sync (frames still in sync).
-        if missing == 0 || self.half(dir).lost {
+        if missing == 0 || self.half(dir).read.lost() {
             return;
         }
         match self.half(dir).framer.gap(now, missing) {
@@ -698,7 +763,7 @@ impl Session {
         let partial = half.window.len() as u64 + half.framer.partial_len();
         half.window.clear();
         half.framer.reset();
-        half.opaque = true;
+        half.read = Read::Opaque;
         self.skip(dir, partial);
         self.report_skipped(dir, events);
         if dir == Direction::ServerToClient {
@@ -925,191 +990,25 @@ impl State {
         self.reply(p, events)
     }
 
-    /// Advances the front command's reply by one packet.
+    /// Advances the front command's reply by one packet, in the state the reply is in.
     fn reply(&mut self, p: &Payload<'_>, events: &mut VecDeque<Event>) -> Action {
-        let deprecate = self.deprecate_eof;
-        let Some(front) = self.pending.front_mut() else {
+        let Some(state) = self.pending.front().map(|f| f.reply) else {
             return Action::None;
         };
-        let head = p.prefix.first().copied();
-        let terminator = |deprecate: Option<bool>| terminator(head, p.len, deprecate);
-        let cmd = &mut front.cmd;
-        let done: Option<Status> = match front.reply {
-            Reply::Auth => match head {
-                Some(0x00) => {
-                    if let Some(ok) = wire::ok(p.prefix) {
-                        cmd.affected_rows.get_or_insert(ok.affected_rows);
-                        cmd.last_insert_id.get_or_insert(ok.last_insert_id);
-                    }
-                    Some(Status::Ok)
-                }
-                Some(0xff) => {
-                    take_err(cmd, p.prefix);
-                    Some(Status::Err)
-                }
-                _ => None,
-            },
-            Reply::Statistics => {
-                if head == Some(0xff) {
-                    take_err(cmd, p.prefix);
-                    Some(Status::Err)
-                } else {
-                    Some(Status::Ok)
-                }
-            }
-            Reply::FieldList => match head {
-                Some(0xff) => {
-                    take_err(cmd, p.prefix);
-                    Some(Status::Err)
-                }
-                Some(0xfe) if p.len < 9 || deprecate == Some(true) => Some(Status::Ok),
-                _ => None,
-            },
-            Reply::First => match head {
-                Some(0xff) => {
-                    let progress = wire::err(p.prefix).is_some_and(|e| e.code == 0xffff);
-                    if progress {
-                        None
-                    } else {
-                        take_err(cmd, p.prefix);
-                        Some(Status::Err)
-                    }
-                }
-                Some(0x00) if cmd.code == Some(0x16) => match wire::prepare_ok(p.prefix, p.len) {
-                    Some(ok) => {
-                        cmd.prepared_stmt_id = Some(ok.stmt_id);
-                        cmd.num_fields = Some(u64::from(ok.columns));
-                        let (params, columns) = (u64::from(ok.params), u64::from(ok.columns));
-                        let entry = (ok.stmt_id, cmd.text.clone(), cmd.text_len);
-                        if self.statements.len() >= self.max_statements {
-                            self.statements.pop_front();
-                        }
-                        self.statements.retain(|(s, _, _)| *s != ok.stmt_id);
-                        self.statements.push_back(entry);
-                        self.last_prepared = Some(ok.stmt_id);
-                        if params > 0 {
-                            front.reply = Reply::Defs {
-                                left: params,
-                                then: AfterDefs::PrepareColumns(columns),
-                            };
-                            None
-                        } else if columns > 0 {
-                            front.reply = Reply::Defs {
-                                left: columns,
-                                then: AfterDefs::Done,
-                            };
-                            None
-                        } else {
-                            Some(Status::Ok)
-                        }
-                    }
-                    None => Some(Status::Ok),
-                },
-                Some(0x00 | 0xfe) => {
-                    let ok = wire::ok(p.prefix).unwrap_or_default();
-                    cmd.affected_rows.get_or_insert(ok.affected_rows);
-                    cmd.last_insert_id.get_or_insert(ok.last_insert_id);
-                    cmd.warnings = cmd.warnings.saturating_add(ok.warnings);
-                    if ok.status & wire::MORE_RESULTS_EXISTS != 0 && head == Some(0x00) {
-                        None
-                    } else {
-                        Some(Status::Ok)
-                    }
-                }
-                Some(0xfb) => {
-                    // LOCAL INFILE: the client sends the file (continuation packets), then the
-                    // server says OK or ERR, read as this reply's next first packet.
-                    None
-                }
-                _ => match wire::lenenc(p.prefix) {
-                    Some((columns, used)) if columns > 0 => {
-                        cmd.num_fields.get_or_insert(columns);
-                        cmd.resultsets += 1;
-                        // With optional resultset metadata (MySQL 8) or MariaDB's metadata
-                        // cache, a flag byte follows the count: 0 means no definitions follow.
-                        let metadata = p.prefix.get(used).copied();
-                        if metadata == Some(0) {
-                            front.reply = if deprecate == Some(true) {
-                                Reply::Rows
-                            } else {
-                                Reply::DefsEof {
-                                    then: AfterDefs::Rows,
-                                }
-                            };
-                        } else {
-                            front.reply = Reply::Defs {
-                                left: columns,
-                                then: AfterDefs::Rows,
-                            };
-                        }
-                        None
-                    }
-                    _ => Some(Status::Ok),
-                },
-            },
-            Reply::Defs { left, then } => {
-                if head == Some(0xff) {
-                    take_err(cmd, p.prefix);
-                    Some(Status::Err)
-                } else if left > 1 {
-                    front.reply = Reply::Defs {
-                        left: left - 1,
-                        then,
-                    };
-                    None
-                } else if deprecate == Some(true) {
-                    after_defs(front, then)
-                } else {
-                    front.reply = Reply::DefsEof { then };
-                    None
-                }
-            }
-            Reply::DefsEof { then } => {
-                if terminator(deprecate) == Some(false) {
-                    self.deprecate_eof.get_or_insert(false);
-                    after_defs(front, then)
-                } else {
-                    // No EOF after the definitions: DEPRECATE_EOF, and this packet is what
-                    // follows them.
-                    self.deprecate_eof = Some(true);
-                    match after_defs(front, then) {
-                        Some(status) => Some(status),
-                        None => return self.reply(p, events),
-                    }
-                }
-            }
-            Reply::Rows => match head {
-                Some(0xff) => {
-                    take_err(cmd, p.prefix);
-                    Some(Status::Err)
-                }
-                _ => match terminator(deprecate) {
-                    Some(is_ok) => {
-                        let status = if is_ok {
-                            let ok = wire::ok(p.prefix).unwrap_or_default();
-                            if deprecate.is_none() {
-                                self.deprecate_eof = Some(true);
-                            }
-                            ok.status
-                        } else {
-                            wire::eof_status(p.prefix)
-                        };
-                        if status & wire::MORE_RESULTS_EXISTS != 0 {
-                            front.reply = Reply::First;
-                            None
-                        } else {
-                            Some(Status::Ok)
-                        }
-                    }
-                    None => {
-                        cmd.rows += 1;
-                        None
-                    }
-                },
-            },
+        let step = match state {
+            Reply::First => self.reply_first(p),
+            Reply::Defs { left, then } => self.reply_defs(p, left, then),
+            Reply::DefsEof { then } => self.reply_defs_eof(p, then),
+            Reply::Rows => self.reply_rows(p),
+            Reply::Auth => self.reply_auth(p),
+            Reply::FieldList => self.reply_field_list(p),
+            Reply::Statistics => self.reply_statistics(p),
         };
-        let Some(status) = done else {
-            return Action::None;
+        let status = match step {
+            Step::More => return Action::None,
+            // The packet belongs to the state the reply moved to.
+            Step::Again => return self.reply(p, events),
+            Step::Done(status) => status,
         };
         let Some(finished) = self.pending.pop_front() else {
             return Action::None;
@@ -1123,6 +1022,216 @@ impl State {
             return Action::Compress;
         }
         Action::None
+    }
+
+    /// The command whose reply is being read.
+    fn front(&mut self) -> Option<&mut Command> {
+        self.pending.front_mut().map(|f| &mut f.cmd)
+    }
+
+    /// Moves the front command's reply to `next`.
+    fn then(&mut self, next: Reply) -> Step {
+        if let Some(front) = self.pending.front_mut() {
+            front.reply = next;
+        }
+        Step::More
+    }
+
+    /// Where definitions lead: rows, the prepared statement's column definitions, or the end.
+    fn after_defs(&mut self, then: AfterDefs) -> Step {
+        match then {
+            AfterDefs::Rows => self.then(Reply::Rows),
+            AfterDefs::PrepareColumns(0) | AfterDefs::Done => Step::Done(Status::Ok),
+            AfterDefs::PrepareColumns(columns) => self.then(Reply::Defs {
+                left: columns,
+                then: AfterDefs::Done,
+            }),
+        }
+    }
+
+    /// An ERR packet ends the reply.
+    fn err(&mut self, p: &Payload<'_>) -> Step {
+        if let Some(cmd) = self.front() {
+            take_err(cmd, p.prefix);
+        }
+        Step::Done(Status::Err)
+    }
+
+    /// The first packet of a reply (or, after MORE_RESULTS, of the next resultset): OK, ERR,
+    /// PREPARE_OK, a LOCAL INFILE request, or a resultset's column count.
+    fn reply_first(&mut self, p: &Payload<'_>) -> Step {
+        let deprecate = self.deprecate_eof;
+        let head = p.prefix.first().copied();
+        let Some(cmd) = self.front() else {
+            return Step::More;
+        };
+        match head {
+            // A MariaDB progress report is not the reply.
+            Some(0xff) if wire::err(p.prefix).is_some_and(|e| e.code == 0xffff) => Step::More,
+            Some(0xff) => self.err(p),
+            Some(0x00) if cmd.code == Some(0x16) => self.prepare_ok(p),
+            Some(0x00 | 0xfe) => {
+                let ok = wire::ok(p.prefix).unwrap_or_default();
+                cmd.affected_rows.get_or_insert(ok.affected_rows);
+                cmd.last_insert_id.get_or_insert(ok.last_insert_id);
+                cmd.warnings = cmd.warnings.saturating_add(ok.warnings);
+                if ok.status & wire::MORE_RESULTS_EXISTS != 0 && head == Some(0x00) {
+                    Step::More
+                } else {
+                    Step::Done(Status::Ok)
+                }
+            }
+            // LOCAL INFILE: the client sends the file (continuation packets), then the server
+            // says OK or ERR, read as this reply's next first packet.
+            Some(0xfb) => Step::More,
+            _ => match wire::lenenc(p.prefix) {
+                Some((columns, used)) if columns > 0 => {
+                    cmd.num_fields.get_or_insert(columns);
+                    cmd.resultsets += 1;
+                    // With optional resultset metadata (MySQL 8) or MariaDB's metadata cache, a
+                    // flag byte follows the count: 0 means no definitions follow.
+                    let next = match p.prefix.get(used) {
+                        Some(0) if deprecate == Some(true) => Reply::Rows,
+                        Some(0) => Reply::DefsEof {
+                            then: AfterDefs::Rows,
+                        },
+                        _ => Reply::Defs {
+                            left: columns,
+                            then: AfterDefs::Rows,
+                        },
+                    };
+                    self.then(next)
+                }
+                _ => Step::Done(Status::Ok),
+            },
+        }
+    }
+
+    /// COM_STMT_PREPARE's OK: the statement is remembered (bounded), and its parameter and
+    /// column definitions follow.
+    fn prepare_ok(&mut self, p: &Payload<'_>) -> Step {
+        let Some(ok) = wire::prepare_ok(p.prefix, p.len) else {
+            return Step::Done(Status::Ok);
+        };
+        let Some(cmd) = self.front() else {
+            return Step::More;
+        };
+        cmd.prepared_stmt_id = Some(ok.stmt_id);
+        cmd.num_fields = Some(u64::from(ok.columns));
+        let entry = (ok.stmt_id, cmd.text.clone(), cmd.text_len);
+        if self.statements.len() >= self.max_statements {
+            self.statements.pop_front();
+        }
+        self.statements.retain(|(s, _, _)| *s != ok.stmt_id);
+        self.statements.push_back(entry);
+        self.last_prepared = Some(ok.stmt_id);
+        let (params, columns) = (u64::from(ok.params), u64::from(ok.columns));
+        if params > 0 {
+            self.then(Reply::Defs {
+                left: params,
+                then: AfterDefs::PrepareColumns(columns),
+            })
+        } else if columns > 0 {
+            self.then(Reply::Defs {
+                left: columns,
+                then: AfterDefs::Done,
+            })
+        } else {
+            Step::Done(Status::Ok)
+        }
+    }
+
+    /// Column or parameter definitions, `left` of them still to come.
+    fn reply_defs(&mut self, p: &Payload<'_>, left: u64, then: AfterDefs) -> Step {
+        if p.prefix.first() == Some(&0xff) {
+            self.err(p)
+        } else if left > 1 {
+            self.then(Reply::Defs {
+                left: left - 1,
+                then,
+            })
+        } else if self.deprecate_eof == Some(true) {
+            self.after_defs(then)
+        } else {
+            self.then(Reply::DefsEof { then })
+        }
+    }
+
+    /// The EOF after definitions, or (with DEPRECATE_EOF unknown) the packet that says there is
+    /// none, which is then read as what follows the definitions.
+    fn reply_defs_eof(&mut self, p: &Payload<'_>, then: AfterDefs) -> Step {
+        let head = p.prefix.first().copied();
+        if terminator(head, p.len, self.deprecate_eof) == Some(false) {
+            self.deprecate_eof.get_or_insert(false);
+            return self.after_defs(then);
+        }
+        self.deprecate_eof = Some(true);
+        match self.after_defs(then) {
+            Step::More => Step::Again,
+            done => done,
+        }
+    }
+
+    /// Rows until the resultset's terminator (an EOF, or an OK with DEPRECATE_EOF), after which
+    /// MORE_RESULTS says whether another resultset follows.
+    fn reply_rows(&mut self, p: &Payload<'_>) -> Step {
+        let head = p.prefix.first().copied();
+        if head == Some(0xff) {
+            return self.err(p);
+        }
+        let deprecate = self.deprecate_eof;
+        let Some(is_ok) = terminator(head, p.len, deprecate) else {
+            if let Some(cmd) = self.front() {
+                cmd.rows += 1;
+            }
+            return Step::More;
+        };
+        let status = if is_ok {
+            if deprecate.is_none() {
+                self.deprecate_eof = Some(true);
+            }
+            wire::ok(p.prefix).unwrap_or_default().status
+        } else {
+            wire::eof_status(p.prefix)
+        };
+        if status & wire::MORE_RESULTS_EXISTS != 0 {
+            self.then(Reply::First)
+        } else {
+            Step::Done(Status::Ok)
+        }
+    }
+
+    /// The login (or CHANGE_USER): auth switches and more-data rounds until OK or ERR.
+    fn reply_auth(&mut self, p: &Payload<'_>) -> Step {
+        match p.prefix.first() {
+            Some(0x00) => {
+                if let (Some(ok), Some(cmd)) = (wire::ok(p.prefix), self.front()) {
+                    cmd.affected_rows.get_or_insert(ok.affected_rows);
+                    cmd.last_insert_id.get_or_insert(ok.last_insert_id);
+                }
+                Step::Done(Status::Ok)
+            }
+            Some(0xff) => self.err(p),
+            _ => Step::More,
+        }
+    }
+
+    /// COM_FIELD_LIST: definitions until EOF (or ERR).
+    fn reply_field_list(&mut self, p: &Payload<'_>) -> Step {
+        match p.prefix.first() {
+            Some(0xff) => self.err(p),
+            Some(0xfe) if p.len < 9 || self.deprecate_eof == Some(true) => Step::Done(Status::Ok),
+            _ => Step::More,
+        }
+    }
+
+    /// COM_STATISTICS: one plain string (or ERR).
+    fn reply_statistics(&mut self, p: &Payload<'_>) -> Step {
+        if p.prefix.first() == Some(&0xff) {
+            self.err(p)
+        } else {
+            Step::Done(Status::Ok)
+        }
     }
 
     fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
@@ -1145,24 +1254,6 @@ fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) -> Option<boo
         Some(false) => (len < 9).then_some(false),
         None if len == 5 => Some(false),
         None => (len < 9).then_some(true),
-    }
-}
-
-/// Where definitions lead: rows, the prepared statement's column definitions, or the end.
-fn after_defs(front: &mut Pending, then: AfterDefs) -> Option<Status> {
-    match then {
-        AfterDefs::Rows => {
-            front.reply = Reply::Rows;
-            None
-        }
-        AfterDefs::PrepareColumns(0) | AfterDefs::Done => Some(Status::Ok),
-        AfterDefs::PrepareColumns(columns) => {
-            front.reply = Reply::Defs {
-                left: columns,
-                then: AfterDefs::Done,
-            };
-            None
-        }
     }
 }
 

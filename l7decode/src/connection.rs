@@ -64,8 +64,12 @@ pub struct Flags {
     pub upgraded: bool,
     /// A message carried both Transfer-Encoding and Content-Length.
     pub te_and_cl: bool,
-    /// A body ended early: its direction closed before its framing said it would.
+    /// A body ended early: its direction closed before its framing said it would (MySQL and
+    /// MongoDB records: a text or message cut by the capture or a limit).
     pub truncated: bool,
+    /// No response came within [`Limits::response_timeout`]: the request was reported at its
+    /// deadline (with `missing_response`).
+    pub timed_out: bool,
 }
 
 /// What the decoder reports.
@@ -109,8 +113,24 @@ pub struct Stats {
     pub transactions: u64,
     /// Messages read: HTTP heads, MySQL packets (logical payloads).
     pub messages: u64,
-    /// Requests dropped because `Limits::max_pending` was reached.
+    /// Requests dropped because [`Limits::max_pending`] was reached.
     pub dropped_requests: u64,
+    /// Messages larger than [`Limits::max_buffered`]: HTTP heads (skipped as out of sync) and
+    /// MongoDB messages, compressed or inflated (read in part, flagged `truncated`).
+    pub over_buffered: u64,
+    /// MySQL queries, error messages and handshakes cut at [`Limits::max_mysql_prefix`].
+    pub texts_cut: u64,
+    /// MySQL prepared statements forgotten at [`Limits::max_statements`].
+    pub forgotten_statements: u64,
+    /// Connections given up as unrecognised at [`Limits::max_unrecognized`] (0 or 1 for one
+    /// connection; one that ends before is not counted).
+    pub given_up: u64,
+    /// Requests reported at their deadline ([`Limits::response_timeout`]), flagged
+    /// [`Flags::timed_out`].
+    pub timed_out: u64,
+    /// Responses that came after their request was reported timed out: paired with it and
+    /// consumed, with no second record.
+    pub late_responses: u64,
 }
 
 impl Stats {
@@ -122,6 +142,12 @@ impl Stats {
         self.transactions += other.transactions;
         self.messages += other.messages;
         self.dropped_requests += other.dropped_requests;
+        self.over_buffered += other.over_buffered;
+        self.texts_cut += other.texts_cut;
+        self.forgotten_statements += other.forgotten_statements;
+        self.given_up += other.given_up;
+        self.timed_out += other.timed_out;
+        self.late_responses += other.late_responses;
     }
 }
 

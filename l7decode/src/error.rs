@@ -1,19 +1,11 @@
 //! The crate's one error type: a `Copy` kind plus the byte offset where it was found.
 
-/// What went wrong, without borrowing the input.
+/// What went wrong, without borrowing the input. Only the tier-1 parsers report a peer's bytes
+/// as an error ([`ErrorKind::Malformed`]); the tier-2 decoders report what breaks a protocol, or
+/// reaches a [`Limits`](crate::Limits) bound, as an event or a flag on a record, and count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// Buffering a message would exceed a configured limit.
-    #[error("{limit:?} limit of {max} exceeded by {value}")]
-    LimitExceeded {
-        /// Which limit.
-        limit: Limit,
-        /// The configured maximum.
-        max: u64,
-        /// The value that exceeded it.
-        value: u64,
-    },
     /// Bytes that do not follow the protocol's grammar where the decoder expected it to.
     #[error("malformed protocol data")]
     Malformed,
@@ -38,16 +30,6 @@ pub enum ErrorKind {
     /// An IP or TCP header cut short, or length fields that contradict each other.
     #[error("truncated or inconsistent packet header")]
     Truncated,
-}
-
-/// Which of [`Limits`](crate::Limits)' bounds was hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Limit {
-    /// [`Limits::max_buffered`](crate::Limits::max_buffered).
-    Buffered,
-    /// [`Limits::max_pending`](crate::Limits::max_pending).
-    Pending,
 }
 
 /// An error with the byte offset (from the start of the parsed input) where it was detected.

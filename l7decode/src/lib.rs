@@ -36,6 +36,8 @@
 
 #![forbid(unsafe_code)]
 
+use core::time::Duration;
+
 mod connection;
 mod error;
 pub mod flows;
@@ -49,7 +51,7 @@ mod skipped;
 mod window;
 
 pub use connection::{Connection, Event, Flags, Protocol, Stats};
-pub use error::{Error, ErrorKind, Limit};
+pub use error::{Error, ErrorKind};
 pub use http::chunked::{ChunkedScanner, Scan};
 pub use http::head::{
     BodyFraming, FramingFlags, Head, HeadStatus, MAX_HEADERS, looks_like_request,
@@ -101,20 +103,42 @@ pub struct Span {
     pub bytes: u64,
 }
 
-/// Bounds on what one connection may make the decoder buffer.
+/// Bounds on what one connection may make the decoder buffer, remember or wait for. Every bound
+/// the decoders have is here, and each time one is reached it is counted in [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Bytes buffered per direction for a head that straddles feeds, and the longest head
-    /// accepted (default 64 KiB).
+    /// Bytes buffered per direction for a message that straddles feeds (default 64 KiB): the
+    /// longest HTTP head accepted (a longer one is skipped as out of sync), and the largest
+    /// MongoDB message read whole, compressed or inflated (of a larger one only the first
+    /// `max_buffered` bytes are read, and its record is flagged `truncated`). Counted in
+    /// [`Stats::over_buffered`].
     pub max_buffered: usize,
-    /// Requests awaiting their response (default 1024).
+    /// Requests awaiting their response (default 1024). Counted in [`Stats::dropped_requests`].
     pub max_pending: usize,
     /// Bytes one direction may skip while nothing recognisable has been seen in the connection,
-    /// before it is given up as unknown (default 1 MiB; see [`Connection::with_hint`]).
+    /// before it is given up as unknown (default 1 MiB; see [`Connection::with_hint`]). Counted
+    /// in [`Stats::given_up`].
     pub max_unrecognized: u64,
-    /// MySQL prepared statements remembered per connection, oldest forgotten first (default 256).
+    /// MySQL prepared statements remembered per connection, oldest forgotten first (default
+    /// 256). Counted in [`Stats::forgotten_statements`].
     pub max_statements: usize,
+    /// Bytes kept of each MySQL payload to read its fields from (default 2048: a 512-character
+    /// query in any UTF-8, an error message, a handshake with its attributes); the rest is
+    /// counted, never buffered, so a 17 MB query or row costs no more than a short one. A
+    /// query, error message or handshake cut here is counted in [`Stats::texts_cut`]
+    /// ([`mysql::Command::query_truncated`] says so on the record).
+    pub max_mysql_prefix: usize,
+    /// How long a request waits for the first byte of its response, from its own last byte
+    /// (or, queued behind another exchange, from the end of the response before it), before
+    /// [`Connection::handle_timeout`] reports it, flagged `timed_out` and `missing_response`
+    /// (default 60 s: longer than the usual proxy and client request timeouts, 15 s for Envoy's
+    /// routes and 60 s for nginx's `proxy_read_timeout`, and than MongoDB's 10 s awaitable
+    /// `hello`, so that only requests no one will answer any more are cut off, within a
+    /// minute). A response that comes later is paired with the request reported and consumed
+    /// without a second record. While a response is being read, nothing times out. Counted in
+    /// [`Stats::timed_out`] and [`Stats::late_responses`].
+    pub response_timeout: Duration,
 }
 
 impl Limits {
@@ -142,13 +166,27 @@ impl Limits {
         self
     }
 
-    /// No bound at all: only for inputs you trust.
+    /// Sets [`Limits::max_mysql_prefix`].
+    pub const fn max_mysql_prefix(mut self, bytes: usize) -> Self {
+        self.max_mysql_prefix = bytes;
+        self
+    }
+
+    /// Sets [`Limits::response_timeout`].
+    pub const fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// No bound at all: only for inputs you trust. Requests never time out.
     pub const fn unbounded_dangerous() -> Self {
         Self {
             max_buffered: usize::MAX,
             max_pending: usize::MAX,
             max_unrecognized: u64::MAX,
             max_statements: usize::MAX,
+            max_mysql_prefix: usize::MAX,
+            response_timeout: Duration::MAX,
         }
     }
 }
@@ -160,6 +198,8 @@ impl Default for Limits {
             max_pending: 1024,
             max_unrecognized: 1 << 20,
             max_statements: 256,
+            max_mysql_prefix: 2048,
+            response_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -169,27 +209,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn errors_name_their_limit() {
-        let e = Error::new(
-            ErrorKind::LimitExceeded {
-                limit: Limit::Buffered,
-                max: 8,
-                value: 9,
-            },
-            100,
-        );
-        assert_eq!(
-            e.to_string(),
-            "Buffered limit of 8 exceeded by 9 at byte 100"
-        );
-        assert_eq!(
-            e.kind(),
-            ErrorKind::LimitExceeded {
-                limit: Limit::Buffered,
-                max: 8,
-                value: 9
-            }
-        );
+    fn errors_say_where() {
+        let e = Error::new(ErrorKind::FedAfterEof, 100);
+        assert_eq!(e.to_string(), "input fed after end of stream at byte 100");
+        assert_eq!((e.kind(), e.offset()), (ErrorKind::FedAfterEof, 100));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::{doc, op_msg, packet};
 use l7decode::{Decoder, Direction, Event, Limits, Protocol, ProtocolSession, Timestamp};
 
 const C: Direction = Direction::ClientToServer;
@@ -125,13 +126,6 @@ fn http_used_directly_never_gives_a_connection_up() {
     assert_eq!(through_connection[0], Event::Protocol(Protocol::Unknown));
 }
 
-fn packet(payload: &[u8], seq: u8) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes()[..3].to_vec();
-    out.push(seq);
-    out.extend_from_slice(payload);
-    out
-}
-
 /// A MySQL login (greeting, handshake response, OK), a query with a one-row resultset, a
 /// failing query, and a QUIT.
 fn mysql_conversation() -> Vec<(Direction, Vec<u8>)> {
@@ -198,44 +192,6 @@ fn mysql_records_are_the_connections() {
             (Some("COM_QUIT"), None, Status::NoResponseExpected, 0),
         ]
     );
-}
-
-/// A BSON document of string and double fields.
-fn doc(fields: &[(&str, Result<&str, f64>)]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (key, value) in fields {
-        match value {
-            Ok(s) => {
-                body.push(2);
-                body.extend_from_slice(key.as_bytes());
-                body.push(0);
-                body.extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
-                body.extend_from_slice(s.as_bytes());
-                body.push(0);
-            }
-            Err(f) => {
-                body.push(1);
-                body.extend_from_slice(key.as_bytes());
-                body.push(0);
-                body.extend_from_slice(&f.to_le_bytes());
-            }
-        }
-    }
-    let mut out = ((body.len() + 5) as i32).to_le_bytes().to_vec();
-    out.extend_from_slice(&body);
-    out.push(0);
-    out
-}
-
-/// An OP_MSG with one body section.
-fn op_msg(id: u32, to: u32, body: &[u8]) -> Vec<u8> {
-    let mut m = ((16 + 5 + body.len()) as u32).to_le_bytes().to_vec();
-    m.extend_from_slice(&id.to_le_bytes());
-    m.extend_from_slice(&to.to_le_bytes());
-    m.extend_from_slice(&2013i32.to_le_bytes());
-    m.extend_from_slice(&[0, 0, 0, 0, 0]);
-    m.extend_from_slice(body);
-    m
 }
 
 /// Two MongoDB finds answered out of order, and an error reply.

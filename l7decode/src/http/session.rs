@@ -507,7 +507,8 @@ impl Session {
                     input.len()
                 }
                 // Too long a head, or not a head: skip a byte and look for the next start.
-                Ok(_) | Err(_) => {
+                verdict => {
+                    self.stats.over_buffered += u64::from(verdict.is_ok());
                     self.lose(dir);
                     self.note_skipped(dir, 1);
                     1
@@ -530,7 +531,9 @@ impl Session {
             let verdict = match parse(&half.buf) {
                 Ok(HeadStatus::Complete(head)) => Some(Ok((head_summary(&head), head.len))),
                 Ok(HeadStatus::Partial) if half.buf.len() < limit => None,
-                Ok(HeadStatus::Partial) | Err(_) => Some(Err(())),
+                // Too long a head (counted), or not a head.
+                Ok(HeadStatus::Partial) => Some(Err(true)),
+                Err(_) => Some(Err(false)),
             };
             match verdict {
                 None => take,
@@ -541,7 +544,8 @@ impl Session {
                     self.on_head(dir, now, summary, bytes, out);
                     len - held
                 }
-                Some(Err(())) => {
+                Some(Err(over)) => {
+                    self.stats.over_buffered += u64::from(over);
                     // This chunk's bytes are read again after the gathered ones.
                     self.reread_after_bad_head(dir, held);
                     0

@@ -14,8 +14,6 @@ use crate::skipped::Skipped;
 use crate::window::Window;
 use crate::{Direction, Event, Limits, Span, Stats, Timestamp};
 
-/// Bytes of a message's start kept when the message is larger than the buffer bound.
-const KEEP_OF_LARGE: usize = 64 << 10;
 /// A request waits this long (capture time) for its reply before it is reported missing.
 const MAX_WAIT_NS: u64 = 300_000_000_000;
 
@@ -26,6 +24,8 @@ struct Half {
     first: Timestamp,
     /// Body bytes still to come for the current message.
     need: u64,
+    /// Bytes of the current message that arrived (header included, lost ones not).
+    received: u64,
     /// The current message, gathered (header included) when it spans chunks.
     buf: Vec<u8>,
     /// Whether the current message is kept whole (else only its first bytes).
@@ -45,12 +45,24 @@ impl Half {
             header_len: 0,
             first: Timestamp(0),
             need: 0,
+            received: 0,
             buf: Vec::new(),
             whole: true,
             gap: false,
             lost,
             window: Window::default(),
             plain: Vec::new(),
+        }
+    }
+}
+
+impl Half {
+    /// What arrived of a message that has not ended (not only what of it was kept).
+    const fn partial(&self) -> u64 {
+        if self.header_len == 16 {
+            self.received
+        } else {
+            self.header_len as u64
         }
     }
 }
@@ -68,8 +80,12 @@ pub struct Session {
     halves: [Half; 2],
     pending: VecDeque<Pending>,
     max_pending: usize,
+    /// The largest message read whole, and what is read of a larger one
+    /// ([`Limits::max_buffered`], and at least the 16-byte header, which is kept apart).
     max_message: usize,
     messages: u64,
+    /// Messages larger than `max_message`, compressed or inflated.
+    over_buffered: u64,
     skipped: Skipped,
     dropped: u64,
     /// Records reported.
@@ -123,6 +139,7 @@ impl SessionApi for Session {
             transactions: self.records,
             messages: self.messages,
             dropped_requests: self.dropped,
+            over_buffered: self.over_buffered,
             ..Stats::default()
         }
     }
@@ -143,6 +160,8 @@ struct Message<'a> {
     span: Span,
     gap: bool,
     truncated: bool,
+    /// Its compressed body inflates past the bound: only its first bytes were read.
+    inflated_over: bool,
 }
 
 impl Session {
@@ -154,8 +173,9 @@ impl Session {
             halves: [Half::new(client), Half::new(server)],
             pending: VecDeque::new(),
             max_pending: limits.max_pending,
-            max_message: limits.max_buffered.max(16 << 20),
+            max_message: limits.max_buffered.max(16),
             messages: 0,
+            over_buffered: 0,
             skipped: Skipped::default(),
             dropped: 0,
             records: 0,
@@ -207,7 +227,8 @@ impl Session {
         let max_message = self.max_message;
         let half = self.half(dir);
         if half.header_len == 0 {
-            // The common case: a whole message in this chunk, read in place.
+            // The common case: a whole message in this chunk, read in place (of a message over
+            // the bound, what would have been gathered: its first bytes).
             if let Some(h) = input.get(..16).and_then(wire::header)
                 && wire::sane_header(input, request)
                 && let Some(whole) = input.get(..h.len as usize)
@@ -217,15 +238,17 @@ impl Session {
                     last: now,
                     bytes: u64::from(h.len),
                 };
+                let kept = whole.get(..max_message).unwrap_or(whole);
                 let mut plain = core::mem::take(&mut half.plain);
                 let msg = read(
-                    whole,
+                    kept,
                     whole.len() as u64,
                     span,
                     false,
                     &mut plain,
                     max_message,
                 );
+                self.over_buffered += u64::from(kept.len() < whole.len());
                 self.on_message(dir, msg, events);
                 self.half(dir).plain = plain;
                 return whole.len();
@@ -259,11 +282,14 @@ impl Session {
             }
             let len = wire::header(&half.header).map_or(16, |h| h.len);
             half.need = u64::from(len) - 16;
+            half.received = 16;
             half.whole = len as usize <= max_message;
             half.gap = false;
             half.buf.clear();
             half.buf.extend_from_slice(&half.header);
-            if half.need == 0 {
+            let (whole, need) = (half.whole, half.need);
+            self.over_buffered += u64::from(!whole);
+            if need == 0 {
                 self.complete(dir, now, events);
             }
             return take;
@@ -274,11 +300,12 @@ impl Session {
         let room = if half.whole {
             take
         } else {
-            KEEP_OF_LARGE.saturating_sub(half.buf.len()).min(take)
+            max_message.saturating_sub(half.buf.len()).min(take)
         };
         half.buf
             .extend_from_slice(input.get(..room).unwrap_or_default());
         half.need -= take as u64;
+        half.received += take as u64;
         if half.need == 0 {
             self.complete(dir, now, events);
         }
@@ -389,15 +416,19 @@ impl Session {
             }
             return;
         }
+        // The part of a message that arrived before the loss is skipped.
+        let partial = half.partial();
         half.header_len = 0;
+        half.buf.clear();
         half.lost = true;
+        self.skip(dir, partial);
         self.lost_sync(dir, events);
     }
 
     /// The end of `dir`.
     fn end(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         let half = self.half(dir);
-        let partial = (half.window.len() + half.buf.len().max(half.header_len)) as u64;
+        let partial = half.window.len() as u64 + half.partial();
         half.window.clear();
         half.buf.clear();
         half.header_len = 0;
@@ -413,6 +444,7 @@ impl Session {
 
     fn on_message(&mut self, dir: Direction, msg: Message<'_>, events: &mut VecDeque<Event>) {
         self.messages += 1;
+        self.over_buffered += u64::from(msg.inflated_over);
         match dir {
             Direction::ClientToServer => self.request(msg, events),
             Direction::ServerToClient => self.reply(msg, events),
@@ -551,6 +583,7 @@ fn read<'a>(
         span,
         gap: false,
         truncated: truncated || (bytes.len() as u64) < total,
+        inflated_over: false,
     };
     if header.opcode != op::COMPRESSED {
         let whole = (!msg.truncated).then_some(bytes);
@@ -563,34 +596,55 @@ fn read<'a>(
     msg.opcode = original;
     msg.compressor = Some(compressor);
     let data = body.get(9..).unwrap_or_default();
-    let inflated: Option<&'a [u8]> = match compressor {
-        0 => Some(data),
+    // What a codec inflates, whole or (past `max_message`) its first bytes.
+    let size = size as usize;
+    let keep = size.min(max_message);
+    let inflated: Option<(&'a [u8], bool)> = match compressor {
+        0 => Some((data, true)),
         #[cfg(feature = "compression")]
-        2 if !msg.truncated && (size as usize) <= max_message => {
+        2 if !msg.truncated => {
             plain.clear();
-            plain.resize(size as usize, 0);
-            match miniz_oxide::inflate::decompress_slice_iter_to_slice(
-                plain,
-                core::iter::once(data),
-                true,
-                false,
-            ) {
-                Ok(n) if n == size as usize => Some(plain.as_slice()),
+            plain.resize(keep, 0);
+            match inflate_zlib(data, plain) {
+                Some((n, true)) if n == size => Some((plain.as_slice(), true)),
+                Some((n, false)) if keep < size => {
+                    Some((plain.get(..n).unwrap_or_default(), false))
+                }
                 _ => None,
             }
         }
         #[cfg(feature = "snappy")]
-        1 if !msg.truncated && (size as usize) <= max_message => {
-            super::snappy::decompress(data, size as usize, plain).map(|()| plain.as_slice())
-        }
+        1 if !msg.truncated => super::snappy::decompress(data, size, keep, plain)
+            .map(|whole| (plain.as_slice(), whole)),
         _ => None,
     };
-    if let Some(inner) = inflated {
+    if let Some((inner, whole)) = inflated {
         msg.summary = wire::summarize(original, inner, None);
+        msg.truncated |= !whole;
+        msg.inflated_over = !whole;
     }
     #[cfg(not(feature = "compression"))]
-    let _ = (size, max_message, plain);
+    let _ = (keep, plain);
     msg
+}
+
+/// Inflates a zlib stream into `out`, as far as `out` goes: the bytes written, and whether the
+/// stream ended there (`None` when it is broken).
+#[cfg(feature = "compression")]
+fn inflate_zlib(data: &[u8], out: &mut [u8]) -> Option<(usize, bool)> {
+    use miniz_oxide::inflate::TINFLStatus;
+    use miniz_oxide::inflate::core::inflate_flags::{
+        TINFL_FLAG_PARSE_ZLIB_HEADER, TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
+    };
+    use miniz_oxide::inflate::core::{DecompressorOxide, decompress};
+    let flags = TINFL_FLAG_PARSE_ZLIB_HEADER | TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    let mut state = DecompressorOxide::new();
+    let (status, _, written) = decompress(&mut state, data, out, 0, flags);
+    match status {
+        TINFLStatus::Done => Some((written, true)),
+        TINFLStatus::HasMoreOutput => Some((written, false)),
+        _ => None,
+    }
 }
 
 /// `db.collection` split at its first dot.

@@ -3,16 +3,27 @@
 
 #![deny(clippy::indexing_slicing)]
 
-/// Decodes `input` into `out` (cleared first); `None` when it is not valid snappy or its length
-/// differs from `expected`.
-pub(crate) fn decompress(input: &[u8], expected: usize, out: &mut Vec<u8>) -> Option<()> {
+/// Decodes `input` into `out` (cleared first), at most its first `limit` bytes: `Some(true)` when
+/// whole, `Some(false)` when cut at `limit` (what follows is not looked at); `None` when it is
+/// not valid snappy or its length differs from `expected`.
+pub(crate) fn decompress(
+    input: &[u8],
+    expected: usize,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Option<bool> {
     out.clear();
     let (len, mut at) = varint(input)?;
     if len != expected {
         return None;
     }
-    out.reserve(len);
+    let limit = limit.min(len);
+    out.reserve(limit);
     while at < input.len() {
+        if out.len() == limit && limit < len {
+            return Some(false);
+        }
+        let room = limit - out.len();
         let tag = *input.get(at)?;
         at += 1;
         match tag & 3 {
@@ -31,7 +42,7 @@ pub(crate) fn decompress(input: &[u8], expected: usize, out: &mut Vec<u8>) -> Op
                 if out.len() + n > len {
                     return None;
                 }
-                out.extend_from_slice(literal);
+                out.extend_from_slice(literal.get(..n.min(room))?);
                 at += n;
             }
             kind => {
@@ -60,14 +71,14 @@ pub(crate) fn decompress(input: &[u8], expected: usize, out: &mut Vec<u8>) -> Op
                 }
                 // Copies may overlap what they produce (a run): byte by byte.
                 let start = out.len() - offset;
-                for i in 0..n {
+                for i in 0..n.min(room) {
                     let b = *out.get(start + i)?;
                     out.push(b);
                 }
             }
         }
     }
-    (out.len() == len).then_some(())
+    (out.len() == len).then_some(true)
 }
 
 fn varint(b: &[u8]) -> Option<(usize, usize)> {
@@ -96,17 +107,32 @@ mod tests {
         input.push(2 | (5 << 2)); // copy 2-byte offset, length 6
         input.extend_from_slice(&1u16.to_le_bytes());
         let mut out = Vec::new();
-        assert_eq!(decompress(&input, 14, &mut out), Some(()));
+        assert_eq!(decompress(&input, 14, 99, &mut out), Some(true));
         assert_eq!(out, b"abcdabcddddddd");
-        assert_eq!(decompress(&input, 15, &mut out), None);
+        assert_eq!(decompress(&input, 15, 99, &mut out), None);
         assert_eq!(
-            decompress(&[4, 1 | (2 << 2), 9], 4, &mut out),
+            decompress(&[4, 1 | (2 << 2), 9], 4, 99, &mut out),
             None,
             "copy before data"
         );
         assert_eq!(
-            decompress(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80], 1, &mut out),
+            decompress(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80], 1, 99, &mut out),
             None
         );
+        // Cut inside a literal, inside a copy, and at a boundary: the first bytes, no more.
+        for (limit, expected) in [
+            (2, &b"ab"[..]),
+            (6, b"abcdab"),
+            (8, b"abcdabcd"),
+            (14, b"abcdabcddddddd"),
+        ] {
+            let whole = limit == 14;
+            assert_eq!(
+                decompress(&input, 14, limit, &mut out),
+                Some(whole),
+                "{limit}"
+            );
+            assert_eq!(out, expected, "{limit}");
+        }
     }
 }

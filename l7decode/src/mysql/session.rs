@@ -17,10 +17,6 @@ use crate::skipped::Skipped;
 use crate::window::Window;
 use crate::{Direction, Event, Limits, Protocol, Stats, Timestamp};
 
-/// Payload bytes kept for parsing: a 512-character query in any UTF-8, an error message, a
-/// handshake with its attributes.
-pub(crate) const KEEP: usize = 2048;
-
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -205,9 +201,11 @@ struct Half {
 }
 
 impl Half {
-    fn new(lost: bool) -> Self {
+    /// A direction that starts at a packet (or `lost`), keeping the first `keep` bytes of each
+    /// payload ([`Limits::max_mysql_prefix`]).
+    fn new(lost: bool, keep: usize) -> Self {
         Self {
-            framer: Framer::new(KEEP),
+            framer: Framer::new(keep),
             #[cfg(feature = "compression")]
             inflate: None,
             read: if lost { Read::PlainLost } else { Read::Plain },
@@ -250,6 +248,10 @@ struct State {
     messages: u64,
     /// Records reported.
     records: u64,
+    /// Texts cut at the kept prefix.
+    texts_cut: u64,
+    /// Statements forgotten at `max_statements`.
+    forgotten: u64,
 }
 
 /// One connection's MySQL/MariaDB session; see [`mysql::Decoder`](super::Decoder) to use it on
@@ -314,6 +316,8 @@ impl SessionApi for Session {
             transactions: self.st.records,
             messages: self.st.messages,
             dropped_requests: self.st.dropped,
+            texts_cut: self.st.texts_cut,
+            forgotten_statements: self.st.forgotten,
             ..Stats::default()
         }
     }
@@ -389,7 +393,10 @@ impl Session {
     fn new(phase: Phase, lost: [bool; 2], limits: &Limits) -> Self {
         let [client, server] = lost;
         Self {
-            halves: [Half::new(client), Half::new(server)],
+            halves: [
+                Half::new(client, limits.max_mysql_prefix),
+                Half::new(server, limits.max_mysql_prefix),
+            ],
             st: State {
                 phase,
                 server_caps: 0,
@@ -410,6 +417,8 @@ impl Session {
                 skipped: Skipped::default(),
                 messages: 0,
                 records: 0,
+                texts_cut: 0,
+                forgotten: 0,
             },
         }
     }
@@ -826,6 +835,7 @@ impl State {
     }
 
     fn hello(&mut self, p: &Payload<'_>) -> Action {
+        self.count_cut(p);
         match wire::client_hello(p.prefix, p.len) {
             Some(wire::ClientHello::SslRequest) => {
                 self.phase = Phase::Tls;
@@ -897,6 +907,7 @@ impl State {
         let reply = match code {
             0x03 | 0x16 => {
                 if let Some(at) = wire::query_text_offset(p.prefix, self.attributes) {
+                    self.count_cut(p);
                     let text = p.prefix.get(at..).unwrap_or_default();
                     cmd.text = Bytes::copy_from_slice(text);
                     cmd.text_len = p.len.saturating_sub(at as u64);
@@ -1049,8 +1060,16 @@ impl State {
         }
     }
 
+    /// Counts a payload whose text was cut at the kept prefix (not by the capture).
+    const fn count_cut(&mut self, p: &Payload<'_>) {
+        if !p.gap && p.len > p.prefix.len() as u64 {
+            self.texts_cut += 1;
+        }
+    }
+
     /// An ERR packet ends the reply.
     fn err(&mut self, p: &Payload<'_>) -> Step {
+        self.count_cut(p);
         if let Some(cmd) = self.front() {
             take_err(cmd, p.prefix);
         }
@@ -1119,8 +1138,8 @@ impl State {
         cmd.prepared_stmt_id = Some(ok.stmt_id);
         cmd.num_fields = Some(u64::from(ok.columns));
         let entry = (ok.stmt_id, cmd.text.clone(), cmd.text_len);
-        if self.statements.len() >= self.max_statements {
-            self.statements.pop_front();
+        if self.statements.len() >= self.max_statements && self.statements.pop_front().is_some() {
+            self.forgotten += 1;
         }
         self.statements.retain(|(s, _, _)| *s != ok.stmt_id);
         self.statements.push_back(entry);

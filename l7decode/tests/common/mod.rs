@@ -39,3 +39,55 @@ pub(crate) fn invariant(
     }
     whole
 }
+
+/// A MySQL packet: 3-byte length, sequence id, payload.
+pub(crate) fn packet(payload: &[u8], seq: u8) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+    out.push(seq);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A BSON document of string (`Ok`) and double (`Err`) fields.
+pub(crate) fn doc(fields: &[(&str, Result<&str, f64>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (key, value) in fields {
+        match value {
+            Ok(s) => {
+                body.push(2);
+                body.extend_from_slice(key.as_bytes());
+                body.push(0);
+                body.extend_from_slice(&((s.len() + 1) as i32).to_le_bytes());
+                body.extend_from_slice(s.as_bytes());
+                body.push(0);
+            }
+            Err(f) => {
+                body.push(1);
+                body.extend_from_slice(key.as_bytes());
+                body.push(0);
+                body.extend_from_slice(&f.to_le_bytes());
+            }
+        }
+    }
+    let mut out = ((body.len() + 5) as i32).to_le_bytes().to_vec();
+    out.extend_from_slice(&body);
+    out.push(0);
+    out
+}
+
+/// A MongoDB message header followed by `body`.
+pub(crate) fn message(id: u32, to: u32, opcode: i32, body: &[u8]) -> Vec<u8> {
+    let mut m = ((16 + body.len()) as u32).to_le_bytes().to_vec();
+    m.extend_from_slice(&id.to_le_bytes());
+    m.extend_from_slice(&to.to_le_bytes());
+    m.extend_from_slice(&opcode.to_le_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// An OP_MSG with one body section.
+pub(crate) fn op_msg(id: u32, to: u32, body: &[u8]) -> Vec<u8> {
+    let mut sections = vec![0, 0, 0, 0, 0];
+    sections.extend_from_slice(body);
+    message(id, to, 2013, &sections)
+}

@@ -134,6 +134,7 @@ impl Session {
             .map(|left| left.saturating_sub(skipped as u64));
         if budget == Some(0) {
             self.note_skipped(dir, skipped);
+            self.stats.given_up += 1;
             self.give_up_recognising(out);
             return 0;
         }

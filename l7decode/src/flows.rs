@@ -564,6 +564,7 @@ impl FlowTracker {
             // Not a sign of life: the flow keeps its place among the quietest.
             self.after_input(slot, false);
         }
+        self.prune_deadlines();
         self.note_peak();
     }
 
@@ -943,6 +944,21 @@ impl FlowTracker {
             server,
             kind: FlowEventKind::Closed { cause, stats },
         });
+        self.prune_deadlines();
+    }
+
+    /// Drops stale response deadlines (of closed or re-armed flows) from the top of the heap,
+    /// so that `poll_timeout` never reports one; deeper ones go when they reach the top.
+    fn prune_deadlines(&mut self) {
+        while let Some(&Reverse((at, slot, id))) = self.deadlines.peek() {
+            let live = self
+                .flow(slot)
+                .is_some_and(|f| f.id == id && f.armed == Some(at));
+            if live {
+                break;
+            }
+            self.deadlines.pop();
+        }
     }
 
     fn note_peak(&mut self) {
@@ -1049,8 +1065,9 @@ impl Streams {
         result
     }
 
-    /// `dir`'s peer acknowledged every byte of `dir` before `ack`.
-    fn acknowledged(&mut self, dir: Direction, now: Timestamp, ack: u32, out: &mut Output) {
+    /// Gives `dir`'s reassembler `input` and hands what it delivers to the connection, with the
+    /// output's event queue lent to it.
+    fn reassemble(&mut self, dir: Direction, now: Timestamp, input: Input<'_>, out: &mut Output) {
         let i = index(dir);
         self.lend(out, |s, counts| {
             let Self {
@@ -1061,9 +1078,21 @@ impl Streams {
                 ..
             } = s;
             if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
-                deliver(half.acknowledged(now, ack), conn, dir, ended, reset, counts);
+                let delivered = match input {
+                    Input::Acknowledged(ack) => half.acknowledged(now, ack),
+                    Input::Segment(seg) => {
+                        half.truncated_segment(now, seg.seq, seg.flags, seg.payload, seg.missing)
+                    }
+                    Input::Flush => half.flush(now),
+                };
+                deliver(delivered, conn, dir, ended, reset, counts);
             }
         });
+    }
+
+    /// `dir`'s peer acknowledged every byte of `dir` before `ack`.
+    fn acknowledged(&mut self, dir: Direction, now: Timestamp, ack: u32, out: &mut Output) {
+        self.reassemble(dir, now, Input::Acknowledged(ack), out);
     }
 
     /// A segment travelling in `dir`.
@@ -1076,49 +1105,34 @@ impl Streams {
         {
             isn.get_or_insert(segment.seq);
         }
-        let i = index(dir);
-        self.lend(out, |s, counts| {
-            let Self {
-                halves,
-                conn,
-                ended,
-                reset,
-                ..
-            } = s;
-            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
-                let events = half.truncated_segment(
-                    now,
-                    segment.seq,
-                    flags,
-                    segment.payload,
-                    segment.missing,
-                );
-                deliver(events, conn, dir, ended, reset, counts);
-            }
-        });
+        self.reassemble(dir, now, Input::Segment(segment), out);
     }
 
-    /// Ends `dir`: every hole is given up on, what was held delivered, the end fed.
+    /// Ends `dir`: every hole is given up on, what was held delivered (even after a FIN: what
+    /// was held past it is counted, not lost), then the end fed once.
     fn end(&mut self, dir: Direction, now: Timestamp, out: &mut Output) {
+        self.reassemble(dir, now, Input::Flush, out);
         let i = index(dir);
-        self.lend(out, |s, counts| {
-            let Self {
-                halves,
-                conn,
-                ended,
-                reset,
-                ..
-            } = s;
-            if let (Some(half), Some(ended)) = (halves.get_mut(i), ended.get_mut(i)) {
-                // Flushed even after a FIN: what was held past it is counted, not lost.
-                deliver(half.flush(now), conn, dir, ended, reset, counts);
-                if !*ended {
-                    conn.feed_eof(dir, now);
-                    *ended = true;
-                }
+        if let Some(ended) = self.ended.get_mut(i)
+            && !*ended
+        {
+            self.lend(out, |s, _| s.conn.feed_eof(dir, now));
+            if let Some(ended) = self.ended.get_mut(i) {
+                *ended = true;
             }
-        });
+        }
     }
+}
+
+/// What one direction's reassembler is given.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    /// The peer acknowledged everything before this sequence number.
+    Acknowledged(u32),
+    /// A segment of this direction.
+    Segment(&'a Segment<'a>),
+    /// The end: every hole given up on.
+    Flush,
 }
 
 const fn index(dir: Direction) -> usize {

@@ -178,6 +178,16 @@ impl Limits {
         self
     }
 
+    /// [`Limits::response_timeout`] in nanoseconds (saturating: `u64::MAX` is never).
+    pub(crate) const fn response_timeout_ns(&self) -> u64 {
+        let ns = self.response_timeout.as_nanos();
+        if ns > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            ns as u64
+        }
+    }
+
     /// No bound at all: only for inputs you trust. Requests never time out.
     pub const fn unbounded_dangerous() -> Self {
         Self {
@@ -213,6 +223,20 @@ mod tests {
         let e = Error::new(ErrorKind::FedAfterEof, 100);
         assert_eq!(e.to_string(), "input fed after end of stream at byte 100");
         assert_eq!((e.kind(), e.offset()), (ErrorKind::FedAfterEof, 100));
+    }
+
+    #[test]
+    fn a_timeout_too_long_for_nanoseconds_never_comes() {
+        assert_eq!(
+            Limits::unbounded_dangerous().response_timeout_ns(),
+            u64::MAX
+        );
+        assert_eq!(Limits::default().response_timeout_ns(), 60_000_000_000);
+        assert_eq!(session::deadline(Timestamp(5), u64::MAX), None);
+        assert_eq!(
+            session::deadline(Timestamp(u64::MAX - 1), 10),
+            Some(Timestamp(u64::MAX))
+        );
     }
 
     #[test]

@@ -195,6 +195,15 @@ impl<S: ProtocolSession> Decoder<S> {
     }
 }
 
+/// When a request waiting `since` times out after `timeout` nanoseconds (`u64::MAX`: never).
+pub(crate) const fn deadline(since: Timestamp, timeout: u64) -> Option<Timestamp> {
+    if timeout == u64::MAX {
+        None
+    } else {
+        Some(Timestamp(since.0.saturating_add(timeout)))
+    }
+}
+
 /// Which directions of a connection ended.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Ends {

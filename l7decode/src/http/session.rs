@@ -115,6 +115,25 @@ struct Pending {
     interim: [u16; 8],
     interim_len: u8,
     flags: Flags,
+    /// Reported at its deadline: it only holds its place, so that a response that still comes
+    /// pairs with it (and is consumed) rather than with the next request.
+    timed_out: bool,
+}
+
+impl Pending {
+    /// A request whose first line is read (or whose place a gap kept).
+    const fn new(message: Message, flags: Flags) -> Self {
+        Self {
+            message,
+            complete: false,
+            method_head: false,
+            method_connect: false,
+            interim: [0; 8],
+            interim_len: 0,
+            flags,
+            timed_out: false,
+        }
+    }
 }
 
 /// One connection's HTTP/1.x session; see [`http::Decoder`](crate::http::Decoder) to use it on
@@ -124,6 +143,12 @@ pub struct Session {
     client: Half,
     server: Half,
     pending: VecDeque<Pending>,
+    /// How many requests at the front of `pending` were reported at their deadline.
+    timed_out: usize,
+    /// When the last response ended: a request queued behind it waited from there.
+    answered_at: Timestamp,
+    /// [`Limits::response_timeout`], in nanoseconds.
+    timeout: u64,
     /// What the connection is known to be: HTTP from the start for a session used on its own;
     /// for a [`Connection`](crate::Connection)'s, `None` until a message start is found (or
     /// another verdict is reached).
@@ -200,12 +225,45 @@ impl SessionApi for Session {
         self.arm_in_place();
     }
 
+    /// The deadline of the oldest request still waiting, once it has been sent whole: from its
+    /// last byte, or from the end of the response before it; none while a response is read.
     fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        if self.server.current.is_some() {
+            return None;
+        }
+        let waiting = self.pending.get(self.timed_out)?;
+        if !waiting.complete {
+            return None;
+        }
+        crate::session::deadline(waiting.message.last.max(self.answered_at), self.timeout)
     }
 
     fn handle_timeout(&mut self, now: Timestamp, out: &mut VecDeque<Event>) {
-        let _ = (now, out);
+        self.commit_in_place();
+        while self.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            let Some(waiting) = self.pending.get_mut(self.timed_out) else {
+                break;
+            };
+            let request = core::mem::replace(&mut waiting.message, Message::starting(now));
+            waiting.timed_out = true;
+            let flags = Flags {
+                missing_response: true,
+                timed_out: true,
+                ..waiting.flags
+            };
+            let record = Transaction {
+                request: (!request.head.is_empty()).then_some(request),
+                response: None,
+                interim: waiting.interim,
+                interim_len: waiting.interim_len,
+                flags,
+            };
+            self.timed_out += 1;
+            self.stats.timed_out += 1;
+            self.stats.transactions += 1;
+            out.push_back(Event::Transaction(record));
+        }
+        self.arm_in_place();
     }
 
     fn stats(&self) -> Stats {
@@ -240,6 +298,9 @@ impl Session {
             client: Half::new(),
             server: Half::new(),
             pending: VecDeque::new(),
+            timed_out: 0,
+            answered_at: Timestamp(0),
+            timeout: limits.response_timeout_ns(),
             protocol: None,
             hint: None,
             seen: false,
@@ -578,13 +639,9 @@ impl Session {
                     ..Flags::default()
                 };
                 self.push_pending(Pending {
-                    message,
-                    complete: false,
                     method_head: head.method_head,
                     method_connect: head.method_connect,
-                    interim: [0; 8],
-                    interim_len: 0,
-                    flags,
+                    ..Pending::new(message, flags)
                 });
                 self.start_body(dir, framing, out);
             }
@@ -761,6 +818,14 @@ impl Session {
         // Skips are reported just before the record that follows them.
         self.report_skipped(Direction::ClientToServer, out);
         self.report_skipped(Direction::ServerToClient, out);
+        self.answered_at = response.last;
+        if self.timed_out > 0 {
+            // The response to a request reported at its deadline: consumed, no second record.
+            let _ = self.pending.pop_front();
+            self.timed_out -= 1;
+            self.stats.late_responses += 1;
+            return;
+        }
         let mut t = match self.pending.pop_front() {
             Some(p) => Transaction {
                 // A request the capture lost entirely held its place with an empty head.
@@ -844,7 +909,12 @@ impl Session {
                         );
                     }
                     // The lost bytes began a response: the oldest request's answer is gone. It
-                    // is reported without one rather than paired with the next response.
+                    // is reported without one rather than paired with the next response (or,
+                    // for a request already reported at its deadline, only its place goes).
+                    Direction::ServerToClient if between_messages && self.timed_out > 0 => {
+                        let _ = self.pending.pop_front();
+                        self.timed_out -= 1;
+                    }
                     Direction::ServerToClient if between_messages => {
                         if let Some(p) = self.pending.pop_front() {
                             self.report_unanswered(
@@ -860,17 +930,13 @@ impl Session {
                     // The lost bytes began a request: its place in the queue is kept, so its
                     // response does not pair with the next request.
                     Direction::ClientToServer if between_messages => {
+                        let flags = Flags {
+                            gap: true,
+                            ..Flags::default()
+                        };
                         self.push_pending(Pending {
-                            message: Message::starting(now),
                             complete: true,
-                            method_head: false,
-                            method_connect: false,
-                            interim: [0; 8],
-                            interim_len: 0,
-                            flags: Flags {
-                                gap: true,
-                                ..Flags::default()
-                            },
+                            ..Pending::new(Message::starting(now), flags)
                         });
                     }
                     _ => {}
@@ -880,16 +946,33 @@ impl Session {
         }
     }
 
-    /// Queues a request for its response, within [`Limits::max_pending`].
+    /// Queues a request for its response, within [`Limits::max_pending`] (a place held for a
+    /// request reported at its deadline counts too).
     fn push_pending(&mut self, pending: Pending) {
         if self.pending.len() >= self.limits.max_pending {
-            self.pending.pop_front();
+            let _ = self.pending.pop_front();
+            self.timed_out = self.timed_out.saturating_sub(1);
             self.stats.dropped_requests += 1;
         }
         self.pending.push_back(pending);
     }
 
-    /// Reports a request that will get no response.
+    /// Forgets every request waiting (and place held).
+    pub(super) fn drop_pending(&mut self) {
+        self.pending.clear();
+        self.timed_out = 0;
+    }
+
+    /// The oldest request, or `None` once only places of requests reported at their deadline
+    /// are left (those are dropped: their responses are not coming any more).
+    fn pop_front(&mut self) -> Option<Pending> {
+        for _ in 0..core::mem::take(&mut self.timed_out) {
+            let _ = self.pending.pop_front();
+        }
+        self.pending.pop_front()
+    }
+
+    /// Reports a request that will get no response (not one reported at its deadline).
     fn report_unanswered(&mut self, p: Pending, extra: Flags, out: &mut VecDeque<Event>) {
         let flags = Flags {
             missing_response: true,
@@ -907,7 +990,7 @@ impl Session {
     }
 
     /// The end of one direction. A close-delimited response ends here; when the server's side
-    /// ends, requests still waiting are reported without a response.
+    /// ends (or the client's after it), requests still waiting are reported without a response.
     fn eof_stepwise(&mut self, dir: Direction, now: Timestamp, out: &mut VecDeque<Event>) {
         self.settle(dir, now, out);
         self.salvage_head(dir, out);
@@ -945,8 +1028,8 @@ impl Session {
         if self.protocol.is_none() && self.seen && closed(&self.client) && closed(&self.server) {
             self.give_up_recognising(out);
         }
-        if dir == Direction::ServerToClient {
-            while let Some(p) = self.pending.pop_front() {
+        if matches!(self.server.phase, Phase::Closed) {
+            while let Some(p) = self.pop_front() {
                 self.report_unanswered(p, Flags::default(), out);
             }
         }

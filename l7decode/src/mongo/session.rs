@@ -14,9 +14,6 @@ use crate::skipped::Skipped;
 use crate::window::Window;
 use crate::{Direction, Event, Limits, Span, Stats, Timestamp};
 
-/// A request waits this long (capture time) for its reply before it is reported missing.
-const MAX_WAIT_NS: u64 = 300_000_000_000;
-
 #[derive(Debug)]
 struct Half {
     header: [u8; 16],
@@ -72,13 +69,36 @@ struct Pending {
     op: Operation,
     /// After a moreToCome reply: the next reply answers this reply's requestID.
     chain_next: Option<u32>,
+    /// Reported at its deadline: it holds its place, so that a reply that still comes is
+    /// consumed rather than reported as an orphan.
+    timed_out: bool,
+}
+
+impl Pending {
+    /// Waiting for its first reply (and not reported yet).
+    const fn waiting(&self) -> bool {
+        !self.timed_out && self.op.response.is_none()
+    }
 }
 
 /// One connection's MongoDB session; see [`mongo::Decoder`](super::Decoder) to use it on its
 /// own.
 pub struct Session {
     halves: [Half; 2],
+    /// Requests in the order they came: waiting for a reply, in a reply chain, or holding the
+    /// place of one reported at its deadline.
     pending: VecDeque<Pending>,
+    /// Where in `pending` the first request still waiting is (every one before it is in a
+    /// reply chain or timed out; `pending.len()` when none is): the one whose deadline comes
+    /// first, found without a scan.
+    waiting: usize,
+    /// [`Limits::response_timeout`], in nanoseconds.
+    timeout: u64,
+    /// Requests reported at their deadline, and replies that came after it.
+    timeouts: u64,
+    late: u64,
+    /// The server's side ended: requests sent later are reported as the client's side ends.
+    server_ended: bool,
     max_pending: usize,
     /// The largest message read whole, and what is read of a larger one
     /// ([`Limits::max_buffered`], and at least the 16-byte header, which is kept apart).
@@ -125,12 +145,34 @@ impl SessionApi for Session {
         self.end(dir, events);
     }
 
+    /// The deadline of the oldest request waiting for its first reply, from its last byte;
+    /// none while a reply message is being read.
     fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        let [_, server] = &self.halves;
+        if server.header_len > 0 {
+            return None;
+        }
+        let request = self.pending.get(self.waiting)?.op.request?;
+        crate::session::deadline(request.last, self.timeout)
     }
 
+    /// Reports each request past its deadline, `Missing` and flagged `timed_out`, and keeps its
+    /// place for a reply that may still come.
     fn handle_timeout(&mut self, now: Timestamp, events: &mut VecDeque<Event>) {
-        let _ = (now, events);
+        while self.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            let Some(waiting) = self.pending.get_mut(self.waiting) else {
+                break;
+            };
+            waiting.timed_out = true;
+            let mut record = waiting.op.clone();
+            record.status = Status::Missing;
+            record.flags.missing_response = true;
+            record.flags.timed_out = true;
+            self.records += 1;
+            self.timeouts += 1;
+            events.push_back(Event::Mongo(record));
+            self.find_waiting();
+        }
     }
 
     fn stats(&self) -> Stats {
@@ -140,6 +182,8 @@ impl SessionApi for Session {
             messages: self.messages,
             dropped_requests: self.dropped,
             over_buffered: self.over_buffered,
+            timed_out: self.timeouts,
+            late_responses: self.late,
             ..Stats::default()
         }
     }
@@ -172,6 +216,11 @@ impl Session {
         Self {
             halves: [Half::new(client), Half::new(server)],
             pending: VecDeque::new(),
+            waiting: 0,
+            timeout: limits.response_timeout_ns(),
+            timeouts: 0,
+            late: 0,
+            server_ended: false,
             max_pending: limits.max_pending,
             max_message: limits.max_buffered.max(16),
             messages: 0,
@@ -378,14 +427,35 @@ impl Session {
     /// `dir` lost sync: a reply being waited on by the oldest request is lost with it.
     fn lost_sync(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
         if dir == Direction::ServerToClient
-            && let Some(mut p) = self.pending.pop_front()
+            && let Some(mut p) = self.remove(0)
         {
             p.op.flags.gap = true;
             self.report_missing(p, events);
         }
     }
 
+    /// Moves [`Session::waiting`] on to the first request still waiting.
+    fn find_waiting(&mut self) {
+        while self.pending.get(self.waiting).is_some_and(|p| !p.waiting()) {
+            self.waiting += 1;
+        }
+    }
+
+    /// Takes the request at `position` out of `pending`.
+    fn remove(&mut self, position: usize) -> Option<Pending> {
+        let removed = self.pending.remove(position)?;
+        if position < self.waiting {
+            self.waiting -= 1;
+        }
+        self.find_waiting();
+        Some(removed)
+    }
+
+    /// Reports a request whose reply will not come (not one reported at its deadline).
     fn report_missing(&mut self, mut p: Pending, events: &mut VecDeque<Event>) {
+        if p.timed_out {
+            return;
+        }
         p.op.status = Status::Missing;
         p.op.flags.missing_response = p.op.response.is_none();
         p.op.flags.truncated |= p.op.response.is_some();
@@ -435,8 +505,10 @@ impl Session {
         half.lost = true;
         self.skip(dir, partial);
         self.report_skipped(dir, events);
-        if dir == Direction::ServerToClient {
-            while let Some(p) = self.pending.pop_front() {
+        self.server_ended |= dir == Direction::ServerToClient;
+        if self.server_ended {
+            self.waiting = 0;
+            for p in core::mem::take(&mut self.pending) {
                 self.report_missing(p, events);
             }
         }
@@ -452,18 +524,6 @@ impl Session {
     }
 
     fn request(&mut self, msg: Message<'_>, events: &mut VecDeque<Event>) {
-        // Requests that waited too long (capture time) are given up on.
-        let now = msg.span.first;
-        while let Some(front) = self.pending.front()
-            && front
-                .op
-                .request
-                .is_some_and(|r| r.last.nanos_until(now) > MAX_WAIT_NS)
-        {
-            if let Some(p) = self.pending.pop_front() {
-                self.report_missing(p, events);
-            }
-        }
         let mut op = Operation::new(Some(msg.header.request_id), msg.opcode);
         op.compressor = msg.compressor;
         op.request = Some(msg.span);
@@ -512,13 +572,14 @@ impl Session {
         }
         if self.pending.len() >= self.max_pending {
             self.dropped += 1;
-            if let Some(p) = self.pending.pop_front() {
+            if let Some(p) = self.remove(0) {
                 self.report_missing(p, events);
             }
         }
         self.pending.push_back(Pending {
             op,
             chain_next: None,
+            timed_out: false,
         });
     }
 
@@ -546,12 +607,18 @@ impl Session {
         let Some(p) = self.pending.get_mut(position) else {
             return;
         };
+        // A reply to a request reported at its deadline is consumed (a chain of them counted
+        // once).
+        self.late += u64::from(p.timed_out && p.op.response.is_none());
         take_reply(&mut p.op, &msg);
         if msg.summary.flags & wire::flags::MORE_TO_COME != 0 {
             p.chain_next = Some(msg.header.request_id);
+            self.find_waiting();
             return;
         }
-        if let Some(mut done) = self.pending.remove(position) {
+        if let Some(mut done) = self.remove(position)
+            && !done.timed_out
+        {
             done.op.status = status_from(&done.op);
             self.records += 1;
             events.push_back(Event::Mongo(done.op));

@@ -104,6 +104,9 @@ struct Pending {
     reply: Reply,
     /// Found by resynchronisation: its reply must confirm it before it is reported.
     confirmed: bool,
+    /// Reported at its deadline (if confirmed): it holds its place, so that a reply that still
+    /// comes is read (and consumed) as its own rather than as the next command's.
+    timed_out: bool,
 }
 
 /// What the state machine asks of the framing after a payload.
@@ -250,6 +253,17 @@ struct State {
     records: u64,
     /// Texts cut at the kept prefix.
     texts_cut: u64,
+    /// How many commands at the front of `pending` timed out (they hold their places).
+    timed_out: usize,
+    /// Commands reported at their deadline, and replies that came after it.
+    timeouts: u64,
+    late: u64,
+    /// When the last reply ended: a command queued behind it waited from there.
+    answered_at: Timestamp,
+    /// [`Limits::response_timeout`], in nanoseconds.
+    timeout: u64,
+    /// The server's side ended: commands sent later are reported as the client's side ends.
+    server_ended: bool,
     /// Statements forgotten at `max_statements`.
     forgotten: u64,
 }
@@ -302,12 +316,41 @@ impl SessionApi for Session {
         self.end(dir, events);
     }
 
+    /// The deadline of the oldest command still waiting: from its last byte, or from the end
+    /// of the reply before it; none while a reply is being read.
     fn poll_timeout(&self) -> Option<Timestamp> {
-        None
+        let st = &self.st;
+        let [_, server] = &self.halves;
+        let replying = st.pending.front().is_some_and(|f| f.cmd.response.is_some());
+        if replying || server.framer.partial_len() > 0 {
+            return None;
+        }
+        let waiting = st.pending.get(st.timed_out)?;
+        let sent = waiting.cmd.request.map_or(st.answered_at, |r| r.last);
+        crate::session::deadline(sent.max(st.answered_at), st.timeout)
     }
 
+    /// Reports each command past its deadline, `Missing` and flagged `timed_out` (one found by
+    /// resynchronisation, which only its reply could confirm, is not reported), and keeps its
+    /// place for a reply that may still come.
     fn handle_timeout(&mut self, now: Timestamp, events: &mut VecDeque<Event>) {
-        let _ = (now, events);
+        while self.poll_timeout().is_some_and(|deadline| deadline <= now) {
+            let st = &mut self.st;
+            let Some(waiting) = st.pending.get_mut(st.timed_out) else {
+                break;
+            };
+            waiting.timed_out = true;
+            st.timed_out += 1;
+            if waiting.confirmed {
+                let mut record = waiting.cmd.clone();
+                record.status = Status::Missing;
+                record.flags.missing_response = true;
+                record.flags.timed_out = true;
+                st.records += 1;
+                st.timeouts += 1;
+                events.push_back(Event::Mysql(Box::new(record)));
+            }
+        }
     }
 
     fn stats(&self) -> Stats {
@@ -318,6 +361,8 @@ impl SessionApi for Session {
             dropped_requests: self.st.dropped,
             texts_cut: self.st.texts_cut,
             forgotten_statements: self.st.forgotten,
+            timed_out: self.st.timeouts,
+            late_responses: self.st.late,
             ..Stats::default()
         }
     }
@@ -418,6 +463,12 @@ impl Session {
                 messages: 0,
                 records: 0,
                 texts_cut: 0,
+                timed_out: 0,
+                timeouts: 0,
+                late: 0,
+                answered_at: Timestamp(0),
+                timeout: limits.response_timeout_ns(),
+                server_ended: false,
                 forgotten: 0,
             },
         }
@@ -629,7 +680,7 @@ impl Session {
         if self.st.phase != Phase::Commands {
             self.st.phase = Phase::Commands;
         }
-        while let Some(p) = self.st.pending.pop_front() {
+        while let Some(p) = self.st.pop_front() {
             self.st.report_missing(p, events, true);
         }
     }
@@ -675,9 +726,10 @@ impl Session {
                     self.report_skipped(Direction::ServerToClient, events);
                     // Commands before this one had their replies in what was skipped.
                     let this = self.st.pending.pop_back();
-                    while let Some(p) = self.st.pending.pop_front() {
+                    while let Some(p) = self.st.pop_front() {
                         self.st.report_missing(p, events, false);
                     }
+                    self.st.timed_out = usize::from(this.as_ref().is_some_and(|p| p.timed_out));
                     self.st.pending.extend(this);
                 }
             }
@@ -753,7 +805,7 @@ impl Session {
         self.lose(dir);
         if dir == Direction::ServerToClient {
             // The reply being read can no longer be: it is reported as it stands.
-            if let Some(p) = self.st.pending.pop_front() {
+            if let Some(p) = self.st.pop_front() {
                 let login = p.cmd.code.is_none();
                 self.st.report_missing(p, events, true);
                 // A login that failed closes the connection; one that goes on succeeded, and
@@ -775,8 +827,9 @@ impl Session {
         half.read = Read::Opaque;
         self.skip(dir, partial);
         self.report_skipped(dir, events);
-        if dir == Direction::ServerToClient {
-            while let Some(p) = self.st.pending.pop_front() {
+        self.st.server_ended |= dir == Direction::ServerToClient;
+        if self.st.server_ended {
+            while let Some(p) = self.st.pop_front() {
                 self.st.report_missing(p, events, false);
             }
         }
@@ -796,7 +849,7 @@ impl State {
     /// lost): `Missing`, flagged `truncated` when part of the reply had come, `gap` when a loss
     /// caused it.
     fn report_missing(&mut self, mut p: Pending, events: &mut VecDeque<Event>, gap: bool) {
-        if !p.confirmed {
+        if !p.confirmed || p.timed_out {
             return;
         }
         p.cmd.status = Status::Missing;
@@ -866,6 +919,7 @@ impl State {
                     cmd,
                     reply: Reply::Auth,
                     confirmed: true,
+                    timed_out: false,
                 });
                 Action::None
             }
@@ -896,7 +950,7 @@ impl State {
                 == (Reply::DefsEof {
                     then: AfterDefs::Done,
                 })
-            && let Some(done) = self.pending.pop_front()
+            && let Some(done) = self.pop_front()
         {
             self.deprecate_eof = Some(true);
             self.report(done, Status::Ok, events);
@@ -966,6 +1020,7 @@ impl State {
             cmd,
             reply,
             confirmed,
+            timed_out: false,
         });
         Action::Commanded
     }
@@ -994,7 +1049,7 @@ impl State {
         }
         front.cmd.flags.gap |= p.gap;
         if first_packet && !front.confirmed && !plausible_reply(front, p) {
-            self.pending.pop_front();
+            let _ = self.pop_front();
             return Action::LoseBoth;
         }
         front.confirmed = true;
@@ -1021,7 +1076,8 @@ impl State {
             Step::Again => return self.reply(p, events),
             Step::Done(status) => status,
         };
-        let Some(finished) = self.pending.pop_front() else {
+        self.answered_at = p.last;
+        let Some(finished) = self.pop_front() else {
             return Action::None;
         };
         let login_ok = finished.cmd.code.is_none() && status == Status::Ok;
@@ -1253,10 +1309,23 @@ impl State {
         }
     }
 
+    /// Reports a command that got its reply; one already reported at its deadline had a late
+    /// reply, consumed without a second record.
     fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
+        if finished.timed_out {
+            self.late += 1;
+            return;
+        }
         finished.cmd.status = status;
         self.records += 1;
         events.push_back(Event::Mysql(Box::new(finished.cmd)));
+    }
+
+    /// The oldest command, keeping count of those that timed out.
+    fn pop_front(&mut self) -> Option<Pending> {
+        let front = self.pending.pop_front()?;
+        self.timed_out -= usize::from(front.timed_out);
+        Some(front)
     }
 }
 

@@ -226,6 +226,9 @@ impl Session {
             _ => Protocol::Unknown,
         };
         self.protocol = Some(protocol);
+        // No request was read (one would have said HTTP): only places a gap kept for requests
+        // it may have cut, which are not HTTP records of a connection that is not HTTP.
+        self.drop_pending();
         out.push_back(Event::Protocol(protocol));
         self.go_opaque();
     }

@@ -3,7 +3,11 @@
 // five bits (its top three pick how many bytes may go unrecognised before the connection is
 // given up, so that bound is crossed at every offset):
 // never panics; identical events whole and chunked; every transaction's byte counts stay within
-// what was fed; buffered bytes stay within the limit.
+// what was fed; buffered bytes stay within the limit; once the streams end, requests still
+// waiting time out at their deadline and no deadline is left behind. Events are compared in full
+// (`checks/events.rs`: Debug plus the head bytes it redacts).
+
+include!("events.rs");
 
 fn decode(client: &[u8], server: &[u8], step: usize, unrecognized: u64) -> Vec<String> {
     use l7decode::{Connection, Direction, Limits, Timestamp};
@@ -13,9 +17,14 @@ fn decode(client: &[u8], server: &[u8], step: usize, unrecognized: u64) -> Vec<S
         for chunk in stream.chunks(step) {
             conn.feed(dir, Timestamp(0), chunk).expect("open direction");
             while let Some(e) = conn.poll_event() {
-                out.push(format!("{e:?}"));
+                out.push(full(&e));
             }
         }
+    }
+    // Whatever still waits times out at its deadline, and nothing is left due.
+    if let Some(due) = conn.poll_timeout() {
+        conn.handle_timeout(due);
+        assert!(conn.poll_timeout().is_none_or(|next| next > due));
     }
     conn.feed_eof(Direction::ClientToServer, Timestamp(1));
     conn.feed_eof(Direction::ServerToClient, Timestamp(1));
@@ -24,7 +33,7 @@ fn decode(client: &[u8], server: &[u8], step: usize, unrecognized: u64) -> Vec<S
             let body = t.request.as_ref().map_or(0, |m| m.body_bytes) + t.response.as_ref().map_or(0, |m| m.body_bytes);
             assert!(body <= (client.len() + server.len()) as u64);
         }
-        out.push(format!("{e:?}"));
+        out.push(full(&e));
     }
     out
 }

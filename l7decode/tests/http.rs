@@ -512,3 +512,41 @@ fn where_an_unrecognised_connection_is_given_up_does_not_depend_on_chunking() {
         );
     }
 }
+
+#[test]
+fn debug_output_shows_lengths_not_heads() {
+    let events = run(
+        &[
+            (
+                C,
+                1,
+                b"GET /login?password=hunter2 HTTP/1.1\r\nAuthorization: Bearer s3cr3t\r\nCookie: session=abc123\r\n\r\n",
+            ),
+            (
+                S,
+                2,
+                b"HTTP/1.1 200 OK\r\nSet-Cookie: session=def456\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ],
+        true,
+    );
+    let t = transactions(&events)[0];
+    let debug = format!("{t:?} {events:?}");
+    for secret in [
+        "hunter2", "s3cr3t", "abc123", "def456", "password", "/login",
+    ] {
+        assert!(!debug.contains(secret), "{secret} in {debug}");
+    }
+    // What it does show: method, the target's length, statuses, flags, lengths and times.
+    for shown in [
+        "\"GET\"",
+        "uri_len: Some(23)",
+        "status: Some(200)",
+        "head_len: 94",
+        "last: Timestamp(2)",
+    ] {
+        assert!(debug.contains(shown), "{shown} not in {debug}");
+    }
+    // The heads are there for who asks.
+    assert!(t.request.as_ref().unwrap().header("cookie") == Some(&b"session=abc123"[..]));
+}

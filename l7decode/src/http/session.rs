@@ -226,9 +226,13 @@ impl SessionApi for Session {
     }
 
     /// The deadline of the oldest request still waiting, once it has been sent whole: from its
-    /// last byte, or from the end of the response before it; none while a response is read.
+    /// last byte, or from the end of the response before it; none while a response's body is
+    /// read, or before the connection is known to be HTTP.
     fn poll_timeout(&self) -> Option<Timestamp> {
-        if self.server.current.is_some() {
+        // A response head still being gathered does not count yet: whether it is one is only
+        // judged when it ends (or as it would have been, whole), and deadlines must not depend
+        // on how the bytes were cut. Before a message says HTTP, only places a gap kept wait.
+        if matches!(self.server.phase, Phase::Body(_)) || self.protocol != Some(Protocol::Http) {
             return None;
         }
         let waiting = self.pending.get(self.timed_out)?;

@@ -6,7 +6,10 @@ use bytes::Bytes;
 use crate::{Flags, Timestamp};
 
 /// One side of a transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the lengths and times, never the head (its target and header values can carry
+/// credentials: `Authorization`, `Cookie`, query strings); [`Message::head`] has it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Message {
     pub(crate) head: Bytes,
     /// Decoded body bytes (chunked framing removed).
@@ -15,6 +18,17 @@ pub struct Message {
     pub first: Timestamp,
     /// When the last byte arrived.
     pub last: Timestamp,
+}
+
+impl core::fmt::Debug for Message {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Message")
+            .field("head_len", &self.head.len())
+            .field("body_bytes", &self.body_bytes)
+            .field("first", &self.first)
+            .field("last", &self.last)
+            .finish()
+    }
 }
 
 impl Message {
@@ -75,7 +89,10 @@ impl Message {
 }
 
 /// An HTTP exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the method, the target's length, the version, the statuses, the flags and each
+/// side's lengths and times; nothing of the heads beyond that (see [`Message`]).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transaction {
     /// The request (absent for an orphan response).
@@ -88,6 +105,21 @@ pub struct Transaction {
     pub interim_len: u8,
     /// Anomalies.
     pub flags: Flags,
+}
+
+impl core::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("method", &self.method())
+            .field("uri_len", &self.uri().map(str::len))
+            .field("request_version", &self.request_version())
+            .field("status", &self.status())
+            .field("interim", &self.interim_statuses())
+            .field("flags", &self.flags)
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .finish()
+    }
 }
 
 impl Transaction {

@@ -3,21 +3,34 @@
 //!
 //! The caller owns capture, reassembly input and time: it feeds each direction's bytes with the
 //! capture timestamp and drains events. The crate never performs I/O, reads a clock or spawns
-//! threads, and every buffer it keeps is bounded by [`Limits`].
+//! threads; every buffer it keeps and every wait is bounded by a [`Limits`] field, and reaching a
+//! bound is counted in [`Stats`].
+//!
+//! The layers, each usable on its own and each the only owner of its job:
 //!
 //! * [`reassembly`]: a per-direction TCP reassembler (sequence wrap-around, bounded out-of-order
 //!   window, retransmissions trimmed, exact gap sizes, holes the peer acknowledged given up at
-//!   once), usable on its own.
-//! * [`Connection`]: the two in-order streams of one connection in, [`Event`]s out: HTTP/1.x
-//!   [`Transaction`]s with first/last-byte timestamps, RFC 9112 body framing (HEAD, 1xx, 204, 304,
-//!   chunked with extensions and trailers, close-delimited, tunnels), pipelining, interim
-//!   responses, mid-stream resynchronisation, gaps skipped inside bodies of known length, and TLS
-//!   reported rather than parsed. Bodies are counted, never copied. The protocol is inferred from
-//!   the bytes; a port hint ([`Connection::with_hint`]) only breaks ties.
-//! * [`mysql`]: MySQL/MariaDB through the same [`Connection`]: [`Event::Mysql`] records of each
-//!   command and its reply.
-//! * [`mongo`]: MongoDB through the same [`Connection`]: [`Event::Mongo`] records of each request
-//!   and its reply or reply chain, from a zero-copy BSON walker ([`mongo::bson`]).
+//!   once).
+//! * [`flows`]: every connection of a capture point, from captured segments: the flow table,
+//!   which side is the client, reassembly, closing, idle eviction, a global budget, and each
+//!   connection's response deadlines.
+//! * [`Connection`]: the two in-order streams of one connection in, [`Event`]s out. It recognises
+//!   the protocol from each direction's first bytes (TLS is reported, never parsed; a port hint,
+//!   [`Connection::with_hint`], only breaks ties) and hands both directions to that protocol's
+//!   session.
+//! * The sessions, one module each, also usable directly as a [`Decoder`] by a caller who knows
+//!   the protocol ([`http::Decoder`], [`mysql::Decoder`], [`mongo::Decoder`]):
+//!   * [`http`]: HTTP/1.x [`Transaction`]s with first/last-byte timestamps, RFC 9112 body framing
+//!     (HEAD, 1xx, 204, 304, chunked with extensions and trailers, close-delimited, tunnels),
+//!     pipelining, interim responses, mid-stream resynchronisation, gaps skipped inside bodies
+//!     of known length. Bodies are counted, never copied.
+//!   * [`mysql`]: [`Event::Mysql`] records of each command and its reply.
+//!   * [`mongo`]: [`Event::Mongo`] records of each request and its reply or reply chain, from a
+//!     zero-copy BSON walker ([`mongo::bson`]).
+//!
+//! A request nothing answers is reported once [`Limits::response_timeout`] has passed, in the
+//! caller's time: call `handle_timeout` when `poll_timeout` says, and the record comes flagged
+//! [`Flags::timed_out`]; a response that still comes is consumed, never reported as an orphan.
 //!
 //! ```
 //! use l7decode::{Connection, Direction, Event, Limits, Timestamp};
@@ -31,6 +44,15 @@
 //!         assert_eq!(t.latency_ns(), Some(4_000));
 //!     }
 //! }
+//! // A request that gets no answer: reported at its deadline, a minute (by default) after it.
+//! conn.feed(Direction::ClientToServer, Timestamp(9_000), b"GET /slow HTTP/1.1\r\n\r\n")?;
+//! let now = Timestamp(9_000 + 60_000_000_000);
+//! if conn.poll_timeout().is_some_and(|due| due <= now) {
+//!     conn.handle_timeout(now);
+//! }
+//! let Some(Event::Transaction(t)) = conn.poll_event() else { panic!("the timed-out request") };
+//! assert!(t.flags.timed_out && t.flags.missing_response && t.uri() == Some("/slow"));
+//! assert_eq!(conn.stats().timed_out, 1);
 //! # Ok::<(), l7decode::Error>(())
 //! ```
 

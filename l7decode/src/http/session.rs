@@ -580,17 +580,18 @@ impl Session {
                 }
             }
         } else {
-            // A head cut by earlier chunks: gather (bounded), then parse the whole.
-            let take = input.len().min(limit.saturating_sub(held));
-            half.buf.extend(input.get(..take).unwrap_or_default(), now);
+            // A head cut by earlier chunks: gather it up to its blank line (bounded), then parse
+            // the whole. What follows the head in this chunk (a body) is neither copied nor
+            // scanned twice.
+            let room = input.get(..input.len().min(limit.saturating_sub(held)));
+            let room = room.unwrap_or_default();
+            let before = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
+            let end = head_end(before, room);
+            let take = end.unwrap_or(room.len());
+            half.buf.extend(room.get(..take).unwrap_or_default(), now);
             // Parse again only once the head's blank line has arrived: looking at the new bytes
             // (and the three before them) keeps a head trickled byte by byte linear, not quadratic.
-            let tail = half.buf.get(held.saturating_sub(3)..).unwrap_or_default();
-            // A head ends with an empty line after a line end: LF LF or LF CR LF (httparse
-            // accepts bare LFs, so CRLF LF and LF CRLF end a head too).
-            let ended =
-                tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
-            if !ended && half.buf.len() < limit {
+            if end.is_none() && half.buf.len() < limit {
                 return take;
             }
             let verdict = match parse(&half.buf) {
@@ -1089,5 +1090,60 @@ fn head_summary(head: &Head<'_>) -> HeadSummary {
         chunked: head.chunked,
         other_te: head.other_transfer_encoding,
         content_length: head.content_length,
+    }
+}
+
+/// Where a head's blank line ends in `new`, which follows `before` (the last bytes gathered;
+/// three are enough): just after the LF of an LF LF or LF CR LF (httparse accepts bare LFs, so
+/// CRLF LF and LF CRLF end a head too). Found with `memchr`, so a head followed in the same
+/// chunk by a long body costs a vectorised scan for line ends, not a byte-by-byte search.
+fn head_end(before: &[u8], new: &[u8]) -> Option<usize> {
+    // The byte `back` positions before `new[i]`, reaching into `before`.
+    let byte_before = |i: usize, back: usize| -> Option<u8> {
+        match i.checked_sub(back) {
+            Some(j) => new.get(j).copied(),
+            None => {
+                let from_end = back - i;
+                before
+                    .len()
+                    .checked_sub(from_end)
+                    .and_then(|j| before.get(j))
+                    .copied()
+            }
+        }
+    };
+    memchr::memchr_iter(b'\n', new).find_map(|i| {
+        let previous = byte_before(i, 1);
+        let ends = previous == Some(b'\n')
+            || (previous == Some(b'\r') && byte_before(i, 2) == Some(b'\n'));
+        ends.then_some(i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end;
+
+    #[test]
+    fn a_head_end_is_found_wherever_the_chunk_boundary_falls() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"[..],
+            b"GET / HTTP/1.1\nHost: x\n\nbody",
+        ] {
+            let end = head.len() - 4;
+            for cut in 0..=head.len() {
+                let (before, new) = head.split_at(cut);
+                let got = head_end(before, new).map(|at| cut + at);
+                let want = (cut < end).then_some(end);
+                assert_eq!(
+                    got,
+                    want,
+                    "cut at {cut} of {:?}",
+                    String::from_utf8_lossy(head)
+                );
+            }
+        }
+        assert_eq!(head_end(b"", b"no end\r\nhere"), None);
+        assert_eq!(head_end(b"\n", b"\r\n"), Some(2));
     }
 }

@@ -306,44 +306,46 @@ pub struct FlowStats {
     pub closed_remembered: usize,
 }
 
-/// One endpoint, packed: the address as IPv6 (IPv4 mapped), then the port, big-endian, so
-/// that comparing the bytes compares (address, port).
-type Endpoint = [u8; 18];
+/// One endpoint as integers: the address as IPv6 (IPv4 mapped) in two halves, then the port;
+/// ordered as (address, port).
+type Endpoint = (u64, u64, u16);
 
 fn endpoint(addr: SocketAddr) -> Endpoint {
     let ip = match addr.ip() {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),
         IpAddr::V6(v6) => v6,
     };
-    let mut out = [0; 18];
-    let (ip_part, port_part) = out.split_at_mut(16);
-    ip_part.copy_from_slice(&ip.octets());
-    port_part.copy_from_slice(&addr.port().to_be_bytes());
-    out
+    let ip = u128::from(ip);
+    ((ip >> 64) as u64, ip as u64, addr.port())
 }
 
-fn socket_addr(endpoint: &[u8]) -> SocketAddr {
-    let ip: [u8; 16] = endpoint
-        .get(..16)
-        .and_then(|b| b.try_into().ok())
-        .unwrap_or_default();
-    let port = endpoint
-        .get(16..18)
-        .map_or(0, |p| u16::from_be_bytes([p[0], p[1]]));
-    let v6 = Ipv6Addr::from(ip);
+fn socket_addr((high, low, port): Endpoint) -> SocketAddr {
+    let v6 = Ipv6Addr::from((u128::from(high) << 64) | u128::from(low));
     let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
     SocketAddr::new(ip, port)
 }
 
 /// A connection's two endpoints in canonical order (the smaller first), the same for both
-/// directions: 36 bytes hashed in one write (the table's keys are chosen by whoever sends
-/// packets, so the hasher stays std's keyed SipHash; one write keeps it cheap).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct FlowKey([u8; 36]);
+/// directions: 40 bytes, compared as integers, hashed in one write (the table's keys are chosen
+/// by whoever sends packets, so the hasher stays std's keyed SipHash; one write keeps it cheap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FlowKey {
+    /// The two addresses' halves: the first endpoint's, then the second's.
+    ips: [u64; 4],
+    ports: [u16; 2],
+}
 
 impl core::hash::Hash for FlowKey {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        state.write(&self.0);
+        let mut bytes = [0u8; 36];
+        let (ips, ports) = bytes.split_at_mut(32);
+        for (chunk, word) in ips.chunks_exact_mut(8).zip(self.ips) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        for (chunk, port) in ports.chunks_exact_mut(2).zip(self.ports) {
+            chunk.copy_from_slice(&port.to_ne_bytes());
+        }
+        state.write(&bytes);
     }
 }
 
@@ -353,22 +355,22 @@ impl FlowKey {
     fn of(src: SocketAddr, dst: SocketAddr) -> (Self, bool) {
         let (s, d) = (endpoint(src), endpoint(dst));
         let forward = s <= d;
-        let (first, second) = if forward { (s, d) } else { (d, s) };
-        let mut key = [0; 36];
-        let (a, b) = key.split_at_mut(18);
-        a.copy_from_slice(&first);
-        b.copy_from_slice(&second);
-        (Self(key), forward)
+        let (a, b) = if forward { (s, d) } else { (d, s) };
+        let key = Self {
+            ips: [a.0, a.1, b.0, b.1],
+            ports: [a.2, b.2],
+        };
+        (key, forward)
     }
 
     /// The smaller endpoint.
     fn a(&self) -> SocketAddr {
-        socket_addr(self.0.get(..18).unwrap_or_default())
+        socket_addr((self.ips[0], self.ips[1], self.ports[0]))
     }
 
     /// The larger endpoint.
     fn b(&self) -> SocketAddr {
-        socket_addr(self.0.get(18..).unwrap_or_default())
+        socket_addr((self.ips[2], self.ips[3], self.ports[1]))
     }
 }
 

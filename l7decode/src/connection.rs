@@ -241,8 +241,12 @@ pub struct Connection {
     session: Active,
     events: VecDeque<Event>,
     closed: Ends,
-    /// Bytes fed and lost, and the counters of an HTTP session given up for another protocol.
-    stats: Stats,
+    /// Bytes fed (those the session did not take in place) and reported lost.
+    bytes: u64,
+    gap_bytes: u64,
+    /// The counters of the HTTP session given up when the bytes said MySQL or MongoDB (boxed:
+    /// only such connections pay for them).
+    earlier: Option<Box<Stats>>,
 }
 
 /// Shows the protocol, the session's state and the counters, never payload bytes.
@@ -268,7 +272,9 @@ impl Connection {
             session: Active::start(&limits),
             events: VecDeque::new(),
             closed: Ends::default(),
-            stats: Stats::default(),
+            bytes: 0,
+            gap_bytes: 0,
+            earlier: None,
         }
     }
 
@@ -298,8 +304,12 @@ impl Connection {
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.stats;
-        stats.add(&self.session.stats());
+        let mut stats = self.session.stats();
+        stats.bytes += self.bytes;
+        stats.gap_bytes += self.gap_bytes;
+        if let Some(earlier) = &self.earlier {
+            stats.add(earlier);
+        }
         stats
     }
 
@@ -330,7 +340,7 @@ impl Connection {
         if self.closed.ended(dir) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
         }
-        self.stats.bytes += bytes.len() as u64;
+        self.bytes += bytes.len() as u64;
         match &mut self.session {
             Active::Http(http) if http.at_start(dir) => self.feed_first_bytes(dir, now, bytes),
             session => session.feed(dir, now, bytes, &mut self.events),
@@ -343,7 +353,7 @@ impl Connection {
     /// and an HTTP head the gap cut keeps its complete lines (its record is flagged `gap` and
     /// `truncated`).
     pub fn feed_gap(&mut self, dir: Direction, now: Timestamp, missing: u64) {
-        self.stats.gap_bytes += missing;
+        self.gap_bytes += missing;
         if !self.closed.ended(dir) {
             self.session.gap(dir, now, missing, &mut self.events);
         }

@@ -229,7 +229,7 @@ impl Connection {
                     });
                 }
             }
-            self.stats.add(&http.stats());
+            self.earlier = Some(Box::new(http.stats()));
         }
         for (bytes, at) in probe.runs() {
             session.feed(dir, at, bytes, &mut self.events);

@@ -12,7 +12,12 @@ impl Connection {
     /// waiting for their responses, session buffers, queued events. What a flow table charges to
     /// its budget.
     pub fn buffered_bytes(&self) -> usize {
-        self.session.buffered_bytes() + self.events.capacity() * size_of::<Event>()
+        self.session.buffered_bytes()
+            + self.events.capacity() * size_of::<Event>()
+            + self
+                .earlier
+                .as_ref()
+                .map_or(0, |_| size_of::<crate::Stats>())
     }
 
     /// Swaps the event queue with `queue`: the flow tracker lends every connection one queue

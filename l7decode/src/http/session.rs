@@ -139,7 +139,11 @@ impl Pending {
 /// One connection's HTTP/1.x session; see [`http::Decoder`](crate::http::Decoder) to use it on
 /// its own.
 pub struct Session {
-    limits: Limits,
+    /// [`Limits::max_buffered`], [`Limits::max_pending`], [`Limits::max_unrecognized`] (kept
+    /// apart from the rest of `Limits`: a connection's fixed size counts).
+    max_buffered: usize,
+    max_pending: usize,
+    max_unrecognized: u64,
     client: Half,
     server: Half,
     pending: VecDeque<Pending>,
@@ -298,7 +302,9 @@ impl Session {
     /// are judged by the [`Connection`](crate::Connection) first (see [`Session::at_start`]).
     pub(crate) fn unrecognised(limits: &Limits) -> Self {
         Self {
-            limits: *limits,
+            max_buffered: limits.max_buffered,
+            max_pending: limits.max_pending,
+            max_unrecognized: limits.max_unrecognized,
             client: Half::new(),
             server: Half::new(),
             pending: VecDeque::new(),
@@ -375,7 +381,7 @@ impl Session {
     /// `bytes` holds none): kept exactly as the stepwise path would, without stepping.
     #[inline]
     fn gather_in_place(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> bool {
-        let limit = self.limits.max_buffered;
+        let limit = self.max_buffered;
         let half = self.half(dir);
         let fits = matches!(half.phase, Phase::Head)
             && !half.buf.is_empty()
@@ -549,7 +555,7 @@ impl Session {
         input: &[u8],
         out: &mut VecDeque<Event>,
     ) -> usize {
-        let limit = self.limits.max_buffered;
+        let limit = self.max_buffered;
         let parse = |buf| parse_head(dir, buf);
         let half = self.half(dir);
         if half.current.is_none() {
@@ -954,7 +960,7 @@ impl Session {
     /// Queues a request for its response, within [`Limits::max_pending`] (a place held for a
     /// request reported at its deadline counts too).
     fn push_pending(&mut self, pending: Pending) {
-        if self.pending.len() >= self.limits.max_pending {
+        if self.pending.len() >= self.max_pending {
             let _ = self.pending.pop_front();
             self.timed_out = self.timed_out.saturating_sub(1);
             self.stats.dropped_requests += 1;

@@ -213,7 +213,7 @@ impl Session {
         if self.protocol.is_some() || self.hint == Some(Protocol::Http) {
             return None;
         }
-        let max = self.limits.max_unrecognized;
+        let max = self.max_unrecognized;
         Some(max.saturating_sub(self.half(dir).unrecognized))
     }
 

@@ -164,24 +164,18 @@ fn ipv6(packet: &[u8]) -> Result<IpPayload<'_>, Error> {
     loop {
         match next {
             TCP => break,
-            // Hop-by-hop, routing, destination options: skip by their length field.
-            0 | 43 | 60 => {
+            // Hop-by-hop, routing, destination options (length in 8-byte units, minus 1) and
+            // the authentication header (in 4-byte units, minus 2): skipped.
+            0 | 43 | 60 | 51 => {
                 let ext = packet
                     .get(offset..offset + 2)
                     .ok_or_else(|| truncated(offset))?;
-                let len = (usize::from(ext.get(1).copied().unwrap_or(0)) + 1) * 8;
-                next = ext.first().copied().unwrap_or(0);
-                offset += len;
-                if offset > end {
-                    return Err(truncated(offset));
-                }
-            }
-            // Authentication header: its length field counts 4-byte units, minus 2.
-            51 => {
-                let ext = packet
-                    .get(offset..offset + 2)
-                    .ok_or_else(|| truncated(offset))?;
-                let len = (usize::from(ext.get(1).copied().unwrap_or(0)) + 2) * 4;
+                let units = usize::from(ext.get(1).copied().unwrap_or(0));
+                let len = if next == 51 {
+                    (units + 2) * 4
+                } else {
+                    (units + 1) * 8
+                };
                 next = ext.first().copied().unwrap_or(0);
                 offset += len;
                 if offset > end {

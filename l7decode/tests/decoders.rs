@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{doc, op_msg, packet};
+use common::{doc, one_row_resultset, op_msg, packet};
 use l7decode::{Decoder, Direction, Event, Limits, Protocol, ProtocolSession, Timestamp};
 
 const C: Direction = Direction::ClientToServer;
@@ -140,19 +140,7 @@ fn mysql_conversation() -> Vec<(Direction, Vec<u8>)> {
     hello.extend_from_slice(&[0, 0, 0, 1, 45]);
     hello.extend_from_slice(&[0; 23]);
     hello.extend_from_slice(b"app\x00\x14aaaaaaaaaaaaaaaaaaaashop\x00mysql_native_password\x00");
-    let mut resultset = Vec::new();
-    for (i, payload) in [
-        &b"\x01"[..],
-        b"\x03def\x00\x00\x00\x01c\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00",
-        &[0xfe, 0, 0, 2, 0],
-        b"\x011",
-        &[0xfe, 0, 0, 2, 0],
-    ]
-    .iter()
-    .enumerate()
-    {
-        resultset.extend(packet(payload, i as u8 + 1));
-    }
+    let resultset = one_row_resultset();
     vec![
         (S, packet(&greeting, 0)),
         (C, packet(&hello, 1)),

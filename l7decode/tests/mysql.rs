@@ -5,19 +5,13 @@
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 mod common;
+use common::packet;
 
 use l7decode::mysql::{Command, Status};
 use l7decode::{Direction, Event, Limits, Protocol};
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
-
-fn packet(payload: &[u8], seq: u8) -> Vec<u8> {
-    let mut out = (payload.len() as u32).to_le_bytes()[..3].to_vec();
-    out.push(seq);
-    out.extend_from_slice(payload);
-    out
-}
 
 /// Greeting, handshake response and OK, with `client_caps` (the server offers everything).
 fn login(client_caps: u32) -> Vec<(Direction, Vec<u8>)> {

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{doc, op_msg, packet};
+use common::{doc, one_row_resultset, op_msg, packet};
 use l7decode::{Connection, Direction, Event, Flags, Limits, Stats, Timestamp};
 
 const C: Direction = Direction::ClientToServer;
@@ -157,19 +157,7 @@ fn http_deadlines_wait_for_responses_being_read_and_queued_requests() {
 fn mysql_command_reported_at_its_deadline_and_its_late_reply_consumed() {
     use l7decode::mysql::Status;
     // Joined after the login: a command, then (late) its one-row resultset.
-    let mut resultset = Vec::new();
-    for (seq, payload) in [
-        &b"\x01"[..],
-        b"\x03def\x00\x00\x00\x01c\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00",
-        &[0xfe, 0, 0, 2, 0],
-        b"\x011",
-        &[0xfe, 0, 0, 2, 0],
-    ]
-    .iter()
-    .enumerate()
-    {
-        resultset.extend(packet(payload, seq as u8 + 1));
-    }
+    let resultset = one_row_resultset();
     let conn = Connection::new(limits());
     let (after, stats) = timed_out_then_late(
         conn,

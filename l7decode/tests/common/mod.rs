@@ -48,6 +48,24 @@ pub(crate) fn packet(payload: &[u8], seq: u8) -> Vec<u8> {
     out
 }
 
+/// A MySQL reply of one column (`c`) and one row (`1`), EOF-terminated, sequence ids 1 to 5.
+pub(crate) fn one_row_resultset() -> Vec<u8> {
+    let mut resultset = Vec::new();
+    for (seq, payload) in [
+        &b"\x01"[..],
+        b"\x03def\x00\x00\x00\x01c\x00\x0c\x3f\x00\x01\x00\x00\x00\x08\x81\x00\x00\x00\x00",
+        &[0xfe, 0, 0, 2, 0],
+        b"\x011",
+        &[0xfe, 0, 0, 2, 0],
+    ]
+    .iter()
+    .enumerate()
+    {
+        resultset.extend(packet(payload, seq as u8 + 1));
+    }
+    resultset
+}
+
 /// A BSON document of string (`Ok`) and double (`Err`) fields.
 pub(crate) fn doc(fields: &[(&str, Result<&str, f64>)]) -> Vec<u8> {
     let mut body = Vec::new();

@@ -4,6 +4,7 @@
 
 pub mod capture;
 pub mod cli;
+pub mod live;
 pub mod meshsniff;
 pub mod metadata_json;
 pub mod mxecho;

@@ -10,5 +10,6 @@ pub mod metadata_json;
 pub mod mxecho;
 pub mod mxproxy;
 pub mod prom;
+pub mod serve;
 pub mod tcpsource;
 pub mod tcpstat;

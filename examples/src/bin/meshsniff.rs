@@ -1,62 +1,161 @@
-//! `meshsniff [CAPTURE...] [--json] [--top N]`: HTTP transactions and MySQL commands from packet
-//! captures (pcap or pcapng, gzip'd or not), as a per-endpoint table or one JSON object per
-//! transaction.
+//! `meshsniff`: HTTP transactions, MySQL commands and MongoDB operations from packet captures
+//! (pcap or pcapng, gzip'd or not) or from a live interface, as a per-endpoint table, one JSON
+//! object per record, and (live) Prometheus metrics.
 //!
-//! With no capture it analyses the one bundled in `examples/data`.
+//! With no capture and no `--interface` it analyses the one bundled in `examples/data`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use clap::Parser;
 use examples::capture::open;
-use examples::meshsniff::{
-    Exchange, Record, Totals, analyze, outcome, outcome_of, seconds, sql_shape,
-};
+use examples::live::{LiveCapture, LiveConfig, RingConfig};
+use examples::meshsniff::metrics::{AgentCounters, Exposition, Format, MetricsState, SharedState};
+use examples::meshsniff::series::SeriesTable;
+use examples::meshsniff::sketch::RELATIVE_ERROR;
+use examples::meshsniff::trace::trace_context;
+use examples::meshsniff::watch::{self, Next, StopWhen};
+use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome_of, seconds};
+use examples::serve::{ServeLimits, get_only, serve};
+use l7decode::flows::FlowLimits;
 use l7decode::mongo::Operation;
-use l7decode::mysql::{Command, Status};
+use l7decode::mysql::Command;
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: meshsniff [CAPTURE...] [--json] [--top N]";
+/// HTTP, MySQL and MongoDB records from packet captures or a live interface.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Capture files (pcap or pcapng, optionally gzip'd); the bundled demo capture when none is
+    /// given and no --interface.
+    #[arg(conflicts_with = "interface")]
+    captures: Vec<PathBuf>,
+    /// One JSON object per record on stdout (line-buffered when live), instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Rows of the table.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    top: usize,
+    /// Most (protocol, server, endpoint) series kept; past it records count in `other` series.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_series: usize,
+    /// Capture live on this interface (Linux; needs CAP_NET_RAW).
+    #[arg(long, short = 'i', value_name = "IFACE")]
+    interface: Option<String>,
+    /// Live: keep only TCP to or from this port (repeatable).
+    #[arg(long = "port", value_name = "P", requires = "interface")]
+    ports: Vec<u16>,
+    /// Live: keep only TCP to or from this address (repeatable).
+    #[arg(long = "host", value_name = "ADDR", requires = "interface")]
+    hosts: Vec<IpAddr>,
+    /// Live: serve Prometheus metrics at http://ADDR/metrics while capturing.
+    #[arg(long, value_name = "ADDR", requires = "interface")]
+    listen: Option<SocketAddr>,
+    /// Live: stop after this long (`30s`, `5m`, `1h`, `250ms`; default: until SIGINT/SIGTERM).
+    #[arg(long, value_name = "D", value_parser = parse_duration, requires = "interface")]
+    duration: Option<Duration>,
+    /// Live: the capture ring's size in MiB (1 MiB blocks).
+    #[arg(long, default_value_t = 8, value_name = "MIB", requires = "interface")]
+    ring_mb: usize,
+}
+
+/// `250ms`, `30s`, `5m`, `1h`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (like 30s, 5m, 1h)"))?;
+    let seconds = match unit {
+        "ms" => value / 1e3,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
 
 fn main() -> ExitCode {
-    let mut paths = Vec::new();
-    let mut json_out = false;
-    let mut top = 20usize;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--json" => json_out = true,
-            "--top" => match args.next().and_then(|n| n.parse().ok()) {
-                Some(n) => top = n,
-                None => {
-                    eprintln!("meshsniff: --top needs a number\n{USAGE}");
-                    return ExitCode::from(2);
-                }
-            },
-            "-h" | "--help" => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-            flag if flag.starts_with("--") => {
-                eprintln!("meshsniff: unknown flag {flag}\n{USAGE}");
-                return ExitCode::from(2);
-            }
-            path => paths.push(PathBuf::from(path)),
+    let args = Args::parse();
+    let state: SharedState = Arc::new(Mutex::new(MetricsState {
+        series: SeriesTable::new(args.max_series),
+        agent: AgentCounters::default(),
+    }));
+    let stdout = std::io::stdout();
+    let mut output = Output {
+        out: std::io::BufWriter::with_capacity(64 << 10, stdout.lock()),
+        line: Vec::new(),
+        json: args.json,
+        live: args.interface.is_some(),
+        failed: None,
+    };
+    let (totals, mut status) = match &args.interface {
+        Some(interface) => match live(&args, interface, &state, &mut output) {
+            Ok(done) => done,
+            Err(code) => return code,
+        },
+        None => files(&args, &state, &mut output),
+    };
+    if !args.json {
+        let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = write!(output.out, "{}", table(&state.series, &totals, args.top));
+    }
+    let _ = output.out.flush();
+    if let Some(e) = output.failed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("meshsniff: writing the output: {e}");
+            status = ExitCode::FAILURE;
         }
     }
+    status
+}
+
+/// Where records go: JSON lines (line by line when live), and the write error that ended them.
+struct Output<W: Write> {
+    out: W,
+    /// One record's JSON, reused for every record.
+    line: Vec<u8>,
+    json: bool,
+    live: bool,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Output<W> {
+    fn record(&mut self, r: &Record) -> Next {
+        if !self.json || self.failed.is_some() {
+            return Next::Continue;
+        }
+        let mut written = write_record(&mut self.out, &mut self.line, r);
+        if self.live && written.is_ok() {
+            // `| jq` sees each record as it completes.
+            written = self.out.flush();
+        }
+        match written {
+            Ok(()) => Next::Continue,
+            Err(e) => {
+                self.failed = Some(e);
+                Next::Stop
+            }
+        }
+    }
+}
+
+/// File mode: every capture in turn.
+fn files<W: Write>(args: &Args, state: &SharedState, output: &mut Output<W>) -> (Totals, ExitCode) {
+    let mut paths = args.captures.clone();
     if paths.is_empty() {
         paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mesh_demo.pcap.gz"));
     }
-    let mut summary = Table::default();
-    // One record's JSON, reused for every record.
-    let mut line = Vec::new();
     let mut totals = Totals::default();
     let mut read_any = false;
-    let stdout = std::io::stdout();
-    // Whole blocks, not a write per line: a capture's records are written as fast as decoded.
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     for path in &paths {
         let capture = match open(path) {
             Ok(c) => c,
@@ -67,23 +166,26 @@ fn main() -> ExitCode {
         };
         read_any = true;
         // A progress line on stderr, once a capture takes more than a second.
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let (mut seen, mut shown_at) = (0u64, started);
         let (t, failure) = analyze(capture, |r| {
             seen += 1;
-            if seen % 1024 == 0 && shown_at.elapsed() >= std::time::Duration::from_secs(1) {
-                shown_at = std::time::Instant::now();
+            if seen % 1024 == 0 && shown_at.elapsed() >= Duration::from_secs(1) {
+                shown_at = Instant::now();
                 eprint!(
                     "\rmeshsniff: {}: {seen} transactions, {:.0} s",
                     path.display(),
                     started.elapsed().as_secs_f64()
                 );
             }
-            if json_out {
-                let _ = write_record(&mut out, &mut line, &r);
-            } else {
-                summary.add(&r);
+            if !args.json {
+                state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .series
+                    .add(&r);
             }
+            let _ = output.record(&r);
         });
         if shown_at != started {
             eprintln!();
@@ -96,14 +198,128 @@ fn main() -> ExitCode {
             );
         }
     }
-    if !read_any {
-        return ExitCode::FAILURE;
+    let status = if read_any {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    (totals, status)
+}
+
+/// Live mode: capture until a signal or `--duration`, serving `/metrics` when asked.
+fn live<W: Write>(
+    args: &Args,
+    interface: &str,
+    state: &SharedState,
+    output: &mut Output<W>,
+) -> Result<(Totals, ExitCode), ExitCode> {
+    let config = LiveConfig {
+        ports: args.ports.clone(),
+        hosts: args.hosts.clone(),
+        ring: RingConfig {
+            block_count: args.ring_mb.max(2),
+            ..RingConfig::default()
+        },
+        ..LiveConfig::new(interface)
+    };
+    let mut capture = LiveCapture::open(&config).map_err(|e| {
+        eprintln!("meshsniff: {e}");
+        ExitCode::FAILURE
+    })?;
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&signalled)) {
+            eprintln!("meshsniff: cannot handle signal {signal}: {e}");
+            return Err(ExitCode::FAILURE);
+        }
     }
-    if !json_out {
-        let _ = write!(out, "{}", table(summary, &totals, top));
+    let server = match args.listen {
+        Some(addr) => Some(MetricsServer::start(addr, state)?),
+        None => None,
+    };
+    eprintln!(
+        "meshsniff: capturing on {interface} ({}){}; SIGINT or SIGTERM ends it",
+        capture.filter_description(),
+        server
+            .as_ref()
+            .map(|s| format!(", metrics at http://{}/metrics", s.addr))
+            .unwrap_or_default()
+    );
+    let stop = StopWhen {
+        signalled: &signalled,
+        deadline: args.duration.map(|d| Instant::now() + d),
+    };
+    let (summary, failure) = watch::run(&mut capture, FlowLimits::default(), state, stop, |r| {
+        output.record(r)
+    });
+    if let Some(server) = server {
+        server.stop();
     }
-    let _ = out.flush();
-    ExitCode::SUCCESS
+    let k = summary.kernel;
+    eprintln!(
+        "meshsniff: {} packets captured, {} dropped by the kernel ({} ring freezes)",
+        summary.capture.packets, k.drops, k.freezes
+    );
+    match failure {
+        Some(e) => {
+            eprintln!("meshsniff: {e}");
+            Ok((summary.totals, ExitCode::FAILURE))
+        }
+        None => Ok((summary.totals, ExitCode::SUCCESS)),
+    }
+}
+
+/// `/metrics` served on a thread of its own (a single-threaded tokio runtime: scrapes are small
+/// next to the capture, which keeps its own thread).
+struct MetricsServer {
+    addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    fn start(addr: SocketAddr, state: &SharedState) -> Result<Self, ExitCode> {
+        let fail = |what: &str, e: std::io::Error| {
+            eprintln!("meshsniff: {what} {addr}: {e}");
+            ExitCode::FAILURE
+        };
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|e| fail("cannot listen on", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| fail("cannot listen on", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| fail("cannot listen on", e))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail("cannot start the server for", e))?;
+        let exposition = Exposition::new(Arc::clone(state));
+        let handler = get_only("/metrics", move |request| {
+            let accept = request
+                .headers
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = Format::from_accept(accept);
+            (format.content_type(), exposition.encode(format))
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, handler, ServeLimits::default(), stopped).await,
+                    Err(e) => eprintln!("meshsniff: cannot serve /metrics: {e}"),
+                }
+            });
+        });
+        Ok(Self { addr, stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
+    }
 }
 
 fn add(total: &mut Totals, t: &Totals) {
@@ -117,61 +333,6 @@ fn add(total: &mut Totals, t: &Totals) {
     total.messages += t.messages;
     total.evicted_connections += t.evicted_connections;
     total.late_segments += t.late_segments;
-}
-
-/// The request's headers as `(name, value)` pairs, for `tracectx`.
-fn header_pairs(head: &[u8]) -> Vec<(&str, &str)> {
-    head.split(|b| *b == b'\n')
-        .skip(1)
-        .filter_map(|line| {
-            let line = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok()?;
-            let (n, v) = line.split_once(':')?;
-            Some((n.trim(), v.trim()))
-        })
-        .collect()
-}
-
-/// A request's trace context, as `--json` writes it.
-struct TraceJson {
-    format: &'static str,
-    sampled: Option<bool>,
-    span_id: Box<dyn std::fmt::Display>,
-    trace_id: Box<dyn std::fmt::Display>,
-}
-
-fn trace(t: &l7decode::Transaction) -> Option<TraceJson> {
-    let req = t.request.as_ref()?;
-    let head = req.head();
-    // Only the names tracectx reads: `traceparent`, `b3` and `x-b3-*`.
-    let traced = head.split(|b| *b == b'\n').skip(1).any(|line| {
-        let name = |prefix: &[u8]| {
-            line.get(..prefix.len())
-                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-        };
-        name(b"traceparent:") || name(b"b3:") || name(b"x-b3-")
-    });
-    if !traced {
-        return None;
-    }
-    let headers = header_pairs(head);
-    let config = tracectx::Config::default();
-    if let Ok(Some(tp)) = tracectx::extract_traceparent(headers.as_slice(), &config) {
-        return Some(TraceJson {
-            format: "w3c",
-            sampled: Some(tp.flags.is_sampled()),
-            span_id: Box::new(tp.parent_id),
-            trace_id: Box::new(tp.trace_id),
-        });
-    }
-    if let Ok(Some(tracectx::B3::Context(c))) = tracectx::extract_b3(headers.as_slice(), &config) {
-        return Some(TraceJson {
-            format: "b3",
-            sampled: c.sampling.sampled(),
-            span_id: Box::new(c.span_id),
-            trace_id: Box::new(c.trace_id),
-        });
-    }
-    None
 }
 
 /// Writes one record as a line of JSON.
@@ -444,10 +605,10 @@ fn http_line(line: &mut Vec<u8>, r: &Record, t: &l7decode::Transaction) {
     o.float("resp_last_time", time(resp, false));
     o.addr("server", &r.server);
     o.uint("status", status.map(u64::from));
-    match trace(t) {
+    match req.and_then(|m| trace_context(m.head())) {
         Some(trace) => {
             let mut inner = JsonObject::new(o.key("trace"));
-            inner.str("format", Some(trace.format));
+            inner.str("format", Some(trace.format.label()));
             inner.bool("sampled", trace.sampled);
             inner.display("span_id", &trace.span_id);
             inner.display("trace_id", &trace.trace_id);
@@ -500,130 +661,59 @@ fn mysql_json(r: &Record, c: &Command) -> Value {
     v
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted.get(rank).copied().unwrap_or(0) as f64 / 1e6
-}
-
-/// Requests, errors and latencies (ns) of one (protocol, server, endpoint) row.
-type Group = (u64, u64, Vec<u64>);
-
-/// The per-endpoint table, built as records arrive (a capture's records are not kept).
-#[derive(Default)]
-struct Table {
-    groups: HashMap<(&'static str, SocketAddr), HashMap<String, Group>>,
-    records: u64,
-    /// Reused for each record's endpoint, so a record of a known endpoint allocates nothing.
-    endpoint: String,
-}
-
-impl Table {
-    fn add(&mut self, r: &Record) {
-        use std::fmt::Write as _;
-        self.records += 1;
-        let endpoint = &mut self.endpoint;
-        endpoint.clear();
-        let (proto, failed, latency) = match &r.exchange {
-            Exchange::Http(t) => {
-                let path = t
-                    .uri()
-                    .map(|u| u.split('?').next().unwrap_or(u))
-                    .unwrap_or("?");
-                let _ = write!(endpoint, "{} {}", t.method().unwrap_or("?"), path);
-                ("http", outcome(t) != "OK", t.latency_ns())
-            }
-            Exchange::Mysql(c) => {
-                let name = c.name().unwrap_or("COM_?");
-                let _ = match c.query() {
-                    Some(q) => write!(
-                        endpoint,
-                        "{} {}",
-                        name.trim_start_matches("COM_"),
-                        sql_shape(q)
-                    ),
-                    None => write!(endpoint, "{name}"),
-                };
-                let failed = matches!(c.status, Status::Err | Status::Missing);
-                ("mysql", failed, c.latency_ns())
-            }
-            Exchange::Mongo(o) => {
-                let _ = write!(endpoint, "{}", o.command().unwrap_or("?"));
-                let _ = match (o.db(), o.target_collection()) {
-                    (Some(db), Some(coll)) => write!(endpoint, " {db}.{coll}"),
-                    (Some(db), None) => write!(endpoint, " {db}"),
-                    _ => Ok(()),
-                };
-                use l7decode::mongo::Status as S;
-                let failed = !matches!(o.status, S::Ok | S::NoResponseExpected);
-                ("mongo", failed, o.latency_ns())
-            }
-        };
-        let endpoints = self.groups.entry((proto, r.server)).or_default();
-        let entry = match endpoints.get_mut(endpoint.as_str()) {
-            Some(entry) => entry,
-            None => endpoints.entry(endpoint.clone()).or_default(),
-        };
-        entry.0 += 1;
-        entry.1 += u64::from(failed);
-        if let Some(l) = latency {
-            entry.2.push(l);
-        }
-    }
-}
-
 /// The per-endpoint table: protocol, server, `METHOD /path` or a statement's shape, requests,
-/// errors, latency p50/p90/p99.
-fn table(table: Table, totals: &Totals, top: usize) -> String {
-    let records = table.records;
-    let groups: BTreeMap<(&str, String, String), Group> = table
-        .groups
-        .into_iter()
-        .flat_map(|((proto, server), endpoints)| {
-            let server = server.to_string();
-            endpoints
-                .into_iter()
-                .map(move |(endpoint, group)| ((proto, server.clone(), endpoint), group))
+/// errors, latency p50/p90/p99 (from the series' sketches: within the documented relative
+/// error of the exact values).
+fn table(series: &SeriesTable, totals: &Totals, top: usize) -> String {
+    let mut rows: Vec<_> = series
+        .iter()
+        .map(|(protocol, server, endpoint, s)| {
+            ((protocol.label(), server.to_string(), endpoint), s)
         })
         .collect();
-    let mut rows: Vec<_> = groups.into_iter().collect();
-    rows.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(&b.0)));
+    rows.sort_by(|a, b| b.1.requests().cmp(&a.1.requests()).then(a.0.cmp(&b.0)));
     let mut out = format!(
-        "{:<5} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
+        "{:<7} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
         "proto", "server", "endpoint", "requests", "errors", "p50 ms", "p90 ms", "p99 ms"
     );
-    for ((proto, server, endpoint), (n, errors, mut lat)) in rows.into_iter().take(top) {
-        lat.sort_unstable();
+    for ((proto, server, endpoint), s) in rows.into_iter().take(top) {
         let endpoint = match endpoint.char_indices().nth(49) {
             Some((cut, _)) => format!("{}…", &endpoint[..cut]),
-            None => endpoint,
+            None => endpoint.to_owned(),
         };
         // Commands that get no reply have no latency.
-        let quantile = |p: f64| {
-            if lat.is_empty() {
-                "-".to_owned()
-            } else {
-                format!("{:.3}", percentile(&lat, p))
-            }
+        let quantile = |q: f64| {
+            s.sketch
+                .quantile(q)
+                .map_or_else(|| "-".to_owned(), |us| format!("{:.3}", us / 1e3))
         };
         out.push_str(&format!(
-            "{:<5} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
+            "{:<7} {:<22} {:<50} {:>8} {:>7} {:>9} {:>9} {:>9}\n",
             proto,
             server,
             endpoint,
-            n,
-            errors,
-            quantile(50.0),
-            quantile(90.0),
-            quantile(99.0)
+            s.requests(),
+            s.errors(),
+            quantile(0.5),
+            quantile(0.9),
+            quantile(0.99)
         ));
     }
     out.push_str(&format!(
         "\n{} packets, {} TCP connections ({} TLS, {} other), {} transactions, {} bytes lost by the capture, {} bytes skipped while resynchronising\n",
-        totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, records, totals.gap_bytes, totals.skipped_bytes
+        totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, series.records(), totals.gap_bytes, totals.skipped_bytes
     ));
+    out.push_str(&format!(
+        "latency quantiles within {:.2} % of the exact values\n",
+        RELATIVE_ERROR * 100.0
+    ));
+    if series.refused() > 0 {
+        out.push_str(&format!(
+            "{} records counted in `other` series: more than --max-series {} endpoints\n",
+            series.refused(),
+            series.len()
+        ));
+    }
     // What the flow tracker's bounds did, when they did anything.
     if totals.evicted_connections + totals.late_segments > 0 {
         out.push_str(&format!(

@@ -356,6 +356,7 @@ fn encode_agent(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
     use super::*;
 
     #[test]
@@ -378,6 +379,25 @@ mod tests {
             prometheus_text(om),
             "# HELP a_total Things.\n# TYPE a_total counter\na_total 1\n# HELP g G.\n# TYPE g gauge\ng 2\n"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        #[derive(Debug)]
+        struct One;
+        impl Collector for One {
+            fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+                encoder
+                    .encode_descriptor("x", "h", None, MetricType::Counter)?
+                    .encode_family(&[("e", Escaped("GET /a\"b\\c\nd"))])?
+                    .encode_counter::<NoLabelSet, _, u64>(&1u64, None)
+            }
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(One));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"x_total{e="GET /a\"b\\c\nd"} 1"#), "{text}");
     }
 
     #[test]

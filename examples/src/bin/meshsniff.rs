@@ -106,14 +106,19 @@ fn main() -> ExitCode {
     };
     if !args.json {
         let state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = write!(output.out, "{}", table(&state.series, &totals, args.top));
-    }
-    let _ = output.out.flush();
-    if let Some(e) = output.failed {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("meshsniff: writing the output: {e}");
-            status = ExitCode::FAILURE;
+        if let Err(e) = write!(output.out, "{}", table(&state.series, &totals, args.top)) {
+            output.failed.get_or_insert(e);
         }
+    }
+    if let Err(e) = output.out.flush() {
+        output.failed.get_or_insert(e);
+    }
+    // A closed pipe (`| head`) ends quietly; any other write error is the run's failure.
+    if let Some(e) = output.failed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("meshsniff: writing the output: {e}");
+        status = ExitCode::FAILURE;
     }
     status
 }

@@ -143,21 +143,21 @@ pub fn prometheus_text(openmetrics: &str) -> String {
 fn without_exemplar(line: &str) -> &str {
     let bytes = line.as_bytes();
     let mut at = 0;
-    if let Some(open) = line.find('{') {
-        if line.find(' ').is_none_or(|space| open < space) {
-            // Skip the label set: quoted values with backslash escapes.
-            let (mut i, mut quoted) = (open + 1, false);
-            while let Some(&b) = bytes.get(i) {
-                match b {
-                    b'\\' if quoted => i += 1,
-                    b'"' => quoted = !quoted,
-                    b'}' if !quoted => break,
-                    _ => {}
-                }
-                i += 1;
+    if let Some(open) = line.find('{')
+        && line.find(' ').is_none_or(|space| open < space)
+    {
+        // Skip the label set: quoted values with backslash escapes.
+        let (mut i, mut quoted) = (open + 1, false);
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b'}' if !quoted => break,
+                _ => {}
             }
-            at = i;
+            i += 1;
         }
+        at = i;
     }
     match line.get(at..).and_then(|rest| rest.find(" # ")) {
         Some(cut) => &line[..at + cut],

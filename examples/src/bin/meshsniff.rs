@@ -260,10 +260,16 @@ fn live<W: Write>(
     if let Some(server) = server {
         server.stop();
     }
-    let k = summary.kernel;
+    let (k, f) = (summary.kernel, &summary.flows);
     eprintln!(
-        "meshsniff: {} packets captured, {} dropped by the kernel ({} ring freezes)",
-        summary.capture.packets, k.drops, k.freezes
+        "meshsniff: {} packets captured, {} dropped by the kernel ({} ring freezes); {} flows: {} closed (FIN, RST or reused), {} evicted, {} open at the end",
+        summary.capture.packets,
+        k.drops,
+        k.freezes,
+        f.flows_opened,
+        f.closed_fin + f.closed_rst + f.closed_reused,
+        f.evicted_idle + f.evicted_max_flows + f.evicted_budget,
+        f.closed_end_of_input
     );
     match failure {
         Some(e) => {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use l7decode::Timestamp;
-use l7decode::flows::FlowLimits;
+use l7decode::flows::{FlowLimits, FlowStats};
 
 use super::metrics::{AgentCounters, SharedState};
 use super::{Pipeline, Record, Totals};
@@ -47,6 +47,8 @@ pub struct LiveSummary {
     pub capture: LiveStats,
     /// The kernel's counters.
     pub kernel: KernelStats,
+    /// The flow tracker's counters (how every flow ended).
+    pub flows: FlowStats,
 }
 
 /// What the caller does with a record after it was counted: keep going, or stop the capture
@@ -135,6 +137,7 @@ pub fn run(
         totals,
         capture: capture.stats(),
         kernel,
+        flows: pipeline.flow_stats(),
     };
     (summary, failure)
 }

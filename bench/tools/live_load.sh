@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# meshsniff on a live interface under load, side by side with tshark and tcpdump (issue 15's
+# benchmark). nginx on 127.0.0.1 answers `200 ok` (1 worker, keep-alive); `ab` drives it, once
+# with keep-alive and once with a new connection per request. For each variant, the same ab run
+# is repeated with nothing watching, with `meshsniff --interface lo --port P`, with
+# `tshark -i lo -f 'tcp port P' -Y http.request`, and with `tcpdump -i lo -w /dev/null 'tcp port
+# P'` (the capture floor), and for each watcher it reports: requests it reported, kernel drops,
+# CPU seconds (user + system), requests per CPU-second, CPU per 10,000 requests/s, peak RSS.
+#
+# Usage: bench/tools/live_load.sh [REQUESTS] (default 200000 per run). Needs root (capture), and
+# installs nginx, apache2-utils (ab), tshark and tcpdump when missing. Everything on loopback,
+# bounded by REQUESTS; takes about a minute per 100,000 requests.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+requests=${1:-200000}
+port=${LIVE_LOAD_PORT:-19180}
+concurrency=8
+
+need() { # command, package
+  command -v "$1" >/dev/null || {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+  }
+}
+need nginx nginx
+need ab apache2-utils
+need tshark tshark
+need tcpdump tcpdump
+
+cargo build --release --quiet -p examples --bin meshsniff
+meshsniff=$PWD/target/release/meshsniff
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/body;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$port;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+nginx -c "$work/nginx.conf" &
+pids+=($!)
+for _ in $(seq 50); do
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+  sleep 0.1
+done
+
+# ab's requests per second, and its count of completed requests.
+run_ab() { # ab flags...
+  ab "$@" -q -c "$concurrency" -n "$requests" "http://127.0.0.1:$port/item" >"$work/ab.out" 2>&1
+  awk '/Requests per second/ {rps=$4} /Complete requests/ {n=$3} END {printf "%s %s", n, rps}' "$work/ab.out"
+}
+
+# Runs a watcher under /usr/bin/time while ab runs; prints its CPU seconds and peak RSS (KB).
+# $1: name; $2: the line on stderr that says capture started; rest: the command.
+watch_ab() {
+  local name=$1 ready=$2; shift 2
+  /usr/bin/time -f "%U %S %M" -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  local pid=$!
+  for _ in $(seq 100); do
+    grep -q "$ready" "$work/$name.err" 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep 0.5
+  read -r done rps < <(run_ab $ab_flags)
+  sleep 1
+  pkill -INT -P "$pid" 2>/dev/null || true
+  wait "$pid" || true
+  read -r user sys rss <"$work/$name.time"
+  echo "$done $rps $user $sys $rss"
+}
+
+report() { # name, ab done, ab rps, reported, drops, user, sys, rss
+  local name=$1 done=$2 rps=$3 reported=$4 drops=$5 user=$6 sys=$7 rss=$8
+  awk -v n="$name" -v done="$done" -v rps="$rps" -v rep="$reported" -v drops="$drops" \
+      -v u="$user" -v s="$sys" -v rss="$rss" 'BEGIN {
+    cpu = u + s
+    per = (cpu > 0) ? rep / cpu : 0
+    per10k = (rps > 0) ? cpu / (done / rps) * 10000 / rps : 0
+    printf "  %-10s %9.0f req/s %9d reported of %-9d %7s drops %6.2f CPU-s %10.0f req/CPU-s %6.3f CPU per 10k req/s %7.1f MB\n",
+      n, rps, rep, done, drops, cpu, per, per10k, rss / 1024
+  }'
+}
+
+for variant in keepalive newconn; do
+  ab_flags=""
+  [ "$variant" = keepalive ] && ab_flags="-k"
+  echo "== $variant: ab $ab_flags -c $concurrency -n $requests, nginx 1 worker on 127.0.0.1:$port"
+  read -r done rps < <(run_ab $ab_flags)
+  printf "  %-10s %9.0f req/s (nothing watching)\n" none "$rps"
+
+  read -r done rps user sys rss < <(watch_ab meshsniff "capturing on" \
+    "$meshsniff" --interface lo --port "$port")
+  reported=$(grep -o '[0-9]* transactions' "$work/meshsniff.out" | awk '{print $1}')
+  drops=$(grep -o '[0-9]* dropped by the kernel' "$work/meshsniff.err" | awk '{print $1}')
+  report meshsniff "$done" "$rps" "${reported:-0}" "${drops:-?}" "$user" "$sys" "$rss"
+
+  read -r done rps user sys rss < <(watch_ab tshark "Capturing on" \
+    tshark -i lo -f "tcp port $port" -Y http.request -T fields -e frame.number)
+  reported=$(wc -l <"$work/tshark.out")
+  drops=$(grep -o '[0-9]* packets dropped' "$work/tshark.err" | awk '{s+=$1} END {print s+0}')
+  report tshark "$done" "$rps" "$reported" "$drops" "$user" "$sys" "$rss"
+
+  read -r done rps user sys rss < <(watch_ab tcpdump "listening on" \
+    tcpdump -i lo -w /dev/null "tcp port $port")
+  drops=$(grep -o '[0-9]* packets dropped by kernel' "$work/tcpdump.err" | awk '{print $1}')
+  report tcpdump "$done" "$rps" "$done" "${drops:-?}" "$user" "$sys" "$rss"
+done

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)] // a panic is how a test reports failure
 
+pub mod netns;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

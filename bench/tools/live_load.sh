@@ -66,7 +66,7 @@ done
 # ab's requests per second, and its count of completed requests.
 run_ab() { # ab flags...
   ab "$@" -q -c "$concurrency" -n "$requests" "http://127.0.0.1:$port/item" >"$work/ab.out" 2>&1
-  awk '/Requests per second/ {rps=$4} /Complete requests/ {n=$3} END {printf "%s %s", n, rps}' "$work/ab.out"
+  awk '/Requests per second/ {rps=$4} /Complete requests/ {n=$3} END {printf "%s %s\n", n, rps}' "$work/ab.out"
 }
 
 # Runs a watcher under /usr/bin/time while ab runs; prints its CPU seconds and peak RSS (KB).
@@ -84,7 +84,8 @@ watch_ab() {
   sleep 1
   pkill -INT -P "$pid" 2>/dev/null || true
   wait "$pid" || true
-  read -r user sys rss <"$work/$name.time"
+  # GNU time writes "Command terminated by signal 2" first when the watcher ends by a signal.
+  read -r user sys rss < <(tail -1 "$work/$name.time")
   echo "$done $rps $user $sys $rss"
 }
 
@@ -109,18 +110,18 @@ for variant in keepalive newconn; do
 
   read -r done rps user sys rss < <(watch_ab meshsniff "capturing on" \
     "$meshsniff" --interface lo --port "$port")
-  reported=$(grep -o '[0-9]* transactions' "$work/meshsniff.out" | awk '{print $1}')
-  drops=$(grep -o '[0-9]* dropped by the kernel' "$work/meshsniff.err" | awk '{print $1}')
+  reported=$(grep -o '[0-9]* transactions' "$work/meshsniff.out" | awk '{print $1}' || true)
+  drops=$(grep -o '[0-9]* dropped by the kernel' "$work/meshsniff.err" | awk '{print $1}' || true)
   report meshsniff "$done" "$rps" "${reported:-0}" "${drops:-?}" "$user" "$sys" "$rss"
 
   read -r done rps user sys rss < <(watch_ab tshark "Capturing on" \
     tshark -i lo -f "tcp port $port" -Y http.request -T fields -e frame.number)
   reported=$(wc -l <"$work/tshark.out")
-  drops=$(grep -o '[0-9]* packets dropped' "$work/tshark.err" | awk '{s+=$1} END {print s+0}')
+  drops=$( (grep -o '[0-9]* packets dropped' "$work/tshark.err" || true) | awk '{s+=$1} END {print s+0}')
   report tshark "$done" "$rps" "$reported" "$drops" "$user" "$sys" "$rss"
 
   read -r done rps user sys rss < <(watch_ab tcpdump "listening on" \
     tcpdump -i lo -w /dev/null "tcp port $port")
-  drops=$(grep -o '[0-9]* packets dropped by kernel' "$work/tcpdump.err" | awk '{print $1}')
+  drops=$(grep -o '[0-9]* packets dropped by kernel' "$work/tcpdump.err" | awk '{print $1}' || true)
   report tcpdump "$done" "$rps" "$done" "${drops:-?}" "$user" "$sys" "$rss"
 done

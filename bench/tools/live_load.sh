@@ -17,51 +17,11 @@ requests=${1:-200000}
 port=${LIVE_LOAD_PORT:-19180}
 concurrency=8
 
-need() { # command, package
-  command -v "$1" >/dev/null || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-  }
-}
-need nginx nginx
-need ab apache2-utils
-need tshark tshark
-need tcpdump tcpdump
-
+. bench/tools/live_common.sh
+need nginx:nginx ab:apache2-utils tshark:tshark tcpdump:tcpdump
 cargo build --release --quiet -p examples --bin meshsniff
 meshsniff=$PWD/target/release/meshsniff
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-user root;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$port;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
-nginx -c "$work/nginx.conf" &
-pids+=($!)
-for _ in $(seq 50); do
-  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-  sleep 0.1
-done
+start_nginx "$port" 'location / { return 200 "ok\n"; }'
 
 # ab's requests per second, and its count of completed requests.
 run_ab() { # ab flags...
@@ -75,10 +35,7 @@ watch_ab() {
   local name=$1 ready=$2; shift 2
   /usr/bin/time -f "%U %S %M" -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   local pid=$!
-  for _ in $(seq 100); do
-    grep -q "$ready" "$work/$name.err" 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_for_line "$work/$name.err" "$ready"
   sleep 0.5
   read -r done rps < <(run_ab $ab_flags)
   sleep 1

@@ -274,6 +274,22 @@ fn metric_value(text: &str, series: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// `meshsniff_requests_total` of one series and outcome.
+fn requests(
+    text: &str,
+    protocol: &str,
+    server: &str,
+    endpoint: &str,
+    outcome: &str,
+) -> Option<u64> {
+    metric_value(
+        text,
+        &format!(
+            r#"meshsniff_requests_total{{protocol="{protocol}",server="{server}",endpoint="{endpoint}",outcome="{outcome}"}}"#
+        ),
+    )
+}
+
 fn listener(addr: &str) -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind(addr).unwrap();
     let a = l.local_addr().unwrap();
@@ -334,28 +350,16 @@ fn live_records_and_metrics_are_exact() {
         // 5 + 3 + 1 + 1 HTTP, login + 3 queries + quit MySQL; /slow is still open.
         let text = sniffer.wait_for_metric("meshsniff_records_total", 15);
         let web = web_addr.to_string();
-        let count = |endpoint: &str, outcome: &str| {
-            metric_value(
-                &text,
-                &format!(
-                    r#"meshsniff_requests_total{{protocol="http",server="{web}",endpoint="{endpoint}",outcome="{outcome}"}}"#
-                ),
-            )
-        };
+        let db = db_addr.to_string();
+        let count =
+            |endpoint: &str, outcome: &str| requests(&text, "http", &web, endpoint, outcome);
         assert_eq!(count("GET /api/items/{id}", "2xx"), Some(4), "{text}");
         assert_eq!(count("GET /", "2xx"), Some(1));
         assert_eq!(count("GET /chunked", "2xx"), Some(1));
         assert_eq!(count("GET /fail", "5xx"), Some(1));
         assert_eq!(count("GET /missing", "4xx"), Some(1));
-        let db = db_addr.to_string();
-        let mysql = |endpoint: &str, outcome: &str| {
-            metric_value(
-                &text,
-                &format!(
-                    r#"meshsniff_requests_total{{protocol="mysql",server="{db}",endpoint="{endpoint}",outcome="{outcome}"}}"#
-                ),
-            )
-        };
+        let mysql =
+            |endpoint: &str, outcome: &str| requests(&text, "mysql", &db, endpoint, outcome);
         assert_eq!(mysql("QUERY SELECT ?", "ok"), Some(1), "{text}");
         assert_eq!(mysql("QUERY SELECT * FROM nosuch", "error"), Some(1));
         assert_eq!(mysql("QUERY UPDATE t SET a = ?", "ok"), Some(1));

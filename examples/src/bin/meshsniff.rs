@@ -233,7 +233,11 @@ fn live<W: Write>(
     })?;
     let signalled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&signalled)) {
+        // The first signal stops the capture and flushes; a second one exits at once.
+        let registered =
+            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))
+                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&signalled)));
+        if let Err(e) = registered {
             eprintln!("meshsniff: cannot handle signal {signal}: {e}");
             return Err(ExitCode::FAILURE);
         }

@@ -247,7 +247,7 @@ fn live<W: Write>(
         None => None,
     };
     eprintln!(
-        "meshsniff: capturing on {interface} ({}){}; SIGINT or SIGTERM ends it",
+        "meshsniff: capturing on {interface}: {}{}; SIGINT or SIGTERM ends it",
         capture.filter_description(),
         server
             .as_ref()

@@ -324,7 +324,7 @@ impl LiveCapture {
         let up = ring.socket().interface_up(name).unwrap_or(true);
 
         let filter = format!(
-            "{} ({} cBPF instructions{outgoing})",
+            "{}; {} cBPF instructions{outgoing}",
             bpf::describe(&spec),
             program.len()
         );

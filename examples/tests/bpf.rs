@@ -1,4 +1,4 @@
-//! The classic BPF generator (`examples::live::bpf`), run by a small interpreter kept here: on
+//! The classic BPF generator (`examples::capture::live::bpf`), run by a small interpreter kept here: on
 //! packets built with etherparse, on every frame of the bundled captures (against a decision
 //! computed with etherparse), on random specs and packets, at sizes that need `ja`
 //! trampolines, and, when tcpdump is installed, against tcpdump's own program for the
@@ -16,7 +16,7 @@ use etherparse::{
     SlicedPacket, TransportSlice, VlanId,
 };
 use examples::capture::{self, LinkType};
-use examples::live::bpf::{
+use examples::capture::live::bpf::{
     FilterError, FilterSpec, Insn, Link, MAX_INSNS, SNAPLEN, describe, program,
 };
 use proptest::prelude::*;

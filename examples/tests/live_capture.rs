@@ -1,4 +1,4 @@
-//! `examples::live` on real interfaces. Each capture test runs in its own user and network
+//! `examples::capture::live` on real interfaces. Each capture test runs in its own user and network
 //! namespace (`common::netns`), so `lo` carries only the test's own traffic and counts are
 //! exact: a port-filtered capture sees every TCP segment of the filtered connections exactly
 //! once (IPv4 and IPv6) and nothing else; the interface going down, being removed or being
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::netns::{self, in_netns};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use examples::capture::{LinkType, Packet};
-use examples::live::{INDEX_CHECK_INTERVAL, LiveCapture, LiveConfig, LiveError, RingConfig};
+use examples::capture::live::{INDEX_CHECK_INTERVAL, LiveCapture, LiveConfig, LiveError, RingConfig};
 
 /// Opens a capture, or reports the environment unusable when packet sockets are refused.
 fn open(config: &LiveConfig) -> Option<LiveCapture> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use examples::capture::open;
-use examples::live::{LiveCapture, LiveConfig, RingConfig};
+use examples::capture::live::{LiveCapture, LiveConfig, RingConfig};
 use examples::meshsniff::metrics::{AgentCounters, Exposition, Format, MetricsState, SharedState};
 use examples::meshsniff::series::SeriesTable;
 use examples::meshsniff::sketch::RELATIVE_ERROR;

@@ -17,7 +17,7 @@ use l7decode::flows::{FlowLimits, FlowStats};
 
 use super::metrics::{AgentCounters, SharedState};
 use super::{Pipeline, Record, Totals};
-use crate::live::{KernelStats, LiveCapture, LiveError, LiveStats};
+use crate::capture::live::{KernelStats, LiveCapture, LiveError, LiveStats};
 
 /// How far the idle clock stays behind the wall clock: more than the ring's delivery delay
 /// (its block retire timeout), so a packet still in the ring is never older than the clock.

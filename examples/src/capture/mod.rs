@@ -16,6 +16,11 @@
 //! [`ip_packet`] strips the link layer (VLAN tags included), and [`tcp_segment`] reads the TCP
 //! segment of what is left with `l7decode`'s [`parse_ip_packet`] (IPv4 and IPv6; IP fragments
 //! and non-TCP packets give `None`), ready for an [`l7decode::flows::FlowTracker`].
+//!
+//! [`live`] captures from a network interface instead (Linux AF_PACKET), yielding the same
+//! [`PacketRef`]s.
+
+pub mod live;
 
 use std::fmt;
 use std::fs::File;

@@ -15,10 +15,10 @@ use etherparse::{
     Ipv4Header, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader, NetSlice, PacketBuilder,
     SlicedPacket, TransportSlice, VlanId,
 };
-use examples::capture::{self, LinkType};
 use examples::capture::live::bpf::{
     FilterError, FilterSpec, Insn, Link, MAX_INSNS, SNAPLEN, describe, program,
 };
+use examples::capture::{self, LinkType};
 use proptest::prelude::*;
 
 /// `SKF_AD_OFF + SKF_AD_PKTTYPE`.

@@ -23,8 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::netns::{self, in_netns};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use examples::capture::live::{
+    INDEX_CHECK_INTERVAL, LiveCapture, LiveConfig, LiveError, RingConfig,
+};
 use examples::capture::{LinkType, Packet};
-use examples::capture::live::{INDEX_CHECK_INTERVAL, LiveCapture, LiveConfig, LiveError, RingConfig};
 
 /// Opens a capture, or reports the environment unusable when packet sockets are refused.
 fn open(config: &LiveConfig) -> Option<LiveCapture> {

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use examples::capture::open;
 use examples::capture::live::{LiveCapture, LiveConfig, RingConfig};
+use examples::capture::open;
 use examples::meshsniff::metrics::{AgentCounters, Exposition, Format, MetricsState, SharedState};
 use examples::meshsniff::series::SeriesTable;
 use examples::meshsniff::sketch::RELATIVE_ERROR;

@@ -15,49 +15,16 @@ seconds=${1:-600}
 port=${LIVE_SOAK_PORT:-19190}
 metrics=127.0.0.1:$((port + 1))
 
-for tool in nginx:nginx ab:apache2-utils curl:curl; do
-  command -v "${tool%%:*}" >/dev/null ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null
-done
+. bench/tools/live_common.sh
+need nginx:nginx ab:apache2-utils curl:curl
 cargo build --release --quiet -p examples --bin meshsniff
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cat >"$work/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-user root;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/body;
-  server {
-    listen 127.0.0.1:$port;
-    location /api/ { return 200 "ok\n"; }
-    location / { return 404; }
-  }
-}
-EOF
-nginx -c "$work/nginx.conf" &
-pids+=($!)
+start_nginx "$port" 'location /api/ { return 200 "ok\n"; } location / { return 404; }'
 
 target/release/meshsniff --interface lo --port "$port" --listen "$metrics" \
   >"$work/table.out" 2>"$work/meshsniff.err" &
 sniffer=$!
 pids+=($sniffer)
-for _ in $(seq 100); do
-  grep -q "capturing on" "$work/meshsniff.err" 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_line "$work/meshsniff.err" "capturing on"
 
 metric() { # name: its value in the exposition
   curl -s "http://$metrics/metrics" | awk -v m="$1" '$1 == m {print $2}'

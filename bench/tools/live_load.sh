@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 requests=${1:-200000}
-port=${LIVE_LOAD_PORT:-19180}
+port=${LIVE_LOAD_PORT:-19280}
 concurrency=8
 
 . bench/tools/live_common.sh

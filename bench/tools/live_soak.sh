@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds=${1:-600}
-port=${LIVE_SOAK_PORT:-19190}
+port=${LIVE_SOAK_PORT:-19290}
 metrics=127.0.0.1:$((port + 1))
 
 . bench/tools/live_common.sh

@@ -107,8 +107,11 @@ pub struct Stats {
     pub bytes: u64,
     /// Bytes reported lost.
     pub gap_bytes: u64,
-    /// Bytes skipped while resynchronising.
+    /// Bytes skipped while resynchronising inside a decoded protocol (HTTP, MySQL, MongoDB).
     pub skipped_bytes: u64,
+    /// Bytes of a connection whose protocol is not decoded ([`Protocol::Tls`],
+    /// [`Protocol::Unknown`]): other traffic, all of it, never counted as skipped.
+    pub other_bytes: u64,
     /// Transactions reported.
     pub transactions: u64,
     /// Messages read: HTTP heads, MySQL packets (logical payloads).
@@ -139,6 +142,7 @@ impl Stats {
         self.bytes += other.bytes;
         self.gap_bytes += other.gap_bytes;
         self.skipped_bytes += other.skipped_bytes;
+        self.other_bytes += other.other_bytes;
         self.transactions += other.transactions;
         self.messages += other.messages;
         self.dropped_requests += other.dropped_requests;
@@ -309,6 +313,12 @@ impl Connection {
         stats.gap_bytes += self.gap_bytes;
         if let Some(earlier) = &self.earlier {
             stats.add(earlier);
+        }
+        if matches!(self.protocol(), Some(Protocol::Tls | Protocol::Unknown)) {
+            // Nothing of it is decoded: what was skipped while looking for a message start is
+            // other traffic, like everything after.
+            stats.other_bytes = stats.bytes;
+            stats.skipped_bytes = 0;
         }
         stats
     }

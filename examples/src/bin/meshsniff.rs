@@ -343,6 +343,7 @@ fn add(total: &mut Totals, t: &Totals) {
     total.connections += t.connections;
     total.gap_bytes += t.gap_bytes;
     total.skipped_bytes += t.skipped_bytes;
+    total.other_bytes += t.other_bytes;
     total.tls_connections += t.tls_connections;
     total.unknown_connections += t.unknown_connections;
     total.messages += t.messages;
@@ -718,6 +719,12 @@ fn table(series: &SeriesTable, totals: &Totals, top: usize) -> String {
         "\n{} packets, {} TCP connections ({} TLS, {} other), {} transactions, {} bytes lost by the capture, {} bytes skipped while resynchronising\n",
         totals.packets, totals.connections, totals.tls_connections, totals.unknown_connections, series.records(), totals.gap_bytes, totals.skipped_bytes
     ));
+    if totals.other_bytes > 0 {
+        out.push_str(&format!(
+            "{} bytes of other traffic (TLS and protocols not decoded)\n",
+            totals.other_bytes
+        ));
+    }
     out.push_str(&format!(
         "latency quantiles within {:.2} % of the exact values\n",
         RELATIVE_ERROR * 100.0

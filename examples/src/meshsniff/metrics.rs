@@ -37,6 +37,8 @@ pub struct AgentCounters {
     pub evicted_budget: u64,
     /// Bytes skipped inside decoded protocols while resynchronising.
     pub skipped_bytes: u64,
+    /// Bytes of connections in protocols not decoded (TLS, unknown).
+    pub other_bytes: u64,
     /// Whether the interface is up (1) or down (0).
     pub interface_up: bool,
 }
@@ -303,6 +305,11 @@ fn encode_agent(
             "meshsniff_skipped_bytes",
             "Bytes skipped inside decoded protocols while resynchronising.",
             agent.skipped_bytes,
+        ),
+        (
+            "meshsniff_other_bytes",
+            "Bytes of connections in protocols not decoded (TLS, unknown).",
+            agent.other_bytes,
         ),
         (
             "meshsniff_series_refused",

@@ -78,8 +78,10 @@ pub struct Totals {
     pub connections: u64,
     /// Bytes the capture lost (TCP holes).
     pub gap_bytes: u64,
-    /// Bytes skipped while resynchronising.
+    /// Bytes skipped while resynchronising inside HTTP, MySQL or MongoDB.
     pub skipped_bytes: u64,
+    /// Bytes of connections in protocols not decoded (TLS, unknown): other traffic.
+    pub other_bytes: u64,
     /// Connections that were TLS.
     pub tls_connections: u64,
     /// Connections that were neither HTTP nor TLS.
@@ -226,6 +228,7 @@ impl Pipeline {
                 }
                 FlowEventKind::Closed { stats, .. } => {
                     totals.skipped_bytes += stats.skipped_bytes;
+                    totals.other_bytes += stats.other_bytes;
                     totals.messages += stats.messages;
                     continue;
                 }

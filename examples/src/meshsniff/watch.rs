@@ -169,6 +169,7 @@ fn publish(
         evicted_max_flows: flows.evicted_max_flows,
         evicted_budget: flows.evicted_budget,
         skipped_bytes: totals.skipped_bytes,
+        other_bytes: totals.other_bytes,
         interface_up: up,
     };
 }

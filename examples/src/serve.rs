@@ -8,16 +8,20 @@
 //! - A request head must arrive within [`ServeLimits::header_timeout`], and a connection lives
 //!   at most [`ServeLimits::connection_lifetime`] (a client that never reads its response
 //!   cannot hold it).
-//! - A request head is at most [`ServeLimits::max_head_bytes`]; bodies are never read.
+//! - A request head is at most [`ServeLimits::max_head_bytes`]; a body at most
+//!   [`ServeLimits::max_body_bytes`] (`413` past it), read within [`ServeLimits::body_timeout`]
+//!   (`408` past it), and only for methods a handler accepts bodies for.
 //! - Graceful shutdown: no new connections, requests in flight finish within
 //!   [`ServeLimits::shutdown_grace`].
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
@@ -37,6 +41,10 @@ pub struct ServeLimits {
     pub connection_lifetime: Duration,
     /// Largest request head (default 16 KiB; hyper's minimum buffer is 8 KiB).
     pub max_head_bytes: usize,
+    /// Largest request body (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Time for a whole request body to arrive (default 10 s).
+    pub body_timeout: Duration,
     /// Time requests in flight get to finish at shutdown (default 2 s).
     pub shutdown_grace: Duration,
 }
@@ -48,13 +56,24 @@ impl Default for ServeLimits {
             header_timeout: Duration::from_secs(5),
             connection_lifetime: Duration::from_secs(60),
             max_head_bytes: 16 << 10,
+            max_body_bytes: 1 << 20,
+            body_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
         }
     }
 }
 
-/// Answers a request from its head (bodies are not read).
-pub type Handler = Arc<dyn Fn(&Parts) -> Response<Full<Bytes>> + Send + Sync>;
+/// A response, built when its request (head and whole body) has arrived.
+pub type Reply = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// Answers requests. `wants_body` says, from the head, whether the body is read (bounded by
+/// [`ServeLimits`]) and handed to `respond`; otherwise `respond` gets an empty body.
+pub trait Handler: Send + Sync + 'static {
+    /// Whether to read this request's body.
+    fn wants_body(&self, head: &Parts) -> bool;
+    /// The response to a request.
+    fn respond(&self, head: Parts, body: Bytes) -> Reply;
+}
 
 /// A plain-text response.
 pub fn text(
@@ -72,33 +91,64 @@ pub fn text(
     response
 }
 
-/// A handler serving `GET`/`HEAD` `path` with `render` (given the request, returning the
-/// content type and body), `405` for other methods there, `404` elsewhere.
-pub fn get_only(
+/// `405` with the methods allowed.
+pub fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        format!("{allow} only\n"),
+    );
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static(allow),
+    );
+    response
+}
+
+/// Serves `GET`/`HEAD` `path` with a synchronous `render` (given the head, returning the content
+/// type and body), `405` for other methods there, `404` elsewhere; never reads a body.
+#[derive(Debug)]
+pub struct GetOnly<F> {
     path: &'static str,
-    render: impl Fn(&Parts) -> (&'static str, String) + Send + Sync + 'static,
-) -> Handler {
-    Arc::new(move |request: &Parts| {
-        if request.uri.path() != path {
-            return text(StatusCode::NOT_FOUND, "text/plain", "not found\n");
-        }
-        if request.method != Method::GET && request.method != Method::HEAD {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n");
-            response.headers_mut().insert(
-                hyper::header::ALLOW,
-                hyper::header::HeaderValue::from_static("GET, HEAD"),
-            );
-            return response;
-        }
-        let (content_type, body) = render(request);
-        text(StatusCode::OK, content_type, body)
+    render: Arc<F>,
+}
+
+/// A [`GetOnly`] handler.
+pub fn get_only<F>(path: &'static str, render: F) -> Arc<GetOnly<F>>
+where
+    F: Fn(&Parts) -> (&'static str, String) + Send + Sync + 'static,
+{
+    Arc::new(GetOnly {
+        path,
+        render: Arc::new(render),
     })
+}
+
+impl<F> Handler for GetOnly<F>
+where
+    F: Fn(&Parts) -> (&'static str, String) + Send + Sync + 'static,
+{
+    fn wants_body(&self, _: &Parts) -> bool {
+        false
+    }
+
+    fn respond(&self, head: Parts, _: Bytes) -> Reply {
+        let response = if head.uri.path() != self.path {
+            text(StatusCode::NOT_FOUND, "text/plain", "not found\n")
+        } else if head.method != Method::GET && head.method != Method::HEAD {
+            method_not_allowed("GET, HEAD")
+        } else {
+            let (content_type, body) = (self.render)(&head);
+            text(StatusCode::OK, content_type, body)
+        };
+        Box::pin(std::future::ready(response))
+    }
 }
 
 /// Serves `listener` until `shutdown` turns true (or its sender is dropped).
 pub async fn serve(
     listener: TcpListener,
-    handler: Handler,
+    handler: Arc<dyn Handler>,
     limits: ServeLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -136,14 +186,24 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    handler: Handler,
+    handler: Arc<dyn Handler>,
     limits: ServeLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        let (parts, _body) = request.into_parts();
-        let response = handler(&parts);
-        async move { Ok::<_, Infallible>(response) }
+        let handler = Arc::clone(&handler);
+        async move {
+            let (head, body) = request.into_parts();
+            let response = if handler.wants_body(&head) {
+                match read_body(body, &limits).await {
+                    Ok(body) => handler.respond(head, body).await,
+                    Err(refused) => refused,
+                }
+            } else {
+                handler.respond(head, Bytes::new()).await
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -167,4 +227,27 @@ async fn serve_connection(
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, not held across the caller's awaits.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A request body, whole, within the limits; else the response refusing it.
+async fn read_body(body: Incoming, limits: &ServeLimits) -> Result<Bytes, Response<Full<Bytes>>> {
+    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "text/plain",
+            "request body too slow\n",
+        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain",
+            format!("request body over {} bytes\n", limits.max_body_bytes),
+        )),
+        Ok(Err(_)) => Err(text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "request body unreadable\n",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }

@@ -145,6 +145,17 @@ where
     }
 }
 
+/// Raises this process's soft limit on open descriptors so `limits.max_connections` fit, with
+/// room for the rest of the program (1,024), up to the hard limit; returns the new soft limit.
+/// Many systems default to a soft limit of 1,024, under which a few hundred idle connections
+/// would leave no descriptor to accept a scrape with.
+///
+/// # Errors
+/// When the limit cannot be read or set.
+pub fn raise_descriptor_limit(limits: &ServeLimits) -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(limits.max_connections as u64 + 1024)
+}
+
 /// Serves `listener` until `shutdown` turns true (or its sender is dropped).
 pub async fn serve(
     listener: TcpListener,

@@ -181,8 +181,11 @@ struct Sniffer {
 
 impl Sniffer {
     fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_meshsniff"))
-            .args(args)
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_meshsniff")).args(args))
+    }
+
+    fn start_with(command: &mut Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -452,4 +455,42 @@ fn a_missing_interface_is_one_clear_line() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("nosuch0"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn metrics_answer_within_a_second_under_2000_slowloris_connections() {
+    in_netns(
+        "metrics_answer_within_a_second_under_2000_slowloris_connections",
+        || {
+            // Started with the soft descriptor limit many systems default to: meshsniff raises it.
+            let sniffer = Sniffer::start_with(
+                Command::new("prlimit")
+                    .arg("--nofile=1024:")
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_meshsniff"))
+                    .args([
+                        "--interface",
+                        "lo",
+                        "--port",
+                        "9",
+                        "--listen",
+                        "127.0.0.1:0",
+                    ]),
+            );
+            let addr = sniffer.metrics.unwrap();
+            let mut held = common::slowloris::open(addr, 2000);
+            assert_eq!(held.len(), 2000);
+            for _ in 0..3 {
+                common::slowloris::trickle(&mut held);
+                let (slowest, statuses) = common::slowloris::scrape_times(addr, "/metrics", 5);
+                assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+                assert!(
+                    statuses.iter().all(|s| s.starts_with("HTTP/1.1 200")),
+                    "{statuses:?}"
+                );
+            }
+            let (status, _) = sniffer.terminate();
+            assert!(status.success());
+        },
+    );
 }

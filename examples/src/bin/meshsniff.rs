@@ -21,7 +21,7 @@ use examples::meshsniff::sketch::RELATIVE_ERROR;
 use examples::meshsniff::trace::trace_context;
 use examples::meshsniff::watch::{self, Next, StopWhen};
 use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome_of, seconds};
-use examples::serve::{ServeLimits, get_only, serve};
+use examples::serve::{ServeLimits, get_only, raise_descriptor_limit, serve};
 use l7decode::flows::FlowLimits;
 use l7decode::mongo::Operation;
 use l7decode::mysql::Command;
@@ -310,6 +310,10 @@ impl MetricsServer {
             .enable_all()
             .build()
             .map_err(|e| fail("cannot start the server for", e))?;
+        let limits = ServeLimits::default();
+        if let Err(e) = raise_descriptor_limit(&limits) {
+            eprintln!("meshsniff: cannot raise the open-file limit for /metrics clients: {e}");
+        }
         let exposition = Exposition::new(Arc::clone(state));
         let handler = get_only("/metrics", move |request| {
             let accept = request
@@ -323,7 +327,7 @@ impl MetricsServer {
         let thread = std::thread::spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, handler, ServeLimits::default(), stopped).await,
+                    Ok(listener) => serve(listener, handler, limits, stopped).await,
                     Err(e) => eprintln!("meshsniff: cannot serve /metrics: {e}"),
                 }
             });

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, dead_code)] // a panic is how a test reports failure
 
 pub mod netns;
+pub mod slowloris;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

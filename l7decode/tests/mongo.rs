@@ -1,6 +1,8 @@
 //! MongoDB through the connection decoder: OP_MSG checksums and flag bits, kind-1 sequences with
 //! any identifier, OP_COMPRESSED (noop, zlib, and a codec that is not built in), exhaust chains,
-//! legacy replies, the pending bound; generated documents and conversations in any chunking.
+//! legacy replies (success by flags for queries, by `ok` for commands), the 3.0 shell's requests
+//! (responseTo -1) from the start and mid-stream, write errors' messages, the pending bound;
+//! generated documents and conversations in any chunking.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
@@ -434,6 +436,593 @@ fn legacy_queries_replies_and_writes() {
     assert_eq!(
         (ops[1].command(), ops[1].collection(), ops[1].status),
         (Some("OP_INSERT"), Some("items"), Status::NoResponseExpected)
+    );
+}
+
+/// The responseTo the mongo shell up to 3.2 puts on every request.
+const MINUS_ONE: u32 = u32::MAX;
+
+/// OP_QUERY: flags, namespace, numberToSkip 0, numberToReturn, query.
+fn op_query(id: u32, to: u32, ns: &str, flags: u32, to_return: i32, query: &[u8]) -> Vec<u8> {
+    let mut body = flags.to_le_bytes().to_vec();
+    body.extend_from_slice(ns.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i32.to_le_bytes());
+    body.extend_from_slice(&to_return.to_le_bytes());
+    body.extend_from_slice(query);
+    let mut m = header(16 + body.len(), id, to, 2004);
+    m.extend_from_slice(&body);
+    m
+}
+
+/// OP_GET_MORE: ZERO, namespace, numberToReturn 0, cursorID.
+fn op_get_more(id: u32, to: u32, ns: &str, cursor: i64) -> Vec<u8> {
+    let mut body = 0u32.to_le_bytes().to_vec();
+    body.extend_from_slice(ns.as_bytes());
+    body.push(0);
+    body.extend_from_slice(&0i32.to_le_bytes());
+    body.extend_from_slice(&cursor.to_le_bytes());
+    let mut m = header(16 + body.len(), id, to, 2005);
+    m.extend_from_slice(&body);
+    m
+}
+
+/// OP_REPLY: responseFlags, cursorID, startingFrom 0, numberReturned, documents.
+fn op_reply(id: u32, to: u32, flags: u32, cursor: i64, docs: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = flags.to_le_bytes().to_vec();
+    body.extend_from_slice(&cursor.to_le_bytes());
+    body.extend_from_slice(&0i32.to_le_bytes());
+    body.extend_from_slice(&(docs.len() as i32).to_le_bytes());
+    for d in docs {
+        body.extend_from_slice(d);
+    }
+    let mut m = header(16 + body.len(), id, to, 1);
+    m.extend_from_slice(&body);
+    m
+}
+
+const AWAIT_CAPABLE: u32 = 8;
+
+/// A user's document, with fields named like a command reply's (they are data, not a status).
+fn user(i: i32) -> Vec<u8> {
+    doc(&[
+        ("_id", V::F64(f64::from(i))),
+        ("name", V::Str(format!("user{i}"))),
+        ("ok", V::F64(0.0)),
+        ("errmsg", V::Str("a user's field".into())),
+        ("code", V::I32(99)),
+    ])
+}
+
+/// The records, and the bytes skipped, of a connection joined mid-stream on MongoDB's port
+/// (both sides look for a message start), after checking several chunkings give the same.
+fn joined_mid_stream(turns: &[(Direction, Vec<u8>)]) -> (Vec<Operation>, u64) {
+    let run = |chunk: usize| {
+        let conn = l7decode::Connection::new(Limits::default()).with_hint(Some(Protocol::Mongo));
+        let mut conn = conn;
+        let mut events = Vec::new();
+        for (i, (dir, bytes)) in turns.iter().enumerate() {
+            for piece in bytes.chunks(chunk) {
+                conn.feed(*dir, l7decode::Timestamp(i as u64 * 10), piece)
+                    .unwrap();
+                events.extend(std::iter::from_fn(|| conn.poll_event()));
+            }
+        }
+        conn.feed_eof(C, l7decode::Timestamp(1_000_000));
+        conn.feed_eof(S, l7decode::Timestamp(1_000_000));
+        events.extend(std::iter::from_fn(|| conn.poll_event()));
+        (events, conn.stats().skipped_bytes)
+    };
+    let whole = run(usize::MAX);
+    for chunk in [1, 3, 16, 17] {
+        assert_eq!(run(chunk), whole, "chunks of {chunk}");
+    }
+    let ops = whole
+        .0
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Mongo(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    (ops, whole.1)
+}
+
+/// The MongoDB 3.0 shell: every request with responseTo -1, a command, a find on a collection
+/// (results with no `ok`), and `it` (OP_GET_MORE).
+fn shell_session() -> Vec<(Direction, Vec<u8>)> {
+    let insert = doc(&[
+        ("insert", V::Str("users".into())),
+        (
+            "documents",
+            V::Arr(vec![V::Doc(vec![("_id".into(), V::F64(1.0))])]),
+        ),
+        ("ordered", V::Bool(true)),
+    ]);
+    let find = doc(&[("name", V::Str("ada".into()))]);
+    vec![
+        (C, op_query(1, MINUS_ONE, "test.$cmd", 0, -1, &insert)),
+        (
+            S,
+            op_reply(
+                2001,
+                1,
+                AWAIT_CAPABLE,
+                0,
+                &[doc(&[("ok", V::F64(1.0)), ("n", V::I32(1))])],
+            ),
+        ),
+        (C, op_query(2, MINUS_ONE, "test.users", 4, 0, &find)),
+        (
+            S,
+            op_reply(2002, 2, AWAIT_CAPABLE, 99, &[user(1), user(2), user(3)]),
+        ),
+        (C, op_get_more(3, MINUS_ONE, "test.users", 99)),
+        (S, op_reply(2003, 3, AWAIT_CAPABLE, 0, &[user(4), user(5)])),
+    ]
+}
+
+fn assert_shell_session(ops: &[Operation]) {
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| {
+            (
+                o.request_id,
+                o.command(),
+                o.collection(),
+                o.status,
+                o.ok,
+                o.errmsg(),
+                o.code,
+                o.n,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some(1),
+                Some("insert"),
+                Some("users"),
+                Status::Ok,
+                Some(1.0),
+                None,
+                None,
+                Some(1)
+            ),
+            // A user's `ok: 0`, `errmsg` and `code` are data: not read, and no error.
+            (
+                Some(2),
+                Some("OP_QUERY(find)"),
+                Some("users"),
+                Status::Ok,
+                None,
+                None,
+                None,
+                None
+            ),
+            (
+                Some(3),
+                Some("OP_GET_MORE"),
+                Some("users"),
+                Status::Ok,
+                None,
+                None,
+                None,
+                None
+            ),
+        ]
+    );
+    let docs: Vec<_> = ops
+        .iter()
+        .map(|o| (o.number_returned, o.batch_docs, o.cursor_id, o.reply_flags))
+        .collect();
+    assert_eq!(
+        docs,
+        [
+            (Some(1), 0, None, Some(8)),
+            (Some(3), 3, Some(99), Some(8)),
+            (Some(2), 2, Some(0), Some(8)),
+        ]
+    );
+}
+
+/// Item 2 of issue 16: the shell's requests (responseTo -1) are requests, from the first
+/// byte of a connection or found mid-stream.
+#[test]
+fn legacy_shell_requests_with_response_to_minus_one() {
+    let turns = shell_session();
+    // From the connection's first byte (no port hint: the header alone says MongoDB).
+    assert_shell_session(&operations(&turns, Limits::default()));
+    // Joined inside the connection: each side starts with the end of a message before.
+    let earlier_request = op_query(
+        9,
+        MINUS_ONE,
+        "test.$cmd",
+        0,
+        -1,
+        &doc(&[
+            ("insert", V::Str("users".into())),
+            (
+                "documents",
+                V::Arr(
+                    (0..20)
+                        .map(|i| V::Doc(vec![("_id".into(), V::I32(i))]))
+                        .collect(),
+                ),
+            ),
+        ]),
+    );
+    let earlier_reply = op_reply(2000, 9, AWAIT_CAPABLE, 0, &[user(7), user(8)]);
+    let client_tail = earlier_request[earlier_request.len() - 150..].to_vec();
+    let server_tail = earlier_reply[earlier_reply.len() - 90..].to_vec();
+    let mut joined = vec![(S, server_tail), (C, client_tail)];
+    joined.extend(turns.iter().cloned());
+    let (ops, skipped) = joined_mid_stream(&joined);
+    assert_shell_session(&ops);
+    assert_eq!(skipped, 150 + 90);
+    // And joined at a request: the same records, nothing skipped.
+    let (ops, skipped) = joined_mid_stream(&turns);
+    assert_shell_session(&ops);
+    assert_eq!(skipped, 0);
+}
+
+/// Accepting any responseTo on a legacy request leaves the other checks as strict: near
+/// misses on the client's side are skipped byte by byte, never taken for a request.
+#[test]
+fn other_plausibility_checks_still_reject_junk() {
+    let filler = vec![b'x'; 11];
+    let mut junk = Vec::new();
+    let near_misses = [
+        // OP_QUERY with a reserved flag bit.
+        {
+            let mut m = header(60, 5, MINUS_ONE, 2004);
+            m.extend_from_slice(&0x100u32.to_le_bytes());
+            m
+        },
+        // OP_GET_MORE whose ZERO word is not zero.
+        {
+            let mut m = header(60, 5, MINUS_ONE, 2005);
+            m.extend_from_slice(&7u32.to_le_bytes());
+            m
+        },
+        // Longer than any message.
+        header(49_000_000, 5, MINUS_ONE, 2004),
+        // An opcode no client sends (OP_GET_BY_OID, removed; OP_REPLY).
+        header(60, 5, MINUS_ONE, 2003),
+        header(60, 5, 9, 1),
+        // OP_MSG with a reply's responseTo.
+        {
+            let mut m = header(60, 5, 9, 2013);
+            m.extend_from_slice(&[0, 0, 0, 0, 0]);
+            m
+        },
+    ];
+    for miss in &near_misses {
+        junk.extend_from_slice(miss);
+        junk.extend_from_slice(&filler);
+    }
+    let ping = doc(&[("ping", V::F64(1.0))]);
+    let ok = doc(&[("ok", V::F64(1.0))]);
+    // The server's side speaks first, with the end of a reply: the connection is joined
+    // mid-stream and both sides search for a message start. (A connection's very first bytes
+    // are judged by their header alone, as the sniffer does.)
+    let turns = vec![
+        (S, vec![b'y'; 20]),
+        (
+            C,
+            [
+                junk.clone(),
+                op_query(6, MINUS_ONE, "admin.$cmd", 0, -1, &ping),
+            ]
+            .concat(),
+        ),
+        (S, op_reply(3000, 6, AWAIT_CAPABLE, 0, &[ok])),
+    ];
+    let (ops, skipped) = joined_mid_stream(&turns);
+    assert_eq!(ops.len(), 1, "{ops:#?}");
+    assert_eq!(
+        (ops[0].request_id, ops[0].command(), ops[0].status),
+        (Some(6), Some("ping"), Status::Ok)
+    );
+    assert_eq!(skipped, 20 + junk.len() as u64);
+}
+
+/// Item 3 of issue 16: a legacy OP_REPLY's success is its flags; `ok` is a command's.
+#[test]
+fn legacy_reply_success_is_decided_by_flags_and_ok_only_by_commands() {
+    let q = |id: u32, ns: &str, query: &[u8]| (C, op_query(id, MINUS_ONE, ns, 0, 0, query));
+    let r = |id: u32, flags: u32, cursor: i64, docs: &[Vec<u8>]| {
+        (S, op_reply(2000 + id, id, flags, cursor, docs))
+    };
+    let empty = doc(&[]);
+    let turns = vec![
+        // A find whose results carry fields named ok/errmsg/code: success.
+        q(1, "test.users", &empty),
+        r(1, AWAIT_CAPABLE, 42, &[user(1), user(2)]),
+        // A getMore whose cursor is gone: CursorNotFound, no document.
+        (C, op_get_more(2, MINUS_ONE, "test.users", 42)),
+        r(2, 1, 0, &[]),
+        // A find that fails: QueryFailure, with `$err` and `code`.
+        q(
+            3,
+            "test.users",
+            &doc(&[("a", V::Doc(vec![("$bad".into(), V::I32(1))]))]),
+        ),
+        r(
+            3,
+            2,
+            0,
+            &[doc(&[
+                ("$err", V::Str("BadValue unknown operator: $bad".into())),
+                ("code", V::I32(17287)),
+            ])],
+        ),
+        // Commands: `ok` decides, a missing `ok` is an error.
+        q(4, "test.$cmd", &doc(&[("drop", V::Str("gone".into()))])),
+        r(
+            4,
+            AWAIT_CAPABLE,
+            0,
+            &[doc(&[
+                ("ok", V::F64(0.0)),
+                ("errmsg", V::Str("ns not found".into())),
+            ])],
+        ),
+        q(5, "test.$cmd", &doc(&[("ping", V::F64(1.0))])),
+        r(5, AWAIT_CAPABLE, 0, &[doc(&[("pong", V::Bool(true))])]),
+        // A command answered with a `$err` document and no flag (an old server's way).
+        q(6, "test.$cmd", &doc(&[("count", V::Str("users".into()))])),
+        r(
+            6,
+            0,
+            0,
+            &[doc(&[
+                ("$err", V::Str("not master".into())),
+                ("code", V::I32(10107)),
+            ])],
+        ),
+        // `db.$cmd.sys.inprog` (the 3.0 shell's currentOp) is a query: its document is a
+        // result.
+        q(7, "admin.$cmd.sys.inprog", &empty),
+        r(7, AWAIT_CAPABLE, 0, &[doc(&[("inprog", V::Arr(vec![]))])]),
+    ];
+    let ops = operations(&turns, Limits::default());
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| (o.request_id.unwrap(), o.status, o.ok, o.errmsg(), o.code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, Status::Ok, None, None, None),
+            (2, Status::CursorNotFound, None, None, None),
+            (
+                3,
+                Status::QueryFailure,
+                None,
+                Some("BadValue unknown operator: $bad"),
+                Some(17287)
+            ),
+            (4, Status::Error, Some(0.0), Some("ns not found"), None),
+            (5, Status::Error, None, None, None),
+            (
+                6,
+                Status::QueryFailure,
+                None,
+                Some("not master"),
+                Some(10107)
+            ),
+            (7, Status::Ok, None, None, None),
+        ]
+    );
+    assert_eq!(Status::CursorNotFound.as_str(), "CURSOR_NOT_FOUND");
+    // The wire's flags are reported as they were.
+    let flags: Vec<_> = ops.iter().map(|o| o.reply_flags).collect();
+    assert_eq!(
+        flags,
+        [
+            Some(8),
+            Some(1),
+            Some(2),
+            Some(8),
+            Some(8),
+            Some(0),
+            Some(8)
+        ]
+    );
+    let docs: Vec<_> = ops.iter().map(|o| (o.batch_docs, o.cursor_id)).collect();
+    assert_eq!(
+        docs,
+        [
+            (2, Some(42)),
+            (0, None),
+            (0, None),
+            (0, None),
+            (0, None),
+            (0, None),
+            (1, Some(0))
+        ]
+    );
+}
+
+/// Replies whose request the capture missed: a legacy one is a command's when its first
+/// document has `ok`, else it holds results.
+#[test]
+fn orphan_legacy_replies_are_read_by_their_first_document() {
+    let turns = vec![
+        (
+            S,
+            op_reply(
+                4001,
+                50,
+                AWAIT_CAPABLE,
+                0,
+                &[doc(&[
+                    ("ok", V::F64(0.0)),
+                    ("errmsg", V::Str("unauthorized".into())),
+                    ("code", V::I32(13)),
+                ])],
+            ),
+        ),
+        (
+            S,
+            op_reply(
+                4002,
+                51,
+                AWAIT_CAPABLE,
+                5,
+                &[doc(&[("a", V::I32(1))]), doc(&[("b", V::I32(2))])],
+            ),
+        ),
+        (
+            S,
+            op_reply(
+                4003,
+                52,
+                2,
+                0,
+                &[doc(&[("$err", V::Str("bad".into())), ("code", V::I32(2))])],
+            ),
+        ),
+        (S, op_reply(4004, 53, 1, 0, &[])),
+    ];
+    let ops = operations(&turns, Limits::default());
+    let got: Vec<_> = ops
+        .iter()
+        .map(|o| {
+            (
+                o.flags.orphan,
+                o.status,
+                o.ok,
+                o.errmsg(),
+                o.code,
+                o.batch_docs,
+                o.cursor_id,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                true,
+                Status::Error,
+                Some(0.0),
+                Some("unauthorized"),
+                Some(13),
+                0,
+                None
+            ),
+            (true, Status::Ok, None, None, None, 2, Some(5)),
+            (
+                true,
+                Status::QueryFailure,
+                None,
+                Some("bad"),
+                Some(2),
+                0,
+                None
+            ),
+            (true, Status::CursorNotFound, None, None, None, 0, None),
+        ]
+    );
+}
+
+/// A write error's message is kept next to its code, bounded like the other texts, and shown
+/// by `Debug` only as its length.
+#[test]
+fn write_errors_keep_code_and_message() {
+    let dup = "E11000 duplicate key error collection: shop.items index: _id_ dup key: { _id: 1 }";
+    let long = "E11000 duplicate key error collection: shop.items index: name_1 dup key: { name: \""
+        .to_owned()
+        + &"n".repeat(150) + "\" }";
+    let error = |index: i32, code: Option<i32>, errmsg: &str| {
+        let mut fields = vec![("index".to_owned(), V::I32(index))];
+        if let Some(code) = code {
+            fields.push(("code".into(), V::I32(code)));
+        }
+        fields.push(("errmsg".into(), V::Str(errmsg.to_owned())));
+        V::Doc(fields)
+    };
+    let mut errors = vec![
+        error(0, Some(11000), dup),
+        // No code: not a write error the record can report.
+        error(1, None, "??"),
+        error(2, Some(11000), &long),
+        error(3, Some(121), "Document failed validation"),
+    ];
+    errors.extend((4..14).map(|i| error(i, Some(11000), dup)));
+    let insert = doc(&[
+        ("insert", V::Str("items".into())),
+        ("$db", V::Str("shop".into())),
+    ]);
+    let turns = vec![
+        (C, op_msg(1, 0, 0, &insert, &[], false)),
+        (
+            S,
+            ok_reply(100, 1, &[("n", V::I32(1)), ("writeErrors", V::Arr(errors))]),
+        ),
+        // The legacy shell's insert, answered in an OP_REPLY.
+        (
+            C,
+            op_query(
+                2,
+                MINUS_ONE,
+                "shop.$cmd",
+                0,
+                -1,
+                &doc(&[("insert", V::Str("items".into()))]),
+            ),
+        ),
+        (
+            S,
+            op_reply(
+                101,
+                2,
+                AWAIT_CAPABLE,
+                0,
+                &[doc(&[
+                    ("ok", V::F64(1.0)),
+                    ("n", V::I32(0)),
+                    ("writeErrors", V::Arr(vec![error(0, Some(11000), dup)])),
+                ])],
+            ),
+        ),
+    ];
+    let ops = operations(&turns, Limits::default());
+    let w = &ops[0];
+    assert_eq!(w.status, Status::WriteError);
+    assert_eq!(
+        w.write_error_codes(),
+        [11000, 11000, 121, 11000, 11000, 11000, 11000, 11000]
+    );
+    let errors: Vec<_> = w.write_errors().collect();
+    assert_eq!(errors.len(), 8);
+    assert_eq!(errors[0], (11000, Some(dup)));
+    // Up to 128 bytes of a message.
+    assert_eq!(errors[1], (11000, Some(&long[..128])));
+    assert_eq!(errors[2], (121, Some("Document failed validation")));
+    // Past the record's room for texts: cut, then none.
+    assert_eq!(errors[7], (11000, None));
+    assert!(w.text_cut());
+    let shown = format!("{w:?}");
+    assert!(
+        !shown.contains("E11000")
+            && !shown.contains("validation")
+            && shown
+                .contains("write_errors: [(11000, Some(81)), (11000, Some(128)), (121, Some(26))"),
+        "{shown}"
+    );
+    let legacy = &ops[1];
+    assert_eq!(
+        (
+            legacy.status,
+            legacy.write_errors().collect::<Vec<_>>(),
+            legacy.text_cut()
+        ),
+        (Status::WriteError, vec![(11000, Some(dup))], false)
     );
 }
 

@@ -6,7 +6,10 @@
 //!   chunk is read in place, one cut by chunks is gathered in a reused, bounded buffer.
 //! * Bodies are never decoded whole: [`bson`] walks a document's elements in place and reads only
 //!   the values a record reports (command name = first key, `$db`, collection, `ok`, `errmsg`,
-//!   `code`, `codeName`, `n`, write errors, cursor id and batch size).
+//!   `code`, `codeName`, `n`, write errors' codes and messages, cursor id and batch size).
+//! * A command's reply (OP_MSG, OP_QUERY on `db.$cmd`) says how it went with `ok`; a query's
+//!   legacy OP_REPLY (OP_QUERY on a collection, OP_GET_MORE) with its flags alone
+//!   (QueryFailure, CursorNotFound): its documents are results, counted and never read.
 //! * OP_MSG flag bits are honoured (CRC-32C verified, moreToCome both ways, exhaustAllowed;
 //!   unknown required bits make a message invalid); kind-1 document sequences are counted per
 //!   identifier. Legacy OP_QUERY (with `$query` wrapping), OP_REPLY (flags as bits), OP_INSERT,
@@ -16,6 +19,9 @@
 //!   built in (zstd is never).
 //! * Replies pair with requests by requestID/responseTo in a bounded map; moreToCome requests get
 //!   no reply; exhaust chains follow responseTo to the previous reply and count their messages.
+//!   A request's own responseTo means nothing (the mongo shell up to 3.2 sends -1): a side joined
+//!   mid-stream finds its next message by a header that side can send (see
+//!   [`wire::plausible_start`]).
 //! * Records keep their texts inline: decoding an uncompressed message allocates nothing.
 
 #![deny(clippy::indexing_slicing)]
@@ -36,17 +42,23 @@ pub use session::Session;
 pub type Decoder = crate::Decoder<Session>;
 
 /// How an operation ended.
+///
+/// A command's reply (OP_MSG, or OP_QUERY on `db.$cmd`) says it with `ok`; a query's legacy
+/// OP_REPLY (OP_QUERY on a collection, OP_GET_MORE) with its responseFlags alone, its
+/// documents being results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Status {
-    /// `ok: 1`.
+    /// `ok: 1`, or a query's OP_REPLY without a failure flag.
     Ok,
-    /// `ok: 0` (or no `ok`).
+    /// A command's reply with `ok: 0` (or no `ok`).
     Error,
     /// `ok: 1` with `writeErrors` or a `writeConcernError`.
     WriteError,
-    /// A legacy OP_REPLY with QueryFailure set (or a `$err` document).
+    /// A legacy OP_REPLY with QueryFailure set (or a command's reply with a `$err` document).
     QueryFailure,
+    /// A legacy OP_REPLY with CursorNotFound set: the OP_GET_MORE's cursor was gone.
+    CursorNotFound,
     /// moreToCome requests and the legacy writes: the server never answers.
     NoResponseExpected,
     /// The reply never came.
@@ -61,6 +73,7 @@ impl Status {
             Self::Error => "ERROR",
             Self::WriteError => "WRITE_ERROR",
             Self::QueryFailure => "QUERY_FAILURE",
+            Self::CursorNotFound => "CURSOR_NOT_FOUND",
             Self::NoResponseExpected => "NO_RESPONSE_EXPECTED",
             Self::Missing => "MISSING",
         }
@@ -141,10 +154,25 @@ const SEQUENCES: usize = wire::MAX_SEQUENCES;
 const WRITE_ERRORS: usize = 8;
 const CHAIN: usize = 8;
 
+/// How a request's replies are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replies {
+    /// A command's (OP_MSG, OP_QUERY on `db.$cmd`): one document that says how it went (`ok`,
+    /// `errmsg`, `code`, `writeErrors`, a cursor).
+    Command,
+    /// A query's (OP_QUERY on a collection, OP_GET_MORE): the documents are results, the
+    /// user's data, which says nothing of the outcome (a document may well hold an `ok` or an
+    /// `errmsg` field); only the OP_REPLY's flags do.
+    Results,
+    /// Not known yet (the request was missed): the first reply decides, a legacy one being a
+    /// command's when its first document has `ok`.
+    Unknown,
+}
+
 /// A request and its reply (or reply chain), or a reply whose request the capture missed.
 ///
-/// `Debug` shows the command, namespace, outcome and counts; of the error message, which can
-/// quote document values (a duplicate key's), only its length.
+/// `Debug` shows the command, namespace, outcome and counts; of the error messages, which can
+/// quote document values (a duplicate key's), only their lengths.
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Operation {
@@ -186,12 +214,17 @@ pub struct Operation {
     /// From the first reply: `n`.
     pub n: Option<i64>,
     write_errors: [i64; WRITE_ERRORS],
+    write_messages: [TextRef; WRITE_ERRORS],
     write_error_count: usize,
+    /// A command's reply was a `{$err: ...}` document (a query failure without the flag).
+    err_document: bool,
+    pub(crate) replies: Replies,
     /// The first reply had a `writeConcernError`.
     pub write_concern_error: bool,
-    /// From the first reply: `cursor.id` (or a legacy reply's cursorID).
+    /// From the first reply: `cursor.id` (or a query's legacy reply's cursorID).
     pub cursor_id: Option<i64>,
-    /// Documents in `cursor.firstBatch`/`nextBatch`, over every reply of the chain.
+    /// Documents in `cursor.firstBatch`/`nextBatch` (or a query's legacy replies' documents
+    /// that were there whole), over every reply of the chain.
     pub batch_docs: u64,
     /// Legacy OP_REPLY's responseFlags (bit 0 CursorNotFound, 1 QueryFailure, 3 AwaitCapable).
     pub reply_flags: Option<u32>,
@@ -212,6 +245,19 @@ pub struct Operation {
 impl core::fmt::Debug for Operation {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         struct Sequences<'a>(&'a Operation);
+        /// Codes, and of the messages only their lengths.
+        struct WriteErrors<'a>(&'a Operation);
+        impl core::fmt::Debug for WriteErrors<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list()
+                    .entries(
+                        self.0
+                            .write_errors()
+                            .map(|(code, errmsg)| (code, errmsg.map(str::len))),
+                    )
+                    .finish()
+            }
+        }
         impl core::fmt::Debug for Sequences<'_> {
             fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
                 f.debug_list().entries(self.0.sequences()).finish()
@@ -240,7 +286,7 @@ impl core::fmt::Debug for Operation {
             .field("code", &self.code)
             .field("code_name", &self.code_name())
             .field("n", &self.n)
-            .field("write_error_codes", &self.write_error_codes())
+            .field("write_errors", &WriteErrors(self))
             .field("write_concern_error", &self.write_concern_error)
             .field("cursor_id", &self.cursor_id)
             .field("batch_docs", &self.batch_docs)
@@ -281,7 +327,10 @@ impl Operation {
             code_name: TextRef::default(),
             n: None,
             write_errors: [0; WRITE_ERRORS],
+            write_messages: [TextRef::default(); WRITE_ERRORS],
             write_error_count: 0,
+            err_document: false,
+            replies: Replies::Unknown,
             write_concern_error: false,
             cursor_id: None,
             batch_docs: 0,
@@ -335,7 +384,7 @@ impl Operation {
         }
     }
 
-    /// `errmsg` of the first reply.
+    /// `errmsg` of the first reply (or `$err`, a query failure's message).
     pub fn errmsg(&self) -> Option<&str> {
         self.texts.get(self.errmsg)
     }
@@ -345,7 +394,8 @@ impl Operation {
         self.texts.get(self.code_name)
     }
 
-    /// Whether a text of the record was cut to fit (a long collection or errmsg).
+    /// Whether a text of the record was cut to fit (a long collection, errmsg or write error
+    /// message, or one past the room the record has for texts).
     pub fn text_cut(&self) -> bool {
         [
             self.command,
@@ -355,14 +405,27 @@ impl Operation {
             self.code_name,
         ]
         .iter()
+        .chain(self.write_messages.iter().take(self.write_error_count))
         .any(|r| r.cut)
     }
 
-    /// `writeErrors[].code` of the first reply.
+    /// `writeErrors[].code` of the first reply (the first 8 with a code).
     pub fn write_error_codes(&self) -> &[i64] {
         self.write_errors
             .get(..self.write_error_count)
             .unwrap_or_default()
+    }
+
+    /// `writeErrors[]` of the first reply (the first 8 with a code): each one's `code` and
+    /// `errmsg` (such as `E11000 duplicate key error …`, which quotes the key's value). A
+    /// message is kept up to 128 bytes and within the room the record has for texts (256 bytes
+    /// for all of them): one cut is flagged by [`Operation::text_cut`], one with no room left is
+    /// `None`.
+    pub fn write_errors(&self) -> impl Iterator<Item = (i64, Option<&str>)> {
+        self.write_error_codes()
+            .iter()
+            .zip(&self.write_messages)
+            .map(|(code, errmsg)| (*code, self.texts.get(*errmsg)))
     }
 
     /// Last reply byte minus request's last byte, in nanoseconds.

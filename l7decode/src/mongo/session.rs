@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
-use super::{Operation, Status};
+use super::{Operation, Replies, Status, TextRef};
 use crate::session::{ProtocolSession, Session as SessionApi};
 use crate::skipped::Skipped;
 use crate::window::Window;
@@ -543,6 +543,14 @@ impl Session {
         }
         op.sequence_count = s.sequence_count;
         let (db_of_ns, coll_of_ns) = split_ns(s.ns);
+        // Only `db.$cmd` holds commands (not `db.$cmd.sys.inprog` and the like, whose replies
+        // are results too).
+        op.replies = match msg.opcode {
+            op::MSG => Replies::Command,
+            op::QUERY if coll_of_ns == b"$cmd" => Replies::Command,
+            op::QUERY | op::GET_MORE => Replies::Results,
+            _ => Replies::Unknown,
+        };
         match msg.opcode {
             op::MSG => name_command(&mut op, s.body, None),
             op::QUERY if coll_of_ns == b"$cmd" => name_command(&mut op, s.body, Some(db_of_ns)),
@@ -767,8 +775,26 @@ fn take_reply(op: &mut Operation, msg: &Message<'_>) {
     if msg.summary.checksum_ok == Some(false) {
         op.checksum_ok = Some(false);
     }
-    let body = msg.summary.body;
-    if let Some(cursor) = body.and_then(|b| b.get("cursor")).and_then(|e| e.as_doc()) {
+    let s = &msg.summary;
+    let body = s.body;
+    if first {
+        op.replies = match op.replies {
+            // Only a legacy reply carries a query's results.
+            _ if msg.opcode != op::REPLY => Replies::Command,
+            Replies::Unknown if body.is_some_and(|b| b.get("ok").is_some()) => Replies::Command,
+            Replies::Unknown => Replies::Results,
+            known => known,
+        };
+    }
+    let failed = s.reply_flags.is_some_and(|f| {
+        f & (wire::reply_flags::QUERY_FAILURE | wire::reply_flags::CURSOR_NOT_FOUND) != 0
+    });
+    if op.replies == Replies::Results {
+        // Results are counted, never read: their fields are the user's.
+        if !failed {
+            op.batch_docs += u64::from(s.documents);
+        }
+    } else if let Some(cursor) = body.and_then(|b| b.get("cursor")).and_then(|e| e.as_doc()) {
         let batch = cursor
             .get("firstBatch")
             .or_else(|| cursor.get("nextBatch"))
@@ -783,54 +809,84 @@ fn take_reply(op: &mut Operation, msg: &Message<'_>) {
     }
     op.response_opcode = Some(msg.opcode);
     op.response_compressed = msg.compressor.is_some();
-    op.reply_flags = msg.summary.reply_flags;
-    if msg.summary.reply_flags.is_some() {
-        op.number_returned = Some(msg.summary.number_returned);
+    op.reply_flags = s.reply_flags;
+    if s.reply_flags.is_some() {
+        op.number_returned = Some(s.number_returned);
+    }
+    let command = op.replies == Replies::Command;
+    if !command && !failed {
+        op.cursor_id = Some(s.reply_cursor);
+        return;
     }
     let Some(body) = body else {
         return;
     };
-    // One pass over the reply's top level for every field reported.
+    // One pass over the reply's top level for every field reported: a command's status
+    // document, or a failed query's `{$err, code}`.
     for e in body.elements() {
         match e.key {
-            b"ok" => op.ok = e.as_f64(),
-            b"errmsg" => {
-                if let Some(m) = e.as_str() {
+            b"$err" => {
+                op.err_document = command;
+                if let Some(m) = e.as_str().filter(|_| op.errmsg == TextRef::default()) {
                     op.errmsg = op.texts.push(m, 160);
                 }
             }
             b"code" => op.code = e.as_i64(),
+            _ if !command => {}
+            b"ok" => op.ok = e.as_f64(),
+            b"errmsg" => {
+                if let Some(m) = e.as_str().filter(|_| op.errmsg == TextRef::default()) {
+                    op.errmsg = op.texts.push(m, 160);
+                }
+            }
             b"codeName" => {
                 if let Some(c) = e.as_str() {
                     op.code_name = op.texts.push(c, 48);
                 }
             }
             b"n" => op.n = e.as_i64(),
-            b"writeErrors" => {
-                for error in e.as_doc().iter().flat_map(|d| d.elements()) {
-                    let code = error
-                        .as_doc()
-                        .and_then(|d| d.get("code"))
-                        .and_then(|c| c.as_i64());
-                    if let (Some(code), Some(slot)) =
-                        (code, op.write_errors.get_mut(op.write_error_count))
-                    {
-                        *slot = code;
-                        op.write_error_count += 1;
-                    }
-                }
-            }
+            b"writeErrors" => take_write_errors(op, e.as_doc()),
             b"writeConcernError" => op.write_concern_error = true,
-            b"$err" => op.reply_flags = Some(op.reply_flags.unwrap_or(0) | 2),
             _ => {}
         }
     }
 }
 
-/// The outcome of a finished operation, from its first reply.
+/// `writeErrors`: each one's code and message, as many as the record keeps.
+fn take_write_errors(op: &mut Operation, errors: Option<Doc<'_>>) {
+    for error in errors.iter().flat_map(|d| d.elements()) {
+        let Some(error) = error.as_doc() else {
+            continue;
+        };
+        let Some(code) = error.get("code").and_then(|c| c.as_i64()) else {
+            continue;
+        };
+        let at = op.write_error_count;
+        if at >= op.write_errors.len() {
+            break;
+        }
+        let errmsg = error.get("errmsg").and_then(|m| m.as_str());
+        let errmsg = errmsg.map_or_else(TextRef::default, |m| op.texts.push(m, 128));
+        if let (Some(code_slot), Some(message_slot)) =
+            (op.write_errors.get_mut(at), op.write_messages.get_mut(at))
+        {
+            *code_slot = code;
+            *message_slot = errmsg;
+            op.write_error_count += 1;
+        }
+    }
+}
+
+/// The outcome of a finished operation, from its first reply: a legacy reply's failure flags
+/// first; then a query's results are a success, and a command's `ok` decides.
 fn status_from(op: &Operation) -> Status {
-    if op.reply_flags.is_some_and(|f| f & 2 != 0) {
+    let flags = op.reply_flags.unwrap_or(0);
+    if flags & wire::reply_flags::QUERY_FAILURE != 0 || op.err_document {
         Status::QueryFailure
+    } else if flags & wire::reply_flags::CURSOR_NOT_FOUND != 0 {
+        Status::CursorNotFound
+    } else if op.replies == Replies::Results {
+        Status::Ok
     } else if op.ok == Some(1.0) {
         if op.write_error_count > 0 || op.write_concern_error {
             Status::WriteError

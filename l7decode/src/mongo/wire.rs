@@ -54,7 +54,8 @@ pub struct Header {
     pub len: u32,
     /// requestID (an int32 on the wire, kept as u32 as tshark shows it).
     pub request_id: u32,
-    /// responseTo: 0 for a request.
+    /// responseTo: on a reply, the requestID it answers; on a request, nothing (0 from the
+    /// drivers, [`NO_RESPONSE_TO`] from MongoDB's own C++ client up to 3.2, the mongo shell).
     pub response_to: u32,
     /// opCode.
     pub opcode: i32,
@@ -78,12 +79,42 @@ pub fn header(b: &[u8]) -> Option<Header> {
     })
 }
 
+/// The responseTo MongoDB's own C++ client up to 3.2 (the mongo shell, mongos, replication)
+/// puts on every request: -1 (`MessagingPort::say`'s default), where the drivers put 0.
+pub const NO_RESPONSE_TO: u32 = u32::MAX;
+
+/// Whether only a client sends `opcode` (the legacy requests): its messages are requests
+/// whatever their responseTo says.
+pub const fn request_only(opcode: i32) -> bool {
+    matches!(
+        opcode,
+        op::UPDATE | op::INSERT | op::QUERY | op::GET_MORE | op::DELETE | op::KILL_CURSORS
+    )
+}
+
 /// Whether `b` (16 bytes) is a plausible header of a message the client sends (`request`) or
-/// the server sends: a sane length, a known opcode for that side, and responseTo 0 exactly for
-/// requests. Used to find a message start; in sync, [`sane_header`] suffices (a reply to a
-/// request numbered 0, as the mongo shell sends first, has responseTo 0 too).
+/// the server sends, when nothing else is known of the stream (to find a message start, or to
+/// tell the sides apart from a first message): a sane length, an opcode that side sends, and a
+/// responseTo that fits.
+///
+/// * A request's responseTo means nothing (replies pair by their own), and clients differ:
+///   0 from the drivers, -1 ([`NO_RESPONSE_TO`]) from the mongo shell up to 3.2. A legacy
+///   request opcode ([`request_only`]) is a request whatever it says; OP_MSG and
+///   OP_COMPRESSED, which both sides send, are requests only with 0 or -1, so that a reply
+///   (responseTo = its request's id) is not taken for one.
+/// * A reply's responseTo is a requestID, and must not be 0: zeros are common inside
+///   documents, so this keeps junk from passing for an OP_REPLY header. (In sync,
+///   [`sane_header`] suffices: a reply to a request numbered 0, as the mongo shell sends first,
+///   has responseTo 0 too.)
 pub fn plausible_header(b: &[u8], request: bool) -> bool {
-    sane_header(b, request) && header(b).is_some_and(|h| (h.response_to == 0) == request)
+    sane_header(b, request)
+        && header(b).is_some_and(|h| {
+            if request {
+                request_only(h.opcode) || h.response_to == 0 || h.response_to == NO_RESPONSE_TO
+            } else {
+                h.response_to != 0
+            }
+        })
 }
 
 /// Whether `b` (16 bytes) is a header the side can send: a sane length and a known opcode.
@@ -93,10 +124,7 @@ pub fn sane_header(b: &[u8], request: bool) -> bool {
     };
     let sane = (16..=MAX_MESSAGE).contains(&h.len);
     let opcode = if request {
-        matches!(
-            h.opcode,
-            op::MSG | op::QUERY | op::COMPRESSED | 2001 | 2002 | 2005..=2007
-        )
+        request_only(h.opcode) || matches!(h.opcode, op::MSG | op::COMPRESSED)
     } else {
         matches!(h.opcode, op::MSG | op::REPLY | op::COMPRESSED)
     };
@@ -104,16 +132,39 @@ pub fn sane_header(b: &[u8], request: bool) -> bool {
 }
 
 /// Judges a candidate message start for resynchronisation: `None` until enough bytes are there
-/// (16; 21 for OP_MSG, whose flag bits and first section kind are checked too).
+/// (16; 20 for a legacy request, 21 for OP_MSG, whose first body bytes are checked too).
+///
+/// Beyond [`plausible_header`]: OP_MSG's flag bits (no unknown required bit) and first section
+/// kind; a legacy request's first word (its flags, or the ZERO word), which has no bit the
+/// protocol leaves reserved. The latter makes up for a legacy request's responseTo, which says
+/// nothing: four bytes checked either way.
 pub fn plausible_start(b: &[u8], request: bool) -> Option<bool> {
     let h = b.get(..16)?;
     if !plausible_header(h, request) {
         return Some(false);
     }
-    if header(h).is_some_and(|h| h.opcode == op::MSG) {
+    let Some(h) = header(h) else {
+        return Some(false);
+    };
+    if h.opcode == op::MSG {
         let flag_bits = u32_at(b, 16)?;
         let kind = *b.get(20)?;
         return Some(flag_bits & flags::UNKNOWN_REQUIRED == 0 && kind <= 1);
+    }
+    if request && request_only(h.opcode) {
+        if h.len < 20 {
+            // Too short to hold its first word: not a message.
+            return Some(false);
+        }
+        let allowed = match h.opcode {
+            // Tailable, SlaveOk, OplogReplay, NoCursorTimeout, AwaitData, Exhaust, Partial.
+            op::QUERY => 0xfe,
+            // ContinueOnError.
+            op::INSERT => 1,
+            // OP_UPDATE, OP_DELETE, OP_GET_MORE and OP_KILL_CURSORS start with a ZERO word.
+            _ => 0,
+        };
+        return Some(u32_at(b, 16)? & !allowed == 0);
     }
     Some(true)
 }
@@ -133,6 +184,18 @@ pub mod flags {
     pub const EXHAUST_ALLOWED: u32 = 1 << 16;
     /// Bits 0–15 the decoder does not know: required, so the message is invalid.
     pub const UNKNOWN_REQUIRED: u32 = 0xffff & !(CHECKSUM_PRESENT | MORE_TO_COME);
+}
+
+/// OP_REPLY responseFlags bits.
+pub mod reply_flags {
+    /// The getMore's cursor is gone (the reply holds no document).
+    pub const CURSOR_NOT_FOUND: u32 = 1;
+    /// The query failed: the one document is `{$err, code}`.
+    pub const QUERY_FAILURE: u32 = 2;
+    /// For mongos (set by mongod to ask it to refresh its config).
+    pub const SHARD_CONFIG_STALE: u32 = 4;
+    /// The server supports AwaitData.
+    pub const AWAIT_CAPABLE: u32 = 8;
 }
 
 /// A kind-1 section's identifier and how many documents it holds. At most this many are kept.
@@ -161,6 +224,9 @@ pub struct Summary<'a> {
     pub reply_cursor: i64,
     /// OP_REPLY's numberReturned.
     pub number_returned: i32,
+    /// OP_REPLY's documents that are there whole (fewer than numberReturned when the message
+    /// was cut).
+    pub documents: u32,
     /// Unknown required flag bits, or sections that do not add up.
     pub invalid: bool,
 }
@@ -196,6 +262,12 @@ pub fn summarize<'a>(opcode: i32, body: &'a [u8], whole: Option<&[u8]>) -> Summa
                 .map_or(0, i64::from_le_bytes);
             s.number_returned = i32_at(body, 16).unwrap_or(0);
             s.body = body.get(20..).and_then(Doc::new);
+            // Counted by their length prefixes alone (a step per document, nothing decoded).
+            let mut at = 20;
+            while let Some(doc) = body.get(at..).and_then(Doc::new) {
+                s.documents += 1;
+                at += doc.len();
+            }
             s.invalid = s.reply_flags.is_none();
         }
         op::UPDATE | op::INSERT | op::DELETE | op::GET_MORE => {
@@ -348,5 +420,115 @@ mod tests {
         assert!(plausible_header(&h, false));
         h[0..4].copy_from_slice(&49_000_000u32.to_le_bytes());
         assert!(!plausible_header(&h, false));
+    }
+
+    fn head(len: u32, request_id: u32, response_to: u32, opcode: i32) -> Vec<u8> {
+        let mut h = Vec::new();
+        for v in [len, request_id, response_to] {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        h.extend_from_slice(&opcode.to_le_bytes());
+        h
+    }
+
+    /// A legacy request's responseTo says nothing (the 3.0 shell sends -1); OP_MSG and
+    /// OP_COMPRESSED, sent both ways, are still told from replies by it.
+    #[test]
+    fn a_request_is_known_by_its_opcode_whatever_its_response_to() {
+        for opcode in [2001, 2002, 2004, 2005, 2006, 2007] {
+            for to in [0, NO_RESPONSE_TO, 7] {
+                let h = head(60, 3, to, opcode);
+                assert!(plausible_header(&h, true), "{opcode} {to}");
+                assert!(!plausible_header(&h, false), "{opcode} {to}");
+            }
+        }
+        for opcode in [op::MSG, op::COMPRESSED] {
+            let request = |to| plausible_header(&head(60, 3, to, opcode), true);
+            let reply = |to| plausible_header(&head(60, 3, to, opcode), false);
+            assert!(
+                request(0) && request(NO_RESPONSE_TO) && !request(7),
+                "{opcode}"
+            );
+            assert!(!reply(0) && reply(7), "{opcode}");
+        }
+        // An OP_REPLY is never a request; as a reply its responseTo must not be 0, which
+        // documents are full of.
+        assert!(!plausible_header(
+            &head(60, 3, NO_RESPONSE_TO, op::REPLY),
+            true
+        ));
+        assert!(plausible_header(&head(60, 3, 9, op::REPLY), false));
+        assert!(!plausible_header(&head(60, 3, 0, op::REPLY), false));
+        // The other checks stand: the length, the opcode.
+        assert!(!plausible_header(
+            &head(15, 3, NO_RESPONSE_TO, op::QUERY),
+            true
+        ));
+        let too_long = MAX_MESSAGE + 1;
+        assert!(!plausible_header(
+            &head(too_long, 3, NO_RESPONSE_TO, op::QUERY),
+            true
+        ));
+        assert!(!plausible_header(&head(60, 3, NO_RESPONSE_TO, 2003), true));
+        assert!(!plausible_header(&head(60, 3, NO_RESPONSE_TO, 2010), true));
+    }
+
+    /// A legacy request's first word is checked instead: no reserved bit.
+    #[test]
+    fn a_legacy_request_start_needs_its_first_word_clean() {
+        let start = |opcode: i32, len: u32, word: Option<u32>| {
+            let mut b = head(len, 3, NO_RESPONSE_TO, opcode);
+            if let Some(w) = word {
+                b.extend_from_slice(&w.to_le_bytes());
+            }
+            plausible_start(&b, true)
+        };
+        // Judged once the word is there.
+        assert_eq!(start(op::QUERY, 60, None), None);
+        // OP_QUERY: SlaveOk (4) and Exhaust (64) are flags, bit 0 and bits 8-31 are reserved.
+        assert_eq!(start(op::QUERY, 60, Some(4 | 64)), Some(true));
+        assert_eq!(start(op::QUERY, 60, Some(1)), Some(false));
+        assert_eq!(start(op::QUERY, 60, Some(0x100)), Some(false));
+        // OP_INSERT: ContinueOnError only.
+        assert_eq!(start(op::INSERT, 60, Some(1)), Some(true));
+        assert_eq!(start(op::INSERT, 60, Some(2)), Some(false));
+        // The others start with a ZERO word.
+        for opcode in [op::UPDATE, op::GET_MORE, op::DELETE, op::KILL_CURSORS] {
+            assert_eq!(start(opcode, 60, Some(0)), Some(true), "{opcode}");
+            assert_eq!(start(opcode, 60, Some(0x2e)), Some(false), "{opcode}");
+        }
+        // Too short to hold the word: not a message, whatever follows.
+        assert_eq!(start(op::QUERY, 19, None), Some(false));
+        // A reply's start is judged on its header alone.
+        assert_eq!(
+            plausible_start(&head(60, 3, 9, op::REPLY), false),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn reply_documents_are_counted_by_their_lengths() {
+        let empty = [5u8, 0, 0, 0, 0];
+        let mut body = Vec::new();
+        body.extend_from_slice(&8u32.to_le_bytes());
+        body.extend_from_slice(&77i64.to_le_bytes());
+        body.extend_from_slice(&0i32.to_le_bytes());
+        body.extend_from_slice(&3i32.to_le_bytes());
+        for _ in 0..3 {
+            body.extend_from_slice(&empty);
+        }
+        let s = summarize(op::REPLY, &body, None);
+        assert_eq!(
+            (
+                s.reply_flags,
+                s.reply_cursor,
+                s.number_returned,
+                s.documents
+            ),
+            (Some(8), 77, 3, 3)
+        );
+        // Cut inside the third: two are there whole.
+        let s = summarize(op::REPLY, &body[..body.len() - 1], None);
+        assert_eq!((s.number_returned, s.documents), (3, 2));
     }
 }

@@ -149,6 +149,18 @@ impl Connection {
         let Some(verdict) = verdict else {
             return take;
         };
+        // A MySQL command guessed from a mid-stream start is 5 bytes of evidence, which the
+        // inside of another protocol's message can match (a BSON string's NUL, then a type
+        // byte): a port naming another protocol outweighs it. Greetings and handshake responses
+        // are judged on far more and keep their verdict.
+        let verdict = match verdict {
+            FirstBytes::MysqlCommand | FirstBytes::MysqlCompressedCommand
+                if self.hint.is_some_and(|hint| hint != Protocol::Mysql) =>
+            {
+                FirstBytes::Other
+            }
+            verdict => verdict,
+        };
         // The bytes judged, each with the time it arrived.
         let probe = core::mem::take(http.first_bytes(dir));
         let limits = &self.limits;

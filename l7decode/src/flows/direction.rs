@@ -48,6 +48,13 @@ pub(super) fn sender_is_client(
     if let Some(client) = payload_says_client(payload).filter(|_| !payload.is_empty()) {
         return Some((client, Evidence::Payload));
     }
+    // A MySQL command's first bytes are weak evidence (the inside of another protocol's message
+    // can match them): they say "client" unless the sender is on a port naming another protocol.
+    let other_protocols_server =
+        Protocol::for_port(src.port()).is_some_and(|p| p != Protocol::Mysql);
+    if looks_like_mysql_command(payload) && !other_protocols_server {
+        return Some((true, Evidence::Payload));
+    }
     let known = |addr: SocketAddr| Protocol::for_port(addr.port()).is_some();
     let client = match (known(src), known(dst)) {
         (true, false) => false,
@@ -57,7 +64,8 @@ pub(super) fn sender_is_client(
     Some((client, Evidence::Ports))
 }
 
-/// Whether first bytes read as a request (`Some(true)`) or a response (`Some(false)`).
+/// Whether first bytes read as a request (`Some(true)`) or a response (`Some(false)`), on
+/// strong evidence (a request or status line, a MongoDB header, a MySQL greeting).
 fn payload_says_client(payload: &[u8]) -> Option<bool> {
     use crate::mysql::wire;
     let start = payload.get(..8).unwrap_or(payload);
@@ -70,9 +78,14 @@ fn payload_says_client(payload: &[u8]) -> Option<bool> {
     if crate::looks_like_response(start) || mongo(false) || wire::greeting_start(payload) {
         return Some(false);
     }
-    let mysql_command = wire::command_start(payload) == Some(true)
-        || wire::compressed_command_start(payload) == Some(true);
-    mysql_command.then_some(true)
+    None
+}
+
+/// Whether first bytes could start a MySQL command (plain or compressed).
+fn looks_like_mysql_command(payload: &[u8]) -> bool {
+    use crate::mysql::wire;
+    wire::command_start(payload) == Some(true)
+        || wire::compressed_command_start(payload) == Some(true)
 }
 
 #[cfg(test)]
@@ -113,5 +126,24 @@ mod tests {
             Some((true, Evidence::Ports))
         );
         assert!(Evidence::Ports.is_guess() && !Evidence::Payload.is_guess());
+    }
+
+    #[test]
+    fn a_mysql_command_guess_yields_to_another_protocols_port() {
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let mongod: SocketAddr = "10.0.0.2:27017".parse().unwrap();
+        let mysqld: SocketAddr = "10.0.0.2:3306".parse().unwrap();
+        // Inside a BSON document: "r s\0" then a type byte reads as a COM_FIELD_LIST header.
+        let bson = b"r s\0\x04tags\0\x1a\0\0\0";
+        assert!(looks_like_mysql_command(bson));
+        assert_eq!(
+            sender_is_client(mongod, client, TcpFlags::ACK, bson, true),
+            Some((false, Evidence::Ports))
+        );
+        // The same bytes from a client to MySQL's port, or between unknown ports, are a command.
+        assert_eq!(
+            sender_is_client(client, mysqld, TcpFlags::ACK, bson, true),
+            Some((true, Evidence::Payload))
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Generated HTTP/1.1 conversations (methods, Content-Length and chunked bodies, interim 100,
-//! bodiless statuses, HEAD) fed in generated chunkings: the decoder must give back exactly the
-//! exchanges that were generated.
+//! bodiless statuses, HEAD, empty lines before start lines) fed in generated chunkings: the
+//! decoder must give back exactly the exchanges that were generated.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
@@ -15,6 +15,9 @@ struct Exchange {
     interim: bool,
     status: u16,
     response_body: Body,
+    /// Empty lines (CRLF or bare LF) before the request, the interim response and the final
+    /// response: RFC 9112 §2.2 has them ignored.
+    blank: [Vec<&'static str>; 3],
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +87,10 @@ fn body() -> impl Strategy<Value = Body> {
     ]
 }
 
+fn blank_lines() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(prop::sample::select(vec!["\r\n", "\n"]), 0..3)
+}
+
 fn exchange() -> impl Strategy<Value = Exchange> {
     (
         prop::sample::select(vec!["GET", "POST", "PUT", "DELETE", "HEAD"]),
@@ -92,15 +99,17 @@ fn exchange() -> impl Strategy<Value = Exchange> {
         any::<bool>(),
         prop::sample::select(vec![200u16, 201, 204, 301, 304, 404, 500, 503]),
         body(),
+        [blank_lines(), blank_lines(), blank_lines()],
     )
         .prop_map(
-            |(method, path, request_body, interim, status, response_body)| Exchange {
+            |(method, path, request_body, interim, status, response_body, blank)| Exchange {
                 method,
                 path: format!("/{path}"),
                 request_body,
                 interim,
                 status,
                 response_body,
+                blank,
             },
         )
 }
@@ -110,13 +119,17 @@ fn render(exchanges: &[Exchange]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     for e in exchanges {
         let (mut client, mut server) = (Vec::new(), Vec::new());
+        let [before_request, before_interim, before_response] = &e.blank;
+        client.extend(before_request.iter().flat_map(|l| l.bytes()));
         client.extend_from_slice(
             format!("{} {} HTTP/1.1\r\nHost: svc\r\n", e.method, e.path).as_bytes(),
         );
         e.request_body.render(&mut client, true);
         if e.interim {
+            server.extend(before_interim.iter().flat_map(|l| l.bytes()));
             server.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        server.extend(before_response.iter().flat_map(|l| l.bytes()));
         server.extend_from_slice(format!("HTTP/1.1 {} Reason\r\n", e.status).as_bytes());
         if e.response_has_body() {
             e.response_body.render(&mut server, true);

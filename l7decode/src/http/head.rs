@@ -7,6 +7,10 @@ use crate::error::{Error, ErrorKind};
 /// Most headers a head may carry (httparse needs a fixed array).
 pub const MAX_HEADERS: usize = 128;
 
+/// The shortest head there is, request (`A / HTTP/1.1`) or response (`HTTP/1.1 200`), with bare
+/// LFs: fewer bytes cannot hold a whole message.
+pub(crate) const MIN_HEAD: u64 = 14;
+
 /// How a message body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -51,7 +55,8 @@ pub struct Head<'a> {
     pub reason: Option<&'a str>,
     /// Minor version: 0 or 1.
     pub version: u8,
-    /// Length of the head, CRLFCRLF included.
+    /// Length of the head, CRLFCRLF included (and any empty lines before the start line, which
+    /// the parsers skip, as RFC 9112 §2.2 allows).
     pub len: usize,
     /// Raw header block (lines after the start line), for lookups.
     pub headers: &'a [u8],
@@ -289,7 +294,16 @@ fn summarize<'a>(
     buf: &'a [u8],
     len: usize,
 ) -> Result<Head<'a>, Error> {
-    let start_line_end = buf.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+    // httparse skips empty lines before the start line (RFC 9112 §2.2): they count in `len`, but
+    // the header block starts after the start line, not after the first of them.
+    let start_line = buf
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(0);
+    let start_line_end = buf
+        .get(start_line..)
+        .and_then(|line| line.iter().position(|b| *b == b'\n'))
+        .map_or(0, |i| start_line + i + 1);
     let mut head = Head {
         method: None,
         uri: None,
@@ -343,4 +357,35 @@ fn summarize<'a>(
         head.flags.te_and_cl = true;
     }
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // a panic is how a test reports failure
+
+    use super::{HeadStatus, parse_request, parse_response};
+
+    #[test]
+    fn empty_lines_before_a_start_line_are_not_part_of_the_header_block() {
+        let Ok(HeadStatus::Complete(head)) =
+            parse_response(b"\r\n\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        else {
+            panic!("a response head")
+        };
+        assert_eq!(
+            (head.status, head.reason, head.len),
+            (Some(200), Some("OK"), 41)
+        );
+        assert_eq!(head.headers, b"Content-Length: 2\r\n\r\n");
+        assert_eq!(head.content_length, Some(2));
+        let Ok(HeadStatus::Complete(head)) = parse_request(b"\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        else {
+            panic!("a request head")
+        };
+        assert_eq!((head.method, head.uri), (Some("GET"), Some("/a")));
+        assert_eq!(head.header("host"), Some(&b"x"[..]));
+        assert_eq!(head.headers, b"Host: x\r\n\r\n");
+        // A CR that ends no line is not an empty line.
+        assert!(parse_response(b"\rHTTP/1.1 200 OK\r\n\r\n").is_err());
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP/1.x session: each direction's heads parsed (in place when whole in a chunk, else
-//! gathered, bounded), bodies framed per RFC 9112 and counted, requests queued for their
-//! responses (pipelining, interim responses, tunnels), sync lost and regained mid-stream.
+//! gathered, bounded), bodies framed per RFC 9112 and counted, empty lines between messages
+//! ignored, requests queued for their responses (pipelining, interim responses, tunnels), sync
+//! lost and regained mid-stream (stray bytes between messages included).
 //!
 //! It is also where a [`Connection`](crate::Connection) whose protocol is not known yet looks
 //! for an HTTP message start: until one is found ([`Session::protocol`] is `None`), what it skips
@@ -16,7 +17,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::chunked::{ChunkedScanner, Scan};
-use super::head::{BodyFraming, Head, HeadStatus, parse_request, parse_response};
+use super::head::{BodyFraming, Head, HeadStatus, MIN_HEAD, parse_request, parse_response};
 use super::transaction::{Message, Transaction};
 use crate::error::Error;
 use crate::held::Held;
@@ -47,8 +48,36 @@ enum Phase {
     Closed,
 }
 
+/// Whether a direction is where a message start is expected, so that empty lines there are
+/// ignored: RFC 9112 §2.2 asks a recipient to ignore at least one empty line (CRLF) before a
+/// start line, and senders do leave stray line ends after a body (a CRLF past its
+/// Content-Length, or between pipelined requests). They are consumed as they come, never held,
+/// so their number needs no bound of its own; they are not skipped bytes (nothing was lost) and
+/// the message after them starts at its start line: its first byte, its time and its head never
+/// include them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blank {
+    /// Inside a message, or out of sync: line ends are bytes like any other.
+    Off,
+    /// At the direction's start or just after a message: CRLF and bare LF are ignored.
+    On,
+    /// As `On`, after a CR: an LF makes it an empty line; anything else makes the CR a stray
+    /// byte, counted as skipped (httparse, too, refuses a CR that ends no line).
+    Cr,
+}
+
 struct Half {
     phase: Phase,
+    /// Whether empty lines are ignored here (at a message boundary).
+    blank: Blank,
+    /// No message has begun since the last one ended: sync lost now is lost between messages
+    /// (stray bytes after a body), so bytes a gap takes here may begin the next message, as at
+    /// a boundary in sync.
+    idle: bool,
+    /// The client's last gap, between messages and too short to hold a whole request, kept a
+    /// place in the queue for a request it may have begun; nothing was read or skipped since.
+    /// A request line starting right here means it began none, and the place goes.
+    kept_place: bool,
     /// A head being gathered, or while lost, a held candidate message start (or at the start,
     /// the first bytes being judged), each with its arrival time.
     buf: Held,
@@ -73,6 +102,9 @@ impl Half {
     fn new() -> Self {
         Self {
             phase: Phase::Start,
+            blank: Blank::On,
+            idle: false,
+            kept_place: false,
             buf: Held::default(),
             skipped: 0,
             line_start: true,
@@ -371,6 +403,7 @@ impl Session {
         [Direction::ClientToServer, Direction::ServerToClient].map(|d| {
             let held = self.half(d).buf.len();
             self.note_skipped(d, held);
+            self.end_blank_lines(d);
             let half = self.half(d);
             half.buf.clear();
             core::mem::take(&mut half.skipped)
@@ -524,6 +557,9 @@ impl Session {
         input: &[u8],
         out: &mut VecDeque<Event>,
     ) -> usize {
+        if let Some(used) = self.blank_lines(dir, input) {
+            return used;
+        }
         let half = self.half(dir);
         match &half.phase {
             // Used on its own, a direction is searched for a message start from its first
@@ -545,6 +581,72 @@ impl Session {
                     0
                 }
             },
+        }
+    }
+
+    /// Consumes the empty lines at the front of `input` where a message start is expected (see
+    /// [`Blank`]); `None` when there are none to consume, and the phase reads `input` from its
+    /// first byte: the start line (whose first byte is the message's first), or bytes that are
+    /// not one, which the phase skips as out of sync. A CR that no LF follows is such a byte;
+    /// what follows it is read mid-line.
+    fn blank_lines(&mut self, dir: Direction, input: &[u8]) -> Option<usize> {
+        let half = self.half_ref(dir);
+        // Bytes held (a head begun, a candidate start) mean a start line has begun: line ends
+        // are part of it from there.
+        if half.blank == Blank::Off
+            || !half.buf.is_empty()
+            || !matches!(half.phase, Phase::Head | Phase::Lost)
+        {
+            return None;
+        }
+        // Before the connection is known to be HTTP, empty lines are no evidence of it: they
+        // count against the recognition budget like any bytes that are not a message, so a
+        // stream of line ends is still given up at the bound (by `resync`, once it is spent).
+        let budget = self.unrecognized_budget(dir);
+        let room = budget.map_or(input.len(), |left| {
+            usize::try_from(left).map_or(input.len(), |left| left.min(input.len()))
+        });
+        let half = self.half(dir);
+        let mut used = 0;
+        for &byte in input.get(..room).unwrap_or_default() {
+            half.blank = match (half.blank, byte) {
+                (_, b'\n') => Blank::On,
+                (Blank::On, b'\r') => Blank::Cr,
+                _ => break,
+            };
+            used += 1;
+        }
+        if budget.is_some() {
+            half.unrecognized += used as u64;
+        }
+        if used > 0 {
+            return Some(used);
+        }
+        if room == 0 {
+            // The budget is spent: `resync` gives the connection up.
+            return None;
+        }
+        // A start line, or junk: a CR before it ended no line, so it is read from mid-line.
+        if half.blank == Blank::Cr {
+            if matches!(half.phase, Phase::Head) {
+                // Out of sync from here (the CR is counted as skipped); the step ends on the
+                // change of phase, and `resync` reads `input` next.
+                self.lose(dir);
+                return Some(0);
+            }
+            half.line_start = false;
+        }
+        self.end_blank_lines(dir);
+        None
+    }
+
+    /// Leaves a message boundary: a CR still waiting for its LF was a stray byte, counted as
+    /// skipped (not against the recognition budget: it was, as it came).
+    fn end_blank_lines(&mut self, dir: Direction) {
+        let half = self.half(dir);
+        if core::mem::replace(&mut half.blank, Blank::Off) == Blank::Cr {
+            half.skipped += 1;
+            self.stats.skipped_bytes += 1;
         }
     }
 
@@ -635,11 +737,23 @@ impl Session {
         out: &mut VecDeque<Event>,
     ) {
         self.stats.messages += 1;
+        // Empty lines before a start line are consumed before the head is (`blank_lines`), and a
+        // message found by `resync` starts at its first letter: a head that began with a line
+        // end would have no start line to read a method or status from.
+        debug_assert!(
+            !matches!(bytes.first(), Some(b'\r' | b'\n')),
+            "a head starts at its start line"
+        );
         let half = self.half(dir);
+        half.idle = false;
+        let kept_place = core::mem::take(&mut half.kept_place);
         let Some((mut message, gap)) = half.current.take() else {
             return;
         };
         message.head = bytes;
+        if kept_place && dir == Direction::ClientToServer {
+            self.drop_kept_place();
+        }
         message.last = now;
         match dir {
             Direction::ClientToServer => {
@@ -665,6 +779,7 @@ impl Session {
                     if !self.pending.is_empty() {
                         self.client.phase = Phase::Lost;
                         self.client.line_start = false;
+                        self.client.blank = Blank::Off;
                     }
                 }
                 let status = head.status;
@@ -676,7 +791,10 @@ impl Session {
                         *slot = status;
                         p.interim_len += 1;
                     }
+                    // A whole message: the final response's start line is expected next.
                     self.server.phase = Phase::Head;
+                    self.server.blank = Blank::On;
+                    self.server.idle = true;
                     return;
                 }
                 let method = self.pending.front().map(|p| {
@@ -794,7 +912,10 @@ impl Session {
     }
 
     fn message_done(&mut self, dir: Direction, now: Option<Timestamp>, out: &mut VecDeque<Event>) {
-        self.half(dir).phase = Phase::Head;
+        let half = self.half(dir);
+        half.phase = Phase::Head;
+        half.blank = Blank::On;
+        half.idle = true;
         match dir {
             Direction::ClientToServer => {
                 if let Some(p) = self.pending.back_mut() {
@@ -902,8 +1023,10 @@ impl Session {
             }
             Phase::Opaque | Phase::Closed => {}
             phase => {
-                let between_messages =
-                    matches!(phase, Phase::Head | Phase::Start) && self.half(dir).buf.is_empty();
+                let half = self.half_ref(dir);
+                let between_messages = half.buf.is_empty()
+                    && (matches!(phase, Phase::Head | Phase::Start)
+                        || (matches!(phase, Phase::Lost) && half.idle));
                 // A head cut by the gap (a snaplen, a lost segment) keeps its complete lines.
                 self.settle(dir, now, out);
                 self.salvage_head(dir, out);
@@ -949,10 +1072,16 @@ impl Session {
                             complete: true,
                             ..Pending::new(Message::starting(now), flags)
                         });
+                        // Too few bytes for a whole request: they can only have begun one, which a
+                        // request line right after them rules out (a lost segment of line ends).
+                        self.client.kept_place = missing < MIN_HEAD;
                     }
                     _ => {}
                 }
                 self.lose(dir);
+                // What comes next is read as out of sync, and no longer known to follow a
+                // whole message.
+                self.half(dir).idle = false;
             }
         }
     }
@@ -966,6 +1095,16 @@ impl Session {
             self.stats.dropped_requests += 1;
         }
         self.pending.push_back(pending);
+    }
+
+    /// A request line came right after a short gap that kept a place for a request it may have
+    /// begun: it began none, so the place (the last one queued, unless a response took it or it
+    /// was reported at its deadline) goes.
+    fn drop_kept_place(&mut self) {
+        let is_place = |p: &Pending| p.message.head.is_empty() && p.flags.gap && p.complete;
+        if self.pending.len() > self.timed_out && self.pending.back().is_some_and(is_place) {
+            let _ = self.pending.pop_back();
+        }
     }
 
     /// Forgets every request waiting (and place held).
@@ -1023,7 +1162,8 @@ impl Session {
             }
             _ => {}
         }
-        // A held candidate or an unfinished head never became a message: its bytes were skipped.
+        // A held candidate or an unfinished head never became a message: its bytes were skipped
+        // (and so was a CR that no LF followed).
         let held = self.half(dir).buf.len();
         if matches!(
             self.half(dir).phase,
@@ -1032,6 +1172,7 @@ impl Session {
             self.note_skipped(dir, held);
             self.half(dir).buf.clear();
         }
+        self.end_blank_lines(dir);
         self.report_skipped(dir, out);
         self.half(dir).phase = Phase::Closed;
         // Both sides ended with nothing recognised.

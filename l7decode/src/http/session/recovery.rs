@@ -51,6 +51,7 @@ impl Session {
         for dir in [Direction::ClientToServer, Direction::ServerToClient] {
             let held = self.half(dir).buf.len();
             self.note_skipped(dir, held);
+            self.end_blank_lines(dir);
             let half = self.half(dir);
             half.buf.clear();
             half.current = None;
@@ -201,15 +202,17 @@ impl Session {
         let unrecognized = self.protocol.is_none();
         self.stats.skipped_bytes += skipped as u64;
         let half = self.half(dir);
+        // Bytes between a short gap and the next request line: the gap may have begun a request.
+        half.kept_place &= skipped == 0;
         half.skipped += skipped as u64;
         if unrecognized {
             half.unrecognized += skipped as u64;
         }
     }
 
-    /// How many more bytes `dir` may skip before the connection is given up as unrecognised;
-    /// `None` once recognised, or when hinted HTTP.
-    fn unrecognized_budget(&mut self, dir: Direction) -> Option<u64> {
+    /// How many more bytes `dir` may skip (or pass over as empty lines) before the connection is
+    /// given up as unrecognised; `None` once recognised, or when hinted HTTP.
+    pub(super) fn unrecognized_budget(&mut self, dir: Direction) -> Option<u64> {
         if self.protocol.is_some() || self.hint == Some(Protocol::Http) {
             return None;
         }
@@ -300,6 +303,8 @@ impl Session {
         }
     }
 
+    /// Sync is lost in `dir`: what it held is skipped, and the next message start is searched
+    /// for from mid-line.
     pub(super) fn lose(&mut self, dir: Direction) {
         let half = self.half(dir);
         let dropped = half.buf.len();
@@ -308,5 +313,6 @@ impl Session {
         half.phase = Phase::Lost;
         half.line_start = false;
         self.note_skipped(dir, dropped);
+        self.end_blank_lines(dir);
     }
 }

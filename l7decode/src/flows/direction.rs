@@ -68,7 +68,13 @@ pub(super) fn sender_is_client(
 /// strong evidence (a request or status line, a MongoDB header, a MySQL greeting).
 fn payload_says_client(payload: &[u8]) -> Option<bool> {
     use crate::mysql::wire;
-    let start = payload.get(..8).unwrap_or(payload);
+    // Empty lines before an HTTP start line are allowed (RFC 9112 §2.2) and do happen.
+    let lines = payload
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .and_then(|at| payload.get(at..))
+        .unwrap_or(payload);
+    let start = lines.get(..8).unwrap_or(lines);
     // Strong evidence first (a whole MongoDB header outweighs a MySQL command's first bytes,
     // which a MongoDB message can look like).
     let mongo = |request| crate::mongo::wire::plausible_header(payload, request);
@@ -126,6 +132,11 @@ mod tests {
             Some((true, Evidence::Ports))
         );
         assert!(Evidence::Ports.is_guess() && !Evidence::Payload.is_guess());
+        // Empty lines before a start line.
+        assert_eq!(
+            sender_is_client(a, c, TcpFlags::ACK, b"\r\nHTTP/1.1 200 OK\r\n", true),
+            Some((false, Evidence::Payload))
+        );
     }
 
     #[test]

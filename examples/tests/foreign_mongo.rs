@@ -478,3 +478,30 @@ fn a_lost_segment_damages_only_its_own_operation() {
         assert_eq!(intact, SESSION.len() - 1, "{what}");
     });
 }
+
+#[test]
+fn json_records_carry_write_error_messages() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshsniff"))
+        .arg("--json")
+        .arg(common::data(&format!("{DIR}/mongo30_shell.pcap.gz")))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let records: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let errors: Vec<_> = records
+        .iter()
+        .filter(|r| r["write_errors"].as_array().is_some_and(|e| !e.is_empty()))
+        .map(|r| r["write_errors"].clone())
+        .collect();
+    assert_eq!(
+        errors,
+        [serde_json::json!([{
+            "code": 11000,
+            "errmsg": "E11000 duplicate key error index: test.users.$_id_  dup key: { : 1.0 }"
+        }])]
+    );
+}

@@ -567,6 +567,10 @@ fn mongo_json(r: &Record, o: &Operation) -> Value {
             "code_name": o.code_name(),
             "n": o.n,
             "write_error_codes": o.write_error_codes(),
+            "write_errors": o
+                .write_errors()
+                .map(|(code, errmsg)| json!({"code": code, "errmsg": errmsg}))
+                .collect::<Vec<_>>(),
             "cursor_id": o.cursor_id,
             "batch_docs": o.batch_docs,
             "reply_flags": o.reply_flags,

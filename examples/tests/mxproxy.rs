@@ -1235,12 +1235,25 @@ fn echoes_through(proxy: SocketAddr) -> bool {
 }
 
 #[test]
-fn metrics_answer_within_a_second_under_2000_slowloris_connections() {
+fn metrics_and_proxied_clients_get_through_2000_slowloris_and_2000_idle_connections() {
+    // This process holds both ends of the idle connections' upstream side too.
+    let limit = rlimit::increase_nofile_limit(16_384).unwrap();
+    assert!(
+        limit >= 8_000,
+        "about 6,000 descriptors are needed; {limit} allowed"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = runtime.block_on(echo(None));
     // Started with the soft descriptor limit many systems default to: mxproxy raises its own,
-    // so 2,000 idle clients of /metrics lock out neither scrapes nor proxied connections.
+    // so 2,000 idle clients of /metrics and 2,000 idle proxied connections (two descriptors
+    // each) lock out neither scrapes nor new proxied connections.
     let mut command = std::process::Command::new("prlimit");
     command.args(["--nofile=1024:", "--", exe("mxproxy")]);
-    let proxy = ProxyProcess::start(command, std_echo(), &[]);
+    let proxy = ProxyProcess::start(command, upstream, &[]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.child.id())).unwrap();
     let open_files = limits
         .lines()
@@ -1252,10 +1265,28 @@ fn metrics_answer_within_a_second_under_2000_slowloris_connections() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(soft > 1024 + 2000, "{open_files}");
+    assert!(soft >= 7_000, "{open_files}");
 
     let mut held = slowloris::open(proxy.metrics, 2000);
     assert_eq!(held.len(), 2000);
+    let idle: Vec<std::net::TcpStream> = (0..2000)
+        .map(|_| std::net::TcpStream::connect(proxy.listen).unwrap())
+        .collect();
+    // Every idle connection was taken in (and its upstream dialed): the descriptors are held.
+    let started = std::time::Instant::now();
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", proxy.child.id()))
+            .unwrap()
+            .count()
+    };
+    while descriptors() < 6_000 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{} descriptors",
+            descriptors()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for _ in 0..3 {
         slowloris::trickle(&mut held);
         let (slowest, statuses) = slowloris::scrape_times(proxy.metrics, "/metrics", 5);
@@ -1266,11 +1297,47 @@ fn metrics_answer_within_a_second_under_2000_slowloris_connections() {
         );
         assert!(echoes_through(proxy.listen), "a proxied connection fails");
     }
-    // The server's other answers: another path, another method.
+    // The server's other answers: another path.
     let (_, other) = slowloris::scrape_times(proxy.metrics, "/other", 1);
     assert!(other[0].starts_with("HTTP/1.1 404"), "{other:?}");
-    drop(held);
+    drop((held, idle));
     assert!(proxy.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_bound_are_closed_at_once_and_counted() {
+    let mesh = pair(echo(None).await, |_| {}, |c| c.max_connections = 2).await;
+    let client = &mesh.client;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(client.listen).await.unwrap();
+        stream.write_all(b"hi").await.unwrap();
+        let mut back = [0u8; 2];
+        timeout(PATIENCE, stream.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        open.push(stream);
+    }
+    // The third is closed without a byte.
+    let mut third = TcpStream::connect(client.listen).await.unwrap();
+    let mut got = Vec::new();
+    let _ = timeout(PATIENCE, third.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    let refused = "mxproxy_connections_refused_total";
+    assert_eq!(value(client, refused, &[]), 1.0);
+    // One ends: there is room again.
+    let mut first = open.remove(0);
+    first.shutdown().await.unwrap();
+    let _ = timeout(PATIENCE, first.read_to_end(&mut Vec::new()))
+        .await
+        .unwrap();
+    eventually("the close", || value(client, CLOSED, &[]) == 1.0).await;
+    let mut again = TcpStream::connect(client.listen).await.unwrap();
+    assert_eq!(talk(&mut again, b"again").await, b"again");
+    assert_eq!(value(client, refused, &[]), 1.0);
 }
 
 #[test]

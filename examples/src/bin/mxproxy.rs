@@ -92,6 +92,11 @@ struct ProxyArgs {
     /// mesh CA is accepted.
     #[arg(long = "peer-identity", value_name = "SPIFFE_ID")]
     peer_identities: Vec<String>,
+    /// Most proxied connections open at once; past it a new one is closed at once and counted
+    /// (mxproxy_connections_refused_total). Default: 10,000, or what the open-file limit leaves
+    /// room for (two descriptors each, beside the /metrics server's).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Most label sets peers' metadata may create; past it a connection is reported as from an
     /// unknown peer.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -210,7 +215,8 @@ fn gen_certs(dir: &Path, workloads: &[(String, String)]) -> Result<(), Failure> 
 }
 
 /// The proxy's configuration from its flags and files.
-fn config(args: ProxyArgs) -> Result<ProxyConfig, Failure> {
+/// The proxy's configuration, and whether --max-connections was given.
+fn config(args: ProxyArgs) -> Result<(ProxyConfig, bool), Failure> {
     let missing = |flag: &str| Failure::Config(format!("{flag} is required"));
     let path = args.metadata.ok_or_else(|| missing("--metadata"))?;
     let bytes = std::fs::read(&path)
@@ -243,19 +249,35 @@ fn config(args: ProxyArgs) -> Result<ProxyConfig, Failure> {
     config.peer_identities = args.peer_identities;
     config.max_label_sets = args.max_label_sets;
     config.max_label_value_bytes = args.max_label_value_bytes;
-    Ok(config)
+    if let Some(max) = args.max_connections {
+        config.max_connections = max;
+    }
+    Ok((config, args.max_connections.is_some()))
 }
 
-fn run(config: ProxyConfig) -> Result<(), Failure> {
+fn run((mut config, max_given): (ProxyConfig, bool)) -> Result<(), Failure> {
     // Every proxied connection holds two descriptors and every /metrics client one: a soft limit
     // of 1,024 (many systems' default) would leave a few hundred idle clients able to lock out
-    // the rest. Raised to the hard limit, as servers do.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < config.serve_limits.max_connections as u64 + 1024 => eprintln!(
-            "mxproxy: only {limit} open files allowed (ulimit -Hn): connections past that fail"
-        ),
-        Ok(_) => {}
-        Err(e) => eprintln!("mxproxy: cannot raise the open-file limit: {e}"),
+    // the rest. Raised to the hard limit, as servers do, and the connection bounds kept within.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|e| {
+        eprintln!("mxproxy: cannot raise the open-file limit: {e}");
+        rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+    });
+    let metrics_clients = if config.metrics.is_some() {
+        config.serve_limits.max_connections as u64
+    } else {
+        0
+    };
+    let room =
+        usize::try_from(limit.saturating_sub(metrics_clients + 256) / 2).unwrap_or(usize::MAX);
+    if max_given && config.max_connections > room {
+        eprintln!(
+            "mxproxy: {limit} open files allowed (ulimit -Hn) hold about {room} connections, \
+             not --max-connections {}",
+            config.max_connections
+        );
+    } else if !max_given {
+        config.max_connections = config.max_connections.min(room.max(1));
     }
     let stop = signals().map_err(|e| Failure::Runtime(format!("cannot handle signals: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use peerx::{ErrorKind, Limits, Metadata, Status, encode_frame_with_limits, parse_frame};
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -81,6 +81,10 @@ pub struct ProxyConfig {
     /// A connection that moves no byte either way for this long is closed and counted in
     /// `mxproxy_idle_timeouts_total` (default 1 hour, Envoy's TCP proxy default; `None` never).
     pub idle_timeout: Option<Duration>,
+    /// Most proxied connections open at once (default 10,000); past it a new connection is
+    /// closed at once and counted in `mxproxy_connections_refused_total`. Each takes two
+    /// descriptors.
+    pub max_connections: usize,
     /// Bounds of the `/metrics` server.
     pub serve_limits: ServeLimits,
 }
@@ -103,6 +107,7 @@ impl ProxyConfig {
             max_label_sets: 10_000,
             max_label_value_bytes: MAX_LABEL_VALUE_BYTES,
             idle_timeout: Some(Duration::from_secs(3600)),
+            max_connections: 10_000,
             serve_limits: ServeLimits::default(),
         }
     }
@@ -258,7 +263,7 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
         listen,
         metrics_addr,
         metrics,
-        accepting: tokio::spawn(accept_loop(accepting, shared)),
+        accepting: tokio::spawn(accept_loop(accepting, shared, config.max_connections)),
         metrics_server,
         stop_serving,
     })
@@ -280,12 +285,22 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, max_connections: usize) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                // Over the bound: closed at once, so descriptors stay for the rest.
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    shared.metrics.connection_refused();
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(conn::handle(stream, shared.clone()));
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    conn::handle(stream, shared).await;
+                    drop(slot);
+                });
             }
             // Out of descriptors or a connection reset before accept: back off briefly and go on.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

@@ -263,6 +263,7 @@ pub struct Metrics {
     max_label_value_bytes: usize,
     label_values_cut: Counter,
     idle_timeouts: Counter,
+    connections_refused: Counter,
 }
 
 impl Metrics {
@@ -336,6 +337,7 @@ impl Metrics {
         let label_sets_refused = Counter::default();
         let label_values_cut = Counter::default();
         let idle_timeouts = Counter::default();
+        let connections_refused = Counter::default();
         let proxy = registry.sub_registry_with_prefix("mxproxy");
         proxy.register(
             "upstream_connect_failures",
@@ -367,6 +369,11 @@ impl Metrics {
             "Connections closed after moving no byte for the idle timeout",
             idle_timeouts.clone(),
         );
+        proxy.register(
+            "connections_refused",
+            "Connections closed at once because the most connections were open",
+            connections_refused.clone(),
+        );
         Arc::new(Self {
             registry,
             opened,
@@ -383,6 +390,7 @@ impl Metrics {
             max_label_value_bytes,
             label_values_cut,
             idle_timeouts,
+            connections_refused,
         })
     }
 
@@ -456,6 +464,10 @@ impl Metrics {
 
     pub(crate) fn identity_rejected(&self) {
         self.identity_rejections.inc();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     pub(crate) fn idle_timed_out(&self) {

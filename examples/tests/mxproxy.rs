@@ -1385,6 +1385,7 @@ fn command_lines_describe_every_option_and_name_bad_ones() {
             "--peer-identity",
             "--max-label-sets",
             "--max-label-value-bytes",
+            "--max-connections",
             "gen-certs",
         ],
     );

@@ -1,9 +1,15 @@
 //! mxproxy end to end on loopback: an application → mxproxy(client) → mutual TLS with the
 //! exchange → mxproxy(server) → echo server, with certificates made at test time. Byte exactness
 //! both ways, Istio's labels and counters on both sides, then peers that do not run the exchange
-//! and early closes at every byte of a frame, from either side.
+//! and early closes at every byte of a frame, from either side. Then the hostile and careless
+//! cases of issue 17: slowloris clients of `/metrics`, idle connections, metadata peers would
+//! refuse, peers sending huge label values, and the command lines and output of `mxproxy`,
+//! `mxecho` and `mxload`.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+#[path = "common/slowloris.rs"]
+mod slowloris;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -181,7 +187,7 @@ async fn scrape(proxy: &Running) -> String {
         .unwrap();
     stream
         .write_all(
-            b"GET /metrics HTTP/1.1\r\nhost: proxy\r\naccept: application/openmetrics-text\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nhost: proxy\r\naccept: application/openmetrics-text\r\nconnection: close\r\n\r\n",
         )
         .await
         .unwrap();
@@ -874,4 +880,686 @@ async fn peers_cannot_grow_the_metrics_without_bound() {
         "past the cap: an unknown peer"
     );
     assert_eq!(value(&server, "mxproxy_label_sets_refused_total", &[]), 2.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 17: hostile clients and peers, careless configurations.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_move_nothing_are_closed_after_the_idle_timeout() {
+    // Only the client proxy has the timeout, so the one that closes is known.
+    let idle = Duration::from_millis(600);
+    let mesh = pair(
+        echo(None).await,
+        |c| c.idle_timeout = None,
+        |c| c.idle_timeout = Some(idle),
+    )
+    .await;
+    let timeouts = "mxproxy_idle_timeouts_total";
+
+    // A connection that keeps talking, a byte every 150 ms for 3 timeouts, is left alone.
+    let mut busy = TcpStream::connect(mesh.client.listen).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut silent_from = started;
+    while started.elapsed() < idle * 3 {
+        busy.write_all(b"x").await.unwrap();
+        let mut back = [0u8; 1];
+        timeout(PATIENCE, busy.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        silent_from = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(value(&mesh.client, timeouts, &[]), 0.0);
+
+    // Then silence: the proxy closes it once the timeout has passed since the last byte.
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, busy.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    let waited = silent_from.elapsed();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(waited >= idle - Duration::from_millis(50), "{waited:?}");
+    eventually("the idle close", || {
+        value(&mesh.client, timeouts, &[]) == 1.0 && value(&mesh.client, CLOSED, &[]) == 1.0
+    })
+    .await;
+    // Counted with its peer, and the server proxy saw the connection end.
+    assert_eq!(
+        value(
+            &mesh.client,
+            CLOSED,
+            &[("destination_workload", "tcp-echo-v2")]
+        ),
+        1.0
+    );
+    eventually("the server's close", || {
+        value(&mesh.server, CLOSED, &[]) == 1.0
+    })
+    .await;
+    assert_eq!(value(&mesh.server, timeouts, &[]), 0.0);
+
+    // A connection that never sends a byte at all is closed too.
+    let mut mute = TcpStream::connect(mesh.client.listen).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = timeout(PATIENCE, mute.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    eventually("the second idle close", || {
+        value(&mesh.client, timeouts, &[]) == 2.0
+    })
+    .await;
+}
+
+/// A JSON metadata file for the binary, written under the temporary directory.
+fn metadata_file(name: &str, json: &serde_json::Value) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("mxproxy-{}-{name}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(json).unwrap()).unwrap();
+    path
+}
+
+/// `{"metadata": ...}` that peers would refuse: a 125 KB frame, and lists nested 100 deep.
+fn refused_metadata() -> [(&'static str, serde_json::Value, &'static str); 2] {
+    let labels: serde_json::Map<String, serde_json::Value> = (0..5)
+        .map(|i| (format!("label-{i}"), "x".repeat(25_000).into()))
+        .collect();
+    let mut deep = serde_json::json!("leaf");
+    for _ in 0..100 {
+        deep = serde_json::json!([deep]);
+    }
+    [
+        (
+            "large",
+            serde_json::json!({"metadata": {"NAME": "big", "LABELS": labels}}),
+            "peers accept at most 65536",
+        ),
+        (
+            "deep",
+            serde_json::json!({"metadata": {"NAME": "deep", "LIST": deep}}),
+            "deeper than peers accept",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_peers_would_refuse_is_refused_at_start_up() {
+    for (name, json, why) in refused_metadata() {
+        let metadata = metadata_from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let config = ProxyConfig::new(loopback(), "127.0.0.1:9".into(), Role::Client, metadata);
+        let err = start(config).await.unwrap_err();
+        assert!(err.contains(why), "{name}: {err}");
+    }
+}
+
+/// Where a test binary is: next to the test's own executable's directory.
+fn exe(name: &str) -> &'static str {
+    match name {
+        "mxproxy" => env!("CARGO_BIN_EXE_mxproxy"),
+        "mxecho" => env!("CARGO_BIN_EXE_mxecho"),
+        "mxload" => env!("CARGO_BIN_EXE_mxload"),
+        _ => unreachable!(),
+    }
+}
+
+fn data_file(name: &str) -> String {
+    format!("{}/data/mxproxy/{name}.json", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_binary_refuses_metadata_peers_would_refuse_and_names_the_file() {
+    for (name, json, why) in refused_metadata() {
+        let path = metadata_file(name, &json);
+        let out = std::process::Command::new(exe("mxproxy"))
+            .args(["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"])
+            .args(["--role", "client", "--metadata"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{name}");
+    }
+}
+
+/// The 23 label values of each sample line of `name` in an exposition, unescaped, parsed with
+/// the format's escapes (values may hold `"`, `\` and newlines).
+fn label_values(text: &str, name: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+        .map(|mut rest| {
+            let mut values = Vec::new();
+            while let Some((_, after)) = rest.split_once("=\"") {
+                let mut value = String::new();
+                let mut chars = after.char_indices();
+                let end = loop {
+                    match chars.next().unwrap() {
+                        (_, '\\') => match chars.next().unwrap().1 {
+                            'n' => value.push('\n'),
+                            c => value.push(c),
+                        },
+                        (at, '"') => break at,
+                        (_, c) => value.push(c),
+                    }
+                };
+                values.push(value);
+                rest = &after[end + 1..];
+                if rest.starts_with('}') {
+                    break;
+                }
+            }
+            values
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_sending_huge_label_values_get_them_cut_and_counted() {
+    // Peers' label values end up in every series: 3 x 20 KB each from 40 peers made the
+    // exposition ~10 MB. Each value is now cut at 253 bytes, the cut ones counted, and a value
+    // that tries to end its sample line and forge another is escaped.
+    const PEERS: usize = 40;
+    const HUGE: usize = 20_000;
+    let ca = MeshCa::new().unwrap();
+    let server = proxy(
+        &ca,
+        Role::Server,
+        echo(None).await,
+        "tcp-echo",
+        ECHO_ID,
+        |_| {},
+    )
+    .await;
+    let server_frame = frame_of("tcp-echo");
+    let forged = "x\"} 1\nistio_tcp_connections_opened_total{reporter=\"forged\"} 1e9\n# \\";
+    for peer in 0..PEERS {
+        let mut attacker = metadata("sleep");
+        let long = |c: char| format!("{peer}-{}", c.to_string().repeat(HUGE));
+        attacker
+            .peer
+            .insert("WORKLOAD_NAME".into(), peerx::Value::String(long('w')));
+        attacker
+            .peer
+            .insert("CLUSTER_ID".into(), peerx::Value::from(forged));
+        let labels = [("app", long('a')), ("version", long('v'))]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), peerx::Value::String(v)))
+            .collect();
+        attacker
+            .peer
+            .insert("LABELS".into(), peerx::Value::Struct(labels));
+        let mut frame = Vec::new();
+        encode_frame(&attacker, &mut frame).unwrap();
+        assert!(frame.len() > 3 * HUGE);
+        let mut stream = tls_client(&ca, server.listen, &[peerx::ISTIO_PEER_EXCHANGE_ALPN]).await;
+        let got = talk(&mut stream, &[&frame[..], b"hi"].concat()).await;
+        assert_eq!(got, [&server_frame[..], b"hi"].concat(), "peer {peer}");
+    }
+    eventually("every close", || {
+        value(&server, CLOSED, &[]) == PEERS as f64
+    })
+    .await;
+    assert_eq!(
+        value(&server, "mxproxy_label_values_cut_total", &[]),
+        (3 * PEERS) as f64
+    );
+    let text = scrape(&server).await;
+    assert!(
+        text.len() < 400_000,
+        "{} bytes per scrape for {PEERS} peers",
+        text.len()
+    );
+    let opened = label_values(&text, OPENED);
+    assert_eq!(opened.len(), PEERS, "one set per peer, nothing forged");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("istio_tcp_connections_opened_total{reporter=\"forged\"")),
+        "a peer's value wrote a sample line"
+    );
+    for values in &opened {
+        assert_eq!(values.len(), 23);
+        assert!(values.iter().all(|v| v.len() <= 253), "{values:?}");
+        // source_workload, source_app, source_version: cut to the bound.
+        for at in [1, 6, 7] {
+            assert_eq!(values[at].len(), 253, "{}", values[at]);
+        }
+        assert_eq!(values[8], forged, "source_cluster comes back whole");
+    }
+}
+
+/// A std echo server on a thread of its own (for the tests that run the binary).
+fn std_echo() -> SocketAddr {
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut read = &stream;
+                let mut write = &stream;
+                let _ = std::io::copy(&mut read, &mut write);
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    addr
+}
+
+/// An `mxproxy` process (killed on drop) and the addresses its start-up line gave.
+struct ProxyProcess {
+    child: std::process::Child,
+    listen: SocketAddr,
+    metrics: SocketAddr,
+}
+
+impl ProxyProcess {
+    /// `mxproxy --role server` in plain TCP in front of `upstream`, `/metrics` on, started by
+    /// `command` (the binary, or a wrapper such as prlimit), with `extra` flags.
+    fn start(mut command: std::process::Command, upstream: SocketAddr, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
+            .args(["--role", "server", "--metadata", &data_file("tcp-echo")])
+            .args(["--upstream", &upstream.to_string()])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "mxproxy Server listening on ADDR metrics http://ADDR/metrics"
+        let word = |key: &str| -> SocketAddr {
+            let w = line.split_whitespace().skip_while(|w| *w != key).nth(1);
+            w.unwrap()
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics")
+                .parse()
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        };
+        let (listen, metrics) = (word("on"), word("metrics"));
+        Self {
+            child,
+            listen,
+            metrics,
+        }
+    }
+
+    /// SIGTERM, then the exit status (within 10 s).
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request/answer through the proxy, with a blocking client.
+fn echoes_through(proxy: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(2))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut back = [0u8; 5];
+    stream.write_all(b"hello").is_ok() && stream.read_exact(&mut back).is_ok() && &back == b"hello"
+}
+
+#[test]
+fn metrics_and_proxied_clients_get_through_2000_slowloris_and_2000_idle_connections() {
+    // This process holds both ends of the idle connections' upstream side too.
+    let limit = rlimit::increase_nofile_limit(16_384).unwrap();
+    assert!(
+        limit >= 8_000,
+        "about 6,000 descriptors are needed; {limit} allowed"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let upstream = runtime.block_on(echo(None));
+    // Started with the soft descriptor limit many systems default to: mxproxy raises its own,
+    // so 2,000 idle clients of /metrics and 2,000 idle proxied connections (two descriptors
+    // each) lock out neither scrapes nor new proxied connections.
+    let mut command = std::process::Command::new("prlimit");
+    command.args(["--nofile=1024:", "--", exe("mxproxy")]);
+    let proxy = ProxyProcess::start(command, upstream, &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft: u64 = open_files
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(soft >= 7_000, "{open_files}");
+
+    let mut held = slowloris::open(proxy.metrics, 2000);
+    assert_eq!(held.len(), 2000);
+    let idle: Vec<std::net::TcpStream> = (0..2000)
+        .map(|_| std::net::TcpStream::connect(proxy.listen).unwrap())
+        .collect();
+    // Every idle connection was taken in (and its upstream dialed): the descriptors are held.
+    let started = std::time::Instant::now();
+    let descriptors = || {
+        std::fs::read_dir(format!("/proc/{}/fd", proxy.child.id()))
+            .unwrap()
+            .count()
+    };
+    while descriptors() < 6_000 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{} descriptors",
+            descriptors()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..3 {
+        slowloris::trickle(&mut held);
+        let (slowest, statuses) = slowloris::scrape_times(proxy.metrics, "/metrics", 5);
+        assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+        assert!(
+            statuses.iter().all(|s| s.starts_with("HTTP/1.1 200")),
+            "{statuses:?}"
+        );
+        assert!(echoes_through(proxy.listen), "a proxied connection fails");
+    }
+    // The server's other answers: another path.
+    let (_, other) = slowloris::scrape_times(proxy.metrics, "/other", 1);
+    assert!(other[0].starts_with("HTTP/1.1 404"), "{other:?}");
+    drop((held, idle));
+    assert!(proxy.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_bound_are_closed_at_once_and_counted() {
+    let mesh = pair(echo(None).await, |_| {}, |c| c.max_connections = 2).await;
+    let client = &mesh.client;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(client.listen).await.unwrap();
+        stream.write_all(b"hi").await.unwrap();
+        let mut back = [0u8; 2];
+        timeout(PATIENCE, stream.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        open.push(stream);
+    }
+    // The third is closed without a byte.
+    let mut third = TcpStream::connect(client.listen).await.unwrap();
+    let mut got = Vec::new();
+    let _ = timeout(PATIENCE, third.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    let refused = "mxproxy_connections_refused_total";
+    assert_eq!(value(client, refused, &[]), 1.0);
+    // One ends: there is room again.
+    let mut first = open.remove(0);
+    first.shutdown().await.unwrap();
+    let _ = timeout(PATIENCE, first.read_to_end(&mut Vec::new()))
+        .await
+        .unwrap();
+    eventually("the close", || value(client, CLOSED, &[]) == 1.0).await;
+    let mut again = TcpStream::connect(client.listen).await.unwrap();
+    assert_eq!(talk(&mut again, b"again").await, b"again");
+    assert_eq!(value(client, refused, &[]), 1.0);
+}
+
+#[test]
+fn sigterm_stops_the_proxy_cleanly() {
+    let proxy = ProxyProcess::start(std::process::Command::new(exe("mxproxy")), std_echo(), &[]);
+    assert!(echoes_through(proxy.listen));
+    let status = proxy.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
+fn run(name: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(exe(name))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn command_lines_describe_every_option_and_name_bad_ones() {
+    let help = |name: &str, flags: &[&str]| {
+        let out = run(name, &["--help"]);
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for flag in flags {
+            assert!(text.contains(flag), "{name} --help lacks {flag}: {text}");
+        }
+        let version = run(name, &["--version"]);
+        assert_eq!(version.status.code(), Some(0), "{name}");
+        assert!(String::from_utf8(version.stdout).unwrap().starts_with(name));
+    };
+    help(
+        "mxproxy",
+        &[
+            "--listen",
+            "--upstream",
+            "--role",
+            "--metadata",
+            "--tls-cert",
+            "--tls-key",
+            "--tls-ca",
+            "--metrics",
+            "--reporting-interval",
+            "--exchange-timeout",
+            "--idle-timeout",
+            "--peer-identity",
+            "--max-label-sets",
+            "--max-label-value-bytes",
+            "--max-connections",
+            "gen-certs",
+        ],
+    );
+    help("mxecho", &["serve", "send"]);
+    let send = run("mxecho", &["send", "--help"]);
+    let text = String::from_utf8(send.stdout).unwrap();
+    for flag in ["--to", "--connections", "--bytes", "--chunk", "--banner"] {
+        assert!(text.contains(flag), "mxecho send --help lacks {flag}");
+    }
+    help("mxload", &["--connections", "--bytes", "--chunk", "--json"]);
+
+    let base = [
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "127.0.0.1:9",
+        "--metadata",
+    ];
+    let sleep = data_file("sleep");
+    for (name, args, named) in [
+        ("mxproxy", vec!["--frob"], "--frob"),
+        ("mxproxy", vec!["--listen", "nowhere"], "--listen"),
+        (
+            "mxproxy",
+            [&base[..], &[&sleep, "--role", "middle"]].concat(),
+            "--role",
+        ),
+        (
+            "mxproxy",
+            [
+                &base[..],
+                &[&sleep, "--role", "client", "--reporting-interval", "0"],
+            ]
+            .concat(),
+            "--reporting-interval",
+        ),
+        (
+            "mxproxy",
+            [
+                &base[..],
+                &[&sleep, "--role", "client", "--idle-timeout", "5 fortnights"],
+            ]
+            .concat(),
+            "--idle-timeout",
+        ),
+        (
+            "mxproxy",
+            [
+                &base[..],
+                &[&sleep, "--role", "client", "--tls-cert", "c.pem"],
+            ]
+            .concat(),
+            "--tls-key",
+        ),
+        ("mxproxy", vec!["--listen", "127.0.0.1:0"], "--upstream"),
+        (
+            "mxecho",
+            vec!["send", "--to", "127.0.0.1:9", "--chunk", "0"],
+            "--chunk",
+        ),
+        ("mxecho", vec!["serve"], "--listen"),
+        ("mxecho", vec!["frob"], "frob"),
+        ("mxload", vec!["--bytes", "lots"], "--bytes"),
+        ("mxload", vec!["--connections", "0"], "--connections"),
+    ] {
+        let out = run(name, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {stderr}");
+        assert!(stderr.contains(named), "{name} {args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{name} {args:?}");
+    }
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+/// A pipe whose reading end is already closed.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+#[test]
+fn a_full_stdout_is_an_error_and_a_closed_one_ends_quietly() {
+    let dir = std::env::temp_dir().join(format!("mxproxy-certs-{}", std::process::id()));
+    let echo = std_echo().to_string();
+    let programs: [(&str, Vec<String>); 4] = [
+        (
+            "mxproxy",
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--role",
+                "server",
+                "--upstream",
+                &echo,
+                "--metadata",
+                &data_file("tcp-echo"),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        (
+            "mxproxy",
+            vec![
+                "gen-certs".to_owned(),
+                dir.display().to_string(),
+                "a=spiffe://cluster.local/ns/a/sa/a".to_owned(),
+            ],
+        ),
+        (
+            "mxecho",
+            ["send", "--to", &echo, "--connections", "2"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        // Its report is written once the load is done and its mxproxy children are gone.
+        (
+            "mxload",
+            ["--connections", "2", "--bytes", "2K", "--chunk", "1K"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+    ];
+    for (name, args) in &programs {
+        // /dev/full: a message and exit 1, at once (a server does not go on serving).
+        let mut child = std::process::Command::new(exe(name))
+            .args(args)
+            .stdout(dev_full())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait(&mut child);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "{name} {args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write stdout") && stderr.contains("No space left"),
+            "{name} {args:?}: {stderr}"
+        );
+
+        // A closed pipe: quietly, exit 0, at once.
+        let mut child = std::process::Command::new(exe(name))
+            .args(args)
+            .stdout(closed_pipe())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait(&mut child);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(0), "{name} {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{name} {args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The exit status of `child`, which must come within 10 s.
+fn wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

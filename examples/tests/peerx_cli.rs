@@ -383,7 +383,6 @@ fn usage_errors_exit_2() {
     for args in [
         &[][..],
         &["frob"],
-        &["--help"],
         &["decode", "--frob"],
         &["decode", "a", "b"],
         &["encode", "a", "b"],
@@ -397,9 +396,19 @@ fn usage_errors_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage: peerx"),
+            String::from_utf8_lossy(&out.stderr).contains("Usage: peerx"),
             "{args:?}"
         );
+    }
+    // A bad argument is named.
+    for (args, named) in [
+        (&["frob"][..], "frob"),
+        (&["decode", "--frob"], "--frob"),
+        (&["decode", "a", "b"], "'b'"),
+        (&["header", "decode"], "<VALUE>"),
+    ] {
+        let stderr = String::from_utf8(peerx(args).stderr).unwrap();
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
     for input in [
         &b"not json"[..],
@@ -430,5 +439,244 @@ fn unreadable_files_exit_1() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_describes_every_command_and_version_works() {
+    let out = peerx(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["decode", "encode", "header", "Exit status"] {
+        assert!(text.contains(command), "{command}: {text}");
+    }
+    let out = peerx(&["header", "--help"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("decode") && text.contains("encode"), "{text}");
+    for command in ["decode", "encode"] {
+        let out = peerx(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("[FILE]") && text.contains("standard input"),
+            "{text}"
+        );
+    }
+    let out = peerx(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("peerx "));
+}
+
+#[test]
+fn encode_refuses_known_keys_of_the_wrong_type() {
+    // Used to give a frame whose workload the receiver reads as empty, silently.
+    for (input, named) in [
+        (
+            &br#"{"metadata": {"LABELS": 5, "NAME": 7}}"#[..],
+            "\"LABELS\" is a number",
+        ),
+        (
+            br#"{"metadata": {"NAME": 7}}"#,
+            "\"NAME\" is a number, not a string",
+        ),
+        (
+            br#"{"metadata": {"NAMESPACE": null}}"#,
+            "\"NAMESPACE\" is null",
+        ),
+        (
+            br#"{"metadata": {"LABELS": {"app": ["a"]}}}"#,
+            "\"LABELS\".\"app\" is an array, not a string",
+        ),
+        (br#"{"metadata": {}, "ids": "x"}"#, "unknown key \"ids\""),
+    ] {
+        for args in [&["encode"][..], &["header", "encode"]] {
+            let out = peerx_stdin(args, input);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{args:?}");
+            assert!(stderr.contains(named), "{args:?}: {stderr}");
+        }
+    }
+    // Keys of their own take any value.
+    let out = peerx_stdin(
+        &["encode"],
+        br#"{"metadata": {"NAME": "n", "MY_KEY": [1, {"x": null}], "LABELS": {}}}"#,
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn encode_refuses_what_decode_would_reject() {
+    // 1.49 MB of metadata, and lists nested 100 deep: frames no receiver reads.
+    let labels: serde_json::Map<String, Value> = (0..75)
+        .map(|i| (format!("label-{i}"), Value::from("x".repeat(20_000))))
+        .collect();
+    let mut deep = json!("leaf");
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    for (input, why) in [
+        (
+            json!({"metadata": {"LABELS": labels}}),
+            "receivers accept at most 65536",
+        ),
+        (
+            json!({"metadata": {"LIST": deep}}),
+            "deeper than receivers accept",
+        ),
+    ] {
+        let input = serde_json::to_vec(&input).unwrap();
+        let out = peerx_stdin(&["encode"], &input);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    // The header variant has no size limit but the same depth.
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    let out = peerx_stdin(
+        &["header", "encode"],
+        json!({"metadata": {"LIST": deep}}).to_string().as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // And what is written decodes.
+    let mut deep = json!("leaf");
+    for _ in 0..31 {
+        deep = json!([deep]);
+    }
+    let out = peerx_stdin(
+        &["encode"],
+        json!({"metadata": {"LIST": deep}}).to_string().as_bytes(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_json(&peerx_stdin(&["decode"], &out.stdout))["outcome"],
+        "peer"
+    );
+}
+
+/// Runs `peerx decode -` on `total` bytes of `head` then zeros, generated as they are written;
+/// returns the output, how many bytes the writer got through, and how long it took.
+fn decode_stream(head: &[u8], total: u64) -> (Output, u64, std::time::Duration) {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerx"))
+        .args(["decode", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let head = head.to_vec();
+    let writer = std::thread::spawn(move || {
+        let zeros = vec![0u8; 1 << 16];
+        let mut written = 0u64;
+        let mut chunk = head;
+        while written < total {
+            if chunk.is_empty() {
+                let n = zeros.len().min(usize::try_from(total - written).unwrap());
+                chunk = zeros[..n].to_vec();
+            }
+            // Fails once the reader has exited (EPIPE).
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            written += chunk.len() as u64;
+            chunk.clear();
+        }
+        written
+    });
+    let out = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    (out, written, started.elapsed())
+}
+
+#[test]
+fn decode_reads_what_the_frame_needs_not_all_of_stdin() {
+    const GIB: u64 = 1 << 30;
+    // 1 GB of zeros: the first byte decides (it used to read, and keep, all of it).
+    let (out, written, took) = decode_stream(b"", GIB);
+    let got = stdout_json(&out);
+    assert_eq!(got["outcome"], "not_exchange");
+    assert!(written < 16 << 20, "{written} bytes read");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+
+    // A header declaring a payload over the limit: the 8 bytes decide.
+    let mut oversize = 0x3D23_0467_u32.to_be_bytes().to_vec();
+    oversize.extend_from_slice(&u32::MAX.to_be_bytes());
+    let (out, written, _) = decode_stream(&oversize, GIB);
+    let got = stdout_json(&out);
+    assert_eq!(got["error"], "payload_too_large");
+    assert_eq!(got["data_size"], json!(u32::MAX));
+    assert!(written < 16 << 20, "{written} bytes read");
+
+    // A header declaring 60,000 bytes followed by zeros: the payload is read, no more.
+    let mut within = 0x3D23_0467_u32.to_be_bytes().to_vec();
+    within.extend_from_slice(&60_000_u32.to_be_bytes());
+    let (out, written, _) = decode_stream(&within, GIB);
+    let got = stdout_json(&out);
+    assert_eq!(got["outcome"], "malformed");
+    assert_eq!(got["data_size"], 60_000);
+    assert!(written < 16 << 20, "{written} bytes read");
+
+    // Behind a whole frame the rest is counted (not kept), as the file input counts it.
+    let frame = std::fs::read(data("02_modern_sender_realistic.bin")).unwrap();
+    let frame = &frame[..639];
+    let (out, written, _) = decode_stream(frame, 64 << 20);
+    assert_eq!(written, 64 << 20);
+    let got = stdout_json(&out);
+    assert_eq!(got["outcome"], "peer");
+    assert_eq!(got["trailing_bytes"], (64 << 20) - 639);
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn a_full_stdout_is_an_error_and_a_closed_one_ends_quietly() {
+    let frame = data("02_modern_sender_realistic.bin");
+    let frame = frame.to_str().unwrap();
+    let header = std::fs::read_to_string(data("http_header_x-envoy-peer-metadata.txt")).unwrap();
+    let encode_input = concat!(env!("CARGO_MANIFEST_DIR"), "/data/mxproxy/sleep.json");
+    for args in [
+        &["decode", frame][..],
+        &["encode", encode_input],
+        &["header", "decode", header.trim()],
+        &["header", "encode", encode_input],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_peerx"))
+            .args(args)
+            .stdout(dev_full())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write stdout") && stderr.contains("No space left"),
+            "{args:?}: {stderr}"
+        );
+
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_peerx"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

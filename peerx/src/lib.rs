@@ -9,7 +9,8 @@
 //!   typed error for every way a frame can be wrong) and yields [`PeerMetadata`], a view over the
 //!   outer `Struct`; [`Workload`] is the typed view Istio's receiver derives. [`encode_frame`]
 //!   writes a frame byte-identical to Envoy's deterministic serialization from the owned
-//!   [`Metadata`]. [`decode_peer_metadata_header`] and [`encode_base64`] handle the HTTP variant.
+//!   [`Metadata`], and refuses (typed error) a frame the receiver's [`Limits`] would reject
+//!   ([`encode_frame_with_limits`] for other limits than the default). [`decode_peer_metadata_header`] and [`encode_base64`] handle the HTTP variant.
 //! * Tier 2: [`Exchange`] runs one side of one connection: it hands out our frame once through
 //!   [`Exchange::poll_transmit`], consumes exactly one peer frame from the inbound bytes in any
 //!   chunking, and returns every following byte to the caller as a range of its own buffer (no
@@ -71,7 +72,7 @@ pub use exchange::{
 };
 pub use metadata::{
     Metadata, PEER_METADATA_ID_KEY, PEER_METADATA_KEY, PeerMetadata, Value, Workload, WorkloadType,
-    encode_frame, struct_from_view,
+    encode_frame, encode_frame_with_limits, struct_from_view,
 };
 pub use wire::base64::{
     HEADER_PEER_METADATA, HEADER_PEER_METADATA_ID, decode_base64, decode_peer_metadata_header,
@@ -103,7 +104,8 @@ pub enum Status<T> {
     },
 }
 
-/// Bounds on what a peer may make us buffer or walk.
+/// Bounds on what a peer may make us buffer or walk. The encoders refuse what they would reject
+/// ([`encode_frame_with_limits`]), so what we send, our peers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {

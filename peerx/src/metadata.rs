@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use bytes::BufMut;
 
+use crate::Limits;
 use crate::error::{Error, ErrorKind};
 use crate::wire::frame::{HEADER_LEN, MAGIC, STRUCT_TYPE_URL};
 use crate::wire::pb::{put_varint, varint_len};
@@ -300,36 +301,85 @@ impl Metadata {
         }
     }
 
-    /// The inner struct serialized deterministically (the HTTP header's payload).
+    /// The inner struct serialized deterministically (the HTTP header's payload). Nothing is
+    /// checked: [`Metadata::encode_peer_struct_with_limits`] refuses what a receiver would.
     pub fn encode_peer_struct(&self, out: &mut impl BufMut) -> usize {
         let len = struct_len(&self.peer);
         write_struct(out, &self.peer);
         len
     }
+
+    /// [`Metadata::encode_peer_struct`], refusing a struct that
+    /// [`decode_peer_metadata_header`](crate::decode_peer_metadata_header) would reject under
+    /// `limits`: nested deeper than [`Limits::max_depth`], counting the inner struct itself as
+    /// the top level, as the header's receiver does.
+    ///
+    /// # Errors
+    /// [`ErrorKind::TooDeep`] (offset 0; nothing is written then).
+    ///
+    /// # Panics
+    /// Never.
+    pub fn encode_peer_struct_with_limits(
+        &self,
+        limits: &Limits,
+        out: &mut impl BufMut,
+    ) -> Result<usize, Error> {
+        if !map_within(&self.peer, limits.max_depth) {
+            return Err(Error::new(ErrorKind::TooDeep, 0));
+        }
+        Ok(self.encode_peer_struct(out))
+    }
 }
 
 /// Writes a whole frame, byte-identical to Envoy's deterministic serialization, and returns its
-/// length.
+/// length. The frame is refused when a receiver with the default [`Limits`] would refuse it; see
+/// [`encode_frame_with_limits`] for other limits.
 ///
 /// # Errors
-/// [`ErrorKind::PayloadTooLarge`] when the payload would not fit the header's `u32`, and
-/// [`ErrorKind::BufferTooSmall`] when `out` has less room than the frame needs (nothing is
-/// written then).
+/// Those of [`encode_frame_with_limits`] under [`Limits::default`].
 ///
 /// # Panics
 /// Never.
 pub fn encode_frame(metadata: &Metadata, out: &mut impl BufMut) -> Result<usize, Error> {
+    encode_frame_with_limits(metadata, &Limits::default(), out)
+}
+
+/// Writes a whole frame, as [`encode_frame`], refusing one that [`parse_frame`](crate::parse_frame)
+/// (and so an [`Exchange`](crate::Exchange)) would reject under `limits`: a frame we could write
+/// but our peer could not read would only make every connection fail. Nothing is written when an
+/// error is returned.
+///
+/// # Errors
+/// - [`ErrorKind::TooDeep`] (offset 0) when structs and lists nest deeper than
+///   [`Limits::max_depth`] (the outer struct is the top level, the workload struct the first);
+/// - [`ErrorKind::PayloadTooLarge`] (offset 4, where the header's length lies) when the payload
+///   would exceed [`Limits::max_payload`] (`declared` is its size, saturated at `u32::MAX`);
+/// - [`ErrorKind::BufferTooSmall`] when `out` has less room than the frame needs.
+///
+/// # Panics
+/// Never.
+pub fn encode_frame_with_limits(
+    metadata: &Metadata,
+    limits: &Limits,
+    out: &mut impl BufMut,
+) -> Result<usize, Error> {
+    // The outer struct is the top level; the workload struct, one of its values, the first.
+    let Some(depth_left) = limits.max_depth.checked_sub(1) else {
+        return Err(Error::new(ErrorKind::TooDeep, 0));
+    };
+    if !map_within(&metadata.peer, depth_left) {
+        return Err(Error::new(ErrorKind::TooDeep, 0));
+    }
     let value_len = metadata.outer_len();
     let any_len = field_len(1, STRUCT_TYPE_URL.len()) + field_len(2, value_len);
-    let Ok(data_size) = u32::try_from(any_len) else {
-        return Err(Error::new(
-            ErrorKind::PayloadTooLarge {
-                limit: u32::MAX,
-                declared: u32::MAX,
-            },
-            0,
-        ));
-    };
+    let declared = u32::try_from(any_len).unwrap_or(u32::MAX);
+    if any_len > limits.max_payload as usize {
+        let kind = ErrorKind::PayloadTooLarge {
+            limit: limits.max_payload,
+            declared,
+        };
+        return Err(Error::new(kind, 4));
+    }
     let total = HEADER_LEN + any_len;
     if out.remaining_mut() < total {
         let kind = ErrorKind::BufferTooSmall {
@@ -339,12 +389,31 @@ pub fn encode_frame(metadata: &Metadata, out: &mut impl BufMut) -> Result<usize,
         return Err(Error::new(kind, 0));
     }
     out.put_u32(MAGIC);
-    out.put_u32(data_size);
+    out.put_u32(declared);
     put_bytes_field(out, 1, STRUCT_TYPE_URL.as_bytes());
     put_tag(out, 2, 2);
     put_varint(out, value_len as u64);
     metadata.write_outer(out);
     Ok(total)
+}
+
+/// Whether the values of `map` nest at most `depth_left` structs and lists deep (the receiver's
+/// rule: every struct or list value below this map takes one level). Recurses at most
+/// `depth_left + 1` levels, however deep the value is.
+fn map_within(map: &BTreeMap<String, Value>, depth_left: u16) -> bool {
+    map.values().all(|v| value_within(v, depth_left))
+}
+
+fn value_within(value: &Value, depth_left: u16) -> bool {
+    match value {
+        Value::Struct(m) => depth_left
+            .checked_sub(1)
+            .is_some_and(|left| map_within(m, left)),
+        Value::List(items) => depth_left
+            .checked_sub(1)
+            .is_some_and(|left| items.iter().all(|v| value_within(v, left))),
+        Value::Null | Value::Number(_) | Value::String(_) | Value::Bool(_) => true,
+    }
 }
 
 /// A value to write without building an owned [`Value`] for the outer struct's two entries.

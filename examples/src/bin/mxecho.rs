@@ -6,99 +6,116 @@
 //! mxecho send --to ADDR [--connections N] [--bytes N] [--chunk N] [--banner TEXT]
 //! ```
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use examples::cli::{args_or_usage, run_async};
+use clap::{Parser, Subcommand};
 use examples::mxecho::{checked_echo, serve_echo};
 use examples::mxproxy::listener;
 
-const USAGE: &str = "usage: mxecho serve --listen ADDR [--banner TEXT]
-       mxecho send --to ADDR [--connections N] [--bytes N] [--chunk N] [--banner TEXT]
+/// The workloads behind mxproxy's demo: an echo server, and a client checking every echoed byte.
+#[derive(Debug, Parser)]
+#[command(name = "mxecho", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-  serve     echo every connection until the client half-closes; with --banner, greet first
-            (a server-first protocol, like MySQL)
-  send      open N connections at once (default 10), each sending --bytes (default 12) in
-            --chunk round trips (default 4096) and checking the echo byte for byte; with
-            --banner, expect that greeting first";
-
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Echo every connection until the client half-closes.
     Serve {
+        /// Where to listen (port 0 picks one; the first line of output tells which).
+        #[arg(long, value_name = "ADDR")]
         listen: SocketAddr,
-        banner: Option<Vec<u8>>,
+        /// Greet every connection with this first, before reading (a server-first protocol,
+        /// like MySQL).
+        #[arg(long, value_name = "TEXT")]
+        banner: Option<String>,
     },
+    /// Open connections at once, each sending pseudo-random bytes in round trips and checking
+    /// the echo byte for byte.
     Send {
+        /// The echo server (or a proxy in front of it).
+        #[arg(long, value_name = "ADDR")]
         to: SocketAddr,
+        /// Connections, all open at once.
+        #[arg(long, value_name = "N", default_value_t = 10)]
         connections: usize,
+        /// Bytes each connection sends (and checks back).
+        #[arg(long, value_name = "N", default_value_t = 12)]
         bytes: usize,
+        /// Bytes per round trip.
+        #[arg(long, value_name = "N", default_value = "4096", value_parser = positive)]
         chunk: usize,
-        banner: Option<Vec<u8>>,
+        /// Expect this greeting first on every connection.
+        #[arg(long, value_name = "TEXT")]
+        banner: Option<String>,
     },
 }
 
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mode = args.first().map(String::as_str);
-    let (mut listen, mut to, mut banner) = (None, None, None);
-    let (mut connections, mut bytes, mut chunk) = (10usize, 12usize, 4096usize);
-    let mut it = args.iter().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        let number = |text: String| text.parse::<usize>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--to" => to = Some(value()?.parse().map_err(|e| format!("--to: {e}"))?),
-            "--banner" => banner = Some(value()?.into_bytes()),
-            "--connections" => connections = number(value()?)?,
-            "--bytes" => bytes = number(value()?)?,
-            "--chunk" => chunk = number(value()?)?.max(1),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+/// A count above zero.
+fn positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be above zero".to_owned()),
+        n => Ok(n),
     }
-    match mode {
-        Some("serve") => Ok(Command::Serve {
-            listen: listen.ok_or("serve needs --listen")?,
-            banner,
-        }),
-        Some("send") => Ok(Command::Send {
-            to: to.ok_or("send needs --to")?,
-            connections,
-            bytes,
-            chunk,
-            banner,
-        }),
-        _ => Err("expected serve or send".to_owned()),
+}
+
+/// Writes one line on stdout and flushes it. A closed pipe ends the program quietly (exit 0).
+fn say(line: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(format!("cannot write stdout: {e}")),
     }
 }
 
 fn main() -> ExitCode {
-    let command = match args_or_usage("mxecho", USAGE, parse_args) {
-        Ok(command) => command,
-        Err(code) => return code,
-    };
-    run_async("mxecho", async {
-        match command {
-            Command::Serve { listen, banner } => {
-                let listener =
-                    listener(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-                let bound = listener.local_addr().map_err(|e| e.to_string())?;
-                println!("mxecho listening on {bound}");
-                serve_echo(listener, banner).await;
-                Ok(())
-            }
-            Command::Send {
-                to,
-                connections,
-                bytes,
-                chunk,
-                banner,
-            } => send(to, connections, bytes, chunk, banner).await,
+    let cli = Cli::parse();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                match cli.command {
+                    Command::Serve { listen, banner } => {
+                        let listener = listener(listen)
+                            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+                        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+                        say(&format!("mxecho listening on {bound}"))?;
+                        serve_echo(listener, banner.map(String::into_bytes)).await;
+                        Ok(())
+                    }
+                    Command::Send {
+                        to,
+                        connections,
+                        bytes,
+                        chunk,
+                        banner,
+                    } => {
+                        send(
+                            to,
+                            connections,
+                            bytes,
+                            chunk,
+                            banner.map(String::into_bytes),
+                        )
+                        .await
+                    }
+                }
+            })
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mxecho: {message}");
+            ExitCode::FAILURE
         }
-    })
+    }
 }
 
 async fn send(
@@ -124,6 +141,7 @@ async fn send(
             .map_err(|e| format!("connection {n}: {e}"))?;
         total += transfer.bytes;
     }
-    println!("mxecho: {connections} connection(s), {total} bytes sent and echoed back exactly");
-    Ok(())
+    say(&format!(
+        "mxecho: {connections} connection(s), {total} bytes sent and echoed back exactly"
+    ))
 }

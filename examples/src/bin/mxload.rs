@@ -10,14 +10,15 @@
 //!
 //! Needs the `mxproxy` binary next to this one: `cargo build --release -p examples --bins`.
 
-use std::io::{BufRead, BufReader};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use examples::cli::{args_or_usage, run_async};
+use clap::Parser;
 use examples::mxecho::{Transfer, checked_echo, percentile, serve_echo};
 use examples::mxproxy::certs::MeshCa;
 use examples::mxproxy::listener;
@@ -25,22 +26,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
-const USAGE: &str = "usage: mxload [--connections N] [--bytes SIZE] [--chunk SIZE] [--json]
-
-  --connections N   concurrent connections (default 1000)
-  --bytes SIZE      total payload over all connections, each byte echoed back (default 1G)
-  --chunk SIZE      bytes per round trip (default 16K)
-  --json            one JSON object instead of the report
-SIZE takes K, M and G suffixes (powers of 1024).";
-
-#[derive(Debug, Clone, Copy)]
+/// The load test of mxproxy: the same load directly to an echo server and through a pair of
+/// mxproxy processes (mutual TLS, the exchange on), every byte checked; throughput, round-trip
+/// percentiles, memory per connection, and the proxies' /metrics against what was sent.
+#[derive(Debug, Clone, Copy, Parser)]
+#[command(
+    name = "mxload",
+    version,
+    after_help = "SIZE takes K, M and G suffixes (powers of 1024). Needs the mxproxy binary next \
+                  to this one: cargo build --release -p examples --bins."
+)]
 struct Options {
+    /// Concurrent connections.
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = count)]
     connections: usize,
+    /// Total payload over all connections, each byte echoed back.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = size)]
     bytes: usize,
+    /// Bytes per round trip.
+    #[arg(long, value_name = "SIZE", default_value = "16K", value_parser = count)]
     chunk: usize,
+    /// One JSON object instead of the report.
+    #[arg(long)]
     json: bool,
 }
 
+/// A number with an optional K, M or G suffix (powers of 1024).
 fn size(text: &str) -> Result<usize, String> {
     let (digits, scale) = match text.as_bytes().last() {
         Some(b'K' | b'k') => (&text[..text.len() - 1], 1 << 10),
@@ -52,41 +63,49 @@ fn size(text: &str) -> Result<usize, String> {
         .parse::<usize>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("bad size {text:?}"))
+        .ok_or_else(|| format!("{text:?} is not a size (like 512, 16K, 1G)"))
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        connections: 1000,
-        bytes: 1 << 30,
-        chunk: 16 << 10,
-        json: false,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--connections" => o.connections = size(&value()?)?.max(1),
-            "--bytes" => o.bytes = size(&value()?)?,
-            "--chunk" => o.chunk = size(&value()?)?.max(1),
-            "--json" => o.json = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
+/// A [`size`] above zero.
+fn count(text: &str) -> Result<usize, String> {
+    match size(text)? {
+        0 => Err("must be above zero".to_owned()),
+        n => Ok(n),
     }
-    Ok(o)
 }
 
 fn main() -> ExitCode {
-    let options = match args_or_usage("mxload", USAGE, parse_args) {
-        Ok(options) => options,
-        Err(code) => return code,
+    let options = Options::parse();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(run(options)));
+    // The children are gone by now: the report is written last, and a closed stdout (`| head`)
+    // ends the program quietly.
+    let (report, verdict) = match outcome {
+        Ok(done) => done,
+        Err(message) => {
+            eprintln!("mxload: {message}");
+            return ExitCode::FAILURE;
+        }
     };
-    run_async("mxload", run(options))
+    let mut out = std::io::stdout().lock();
+    match out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mxload: cannot write stdout: {e}");
+            return ExitCode::FAILURE;
+        }
+        Ok(()) => {}
+    }
+    match verdict {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mxload: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// A child process, killed on drop.
@@ -180,7 +199,7 @@ impl ProxyProcess {
             .await
             .map_err(|e| e.to_string())?;
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nhost: mxload\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: mxload\r\nconnection: close\r\n\r\n")
             .await
             .map_err(|e| e.to_string())?;
         let mut response = String::new();
@@ -450,7 +469,8 @@ impl Route {
     }
 }
 
-async fn run(o: Options) -> Result<(), String> {
+/// Runs the load; returns the report and whether the proxies' metrics agree with it.
+async fn run(o: Options) -> Result<(String, Result<(), String>), String> {
     let exe = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .with_file_name("mxproxy");
@@ -495,38 +515,47 @@ async fn run(o: Options) -> Result<(), String> {
     let checks = check_metrics(&client, &server, &routes[1], o).await?;
 
     let direct = routes[0].mib_per_second();
+    let mut report = String::new();
     if o.json {
         let routes: Vec<_> = routes.iter_mut().map(Route::json).collect();
         let checks: Vec<_> = checks
             .iter()
             .map(|(name, got, want)| serde_json::json!({"name": name, "got": got, "want": want}))
             .collect();
-        println!(
+        let _ = writeln!(
+            report,
             "{}",
             serde_json::json!({"connections": o.connections, "bytes": o.bytes, "chunk": o.chunk,
                                "routes": routes, "checks": checks})
         );
     } else {
-        print_report(&mut routes, direct, o);
+        print_report(&mut report, &mut routes, direct, o);
         for (name, got, want) in &checks {
             let verdict = if got == want { "ok" } else { "MISMATCH" };
-            println!("mxproxy metrics: {name} = {got} (expected {want}) {verdict}");
+            let _ = writeln!(
+                report,
+                "mxproxy metrics: {name} = {got} (expected {want}) {verdict}"
+            );
         }
     }
-    if checks.iter().any(|(_, got, want)| got != want) {
-        return Err("the proxies' metrics disagree with the load".to_owned());
-    }
-    Ok(())
+    let verdict = if checks.iter().any(|(_, got, want)| got != want) {
+        Err("the proxies' metrics disagree with the load".to_owned())
+    } else {
+        Ok(())
+    };
+    Ok((report, verdict))
 }
 
-fn print_report(routes: &mut [Route], direct: f64, o: Options) {
-    println!(
+fn print_report(report: &mut String, routes: &mut [Route], direct: f64, o: Options) {
+    let _ = writeln!(
+        report,
         "mxload: {} concurrent connections, {:.0} MiB each way per route, {} B round trips; every byte checked",
         o.connections,
         o.bytes as f64 / (1 << 20) as f64,
         o.chunk
     );
-    println!(
+    let _ = writeln!(
+        report,
         "{:<14} {:>7} {:>6} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>13} {:>15}",
         "route",
         "MiB/s",
@@ -549,7 +578,8 @@ fn print_report(routes: &mut [Route], direct: f64, o: Options) {
         let peak = route
             .peak_kib
             .map_or("-".to_owned(), |(c, s)| format!("{c}/{s}"));
-        println!(
+        let _ = writeln!(
+            report,
             "{:<14} {:>7.1} {:>6.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>6.0}µs {:>6.0}µs {:>13} {:>15}",
             route.name,
             mib,
@@ -564,14 +594,16 @@ fn print_report(routes: &mut [Route], direct: f64, o: Options) {
             peak
         );
     }
-    println!(
+    let _ = writeln!(
+        report,
         "p50/p99: round trips after each connection's first; 1st: the first, which through a pair \
 carries the mutual-TLS handshake (ms); quiet: one connection alone, 64 B round trips"
     );
     if let [direct, mx, stunnel] = routes {
         let p99 = |r: &mut Route| ms(&mut r.load.round_trips, 99.0);
         let quiet = |r: &mut Route| ms(&mut r.quiet, 99.0) * 1e3;
-        println!(
+        let _ = writeln!(
+            report,
             "added p99 over direct: mxproxy {:.2} ms, stunnel {:.2} ms under load; {:.0} µs and {:.0} µs quiet; throughput mxproxy/stunnel {:.2}",
             p99(mx) - p99(direct),
             p99(stunnel) - p99(direct),

@@ -4,188 +4,318 @@
 //! ```text
 //! mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
 //!         [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
-//!         [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
-//!         [--max-label-sets 10000]
+//!         [--reporting-interval 5s] [--exchange-timeout 5s] [--idle-timeout 1h]
+//!         [--peer-identity SPIFFE_ID...] [--max-label-sets 10000] [--max-label-value-bytes 253]
 //! mxproxy gen-certs DIR NAME=SPIFFE_ID...
 //! ```
+//!
+//! Exit status: 0 after SIGINT or SIGTERM (or when stdout is closed before the start-up line is
+//! read), 1 when it cannot run (an address cannot be bound, stdout cannot be written), 2 for
+//! usage errors and a configuration that cannot be used (unreadable or invalid metadata, metadata
+//! peers would refuse, unusable TLS material).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use examples::cli::{args_or_usage, run_async};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use examples::metadata_json::metadata_from_json;
 use examples::mxproxy::certs::MeshCa;
 use examples::mxproxy::tls::TlsMaterial;
-use examples::mxproxy::{ProxyConfig, Role, start};
+use examples::mxproxy::{ProxyConfig, Role, our_frame, start};
 
-const USAGE: &str =
-    "usage: mxproxy --listen ADDR --upstream HOST:PORT --role client|server --metadata FILE.json
-               [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--metrics ADDR]
-               [--reporting-interval 5s] [--exchange-timeout 5s] [--peer-identity SPIFFE_ID...]
-               [--max-label-sets 10000]
-       mxproxy gen-certs DIR NAME=SPIFFE_ID...
-
-  --role client       outbound: plain from the local application, mutual TLS to --upstream
-  --role server       inbound: mutual TLS from a client proxy, plain to the local application
-  --metadata FILE     {\"metadata\": {NAME, NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS, ...},
-                      \"id\": \"node id\"}: what our frame tells the peer
-  --tls-*             our certificate chain, its key and the mesh CA (PEM); without them the
-                      mesh side is plain TCP and no exchange runs (Istio without mTLS)
-  --metrics ADDR      serve Prometheus's /metrics (istio_tcp_*, metadata_exchange_*) on ADDR
-  --reporting-interval  bytes of open connections are reported this often (default 5s)
-  --exchange-timeout  carry on without peer metadata after this long (default 5s)
-  --max-label-sets N  most label sets peers' metadata may create (default 10000); past it a
-                      connection is reported as from an unknown peer
-  --peer-identity ID  accept only peers whose certificate carries this SPIFFE ID (repeatable):
-                      the destination's identity on a client, the allowed clients on a server;
-                      without it any certificate of the mesh CA is accepted
-  gen-certs           write DIR/ca.pem and DIR/NAME.pem, DIR/NAME.key for each workload";
-
-enum Command {
-    Proxy(Box<ProxyConfig>),
-    GenCerts(PathBuf, Vec<(String, String)>),
+/// One workload's TCP sidecar: Istio's peer-metadata exchange over mutual TLS, and Istio's
+/// istio_tcp_* metrics on /metrics.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mxproxy",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "On start-up one line on stdout gives the bound addresses: \
+                  \"mxproxy Client listening on ADDR metrics http://ADDR/metrics\". \
+                  SIGINT or SIGTERM stops it (a second one at once)."
+)]
+struct Cli {
+    #[command(flatten)]
+    proxy: ProxyArgs,
+    #[command(subcommand)]
+    command: Option<Tool>,
 }
 
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    /// Where to accept connections (port 0 picks one; the start-up line tells which).
+    #[arg(long, value_name = "ADDR", required = true)]
+    listen: Option<SocketAddr>,
+    /// Where to connect each accepted connection to; the host is also the TLS server name.
+    #[arg(long, value_name = "HOST:PORT", required = true)]
+    upstream: Option<String>,
+    /// client: outbound, plain TCP from the local application, mutual TLS to --upstream
+    /// (reporter="source"); server: inbound, mutual TLS from a client proxy, plain TCP to the
+    /// local application (reporter="destination").
+    #[arg(long, value_enum, required = true)]
+    role: Option<RoleArg>,
+    /// {"metadata": {NAME, NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS, ...}, "id": "node id"}:
+    /// what our frame tells the peer. Refused when peers could not read the frame (over 64 KiB,
+    /// nested over 32 deep).
+    #[arg(long, value_name = "FILE.json", required = true)]
+    metadata: Option<PathBuf>,
+    /// Our certificate chain (PEM). With --tls-key and --tls-ca; without the three, the mesh side
+    /// is plain TCP and no exchange runs (Istio without mTLS).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// Our private key (PEM).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The mesh CA (PEM).
+    #[arg(long, value_name = "PEM", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// Serve Prometheus's /metrics (istio_tcp_*, metadata_exchange_*, mxproxy_*) on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Bytes of open connections are reported this often (250ms, 5s, 1m, 1h; above zero).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = positive_duration)]
+    reporting_interval: Duration,
+    /// Carry on without peer metadata after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    exchange_timeout: Duration,
+    /// Close a connection that moves no byte either way for this long (0 never).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration)]
+    idle_timeout: Duration,
+    /// Accept only peers whose certificate carries this SPIFFE ID (repeatable): the destination's
+    /// identity on a client, the allowed clients on a server; without it any certificate of the
+    /// mesh CA is accepted.
+    #[arg(long = "peer-identity", value_name = "SPIFFE_ID")]
+    peer_identities: Vec<String>,
+    /// Most proxied connections open at once; past it a new one is closed at once and counted
+    /// (mxproxy_connections_refused_total). Default: 10,000, or what the open-file limit leaves
+    /// room for (two descriptors each, beside the /metrics server's).
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most label sets peers' metadata may create; past it a connection is reported as from an
+    /// unknown peer.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_label_sets: usize,
+    /// Longest label value taken from a peer's metadata or certificate; longer ones are cut and
+    /// counted (mxproxy_label_values_cut_total).
+    #[arg(long, value_name = "BYTES", default_value_t = 253)]
+    max_label_value_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Client,
+    Server,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Write DIR/ca.pem, and DIR/NAME.pem and DIR/NAME.key for each workload.
+    GenCerts {
+        /// Where to write the files.
+        dir: PathBuf,
+        /// A workload's file name and its SPIFFE ID (spiffe://cluster.local/ns/NS/sa/SA).
+        #[arg(value_name = "NAME=SPIFFE_ID", value_parser = workload)]
+        workloads: Vec<(String, String)>,
+    },
+}
+
+/// `250ms`, `30s`, `5m`, `1h`, or a number of seconds.
 fn duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .map_or((text, "s"), |at| text.split_at(at));
     let value: f64 = number
         .parse()
-        .map_err(|_| format!("bad duration {text:?}"))?;
+        .map_err(|_| format!("{text:?} is not a duration (like 250ms, 5s, 1m, 1h)"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
-        _ => return Err(format!("bad duration unit in {text:?} (ms, s or m)")),
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (ms, s, m, h)")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("bad duration {text:?}"))
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
 }
 
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    if args.first().map(String::as_str) == Some("gen-certs") {
-        let dir = args.get(1).ok_or("gen-certs needs a directory")?;
-        let workloads = args
-            .get(2..)
-            .unwrap_or_default()
-            .iter()
-            .map(|pair| {
-                pair.split_once('=')
-                    .map(|(name, id)| (name.to_owned(), id.to_owned()))
-                    .ok_or_else(|| format!("expected NAME=SPIFFE_ID, got {pair:?}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(Command::GenCerts(PathBuf::from(dir), workloads));
-    }
-    let (mut listen, mut upstream, mut role, mut metadata) = (None, None, None, None);
-    let (mut cert, mut key, mut ca, mut metrics) = (None, None, None, None);
-    let (mut interval, mut exchange_timeout) = (Duration::from_secs(5), Duration::from_secs(5));
-    let (mut peer_identities, mut max_label_sets) = (Vec::new(), None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?),
-            "--upstream" => upstream = Some(value()?),
-            "--role" => {
-                role = Some(match value()?.as_str() {
-                    "client" => Role::Client,
-                    "server" => Role::Server,
-                    other => return Err(format!("unknown role {other:?}")),
-                });
-            }
-            "--metadata" => metadata = Some(PathBuf::from(value()?)),
-            "--tls-cert" => cert = Some(PathBuf::from(value()?)),
-            "--tls-key" => key = Some(PathBuf::from(value()?)),
-            "--tls-ca" => ca = Some(PathBuf::from(value()?)),
-            "--metrics" => metrics = Some(value()?.parse().map_err(|e| format!("--metrics: {e}"))?),
-            "--reporting-interval" => interval = duration(&value()?)?,
-            "--exchange-timeout" => exchange_timeout = duration(&value()?)?,
-            "--peer-identity" => peer_identities.push(value()?),
-            "--max-label-sets" => {
-                max_label_sets = Some(
-                    value()?
-                        .parse()
-                        .map_err(|e| format!("--max-label-sets: {e}"))?,
-                );
-            }
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    duration(text).and_then(|d| {
+        if d.is_zero() {
+            Err("must be above zero".to_owned())
+        } else {
+            Ok(d)
         }
-    }
-    if interval.is_zero() {
-        return Err("--reporting-interval must be above zero".to_owned());
-    }
-    let metadata_path = metadata.ok_or("--metadata is required")?;
-    let bytes =
-        std::fs::read(&metadata_path).map_err(|e| format!("{}: {e}", metadata_path.display()))?;
-    let metadata =
-        metadata_from_json(&bytes).map_err(|e| format!("{}: {e}", metadata_path.display()))?;
-    let mut config = ProxyConfig::new(
-        listen.ok_or("--listen is required")?,
-        upstream.ok_or("--upstream is required")?,
-        role.ok_or("--role is required")?,
-        metadata,
-    );
-    config.tls = match (cert, key, ca) {
-        (None, None, None) => None,
-        (Some(cert), Some(key), Some(ca)) => Some(TlsMaterial::from_pem_files(&cert, &key, &ca)?),
-        _ => return Err("--tls-cert, --tls-key and --tls-ca go together".to_owned()),
-    };
-    config.metrics = metrics;
-    config.reporting_interval = interval;
-    config.exchange_timeout = exchange_timeout;
-    config.peer_identities = peer_identities;
-    if let Some(max) = max_label_sets {
-        config.max_label_sets = max;
-    }
-    Ok(Command::Proxy(Box::new(config)))
+    })
+}
+
+fn workload(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(name, id)| (name.to_owned(), id.to_owned()))
+        .ok_or_else(|| format!("expected NAME=SPIFFE_ID, got {pair:?}"))
+}
+
+/// How a run ends.
+enum Failure {
+    /// Exit 2: the configuration cannot be used.
+    Config(String),
+    /// Exit 1.
+    Runtime(String),
+    /// Exit 0, quietly: stdout was closed (`| head`).
+    ClosedPipe,
 }
 
 fn main() -> ExitCode {
-    let command = match args_or_usage("mxproxy", USAGE, parse_args) {
-        Ok(command) => command,
-        Err(code) => return code,
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Tool::GenCerts { dir, workloads }) => gen_certs(&dir, &workloads),
+        None => config(cli.proxy).and_then(run),
     };
-    match command {
-        Command::GenCerts(dir, workloads) => {
-            run_async("mxproxy", async move { gen_certs(&dir, &workloads) })
+    match outcome {
+        Ok(()) | Err(Failure::ClosedPipe) => ExitCode::SUCCESS,
+        Err(Failure::Config(message)) => {
+            eprintln!("mxproxy: {message}");
+            ExitCode::from(2)
         }
-        Command::Proxy(config) => run_async("mxproxy", serve(*config)),
+        Err(Failure::Runtime(message)) => {
+            eprintln!("mxproxy: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn gen_certs(dir: &std::path::Path, workloads: &[(String, String)]) -> Result<(), String> {
+/// Writes one line on stdout and flushes it (scripts and the load driver read it).
+fn say(line: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::ClosedPipe,
+            _ => Failure::Runtime(format!("cannot write stdout: {e}")),
+        })
+}
+
+fn gen_certs(dir: &Path, workloads: &[(String, String)]) -> Result<(), Failure> {
     let pairs: Vec<(&str, &str)> = workloads
         .iter()
         .map(|(name, id)| (name.as_str(), id.as_str()))
         .collect();
-    MeshCa::new()?.write(dir, &pairs)?;
-    println!(
+    MeshCa::new()
+        .and_then(|ca| ca.write(dir, &pairs))
+        .map_err(Failure::Runtime)?;
+    say(&format!(
         "wrote {}/ca.pem and {} workload certificate(s)",
         dir.display(),
         pairs.len()
-    );
-    Ok(())
+    ))
 }
 
-async fn serve(config: ProxyConfig) -> Result<(), String> {
-    let role = config.role;
-    let running = start(config).await?;
-    // One line on stdout (line-buffered, so flushed), from which scripts and the load driver
-    // read the bound ports.
-    let metrics = running
-        .metrics_addr
-        .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"));
-    println!(
-        "mxproxy {role:?} listening on {} metrics {metrics}",
-        running.listen
+/// The proxy's configuration from its flags and files.
+/// The proxy's configuration, and whether --max-connections was given.
+fn config(args: ProxyArgs) -> Result<(ProxyConfig, bool), Failure> {
+    let missing = |flag: &str| Failure::Config(format!("{flag} is required"));
+    let path = args.metadata.ok_or_else(|| missing("--metadata"))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| Failure::Config(format!("--metadata {}: {e}", path.display())))?;
+    let metadata = metadata_from_json(&bytes)
+        .map_err(|e| Failure::Config(format!("--metadata {}: {e}", path.display())))?;
+    // Checked here too (start does it again) so the message names the file.
+    our_frame(&metadata)
+        .map_err(|e| Failure::Config(format!("--metadata {}: {e}", path.display())))?;
+    let role = match args.role.ok_or_else(|| missing("--role"))? {
+        RoleArg::Client => Role::Client,
+        RoleArg::Server => Role::Server,
+    };
+    let mut config = ProxyConfig::new(
+        args.listen.ok_or_else(|| missing("--listen"))?,
+        args.upstream.ok_or_else(|| missing("--upstream"))?,
+        role,
+        metadata,
     );
-    std::future::pending::<()>().await;
-    Ok(())
+    config.tls = match (args.tls_cert, args.tls_key, args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => {
+            Some(TlsMaterial::from_pem_files(&cert, &key, &ca).map_err(Failure::Config)?)
+        }
+        _ => None,
+    };
+    config.metrics = args.metrics;
+    config.reporting_interval = args.reporting_interval;
+    config.exchange_timeout = args.exchange_timeout;
+    config.idle_timeout = Some(args.idle_timeout).filter(|d| !d.is_zero());
+    config.peer_identities = args.peer_identities;
+    config.max_label_sets = args.max_label_sets;
+    config.max_label_value_bytes = args.max_label_value_bytes;
+    if let Some(max) = args.max_connections {
+        config.max_connections = max;
+    }
+    Ok((config, args.max_connections.is_some()))
+}
+
+fn run((mut config, max_given): (ProxyConfig, bool)) -> Result<(), Failure> {
+    // Every proxied connection holds two descriptors and every /metrics client one: a soft limit
+    // of 1,024 (many systems' default) would leave a few hundred idle clients able to lock out
+    // the rest. Raised to the hard limit, as servers do, and the connection bounds kept within.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or_else(|e| {
+        eprintln!("mxproxy: cannot raise the open-file limit: {e}");
+        rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+    });
+    let metrics_clients = if config.metrics.is_some() {
+        config.serve_limits.max_connections as u64
+    } else {
+        0
+    };
+    let room =
+        usize::try_from(limit.saturating_sub(metrics_clients + 256) / 2).unwrap_or(usize::MAX);
+    if max_given && config.max_connections > room {
+        eprintln!(
+            "mxproxy: {limit} open files allowed (ulimit -Hn) hold about {room} connections, \
+             not --max-connections {}",
+            config.max_connections
+        );
+    } else if !max_given {
+        config.max_connections = config.max_connections.min(room.max(1));
+    }
+    let stop = signals().map_err(|e| Failure::Runtime(format!("cannot handle signals: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let role = config.role;
+        let running = start(config).await.map_err(Failure::Runtime)?;
+        let metrics = running
+            .metrics_addr
+            .map_or_else(|| "off".to_owned(), |addr| format!("http://{addr}/metrics"));
+        say(&format!(
+            "mxproxy {role:?} listening on {} metrics {metrics}",
+            running.listen
+        ))?;
+        let stop = tokio::net::UnixStream::from_std(stop)
+            .map_err(|e| Failure::Runtime(format!("cannot wait for signals: {e}")))?;
+        // Readable once a signal has written its byte (or the other end is gone).
+        let _ = stop.readable().await;
+        // Stop accepting, let scrapes in flight finish, then exit.
+        running.shut_down().await;
+        Ok(())
+    })
+}
+
+/// SIGINT and SIGTERM: the first writes a byte to the returned socket; a second one exits at
+/// once.
+fn signals() -> std::io::Result<std::os::unix::net::UnixStream> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))?;
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    Ok(read)
 }

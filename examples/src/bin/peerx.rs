@@ -9,33 +9,37 @@
 //! ```
 //!
 //! Exit status: 0 when a result was printed (every `decode` outcome, malformed frames included),
-//! 1 for I/O errors and undecodable header values, 2 for usage errors and unusable JSON input.
+//! 1 for I/O errors (a write error on stdout included) and undecodable header values, 2 for usage
+//! errors and unusable JSON input. A closed stdout (`| head -c 1`) ends the program quietly.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use examples::metadata_json::metadata_from_json;
 use peerx::{
     ErrorKind, HEADER_LEN, HEADER_PEER_METADATA, HEADER_PEER_METADATA_ID, Limits, ListView, MAGIC,
     Metadata, Status, StructView, ValueView, Workload, decode_peer_metadata_header,
-    decoded_len_max, encode_base64, encode_frame, parse_frame,
+    decoded_len_max, encode_base64, encode_frame, parse_frame, parse_frame_header,
 };
 
-const USAGE: &str = "usage: peerx decode [FILE|-]
-       peerx encode [FILE|-]
-       peerx header decode VALUE|-
-       peerx header encode [FILE|-]
-
-  decode          parse one exchange frame (8-byte header + Any<Struct>) and print one JSON object:
-                  outcome (peer, no_peer, not_exchange, incomplete, malformed), error, data_size,
-                  type_url, struct, id, peer, trailing_bytes
-  encode          read {\"metadata\": {...}, \"id\": \"...\"} (id optional) and write the frame bytes
-  header decode   decode an x-envoy-peer-metadata value (base64, padding optional; - reads stdin)
-  header encode   read the same JSON as encode and print the x-envoy-peer-metadata and
-                  x-envoy-peer-metadata-id headers
-  FILE            - (the default) reads stdin";
+/// Decode and build Istio peer-metadata exchange frames (ALPN istio-peer-exchange) and
+/// x-envoy-peer-metadata headers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "peerx",
+    version,
+    arg_required_else_help = true,
+    after_help = "Exit status: 0 when a result was printed (every decode outcome, malformed frames \
+                  included), 1 for I/O errors and undecodable header values, 2 for usage errors \
+                  and unusable JSON input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
 /// Where input comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,13 +48,54 @@ enum Input {
     File(PathBuf),
 }
 
-/// One parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `-` is standard input, anything else a file.
+fn input(text: &str) -> Result<Input, String> {
+    Ok(match text {
+        "-" => Input::Stdin,
+        path => Input::File(PathBuf::from(path)),
+    })
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
-    Decode(Input),
-    Encode(Input),
-    HeaderDecode(Option<String>),
-    HeaderEncode(Input),
+    /// Parse one exchange frame (8-byte header + Any(Struct)) and print one JSON object: outcome
+    /// (peer, no_peer, not_exchange, incomplete, malformed), error, data_size, type_url, struct,
+    /// id, peer, trailing_bytes. Reads what the header declares (at most 64 KiB) and stops at a
+    /// header that cannot start a frame; bytes behind a whole frame are counted, not kept.
+    Decode {
+        /// The frame: a file, or - for standard input.
+        #[arg(value_name = "FILE", default_value = "-", value_parser = input)]
+        input: Input,
+    },
+    /// Read {"metadata": {...}, "id": "..."} (id optional) and write the frame bytes. The known
+    /// keys are typed (NAME, NAMESPACE, ... strings; LABELS an object of strings), and a frame
+    /// the receiver would refuse (over 64 KiB, nested over 32 deep) is not written.
+    Encode {
+        /// The JSON: a file, or - for standard input.
+        #[arg(value_name = "FILE", default_value = "-", value_parser = input)]
+        input: Input,
+    },
+    /// The HTTP variant: x-envoy-peer-metadata header values.
+    #[command(subcommand, arg_required_else_help = true)]
+    Header(Header),
+}
+
+#[derive(Debug, Subcommand)]
+enum Header {
+    /// Decode an x-envoy-peer-metadata value (base64, padding optional) and print
+    /// {"struct": ..., "peer": ...}.
+    Decode {
+        /// The header's value, or - to read it from standard input.
+        #[arg(value_name = "VALUE")]
+        value: String,
+    },
+    /// Read the same JSON as encode and print the x-envoy-peer-metadata and
+    /// x-envoy-peer-metadata-id headers.
+    Encode {
+        /// The JSON: a file, or - for standard input.
+        #[arg(value_name = "FILE", default_value = "-", value_parser = input)]
+        input: Input,
+    },
 }
 
 /// Why a command failed, and so its exit status.
@@ -60,60 +105,20 @@ enum Failure {
     Usage(String),
     /// Exit 1: reading, writing or decoding failed.
     Runtime(String),
-}
-
-fn input(arg: Option<&str>) -> Result<Input, String> {
-    match arg {
-        None | Some("-") => Ok(Input::Stdin),
-        Some(flag) if flag.starts_with('-') => Err(format!("unknown argument {flag:?}")),
-        Some(path) => Ok(Input::File(PathBuf::from(path))),
-    }
-}
-
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if args.iter().any(|a| matches!(*a, "-h" | "--help")) {
-        return Err(String::new());
-    }
-    match args.as_slice() {
-        ["decode", rest @ ..] if rest.len() <= 1 => {
-            Ok(Command::Decode(input(rest.first().copied())?))
-        }
-        ["encode", rest @ ..] if rest.len() <= 1 => {
-            Ok(Command::Encode(input(rest.first().copied())?))
-        }
-        ["header", "decode", "-"] => Ok(Command::HeaderDecode(None)),
-        ["header", "decode", value] if !value.starts_with('-') => {
-            Ok(Command::HeaderDecode(Some((*value).to_owned())))
-        }
-        ["header", "encode", rest @ ..] if rest.len() <= 1 => {
-            Ok(Command::HeaderEncode(input(rest.first().copied())?))
-        }
-        [] => Err("missing command".to_owned()),
-        ["decode" | "encode", ..] => Err(format!("unexpected arguments {:?}", &args[1..])),
-        ["header", "decode"] => Err("header decode needs a VALUE".to_owned()),
-        ["header", "decode" | "encode", ..] => {
-            Err(format!("unexpected arguments {:?}", &args[2..]))
-        }
-        ["header", other, ..] => Err(format!("unknown header command {other:?}")),
-        ["header"] => Err("header needs decode or encode".to_owned()),
-        [other, ..] => Err(format!("unknown command {other:?}")),
-    }
+    /// Exit 0, quietly: whoever read our output has gone (`| head`).
+    ClosedPipe,
 }
 
 fn main() -> ExitCode {
-    let command = match examples::cli::args_or_usage("peerx", USAGE, parse_args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let result = match command {
-        Command::Decode(from) => decode(&from),
-        Command::Encode(from) => encode(&from),
-        Command::HeaderDecode(value) => header_decode(value.as_deref()),
-        Command::HeaderEncode(from) => header_encode(&from),
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode { input } => decode(&input),
+        Command::Encode { input } => encode(&input),
+        Command::Header(Header::Decode { value }) => header_decode(&value),
+        Command::Header(Header::Encode { input }) => header_encode(&input),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::ClosedPipe) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {
             eprintln!("peerx: {message}");
             ExitCode::from(2)
@@ -125,26 +130,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_input(from: &Input) -> Result<Vec<u8>, Failure> {
+fn open(from: &Input) -> Result<Box<dyn Read>, Failure> {
     match from {
-        Input::Stdin => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .map_err(|e| Failure::Runtime(format!("cannot read stdin: {e}")))?;
-            Ok(bytes)
-        }
-        Input::File(path) => std::fs::read(path)
+        Input::Stdin => Ok(Box::new(std::io::stdin().lock())),
+        Input::File(path) => std::fs::File::open(path)
+            .map(|file| Box::new(file) as Box<dyn Read>)
             .map_err(|e| Failure::Runtime(format!("cannot read {}: {e}", path.display()))),
     }
+}
+
+fn read_error(from: &Input, e: &std::io::Error) -> Failure {
+    match from {
+        Input::Stdin => Failure::Runtime(format!("cannot read stdin: {e}")),
+        Input::File(path) => Failure::Runtime(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The whole input (JSON documents and header values, which have no length of their own).
+fn read_input(from: &Input) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    open(from)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(from, &e))?;
+    Ok(bytes)
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())
-        .map_err(|e| Failure::Runtime(format!("cannot write stdout: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::ClosedPipe,
+            _ => Failure::Runtime(format!("cannot write stdout: {e}")),
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,16 +194,45 @@ fn declared_size(bytes: &[u8]) -> Option<u32> {
     (u32::from_be_bytes([m0, m1, m2, m3]) == MAGIC).then_some(u32::from_be_bytes([s0, s1, s2, s3]))
 }
 
+/// Reads what the frame needs and no more: the 8-byte header decides (a wrong magic after one
+/// byte, an oversized or empty declared length after eight), then the payload it declares, within
+/// the decoder's limit. Only behind a whole frame is the rest read, to count it, without keeping it.
 fn decode(from: &Input) -> Result<(), Failure> {
-    let bytes = read_input(from)?;
+    let limits = Limits::default();
+    let mut reader = open(from)?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN);
+    let mut read_to = |bytes: &mut Vec<u8>, len: usize| {
+        let more = (len.saturating_sub(bytes.len())) as u64;
+        reader
+            .by_ref()
+            .take(more)
+            .read_to_end(bytes)
+            .map_err(|e| read_error(from, &e))
+    };
+    // One byte first: a stream that is not a frame is told from its first byte.
+    read_to(&mut bytes, 1)?;
+    if parse_frame_header(&bytes, &limits).is_ok() {
+        read_to(&mut bytes, HEADER_LEN)?;
+    }
+    if let Ok(Status::Complete { value, .. }) = parse_frame_header(&bytes, &limits) {
+        read_to(&mut bytes, HEADER_LEN + value.data_size as usize)?;
+    }
+    let trailing = match parse_frame(&bytes, &limits) {
+        Ok(Status::Complete { consumed, .. }) => {
+            let rest = std::io::copy(&mut reader, &mut std::io::sink())
+                .map_err(|e| read_error(from, &e))?;
+            (bytes.len() - consumed) as u64 + rest
+        }
+        _ => 0,
+    };
     let mut out = String::new();
-    render_decode(&bytes, &mut out);
+    render_decode(&bytes, trailing, &mut out);
     out.push('\n');
     write_stdout(out.as_bytes())
 }
 
-/// Writes the `decode` JSON object for `bytes`.
-fn render_decode(bytes: &[u8], out: &mut String) {
+/// Writes the `decode` JSON object for `bytes` (the frame, and `trailing` bytes after it).
+fn render_decode(bytes: &[u8], trailing: u64, out: &mut String) {
     let data_size = declared_size(bytes);
     fn field(out: &mut String, first: bool, key: &str) {
         if !first {
@@ -226,8 +273,9 @@ fn render_decode(bytes: &[u8], out: &mut String) {
                 Some(w) => json_peer(out, &w),
                 None => out.push_str("null"),
             }
+            debug_assert_eq!(consumed, bytes.len());
             field(out, false, "trailing_bytes");
-            out.push_str(&(bytes.len() - consumed).to_string());
+            out.push_str(&trailing.to_string());
         }
         outcome => {
             let (name, error) = match outcome {
@@ -390,18 +438,32 @@ fn read_metadata(from: &Input) -> Result<Metadata, Failure> {
 fn encode(from: &Input) -> Result<(), Failure> {
     let metadata = read_metadata(from)?;
     let mut frame = Vec::new();
-    encode_frame(&metadata, &mut frame)
-        .map_err(|e| Failure::Runtime(format!("cannot encode the frame: {e}")))?;
+    encode_frame(&metadata, &mut frame).map_err(|e| Failure::Usage(refused(e)))?;
     write_stdout(&frame)
+}
+
+/// Why the metadata cannot be sent: what a receiver would refuse.
+fn refused(e: peerx::Error) -> String {
+    let limits = Limits::default();
+    match e.kind() {
+        ErrorKind::PayloadTooLarge { limit, declared } => format!(
+            "the metadata encodes to a {declared}-byte payload; receivers accept at most {limit}"
+        ),
+        ErrorKind::TooDeep => format!(
+            "the metadata nests structs and lists deeper than receivers accept ({} levels)",
+            limits.max_depth
+        ),
+        _ => format!("cannot encode the metadata: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // header
 
-fn header_decode(value: Option<&str>) -> Result<(), Failure> {
+fn header_decode(value: &str) -> Result<(), Failure> {
     let value = match value {
-        Some(v) => v.as_bytes().to_vec(),
-        None => read_input(&Input::Stdin)?,
+        "-" => read_input(&Input::Stdin)?,
+        v => v.as_bytes().to_vec(),
     };
     let mut scratch = vec![0; decoded_len_max(value.len())];
     let inner = decode_peer_metadata_header(&value, &mut scratch, &Limits::default())
@@ -421,7 +483,9 @@ fn header_decode(value: Option<&str>) -> Result<(), Failure> {
 fn header_encode(from: &Input) -> Result<(), Failure> {
     let metadata = read_metadata(from)?;
     let mut inner = Vec::new();
-    metadata.encode_peer_struct(&mut inner);
+    metadata
+        .encode_peer_struct_with_limits(&Limits::default(), &mut inner)
+        .map_err(|e| Failure::Usage(refused(e)))?;
     let mut text = vec![0; inner.len().div_ceil(3) * 4];
     let len = encode_base64(&inner, &mut text)
         .map_err(|e| Failure::Runtime(format!("cannot encode base64: {e}")))?;
@@ -440,36 +504,10 @@ fn header_encode(from: &Input) -> Result<(), Failure> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
     #[test]
-    fn command_lines() {
-        assert_eq!(
-            parse_args(&args(&["decode"])),
-            Ok(Command::Decode(Input::Stdin))
-        );
-        assert_eq!(
-            parse_args(&args(&["decode", "f.bin"])),
-            Ok(Command::Decode(Input::File("f.bin".into())))
-        );
-        assert_eq!(
-            parse_args(&args(&["header", "decode", "AAAA"])),
-            Ok(Command::HeaderDecode(Some("AAAA".into())))
-        );
-        for bad in [
-            &[][..],
-            &["decode", "a", "b"],
-            &["decode", "--x"],
-            &["header"],
-            &["header", "decode"],
-            &["header", "frob"],
-            &["frob"],
-            &["--help"],
-        ] {
-            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
-        }
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]

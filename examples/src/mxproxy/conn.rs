@@ -3,6 +3,7 @@
 
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -146,11 +147,16 @@ impl Shared {
         policy: &str,
         flags: ResponseFlags,
     ) -> TcpLabels {
-        self.labels(&WorkloadLabels::unknown(principal), policy, flags)
+        self.labels(&self.metrics.peer_labels(None, principal), policy, flags)
     }
 
     fn now(&self) -> Timestamp {
         Timestamp(u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The instant `nanos` after the epoch; `None` (never) past what the clock can represent.
+    fn instant(&self, nanos: u64) -> Option<Instant> {
+        Instant::from_std(self.epoch).checked_add(Duration::from_nanos(nanos))
     }
 }
 
@@ -179,7 +185,7 @@ impl PeerSide<'_> {
 
     fn deadline(&self) -> Option<Instant> {
         let at = self.lock().0.poll_timeout()?;
-        Some(tokio::time::Instant::from_std(self.shared.epoch) + Duration::from_nanos(at.0))
+        self.shared.instant(at.0)
     }
 
     /// Drains the exchange's events: labels the connection once the peer is known (or known to be
@@ -193,7 +199,8 @@ impl PeerSide<'_> {
             match event {
                 Event::Peer(frame) => self.meter.resolve(|| {
                     let principal = self.negotiated.principal.as_deref();
-                    let peer = WorkloadLabels::from_metadata(&frame.metadata(), principal);
+                    let metadata = frame.metadata();
+                    let peer = self.shared.metrics.peer_labels(Some(&metadata), principal);
                     let labels = self.shared.labels(&peer, self.policy, ResponseFlags::None);
                     // The peer chose these values: past the cap they read as an unknown peer.
                     self.shared.metrics.admit(labels, || self.unknown_peer())
@@ -257,6 +264,9 @@ async fn pump<M>(
     };
     let (mut app_read, mut app_write) = app.into_split();
     let (mut mesh_read, mut mesh_write) = tokio::io::split(mesh);
+    // When a byte last arrived from either side, in nanoseconds from the shared epoch.
+    let last_read = AtomicU64::new(shared.now().0);
+    let moved = || last_read.store(shared.now().0, Ordering::Relaxed);
 
     let app_to_mesh = async {
         if let Some(frame) = ours {
@@ -269,6 +279,7 @@ async fn pump<M>(
             let Some(bytes) = buf.get(..n).filter(|b| !b.is_empty()) else {
                 break;
             };
+            moved();
             mesh_write.write_all(bytes).await?;
             mesh_write.flush().await?;
             meter.count(to_mesh, n);
@@ -302,7 +313,10 @@ async fn pump<M>(
                     (0..0, Some(Err(e)))
                 }
                 Some(Err(e)) => return Err(e),
-                Some(Ok(n)) => (side.feed(buf.get(..n).unwrap_or_default())?, None),
+                Some(Ok(n)) => {
+                    moved();
+                    (side.feed(buf.get(..n).unwrap_or_default())?, None)
+                }
             };
             for held in side.settle()? {
                 app_write.write_all(&held).await?;
@@ -331,9 +345,25 @@ async fn pump<M>(
         }
     };
 
+    // No byte either way for the idle timeout: the connection is closed (both sockets dropped).
+    let idle = async {
+        let Some(limit) = shared.idle_timeout else {
+            return std::future::pending().await;
+        };
+        let limit_ns = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        loop {
+            let idle_until = last_read.load(Ordering::Relaxed).saturating_add(limit_ns);
+            if shared.now().0 >= idle_until {
+                return;
+            }
+            sleep_until(shared.instant(idle_until)).await;
+        }
+    };
+
     tokio::select! {
         _ = async { tokio::try_join!(app_to_mesh, mesh_to_app) } => {}
         () = reporting => {}
+        () = idle => shared.metrics.idle_timed_out(),
     }
     // Whatever the exchange still holds or counted, then the connection's last report.
     let _ = side.settle();

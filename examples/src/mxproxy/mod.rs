@@ -9,11 +9,11 @@
 //! On the TLS side a [`peerx::Exchange`] decides what is written first (our frame) and which of
 //! the peer's bytes the application sees (everything after its frame, handed back as ranges of
 //! the read buffer). The peer's metadata and certificate identity label the `istio_tcp_*`
-//! counters ([`telemetry`]); [`http`] serves them on `/metrics`.
+//! counters ([`telemetry`]), served on `/metrics` by the programs' one HTTP server
+//! ([`crate::serve`]).
 
 pub mod certs;
 mod conn;
-pub mod http;
 pub mod telemetry;
 pub mod tls;
 
@@ -22,14 +22,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use peerx::{Limits, Metadata, Status, encode_frame, parse_frame};
+use peerx::{ErrorKind, Limits, Metadata, Status, encode_frame_with_limits, parse_frame};
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use telemetry::{Metrics, WorkloadLabels};
+use crate::serve::{ServeLimits, get_only, serve};
+use telemetry::{MAX_LABEL_VALUE_BYTES, Metrics, WorkloadLabels};
 use tls::TlsMaterial;
+
+/// The content type of the exposition (`prometheus-client`'s text encoding is OpenMetrics).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Which side of the connection this proxy serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +75,23 @@ pub struct ProxyConfig {
     /// from the peer, so without a cap a peer naming a new workload on every connection would grow
     /// the metrics without bound; past it, its connections are reported as from an unknown peer.
     pub max_label_sets: usize,
+    /// Longest label value taken from metadata or a certificate (default 253 bytes, the longest
+    /// Kubernetes name); longer ones are cut, and counted in `mxproxy_label_values_cut_total`.
+    pub max_label_value_bytes: usize,
+    /// A connection that moves no byte either way for this long is closed and counted in
+    /// `mxproxy_idle_timeouts_total` (default 1 hour, Envoy's TCP proxy default; `None` never).
+    pub idle_timeout: Option<Duration>,
+    /// Most proxied connections open at once (default 10,000); past it a new connection is
+    /// closed at once and counted in `mxproxy_connections_refused_total`. Each takes two
+    /// descriptors.
+    pub max_connections: usize,
+    /// Bounds of the `/metrics` server.
+    pub serve_limits: ServeLimits,
 }
 
 impl ProxyConfig {
-    /// Defaults: Istio's 5 s reporting interval, a 5 s exchange timeout, 10 s to connect.
+    /// Defaults: Istio's 5 s reporting interval, a 5 s exchange timeout, 10 s to connect, a 1 hour
+    /// idle timeout.
     pub fn new(listen: SocketAddr, upstream: String, role: Role, metadata: Metadata) -> Self {
         Self {
             listen,
@@ -87,11 +105,15 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(10),
             peer_identities: Vec::new(),
             max_label_sets: 10_000,
+            max_label_value_bytes: MAX_LABEL_VALUE_BYTES,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_connections: 10_000,
+            serve_limits: ServeLimits::default(),
         }
     }
 }
 
-/// A proxy accepting connections on the current tokio runtime.
+/// A proxy accepting connections on the current tokio runtime, until it is stopped or dropped.
 #[derive(Debug)]
 pub struct Running {
     /// The bound listening address.
@@ -100,15 +122,32 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The counters, also readable in-process.
     pub metrics: Arc<Metrics>,
-    tasks: Vec<JoinHandle<()>>,
+    accepting: JoinHandle<()>,
+    metrics_server: Option<JoinHandle<()>>,
+    stop_serving: watch::Sender<bool>,
 }
 
 impl Running {
-    /// Stops accepting (connections in flight go on until they end).
+    /// Stops accepting proxied connections (those in flight go on until they end) and tells the
+    /// `/metrics` server to stop.
     pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
+        self.accepting.abort();
+        let _ = self.stop_serving.send(true);
+    }
+
+    /// [`Running::stop`], then waits for the `/metrics` server to finish the scrapes in flight
+    /// (within its shutdown grace).
+    pub async fn shut_down(mut self) {
+        self.stop();
+        if let Some(server) = self.metrics_server.take() {
+            let _ = server.await;
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -125,6 +164,7 @@ struct Shared {
     reporting_interval: Duration,
     exchange_timeout: Duration,
     connect_timeout: Duration,
+    idle_timeout: Option<Duration>,
     peer_identities: Vec<String>,
     /// The origin of the exchange's timestamps.
     epoch: Instant,
@@ -144,17 +184,38 @@ impl std::fmt::Debug for TlsSide {
     }
 }
 
+/// Our frame, refused when our peers could not read it: they decode with the default
+/// [`Limits`], as we do, and a frame past them would make every connection fail.
+///
+/// # Errors
+/// A message naming the limit the metadata passes.
+pub fn our_frame(metadata: &Metadata) -> Result<Vec<u8>, String> {
+    let limits = Limits::default();
+    let mut frame = Vec::new();
+    encode_frame_with_limits(metadata, &limits, &mut frame).map_err(|e| match e.kind() {
+        ErrorKind::PayloadTooLarge { limit, declared } => format!(
+            "the metadata encodes to a {declared}-byte frame payload; peers accept at most {limit}"
+        ),
+        ErrorKind::TooDeep => format!(
+            "the metadata nests structs and lists deeper than peers accept ({} levels, the \
+             workload struct included)",
+            limits.max_depth
+        ),
+        _ => format!("cannot encode the metadata: {e}"),
+    })?;
+    Ok(frame)
+}
+
 /// Binds the listener (and the metrics endpoint) and starts accepting on the current runtime.
 ///
 /// # Errors
-/// A message when the metadata cannot be encoded, the TLS material is refused or an address
-/// cannot be bound.
+/// A message when the metadata cannot be encoded within what peers accept ([`our_frame`]), the
+/// TLS material is refused or an address cannot be bound.
 pub async fn start(config: ProxyConfig) -> Result<Running, String> {
-    let mut frame = Vec::new();
-    encode_frame(&config.metadata, &mut frame)
-        .map_err(|e| format!("cannot encode our metadata: {e}"))?;
+    let frame = our_frame(&config.metadata)?;
+    let metrics = Metrics::new(config.max_label_sets, config.max_label_value_bytes);
     let principal = config.tls.as_ref().and_then(TlsMaterial::own_principal);
-    let own = own_labels(&frame, principal.as_deref())?;
+    let own = own_labels(&frame, principal.as_deref(), &metrics)?;
     let tls = match (&config.tls, config.role) {
         (None, _) => None,
         (Some(material), Role::Server) => Some(TlsSide::Acceptor(TlsAcceptor::from(
@@ -165,17 +226,24 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
             server_name(&config.upstream)?,
         )),
     };
-    let metrics = Metrics::new(config.max_label_sets);
     let accepting =
         listener(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let listen = accepting.local_addr().map_err(|e| e.to_string())?;
-    let mut tasks = Vec::new();
+    let (stop_serving, stopped) = watch::channel(false);
     let mut metrics_addr = None;
+    let mut metrics_server = None;
     if let Some(addr) = config.metrics {
         let endpoint =
             listener(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         metrics_addr = Some(endpoint.local_addr().map_err(|e| e.to_string())?);
-        tasks.push(tokio::spawn(http::serve_metrics(endpoint, metrics.clone())));
+        let exposition = Arc::clone(&metrics);
+        let handler = get_only("/metrics", move |_| (OPENMETRICS, exposition.encode()));
+        metrics_server = Some(tokio::spawn(serve(
+            endpoint,
+            handler,
+            config.serve_limits,
+            stopped,
+        )));
     }
     let shared = Arc::new(Shared {
         role: config.role,
@@ -187,15 +255,17 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
         reporting_interval: config.reporting_interval,
         exchange_timeout: config.exchange_timeout,
         connect_timeout: config.connect_timeout,
+        idle_timeout: config.idle_timeout,
         peer_identities: config.peer_identities,
         epoch: Instant::now(),
     });
-    tasks.push(tokio::spawn(accept_loop(accepting, shared)));
     Ok(Running {
         listen,
         metrics_addr,
         metrics,
-        tasks,
+        accepting: tokio::spawn(accept_loop(accepting, shared, config.max_connections)),
+        metrics_server,
+        stop_serving,
     })
 }
 
@@ -215,12 +285,22 @@ pub fn listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, max_connections: usize) {
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                // Over the bound: closed at once, so descriptors stay for the rest.
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    shared.metrics.connection_refused();
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(conn::handle(stream, shared.clone()));
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    conn::handle(stream, shared).await;
+                    drop(slot);
+                });
             }
             // Out of descriptors or a connection reset before accept: back off briefly and go on.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -229,10 +309,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// Our own labels, derived from our frame exactly as a peer derives them.
-fn own_labels(frame: &[u8], principal: Option<&str>) -> Result<WorkloadLabels, String> {
-    match parse_frame(frame, &Limits::unbounded_dangerous()) {
+fn own_labels(
+    frame: &[u8],
+    principal: Option<&str>,
+    metrics: &Metrics,
+) -> Result<WorkloadLabels, String> {
+    match parse_frame(frame, &Limits::default()) {
         Ok(Status::Complete { value, .. }) => {
-            Ok(WorkloadLabels::from_metadata(&value.metadata(), principal))
+            Ok(metrics.peer_labels(Some(&value.metadata()), principal))
         }
         other => Err(format!("our own frame does not parse: {other:?}")),
     }

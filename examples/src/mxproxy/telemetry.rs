@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
@@ -15,37 +15,92 @@ use super::tls::spiffe_namespace;
 
 const UNKNOWN: &str = "unknown";
 
+/// The longest label value taken from a peer by default: Istio's values are Kubernetes names,
+/// namespaces, versions and cluster ids, at most 253 bytes (a DNS subdomain; most are 63).
+pub const MAX_LABEL_VALUE_BYTES: usize = 253;
+
+/// A label value, written with the exposition format's escapes (`\\`, `\"`, `\n`):
+/// `prometheus-client` writes values as given, and these come from peers, who could otherwise
+/// end a sample line and write their own.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelValue(pub String);
+
+impl LabelValue {
+    /// The value, unescaped.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for LabelValue {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find(['\\', '"', '\n']) {
+            let (plain, tail) = rest.split_at(at);
+            encoder.write_str(plain)?;
+            let mut chars = tail.chars();
+            encoder.write_str(match chars.next() {
+                Some('\\') => "\\\\",
+                Some('"') => "\\\"",
+                _ => "\\n",
+            })?;
+            rest = chars.as_str();
+        }
+        encoder.write_str(rest)
+    }
+}
+
+/// `value` cut to at most `max` bytes (at a character boundary), and whether it was cut.
+fn bounded(value: &str, max: usize) -> (String, bool) {
+    if value.len() <= max {
+        return (value.to_owned(), false);
+    }
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    (value.get(..end).unwrap_or_default().to_owned(), true)
+}
+
 /// The label set of every `istio_tcp_*` series, named and ordered as Istio's stats plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 #[allow(missing_docs)]
 pub struct TcpLabels {
-    pub reporter: String,
-    pub source_workload: String,
-    pub source_canonical_service: String,
-    pub source_canonical_revision: String,
-    pub source_workload_namespace: String,
-    pub source_principal: String,
-    pub source_app: String,
-    pub source_version: String,
-    pub source_cluster: String,
-    pub destination_workload: String,
-    pub destination_workload_namespace: String,
-    pub destination_principal: String,
-    pub destination_app: String,
-    pub destination_version: String,
-    pub destination_service: String,
-    pub destination_canonical_service: String,
-    pub destination_canonical_revision: String,
-    pub destination_service_name: String,
-    pub destination_service_namespace: String,
-    pub destination_cluster: String,
-    pub request_protocol: String,
-    pub response_flags: String,
-    pub connection_security_policy: String,
+    pub reporter: LabelValue,
+    pub source_workload: LabelValue,
+    pub source_canonical_service: LabelValue,
+    pub source_canonical_revision: LabelValue,
+    pub source_workload_namespace: LabelValue,
+    pub source_principal: LabelValue,
+    pub source_app: LabelValue,
+    pub source_version: LabelValue,
+    pub source_cluster: LabelValue,
+    pub destination_workload: LabelValue,
+    pub destination_workload_namespace: LabelValue,
+    pub destination_principal: LabelValue,
+    pub destination_app: LabelValue,
+    pub destination_version: LabelValue,
+    pub destination_service: LabelValue,
+    pub destination_canonical_service: LabelValue,
+    pub destination_canonical_revision: LabelValue,
+    pub destination_service_name: LabelValue,
+    pub destination_service_namespace: LabelValue,
+    pub destination_cluster: LabelValue,
+    pub request_protocol: LabelValue,
+    pub response_flags: LabelValue,
+    pub connection_security_policy: LabelValue,
 }
 
 /// One end's labels, as Istio fills them: `unknown` for what is missing, `latest` for a missing
-/// canonical revision, the SPIFFE namespace over the claimed one.
+/// canonical revision, the SPIFFE namespace over the claimed one. Every value is at most a bound
+/// long (see [`WorkloadLabels::from_workload`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadLabels {
     workload: String,
@@ -56,41 +111,63 @@ pub struct WorkloadLabels {
     version: String,
     cluster: String,
     principal: String,
+    /// How many values were cut to the bound.
+    cut: usize,
 }
 
 impl WorkloadLabels {
-    /// From a workload view (ours, or the peer's frame) and the certificate identity.
-    pub fn from_workload(w: &peerx::Workload<'_>, principal: Option<&str>) -> Self {
-        let or_unknown = |s: &str| if s.is_empty() { UNKNOWN } else { s }.to_owned();
+    /// From a workload view (ours, or the peer's frame) and the certificate identity, each value
+    /// cut to at most `max_value_bytes` bytes (at a character boundary): values come from the
+    /// peer, and a peer sending 20 KB names would otherwise make every series (and every scrape)
+    /// that large. [`WorkloadLabels::values_cut`] tells how many were cut.
+    pub fn from_workload(
+        w: &peerx::Workload<'_>,
+        principal: Option<&str>,
+        max_value_bytes: usize,
+    ) -> Self {
+        let mut cut = 0;
+        let mut take = |s: &str, missing: &str| {
+            let (value, was_cut) = bounded(if s.is_empty() { missing } else { s }, max_value_bytes);
+            cut += usize::from(was_cut);
+            value
+        };
         let namespace = principal.and_then(spiffe_namespace).unwrap_or(w.namespace);
-        Self {
-            workload: or_unknown(w.workload_name),
-            namespace: or_unknown(namespace),
-            canonical_service: or_unknown(w.canonical_name),
-            canonical_revision: if w.canonical_revision.is_empty() {
-                "latest".to_owned()
-            } else {
-                w.canonical_revision.to_owned()
-            },
-            app: or_unknown(w.app_name),
-            version: or_unknown(w.app_version),
-            cluster: or_unknown(w.cluster),
-            principal: or_unknown(principal.unwrap_or_default()),
-        }
+        let mut labels = Self {
+            workload: take(w.workload_name, UNKNOWN),
+            namespace: take(namespace, UNKNOWN),
+            canonical_service: take(w.canonical_name, UNKNOWN),
+            canonical_revision: take(w.canonical_revision, "latest"),
+            app: take(w.app_name, UNKNOWN),
+            version: take(w.app_version, UNKNOWN),
+            cluster: take(w.cluster, UNKNOWN),
+            principal: take(principal.unwrap_or_default(), UNKNOWN),
+            cut: 0,
+        };
+        labels.cut = cut;
+        labels
     }
 
     /// From a frame's metadata (ours, or the peer's), which may name no workload.
-    pub fn from_metadata(metadata: &peerx::PeerMetadata<'_>, principal: Option<&str>) -> Self {
+    pub fn from_metadata(
+        metadata: &peerx::PeerMetadata<'_>,
+        principal: Option<&str>,
+        max_value_bytes: usize,
+    ) -> Self {
         match metadata.workload() {
-            Some(workload) => Self::from_workload(&workload, principal),
-            None => Self::unknown(principal),
+            Some(workload) => Self::from_workload(&workload, principal, max_value_bytes),
+            None => Self::unknown(principal, max_value_bytes),
         }
     }
 
     /// A peer that sent no metadata: only what its certificate says, if anything.
-    pub fn unknown(principal: Option<&str>) -> Self {
+    pub fn unknown(principal: Option<&str>, max_value_bytes: usize) -> Self {
         let empty = peerx::Workload::from_struct(peerx::StructView::empty());
-        Self::from_workload(&empty, principal)
+        Self::from_workload(&empty, principal, max_value_bytes)
+    }
+
+    /// How many of the values were longer than the bound and cut.
+    pub fn values_cut(&self) -> usize {
+        self.cut
     }
 }
 
@@ -118,41 +195,41 @@ pub fn tcp_labels(
     };
     let service_known =
         destination.canonical_service != UNKNOWN && destination.namespace != UNKNOWN;
+    let v = |s: &str| LabelValue(s.to_owned());
     TcpLabels {
-        reporter: reporter.to_owned(),
-        source_workload: source.workload.clone(),
-        source_canonical_service: source.canonical_service.clone(),
-        source_canonical_revision: source.canonical_revision.clone(),
-        source_workload_namespace: source.namespace.clone(),
-        source_principal: source.principal.clone(),
-        source_app: source.app.clone(),
-        source_version: source.version.clone(),
-        source_cluster: source.cluster.clone(),
-        destination_workload: destination.workload.clone(),
-        destination_workload_namespace: destination.namespace.clone(),
-        destination_principal: destination.principal.clone(),
-        destination_app: destination.app.clone(),
-        destination_version: destination.version.clone(),
+        reporter: v(reporter),
+        source_workload: v(&source.workload),
+        source_canonical_service: v(&source.canonical_service),
+        source_canonical_revision: v(&source.canonical_revision),
+        source_workload_namespace: v(&source.namespace),
+        source_principal: v(&source.principal),
+        source_app: v(&source.app),
+        source_version: v(&source.version),
+        source_cluster: v(&source.cluster),
+        destination_workload: v(&destination.workload),
+        destination_workload_namespace: v(&destination.namespace),
+        destination_principal: v(&destination.principal),
+        destination_app: v(&destination.app),
+        destination_version: v(&destination.version),
         destination_service: if service_known {
-            format!(
+            LabelValue(format!(
                 "{}.{}.svc.cluster.local",
                 destination.canonical_service, destination.namespace
-            )
+            ))
         } else {
-            UNKNOWN.to_owned()
+            v(UNKNOWN)
         },
-        destination_canonical_service: destination.canonical_service.clone(),
-        destination_canonical_revision: destination.canonical_revision.clone(),
-        destination_service_name: destination.canonical_service.clone(),
-        destination_service_namespace: destination.namespace.clone(),
-        destination_cluster: destination.cluster.clone(),
-        request_protocol: "tcp".to_owned(),
-        response_flags: match flags {
+        destination_canonical_service: v(&destination.canonical_service),
+        destination_canonical_revision: v(&destination.canonical_revision),
+        destination_service_name: v(&destination.canonical_service),
+        destination_service_namespace: v(&destination.namespace),
+        destination_cluster: v(&destination.cluster),
+        request_protocol: v("tcp"),
+        response_flags: v(match flags {
             ResponseFlags::None => "-",
             ResponseFlags::UpstreamConnectFailure => "UF",
-        }
-        .to_owned(),
-        connection_security_policy: security_policy.to_owned(),
+        }),
+        connection_security_policy: v(security_policy),
     }
 }
 
@@ -183,13 +260,17 @@ pub struct Metrics {
     /// Label sets admitted from peers' metadata so far.
     peer_label_sets: AtomicUsize,
     label_sets_refused: Counter,
+    max_label_value_bytes: usize,
+    label_values_cut: Counter,
+    idle_timeouts: Counter,
+    connections_refused: Counter,
 }
 
 impl Metrics {
     /// A registry holding every family, empty (help texts without a final period: the encoder
-    /// adds one); peers may create at most `max_label_sets` label
-    /// sets (see [`Metrics::admit`]).
-    pub fn new(max_label_sets: usize) -> Arc<Self> {
+    /// adds one); peers may create at most `max_label_sets` label sets (see [`Metrics::admit`]),
+    /// each value at most `max_label_value_bytes` long (see [`Metrics::peer_labels`]).
+    pub fn new(max_label_sets: usize, max_label_value_bytes: usize) -> Arc<Self> {
         let mut registry = Registry::default();
         let families: [(&str, &str, Family<TcpLabels, Counter>); 4] = [
             (
@@ -254,6 +335,9 @@ impl Metrics {
         let handshake_failures = Counter::default();
         let identity_rejections = Counter::default();
         let label_sets_refused = Counter::default();
+        let label_values_cut = Counter::default();
+        let idle_timeouts = Counter::default();
+        let connections_refused = Counter::default();
         let proxy = registry.sub_registry_with_prefix("mxproxy");
         proxy.register(
             "upstream_connect_failures",
@@ -275,6 +359,21 @@ impl Metrics {
             "Connections reported as from an unknown peer because its labels would pass the cap",
             label_sets_refused.clone(),
         );
+        proxy.register(
+            "label_values_cut",
+            "Label values from metadata or certificates cut to the length bound",
+            label_values_cut.clone(),
+        );
+        proxy.register(
+            "idle_timeouts",
+            "Connections closed after moving no byte for the idle timeout",
+            idle_timeouts.clone(),
+        );
+        proxy.register(
+            "connections_refused",
+            "Connections closed at once because the most connections were open",
+            connections_refused.clone(),
+        );
         Arc::new(Self {
             registry,
             opened,
@@ -288,6 +387,10 @@ impl Metrics {
             max_label_sets,
             peer_label_sets: AtomicUsize::new(0),
             label_sets_refused,
+            max_label_value_bytes,
+            label_values_cut,
+            idle_timeouts,
+            connections_refused,
         })
     }
 
@@ -361,6 +464,31 @@ impl Metrics {
 
     pub(crate) fn identity_rejected(&self) {
         self.identity_rejections.inc();
+    }
+
+    pub(crate) fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    pub(crate) fn idle_timed_out(&self) {
+        self.idle_timeouts.inc();
+    }
+
+    /// The labels of a workload (a peer's, from its frame, or ours), each value bounded; the
+    /// values cut are counted.
+    pub fn peer_labels(
+        &self,
+        metadata: Option<&peerx::PeerMetadata<'_>>,
+        principal: Option<&str>,
+    ) -> WorkloadLabels {
+        let labels = match metadata {
+            Some(metadata) => {
+                WorkloadLabels::from_metadata(metadata, principal, self.max_label_value_bytes)
+            }
+            None => WorkloadLabels::unknown(principal, self.max_label_value_bytes),
+        };
+        self.label_values_cut.inc_by(labels.values_cut() as u64);
+        labels
     }
 }
 

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 /// HTTP, MySQL and MongoDB records from packet captures or a live interface.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(name = "meshsniff", version)]
 struct Args {
     /// Capture files (pcap or pcapng, optionally gzip'd); the bundled demo capture when none is
     /// given and no --interface.

@@ -1,14 +1,17 @@
 //! `tracehdr` end to end: `inspect` on every format (line and JSON input), `child` determinism
-//! and propagation, usage errors, and `serve` driving a callback server over loopback the way the
-//! W3C trace-context test suite does.
+//! and propagation (only what tracectx validated is forwarded), the command line, stdout errors
+//! and closed pipes, and `serve` driving a callback server over loopback the way the W3C
+//! trace-context test suite does, under slowloris clients and callbacks that never answer.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -250,24 +253,35 @@ fn json_input_matches_line_input() {
 
 #[test]
 fn usage_and_input_errors_exit_2() {
-    for args in [
-        &[][..],
-        &["frobnicate"],
-        &["inspect", "--seed", "1"],
-        &["inspect", "--bogus"],
-        &["child", "--seed"],
-        &["child", "--seed", "x"],
-        &["serve"],
-        &["serve", "--addr", "0.0.0.0:0"],
-        &["serve", "--addr", "192.0.2.1:80"],
-        &["serve", "--addr", "not an address"],
+    // Each bad command line exits 2 with an error naming what was wrong.
+    for (args, named) in [
+        (&[][..], "Usage:"),
+        (&["frobnicate"], "frobnicate"),
+        (&["inspect", "--seed", "1"], "--seed"),
+        (&["inspect", "--bogus"], "--bogus"),
+        (&["child", "--seed"], "--seed"),
+        (&["child", "--seed", "x"], "'x' for '--seed <N>'"),
+        (&["serve"], "--addr"),
+        (&["serve", "--addr", "0.0.0.0:0"], "only loopback"),
+        (&["serve", "--addr", "192.0.2.1:80"], "192.0.2.1:80"),
+        (
+            &["serve", "--addr", "not an address"],
+            "'not an address' for '--addr <ADDR>'",
+        ),
+        (
+            &["serve", "--addr", "127.0.0.1:0", "--callback-timeout", "0"],
+            "--callback-timeout",
+        ),
+        (
+            &["serve", "--addr", "127.0.0.1:0", "--max-callbacks", "0"],
+            "--max-callbacks",
+        ),
     ] {
         let out = tracehdr(args, b"");
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("usage:"),
-            "{args:?}"
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
     }
     for input in ["not json", "{}", "[[\"a\"]]", "[[\"a\", 1]]"] {
         let out = tracehdr(&["inspect", "--json"], input.as_bytes());
@@ -276,6 +290,53 @@ fn usage_and_input_errors_exit_2() {
     }
     let out = tracehdr(&["inspect"], b"no colon here\n");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn help_describes_every_option_and_version_works() {
+    let out = tracehdr(&["--version"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("tracehdr {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let out = tracehdr(&["--help"], b"");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for command in ["inspect", "child", "serve"] {
+        assert!(help.contains(command), "{help}");
+    }
+    for (command, options) in [
+        ("inspect", &["--json"][..]),
+        ("child", &["--json", "--seed"]),
+        (
+            "serve",
+            &[
+                "--addr",
+                "--seed",
+                "--connect-timeout",
+                "--callback-timeout",
+                "--max-callbacks",
+            ],
+        ),
+    ] {
+        let out = tracehdr(&[command, "--help"], b"");
+        assert_eq!(out.status.code(), Some(0), "{command}");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = help.lines().collect();
+        for option in options {
+            // Each option is listed with a description: after it on its line, or on the next.
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(option))
+                .unwrap_or_else(|| panic!("{command} --help lacks {option}: {help}"));
+            let own = lines[at].split_whitespace().count() > 2;
+            let next = lines
+                .get(at + 1)
+                .is_some_and(|l| l.starts_with("          ") && l.split_whitespace().count() > 2);
+            assert!(own || next, "{command} {option} undescribed: {help}");
+        }
+    }
 }
 
 #[test]
@@ -291,14 +352,7 @@ fn child_keeps_the_trace_and_is_deterministic() {
     let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        [
-            "traceparent",
-            "tracestate",
-            "b3",
-            "x-request-id",
-            "baggage",
-            "baggage"
-        ]
+        ["traceparent", "tracestate", "b3", "x-request-id", "baggage"]
     );
 
     let (trace, parent, flags) = traceparent_parts(header(&first, "traceparent").unwrap());
@@ -310,12 +364,8 @@ fn child_keeps_the_trace_and_is_deterministic() {
         header(&first, "x-request-id"),
         Some("8cda17a5-eb41-9ced-9843-acc826f95c8c")
     );
-    let baggage: Vec<&str> = first
-        .iter()
-        .filter(|(n, _)| n == "baggage")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    assert_eq!(baggage, ["a=1", "b=2;p"]);
+    // The two baggage fields' members, re-encoded as one.
+    assert_eq!(header(&first, "baggage"), Some("a=1,b=2;p"));
     let b3: Vec<&str> = header(&first, "b3").unwrap().split('-').collect();
     assert_eq!(b3.len(), 4);
     assert_eq!(b3[0], "80f198ee56343ba8");
@@ -361,13 +411,72 @@ fn child_restarts_an_invalid_trace() {
     assert_eq!(child_headers(&["--seed", "1"], &input), out);
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
+/// `tracehdr serve` on a loopback port; killed when the test ends, however it ends.
+struct Server {
+    process: Child,
+    /// Its stderr lines after the `listening` one, as they come.
+    log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `tracehdr serve --addr 127.0.0.1:0` with `args`; returns it and its address.
+    fn start(args: &[&str]) -> (Self, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tracehdr"));
+        command.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
+        Self::start_with(command)
+    }
+
+    fn start_with(mut command: Command) -> (Self, String) {
+        let mut process = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(process.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("tracehdr: listening on http://")
+            .unwrap_or_else(|| panic!("first stderr line: {first:?}"))
+            .to_owned();
+        // Keep draining stderr so the server never blocks on it.
+        let (tx, log) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        (Self { process, log }, addr)
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit status.
+    fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.process.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < within, "still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }
 
@@ -430,28 +539,7 @@ fn post(addr: &str, headers: &str, body: &str) -> String {
 
 #[test]
 fn serve_calls_back_with_child_traceparents() {
-    let mut process = Command::new(env!("CARGO_BIN_EXE_tracehdr"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = process.stderr.take().unwrap();
-    let server = Server(process);
-    let mut stderr = BufReader::new(stderr);
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let addr = first
-        .trim()
-        .strip_prefix("tracehdr: listening on http://")
-        .unwrap_or_else(|| panic!("first stderr line: {first:?}"))
-        .to_owned();
-    // Keep draining stderr so the server never blocks on it.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
+    let (server, addr) = Server::start(&[]);
 
     // The callback server: records three requests, answers 200 to each.
     let callback = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -489,8 +577,12 @@ fn serve_calls_back_with_child_traceparents() {
     assert!(response.ends_with("\r\n\r\n"), "empty body: {response:?}");
 
     let mut parents = Vec::new();
-    for (path, arguments) in [("/a", "[]"), ("/b", "[1]")] {
-        let (head, body) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    // The calls run concurrently: they may arrive in either order.
+    let mut calls: Vec<(String, String)> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
+        .collect();
+    calls.sort();
+    for ((path, arguments), (head, body)) in [("/a", "[]"), ("/b", "[1]")].into_iter().zip(calls) {
         assert!(
             head.starts_with(&format!("POST {path} HTTP/1.1\r\n")),
             "{head}"
@@ -530,4 +622,291 @@ fn serve_calls_back_with_child_traceparents() {
     let response = post(&addr, "", "[]");
     assert!(response.starts_with("HTTP/1.1 200 "), "{response:?}");
     drop(server);
+}
+
+/// `child`'s headers as `(name, value)` pairs, and its stderr.
+fn child_run(args: &[&str], stdin: &[u8]) -> (Vec<(String, String)>, String) {
+    let mut all = vec!["child"];
+    all.extend_from_slice(args);
+    let out = tracehdr(&all, stdin);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // Nothing forwarded carries a control character (a header split on the next hop) or a byte
+    // outside ASCII: only visible ASCII and the single space after each colon.
+    for line in stdout.lines() {
+        assert!(
+            line.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+            "{line:?}"
+        );
+    }
+    let headers = stdout
+        .lines()
+        .map(|l| {
+            let (n, v) = l.split_once(": ").unwrap();
+            (n.to_owned(), v.to_owned())
+        })
+        .collect();
+    (headers, stderr)
+}
+
+#[test]
+fn child_forwards_what_inspect_keeps_of_a_megabyte_of_baggage() {
+    let big: String = (0..100_000)
+        .map(|i| format!("member{i}=value{i}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(big.len() > 1_000_000);
+    let input = format!("baggage: {big}\n");
+    let inspected = inspect(&[], &input);
+    let kept = inspected["baggage"]["baggage"].as_array().unwrap();
+    assert_eq!(kept.len(), 64);
+    let (headers, stderr) = child_run(&[], input.as_bytes());
+    let baggage: Vec<&String> = headers
+        .iter()
+        .filter(|(n, _)| n == "baggage")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(baggage.len(), 1, "one re-encoded baggage header");
+    assert!(baggage[0].len() <= 8192, "{}", baggage[0].len());
+    let forwarded: Vec<(&str, &str)> = baggage[0]
+        .split(',')
+        .map(|m| m.split_once('=').unwrap())
+        .collect();
+    let expected: Vec<(&str, &str)> = kept
+        .iter()
+        .map(|m| (m[0].as_str().unwrap(), m[1].as_str().unwrap()))
+        .collect();
+    assert_eq!(forwarded, expected, "exactly the members inspect keeps");
+    assert!(
+        stderr.contains("64 members forwarded, 99936 left out"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn child_drops_baggage_that_inspect_calls_invalid() {
+    let input = "baggage: ok=1,caf\u{e9}=latte,name=Am\u{e9}lie\nbaggage: two=2;prop=\u{e9}\n\
+                 baggage: three=3;p\n";
+    for line in input.lines() {
+        let v = inspect(&[], &format!("{line}\n"));
+        let expected = if line.contains('\u{e9}') {
+            "invalid"
+        } else {
+            "valid"
+        };
+        assert_eq!(v["baggage"]["result"], expected, "{line}");
+    }
+    let (headers, stderr) = child_run(&[], input.as_bytes());
+    assert_eq!(header(&headers, "baggage"), Some("ok=1,three=3;p"));
+    assert!(stderr.contains("3 left out (3 malformed"), "{stderr}");
+    // Nothing valid: no baggage header at all.
+    let (headers, _) = child_run(&[], "baggage: caf\u{e9}=1\n".as_bytes());
+    assert_eq!(header(&headers, "baggage"), None);
+}
+
+#[test]
+fn child_never_forwards_a_request_id_with_a_control_character() {
+    for (input, json) in [
+        (&b"x-request-id: abc\rx-injected: 1\n"[..], false),
+        (br#"[["x-request-id", "abc\r\nx-injected: 1"]]"#, true),
+        (br#"[["x-request-id", "nul\u0000"]]"#, true),
+        ("x-request-id: caf\u{e9}\n".as_bytes(), false),
+    ] {
+        let args: &[&str] = if json { &["--json"] } else { &[] };
+        let v = inspect(args, std::str::from_utf8(input).unwrap());
+        assert_eq!(v["request_id"]["result"], "invalid", "{input:?}");
+        let (headers, stderr) = child_run(args, input);
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["traceparent", "x-request-id"], "{input:?}");
+        let id = header(&headers, "x-request-id").unwrap();
+        assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+        assert_eq!(&id[14..15], "4");
+        assert!(stderr.contains("x-request-id not forwarded"), "{stderr}");
+    }
+    // Longer than 64 bytes: replaced too. Surrounding spaces: trimmed, kept.
+    let (headers, _) = child_run(
+        &[],
+        format!("x-request-id: {}\n", "a".repeat(65)).as_bytes(),
+    );
+    assert_eq!(header(&headers, "x-request-id").unwrap().len(), 36);
+    let (headers, stderr) = child_run(&[], b"x-request-id:   my-id-1 \n");
+    assert_eq!(header(&headers, "x-request-id"), Some("my-id-1"));
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[test]
+fn a_write_error_on_stdout_is_a_message_and_a_failure() {
+    for args in [&["inspect"][..], &["child"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tracehdr"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/full")
+                    .unwrap(),
+            )
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("cannot write to standard output") && stderr.contains("No space left"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    for args in [&["inspect"][..], &["child"]] {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_tracehdr"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the program writes (it writes after reading all input).
+        drop(process.stdout.take());
+        let mut stdin = process.stdin.take().unwrap();
+        stdin
+            .write_all(format!("traceparent: {TRACEPARENT}\n").as_bytes())
+            .unwrap();
+        drop(stdin);
+        let out = process.wait_with_output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
+}
+
+/// A POST of `body` to `/`, answered on its own connection: the status line and the time taken.
+fn timed_post(addr: &str, body: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    (status, started.elapsed())
+}
+
+#[test]
+fn serve_answers_within_a_second_under_2000_slowloris_connections() {
+    // Started with the soft descriptor limit many systems default to: tracehdr raises it.
+    let mut command = Command::new("prlimit");
+    command
+        .args(["--nofile=1024:", "--"])
+        .arg(env!("CARGO_BIN_EXE_tracehdr"))
+        .args(["serve", "--addr", "127.0.0.1:0"]);
+    let (server, addr) = Server::start_with(command);
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let mut held = common::slowloris::open(socket, 2000);
+    assert_eq!(held.len(), 2000);
+    for _ in 0..3 {
+        common::slowloris::trickle(&mut held);
+        // GET is answered 405 (POST only) at once.
+        let (slowest, statuses) = common::slowloris::scrape_times(socket, "/", 5);
+        assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+        assert!(
+            statuses.iter().all(|s| s.starts_with("HTTP/1.1 405")),
+            "{statuses:?}"
+        );
+        for _ in 0..3 {
+            let (status, took) = timed_post(&addr, "[]");
+            assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+            assert!(took < Duration::from_secs(1), "{took:?}");
+        }
+    }
+    drop(held);
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn callbacks_that_never_answer_hold_only_their_own_request_until_the_deadline() {
+    let (server, addr) = Server::start(&["--callback-timeout", "1.5"]);
+    // Callbacks that accept connections (the kernel does, from the backlog) and never answer.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let items: Vec<String> = (0..32)
+        .map(|i| format!(r#"{{"url": "http://127.0.0.1:{port}/never/{i}", "arguments": []}}"#))
+        .collect();
+    let body = format!("[{}]", items.join(","));
+    let hanging = {
+        let addr = addr.clone();
+        std::thread::spawn(move || timed_post(&addr, &body))
+    };
+    // Meanwhile, other requests are answered at once.
+    std::thread::sleep(Duration::from_millis(200));
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let (slowest, statuses) = common::slowloris::scrape_times(socket, "/", 5);
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    assert!(statuses.iter().all(|s| s.starts_with("HTTP/1.1 405")));
+    let (status, took) = timed_post(&addr, "[]");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // The POST listing them answers once its deadline passes: 1.5 s, not 32 × 5 s.
+    let (status, took) = hanging.join().unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    let logged: Vec<String> = server.log.try_iter().collect();
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|l| l.contains("no answer within the deadline"))
+            .count(),
+        32,
+        "{logged:?}"
+    );
+    drop(silent);
+    assert!(server.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn too_many_callbacks_are_refused_and_wrong_methods_get_405() {
+    let (server, addr) = Server::start(&["--max-callbacks", "3"]);
+    let item = r#"{"url": "http://127.0.0.1:9/x", "arguments": []}"#;
+    let (status, _) = timed_post(&addr, &format!("[{}]", [item; 4].join(",")));
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    let response = post(&addr, "", &format!("[{}]", [item; 4].join(",")));
+    assert!(
+        response.contains("at most 3 calls per request, not 4"),
+        "{response}"
+    );
+    // Port 9 refuses: the three calls fail fast and the request is answered.
+    let (status, took) = timed_post(&addr, &format!("[{}]", [item; 3].join(",")));
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let socket: std::net::SocketAddr = addr.parse().unwrap();
+    let (_, statuses) = common::slowloris::scrape_times(socket, "/", 1);
+    assert!(statuses[0].starts_with("HTTP/1.1 405"), "{statuses:?}");
+    drop(server);
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully() {
+    let (server, addr) = Server::start(&[]);
+    let (status, _) = timed_post(&addr, "[]");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let started = Instant::now();
+    let log = server.terminate(Duration::from_secs(5));
+    assert!(log.success(), "{log:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(TcpStream::connect(&addr).is_err(), "no longer listening");
 }

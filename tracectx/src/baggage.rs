@@ -1,4 +1,5 @@
-//! W3C Baggage: members, properties and percent-decoding, across repeated header fields.
+//! W3C Baggage: members, properties and percent-decoding, across repeated header fields; and
+//! the one re-encoder of what was kept, within the W3C limits.
 #![deny(clippy::indexing_slicing)]
 
 use crate::carrier::Carrier;
@@ -90,6 +91,180 @@ impl<F> Members<'_, F> {
     }
 }
 
+impl<'a, F: Iterator<Item = &'a [u8]>> Members<'a, F> {
+    /// Re-encodes the members not read yet into `out` as one `baggage` value, as
+    /// [`write_baggage`] does; [`BaggageWritten::over_limit`] also counts the members this reader
+    /// dropped for its own limits (including any dropped before this call).
+    ///
+    /// ```
+    /// use tracectx::{BAGGAGE_MAX_BYTES, Config, extract_baggage};
+    ///
+    /// let headers = [("baggage", "a=1;p, bad key=2"), ("baggage", "b = x%2Cy ;q = 3")];
+    /// let mut out = [0u8; BAGGAGE_MAX_BYTES];
+    /// let (value, written) = extract_baggage(&headers, &Config::default()).write(&mut out);
+    /// assert_eq!(value, "a=1;p,b=x%2Cy;q=3");
+    /// assert_eq!((written.members, written.invalid, written.over_limit), (2, 1, 0));
+    /// ```
+    pub fn write(mut self, out: &mut [u8]) -> (&str, BaggageWritten) {
+        let (value, mut written) = write_baggage(self.by_ref(), out);
+        written.over_limit = written.over_limit.saturating_add(self.dropped);
+        (value, written)
+    }
+}
+
+/// The most bytes of `baggage` a sender may count on every receiver to take whole, all fields
+/// together (W3C Baggage, "Limits"); [`write_baggage`] never writes more.
+pub const BAGGAGE_MAX_BYTES: usize = 8192;
+
+/// The most members the W3C Baggage grammar allows in a header (`list-member 0*179( OWS "," OWS
+/// list-member )`); [`write_baggage`] never writes more.
+pub const BAGGAGE_MAX_MEMBERS: usize = 180;
+
+/// What [`write_baggage`] wrote and what it left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BaggageWritten {
+    /// Members written.
+    pub members: u16,
+    /// Malformed members left out (a bad key, value or property: control characters, bytes
+    /// outside ASCII, a missing `=`...).
+    pub invalid: u32,
+    /// Well-formed members left out because they did not fit: past [`BAGGAGE_MAX_MEMBERS`],
+    /// [`BAGGAGE_MAX_BYTES`] or the caller's buffer (and, from [`Members::write`], those the
+    /// reader dropped for its limits).
+    pub over_limit: u32,
+}
+
+impl BaggageWritten {
+    /// Members left out, for whatever reason.
+    pub const fn dropped(&self) -> u32 {
+        self.invalid.saturating_add(self.over_limit)
+    }
+}
+
+/// Re-encodes validated members into `out` as one `baggage` value, `key=value;prop;prop=value`
+/// joined by `,`, without OWS, and returns it with what was left out. Malformed members (the
+/// `Err` items of [`extract_baggage`]) are left out; so are whole members past
+/// [`BAGGAGE_MAX_MEMBERS`] or past [`BAGGAGE_MAX_BYTES`] (or `out`'s length), in which case a
+/// later, shorter member may still fit. Values keep their percent-encoding, except that a `%` not
+/// followed by two hex digits is written `%25`, so the next hop decodes what this one did.
+///
+/// The value is ASCII made only of token characters, baggage octets, `,`, `;` and `=`: never a
+/// control character, a space or a byte outside ASCII, whatever the input was. Empty (send no
+/// header) when nothing was kept.
+pub fn write_baggage<'a, 'o>(
+    members: impl IntoIterator<Item = Result<BaggageMember<'a>, Error>>,
+    out: &'o mut [u8],
+) -> (&'o str, BaggageWritten) {
+    let limit = out.len().min(BAGGAGE_MAX_BYTES);
+    let out = out.get_mut(..limit).unwrap_or_default();
+    let mut written = BaggageWritten::default();
+    let mut len = 0;
+    for member in members {
+        let Ok(member) = member else {
+            written.invalid = written.invalid.saturating_add(1);
+            continue;
+        };
+        if usize::from(written.members) >= BAGGAGE_MAX_MEMBERS {
+            written.over_limit = written.over_limit.saturating_add(1);
+            continue;
+        }
+        let mut w = Writer {
+            out: &mut *out,
+            at: len,
+            full: false,
+        };
+        if len > 0 {
+            w.put(b",");
+        }
+        match encode_member(&member, &mut w) {
+            Ok(()) if !w.full => {
+                len = w.at;
+                written.members += 1;
+            }
+            Ok(()) => written.over_limit = written.over_limit.saturating_add(1),
+            Err(()) => written.invalid = written.invalid.saturating_add(1),
+        }
+    }
+    let value = core::str::from_utf8(out.get(..len).unwrap_or_default()).unwrap_or_default();
+    (value, written)
+}
+
+/// Appends to a buffer; past its end, `full` and nothing more is written.
+struct Writer<'o> {
+    out: &'o mut [u8],
+    at: usize,
+    full: bool,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        match self.out.get_mut(self.at..self.at + bytes.len()) {
+            Some(dst) if !self.full => {
+                dst.copy_from_slice(bytes);
+                self.at += bytes.len();
+            }
+            _ => self.full = true,
+        }
+    }
+}
+
+/// Writes one member, checking every byte again as it goes (`Err` for a byte the grammar does
+/// not allow: never written, whoever built the member).
+fn encode_member(member: &BaggageMember<'_>, w: &mut Writer<'_>) -> Result<(), ()> {
+    put_token(member.key.as_bytes(), w)?;
+    w.put(b"=");
+    put_value(member.value, w)?;
+    for raw in member.properties.split(|b| *b == b';') {
+        let property = trim_ows(raw);
+        if property.is_empty() {
+            continue;
+        }
+        w.put(b";");
+        match property.iter().position(|b| *b == b'=') {
+            Some(i) => {
+                put_token(trim_ows(property.get(..i).unwrap_or_default()), w)?;
+                w.put(b"=");
+                put_value(trim_ows(property.get(i + 1..).unwrap_or_default()), w)?;
+            }
+            None => put_token(property, w)?,
+        }
+    }
+    Ok(())
+}
+
+fn put_token(token: &[u8], w: &mut Writer<'_>) -> Result<(), ()> {
+    if token.is_empty() || !token.iter().all(|b| token_char(*b)) {
+        return Err(());
+    }
+    w.put(token);
+    Ok(())
+}
+
+fn put_value(value: &[u8], w: &mut Writer<'_>) -> Result<(), ()> {
+    let mut i = 0;
+    while let Some(&b) = value.get(i) {
+        let escaped = b == b'%'
+            && value
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if escaped {
+            w.put(value.get(i..i + 3).unwrap_or_default());
+            i += 3;
+            continue;
+        }
+        if b == b'%' {
+            w.put(b"%25");
+        } else if baggage_octet(b) {
+            w.put(core::slice::from_ref(&b));
+        } else {
+            return Err(());
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 impl<'a, F: Iterator<Item = &'a [u8]>> Iterator for Members<'a, F> {
     type Item = Result<BaggageMember<'a>, Error>;
 
@@ -134,12 +309,13 @@ const fn baggage_octet(b: u8) -> bool {
 
 fn parse_member(raw: &[u8]) -> Result<BaggageMember<'_>, Error> {
     let lead = ows_prefix(raw);
-    let (kv, properties) = match raw.iter().position(|b| *b == b';') {
+    let (kv, properties, properties_at) = match raw.iter().position(|b| *b == b';') {
         Some(i) => (
             raw.get(..i).unwrap_or_default(),
             raw.get(i + 1..).unwrap_or_default(),
+            i + 1,
         ),
-        None => (raw, &[][..]),
+        None => (raw, &[][..], raw.len()),
     };
     let eq = kv.iter().position(|b| *b == b'=').ok_or_else(|| {
         Error::at(
@@ -183,11 +359,59 @@ fn parse_member(raw: &[u8]) -> Result<BaggageMember<'_>, Error> {
             lead,
         )
     })?;
+    check_properties(properties, properties_at)?;
     Ok(BaggageMember {
         key,
         value,
         properties,
     })
+}
+
+/// The properties after a member's first `;`: each `key OWS [= OWS value]` with a token key and a
+/// value of baggage octets (empty ones, as in `;;`, are skipped). `at` is where they start in the
+/// member, for the error offset.
+fn check_properties(properties: &[u8], mut at: usize) -> Result<(), Error> {
+    let invalid = |offset| {
+        Error::at(
+            ErrorKind::InvalidByte {
+                field: Field::BaggageProperty,
+            },
+            offset,
+        )
+    };
+    for raw in properties.split(|b| *b == b';') {
+        let start = at + ows_prefix(raw);
+        at += raw.len() + 1;
+        let property = trim_ows(raw);
+        if property.is_empty() {
+            continue;
+        }
+        let (key, value) = match property.iter().position(|b| *b == b'=') {
+            Some(i) => (
+                trim_ows(property.get(..i).unwrap_or_default()),
+                Some((i + 1, property.get(i + 1..).unwrap_or_default())),
+            ),
+            None => (property, None),
+        };
+        if key.is_empty() {
+            return Err(Error::at(
+                ErrorKind::Missing {
+                    field: Field::BaggageProperty,
+                },
+                start,
+            ));
+        }
+        if let Some(i) = key.iter().position(|b| !token_char(*b)) {
+            return Err(invalid(start + i));
+        }
+        if let Some((value_at, value)) = value {
+            let lead = ows_prefix(value);
+            if let Some(i) = trim_ows(value).iter().position(|b| !baggage_octet(*b)) {
+                return Err(invalid(start + value_at + lead + i));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Percent-decodes `input` into `out`, replacing invalid UTF-8 with U+FFFD.

@@ -39,7 +39,7 @@ impl Carrier for [(&[u8], &[u8])] {
 impl Carrier for http::HeaderMap {
     fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         // HeaderMap names are lowercase already; `get_all` keeps repeated fields in order.
-        http::HeaderMap::get_all(self, name)
+        Self::get_all(self, name)
             .into_iter()
             .map(http::HeaderValue::as_bytes)
     }

@@ -46,6 +46,17 @@ pub enum ErrorKind {
         /// Which field.
         field: Field,
     },
+    /// A value longer than this crate accepts for its field (an `x-request-id` over
+    /// [`REQUEST_ID_MAX_LEN`](crate::REQUEST_ID_MAX_LEN) bytes).
+    #[error("{field:?} is {found} bytes long, more than {limit}")]
+    TooLong {
+        /// Which field.
+        field: Field,
+        /// The most bytes allowed.
+        limit: u16,
+        /// Length found (saturated at `u16::MAX`).
+        found: u16,
+    },
     /// A caller buffer is too small for the encoded value.
     #[error("output buffer of {capacity} bytes, {required} needed")]
     BufferTooSmall {
@@ -90,6 +101,8 @@ pub enum Field {
     B3,
     /// `x-ot-span-context`.
     OtSpanContext,
+    /// Envoy's `x-request-id`.
+    RequestId,
 }
 
 /// An error with the byte offset (within the header value) where it was detected.

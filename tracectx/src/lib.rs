@@ -31,6 +31,24 @@
 //! assert_eq!(write_traceparent(&child, &mut out), "00-4bf92f3577b34da6a3ce929d0e0e4736-0707070707070707-01");
 //! ```
 //!
+//! # Forwarding
+//! What a proxy sends on is written by this crate from what it validated, never copied from the
+//! request: [`write_traceparent`], [`TraceState::write`], [`write_b3_single`], [`Members::write`]
+//! (the well-formed baggage members re-encoded as one value within [`BAGGAGE_MAX_BYTES`] and
+//! [`BAGGAGE_MAX_MEMBERS`], with a count of what was left out), and an `x-request-id` only after
+//! [`validate_request_id`] (visible ASCII, at most [`REQUEST_ID_MAX_LEN`] bytes). None of them
+//! can emit a control character, so none can split or extend a header on the next hop.
+//!
+//! ```
+//! use tracectx::{BAGGAGE_MAX_BYTES, Config, extract_baggage, validate_request_id};
+//!
+//! let headers = [("baggage", "user=alice, bad\r=1"), ("x-request-id", "abc\r\nx-admin: 1")];
+//! let mut out = [0u8; BAGGAGE_MAX_BYTES];
+//! let (baggage, written) = extract_baggage(&headers, &Config::default()).write(&mut out);
+//! assert_eq!((baggage, written.invalid), ("user=alice", 1));
+//! assert!(validate_request_id(b"abc\r\nx-admin: 1").is_err());
+//! ```
+//!
 //! # Conformance against the anchors
 //! Where the specs and the anchors disagree this crate follows the spec:
 //!
@@ -68,7 +86,10 @@ pub use b3::{
     B3, B3_SINGLE_MAX_LEN, B3Context, B3MultiBuf, extract_b3, extract_b3_multi, parse_b3_single,
     write_b3_multi, write_b3_single,
 };
-pub use baggage::{BaggageMember, Members, extract_baggage, percent_decode};
+pub use baggage::{
+    BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS, BaggageMember, BaggageWritten, Members,
+    extract_baggage, percent_decode, write_baggage,
+};
 pub use carrier::Carrier;
 pub use config::{Config, InvalidB3Single, KeyGrammar};
 pub use error::{Error, ErrorKind, Field};
@@ -76,9 +97,9 @@ pub use ids::{Sampling, SpanId, TraceFlags, TraceId};
 #[cfg(feature = "ot")]
 pub use ot::{OtSpanContext, decode_ot_span_context, encode_ot_span_context};
 pub use request_id::{
-    Decision, REQUEST_ID_LEN, RandomSource, SamplingConfig, TRACE_REASON_INDEX, TraceReason,
-    decide, generate_request_id, request_id_integer, sampling_bucket, set_trace_reason,
-    trace_reason,
+    Decision, REQUEST_ID_LEN, REQUEST_ID_MAX_LEN, RandomSource, SamplingConfig, TRACE_REASON_INDEX,
+    TraceReason, decide, generate_request_id, request_id_integer, sampling_bucket,
+    set_trace_reason, trace_reason, validate_request_id,
 };
 pub use w3c::{
     TRACEPARENT_LEN, TRACESTATE_MAX_MEMBERS, TraceParent, TraceState, extract_traceparent,

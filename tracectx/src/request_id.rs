@@ -2,13 +2,68 @@
 //! tracing decision in Envoy's order.
 #![deny(clippy::indexing_slicing)]
 
+use crate::error::{Error, ErrorKind, Field};
 use crate::ids::encode_hex;
+use crate::w3c::{ows_prefix, trim_ows};
 
 /// Length of a UUID request id.
 pub const REQUEST_ID_LEN: usize = 36;
 
 /// Index of the trace-reason character (the UUID version digit).
 pub const TRACE_REASON_INDEX: usize = 14;
+
+/// The longest request id [`validate_request_id`] accepts, and the most of one [`decide`] keeps.
+pub const REQUEST_ID_MAX_LEN: usize = 64;
+
+/// An `x-request-id` value fit to forward: OWS (spaces and tabs) around it removed, then 1 to
+/// [`REQUEST_ID_MAX_LEN`] visible ASCII characters (`!` to `~`). No control character (a bare CR
+/// or LF would split the header on the next hop), no space, no byte outside ASCII. Any id Envoy
+/// generates passes; the contents are otherwise opaque (not necessarily a UUID).
+///
+/// ```
+/// use tracectx::{ErrorKind, validate_request_id};
+///
+/// assert_eq!(validate_request_id(b" 8cda17a5-eb41-9ced-9843-acc826f95c8c "), Ok("8cda17a5-eb41-9ced-9843-acc826f95c8c"));
+/// let injected = validate_request_id(b"abc\rx-admin: 1").unwrap_err();
+/// assert!(matches!(injected.kind(), ErrorKind::InvalidByte { .. }));
+/// assert_eq!(injected.offset(), 3);
+/// ```
+///
+/// # Errors
+/// [`ErrorKind::Missing`] when empty (or only OWS), [`ErrorKind::TooLong`] past
+/// [`REQUEST_ID_MAX_LEN`], [`ErrorKind::InvalidByte`] at the first byte that is not visible ASCII;
+/// the field is [`Field::RequestId`] and the offset counts from the start of `value`.
+pub fn validate_request_id(value: &[u8]) -> Result<&str, Error> {
+    let lead = ows_prefix(value);
+    let id = trim_ows(value);
+    if id.is_empty() {
+        return Err(Error::at(
+            ErrorKind::Missing {
+                field: Field::RequestId,
+            },
+            lead,
+        ));
+    }
+    if id.len() > REQUEST_ID_MAX_LEN {
+        return Err(Error::at(
+            ErrorKind::TooLong {
+                field: Field::RequestId,
+                limit: REQUEST_ID_MAX_LEN as u16,
+                found: u16::try_from(id.len()).unwrap_or(u16::MAX),
+            },
+            lead,
+        ));
+    }
+    if let Some(i) = id.iter().position(|b| !b.is_ascii_graphic()) {
+        return Err(Error::at(
+            ErrorKind::InvalidByte {
+                field: Field::RequestId,
+            },
+            lead + i,
+        ));
+    }
+    Ok(core::str::from_utf8(id).unwrap_or_default())
+}
 
 /// A source of random bytes the caller provides (no RNG lives in this crate).
 pub trait RandomSource {
@@ -156,7 +211,7 @@ pub struct Decision {
     /// Why (or why not) the request is traced.
     pub reason: TraceReason,
     /// The request id to forward (`len` bytes of `id`).
-    pub id: [u8; 64],
+    pub id: [u8; REQUEST_ID_MAX_LEN],
     /// Length of the id in `id`.
     pub len: usize,
     /// Whether the id was generated here.
@@ -177,8 +232,9 @@ impl Decision {
 /// ServiceForced (`x-envoy-force-trace`) or Sampling (bucket below `random_sampling`), and any
 /// reason is vetoed by `overall_sampling`. The final reason is packed into a 36-character id.
 ///
-/// `request_id` longer than 64 bytes is treated as corrupt (kept as the first 64 bytes; never
-/// traced).
+/// `request_id` longer than [`REQUEST_ID_MAX_LEN`] (64) bytes is treated as corrupt (kept as the
+/// first 64 bytes; never traced). `decide` does not otherwise check the id's bytes: pass it
+/// through [`validate_request_id`] first when it comes from a peer and will be forwarded.
 pub fn decide(
     request_id: Option<&[u8]>,
     has_client_trace_id: bool,
@@ -188,14 +244,14 @@ pub fn decide(
 ) -> Decision {
     let mut d = Decision {
         reason: TraceReason::NotTraceable,
-        id: [0; 64],
+        id: [0; REQUEST_ID_MAX_LEN],
         len: 0,
         generated: false,
     };
     let force = has_force_trace && !config.edge;
     match request_id.filter(|id| !id.is_empty()) {
         Some(id) if !config.edge || config.preserve_external_request_id => {
-            d.len = id.len().min(64);
+            d.len = id.len().min(REQUEST_ID_MAX_LEN);
             if let (Some(dst), Some(src)) = (d.id.get_mut(..d.len), id.get(..d.len)) {
                 dst.copy_from_slice(src);
             }

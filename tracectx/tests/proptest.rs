@@ -1,5 +1,6 @@
 //! Property tests: write → parse round trips for every format with an encoder, UUIDv4 version and
-//! variant bits, tracestate editing rules, and hostile bytes never panicking.
+//! variant bits, tracestate editing rules, hostile bytes never panicking, and what is forwarded
+//! (baggage re-encoded, request ids) staying within its bounds.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
@@ -135,6 +136,41 @@ proptest! {
         let mut scratch = [0u8; 256];
         let _ = decode_ot_span_context(&value, &mut scratch);
         let _ = request_id_integer(&value);
+    }
+
+    /// Whatever the input, the forwarded baggage is within the W3C limits, has no byte a header
+    /// could be split or extended with, and reads back as exactly the members written.
+    #[test]
+    fn forwarded_baggage_is_bounded_clean_and_reads_back(
+        text in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..600)
+                .prop_map(|v| String::from_utf8_lossy(&v).into_owned()),
+            // Mostly baggage-shaped, with the bytes that must never pass.
+            "[a-z0-9=,; %\t\r\n\u{0}\u{e9}]{0,600}",
+        ],
+        cap in 0usize..400,
+    ) {
+        let headers = [("baggage", text.as_str()), ("baggage", text.as_str())];
+        let config = Config::default().baggage_limits(u16::MAX, u16::MAX);
+        let mut out = vec![0u8; cap];
+        let (written_value, written) = extract_baggage(&headers, &config).write(&mut out);
+        prop_assert!(written_value.len() <= cap.min(BAGGAGE_MAX_BYTES));
+        prop_assert!(usize::from(written.members) <= BAGGAGE_MAX_MEMBERS);
+        prop_assert!(written_value.bytes().all(|b| b.is_ascii_graphic()));
+        let total = extract_baggage(&headers, &config).count();
+        prop_assert_eq!(total, usize::from(written.members) + written.dropped() as usize);
+        let forwarded = [("baggage", written_value)];
+        let again: Vec<_> = extract_baggage(&forwarded, &config).collect();
+        prop_assert_eq!(again.len(), usize::from(written.members));
+        prop_assert!(again.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn accepted_request_ids_are_visible_ascii(value in proptest::collection::vec(any::<u8>(), 0..100)) {
+        if let Ok(id) = validate_request_id(&value) {
+            prop_assert!(!id.is_empty() && id.len() <= REQUEST_ID_MAX_LEN);
+            prop_assert!(id.bytes().all(|b| b.is_ascii_graphic()));
+        }
     }
 }
 

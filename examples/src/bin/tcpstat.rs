@@ -92,11 +92,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    collected.notes.iter().for_each(|n| note!("{n}"));
-    let text = match args.format {
-        OutputFormat::Json => render_json(&collected),
-        OutputFormat::Prom => render_metrics(&collected, Format::Prometheus),
-    };
+    let (_, text) = render(&collected, args.format, Format::Prometheus);
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -184,7 +180,10 @@ fn serve_metrics(addr: &str, settings: Settings) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail("cannot start the server", e),
     };
-    let handler = Arc::new(Metrics { settings });
+    let handler = Arc::new(Metrics {
+        settings,
+        collections: Arc::new(tokio::sync::Semaphore::new(COLLECTIONS)),
+    });
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let signals = tokio::net::UnixStream::from_std(signals)?;
@@ -212,11 +211,16 @@ fn serve_metrics(addr: &str, settings: Settings) -> ExitCode {
 }
 
 /// `GET /metrics`: a fresh collection per scrape, as node_exporter does; `503` when nothing
-/// could be read.
+/// could be read. Collections run off the server's thread (a sock_diag dump of a busy host
+/// takes a while), at most [`COLLECTIONS`] at once.
 #[derive(Debug)]
 struct Metrics {
     settings: Settings,
+    collections: Arc<tokio::sync::Semaphore>,
 }
+
+/// Collections run at once; more scrapes wait for one to finish.
+const COLLECTIONS: usize = 2;
 
 impl Handler for Metrics {
     fn wants_body(&self, _: &Parts) -> bool {
@@ -224,27 +228,31 @@ impl Handler for Metrics {
     }
 
     fn respond(&self, head: Parts, _: Bytes) -> Reply {
-        let response = if head.uri.path() != "/metrics" {
-            text(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n")
-        } else if head.method != Method::GET && head.method != Method::HEAD {
-            method_not_allowed("GET, HEAD")
-        } else {
-            match collect(&self.settings) {
-                Ok(c) => {
-                    c.notes.iter().for_each(|n| note!("{n}"));
-                    let (content_type, body) = match self.settings.format {
-                        OutputFormat::Json => ("application/json", render_json(&c)),
-                        OutputFormat::Prom => {
-                            let accept = head
-                                .headers
-                                .get(hyper::header::ACCEPT)
-                                .and_then(|v| v.to_str().ok());
-                            let format = Format::from_accept(accept);
-                            (format.content_type(), render_metrics(&c, format))
-                        }
-                    };
-                    text(StatusCode::OK, content_type, body)
-                }
+        if head.uri.path() != "/metrics" {
+            let response = text(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n");
+            return Box::pin(std::future::ready(response));
+        }
+        if head.method != Method::GET && head.method != Method::HEAD {
+            return Box::pin(std::future::ready(method_not_allowed("GET, HEAD")));
+        }
+        let accept = head
+            .headers
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        let settings = self.settings.clone();
+        let collections = Arc::clone(&self.collections);
+        Box::pin(async move {
+            let permit = collections.acquire_owned().await;
+            let collected = tokio::task::spawn_blocking(move || {
+                let collected = collect(&settings).map(|c| render(&c, settings.format, format));
+                drop(permit);
+                collected
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the collection failed: {e}")));
+            match collected {
+                Ok((content_type, body)) => text(StatusCode::OK, content_type, body),
                 Err(e) => {
                     note!("nothing could be read: {e}");
                     text(
@@ -254,8 +262,17 @@ impl Handler for Metrics {
                     )
                 }
             }
-        };
-        Box::pin(std::future::ready(response))
+        })
+    }
+}
+
+/// The notes of a collection on stderr, and its body in `output` (`format` as the scraper
+/// asked, for the Prometheus exposition), with its content type.
+fn render(c: &Collected, output: OutputFormat, format: Format) -> (&'static str, String) {
+    c.notes.iter().for_each(|n| note!("{n}"));
+    match output {
+        OutputFormat::Json => ("application/json", render_json(c)),
+        OutputFormat::Prom => (format.content_type(), render_metrics(c, format)),
     }
 }
 

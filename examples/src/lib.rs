@@ -9,7 +9,6 @@ pub mod meshsniff;
 pub mod metadata_json;
 pub mod mxecho;
 pub mod mxproxy;
-pub mod prom;
 pub mod serve;
 pub mod tcpsource;
 pub mod tcpstat;

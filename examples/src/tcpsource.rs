@@ -26,18 +26,30 @@ pub struct Collected {
 /// Chunk size for file reads; memory use does not depend on the file's size.
 const CHUNK: usize = 64 * 1024;
 
-/// Reads `ROOT/net/tcp` and `ROOT/net/tcp6` through the counting path.
+/// Reads `ROOT/net/tcp` and `ROOT/net/tcp6` through the counting path, each table with a
+/// counter of its own (so a malformed row's note names its file and its offset in it).
 ///
 /// # Errors
 /// Only when neither table could be read; a missing or unreadable tcp6 (or tcp) is a note.
 pub fn collect_proc(root: &Path) -> Result<Collected, String> {
     let mut out = Collected::default();
-    let mut counter = StateCounter::new(Limits::default());
     let mut buf = vec![0u8; CHUNK];
     let mut failures = Vec::new();
     for name in ["tcp", "tcp6"] {
         let path = root.join("net").join(name);
-        match stream_file(&path, &mut counter, &mut buf) {
+        let mut counter = StateCounter::new(Limits::default());
+        // Rows counted before a read error still count, as they did with one counter.
+        let read = stream_file(&path, &mut counter, &mut buf);
+        out.counts.merge(counter.counts());
+        let malformed = counter.stats().malformed;
+        out.malformed_rows += malformed;
+        if let Some(e) = counter.first_error() {
+            out.notes.push(format!(
+                "{}: {malformed} malformed row(s), first: {e}",
+                path.display()
+            ));
+        }
+        match read {
             Ok(()) => out.tables_read += 1,
             Err(e) => {
                 let note = format!("{}: {e}", path.display());
@@ -53,14 +65,6 @@ pub fn collect_proc(root: &Path) -> Result<Collected, String> {
     }
     if out.tables_read == 0 {
         return Err(failures.join("; "));
-    }
-    out.counts = *counter.counts();
-    out.malformed_rows = counter.stats().malformed;
-    if let Some(e) = counter.first_error() {
-        out.notes.push(format!(
-            "{} malformed row(s), first: {e}",
-            out.malformed_rows
-        ));
     }
     Ok(out)
 }

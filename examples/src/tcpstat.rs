@@ -1,50 +1,83 @@
-//! Rendering tcpstat's counts: node_exporter's exposition, or one JSON object.
+//! Rendering tcpstat's counts: node_exporter's exposition (encoded by `prometheus-client`), or
+//! one JSON object.
 
-use std::fmt::Write;
-
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use tcpwire::QueueSemantics;
 
-use crate::prom;
+use crate::meshsniff::metrics::{Format, prometheus_text};
 use crate::tcpsource::Collected;
 
 /// node_exporter's metric family, name and help text exactly as node_exporter exposes them.
 pub const METRIC: &str = "node_tcp_connection_states";
 const HELP: &str = "Number of connection states.";
 
-/// Prometheus text exposition: node_exporter's family (same names, labels, HELP, TYPE, value
-/// formatting), then state codes node_exporter has no label for in a family of their own, never
-/// in a known state, and the malformed-row count.
-pub fn render_prom(c: &Collected) -> String {
-    let mut out = String::new();
-    prom::family_header(&mut out, METRIC, HELP, "gauge");
-    for (label, value) in c
-        .counts
-        .node_exporter_states(QueueSemantics::NodeExporter, false)
-    {
-        prom::sample(&mut out, METRIC, ("state", label), value as f64);
+/// The exposition of `c` in `format`: node_exporter's family (same name, HELP, TYPE, labels, and
+/// samples in the same order, with the same values), then state codes node_exporter has no label
+/// for in a family of their own (never in a known state), and the malformed-row count.
+///
+/// Values are written as integers (`7725815`, where node_exporter's Go client writes
+/// `7.725815e+06`): the same numbers to any parser.
+pub fn render_metrics(c: &Collected, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(CountsCollector(c.clone())));
+    let mut text = String::new();
+    // Writing into a String cannot fail, and no value is out of a gauge's range (saturated).
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    match format {
+        Format::OpenMetrics => text,
+        Format::Prometheus => prometheus_text(&text),
     }
-    let unknown: Vec<_> = c.counts.unknown_states().collect();
-    if !unknown.is_empty() {
-        let name = "tcpwire_unknown_state_connections";
-        prom::family_header(
-            &mut out,
-            name,
-            "Sockets in a state code node_exporter has no label for.",
-            "gauge",
-        );
-        for (state, n) in unknown {
-            prom::sample(&mut out, name, ("code", &state.to_string()), n as f64);
+}
+
+/// One collection, encoded at once.
+#[derive(Debug)]
+struct CountsCollector(Collected);
+
+/// A count as a gauge value (saturating: prometheus-client's integer gauges are `i64`).
+fn gauge(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Collector for CountsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let c = &self.0;
+        let mut family = encoder.encode_descriptor(METRIC, HELP, None, MetricType::Gauge)?;
+        for (label, value) in c
+            .counts
+            .node_exporter_states(QueueSemantics::NodeExporter, false)
+        {
+            family
+                .encode_family(&[("state", label)])?
+                .encode_gauge(&gauge(value))?;
         }
+        let unknown: Vec<_> = c.counts.unknown_states().collect();
+        if !unknown.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "tcpwire_unknown_state_connections",
+                "Sockets in a state code node_exporter has no label for.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, n) in unknown {
+                // `TcpState`'s Display: two hex digits, nothing to escape.
+                let code = state.to_string();
+                family
+                    .encode_family(&[("code", code.as_str())])?
+                    .encode_gauge(&gauge(n))?;
+            }
+        }
+        encoder
+            .encode_descriptor(
+                "tcpwire_malformed_rows",
+                "Lines of the socket tables that were not valid rows.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&gauge(c.malformed_rows))
     }
-    let name = "tcpwire_malformed_rows";
-    prom::family_header(
-        &mut out,
-        name,
-        "Lines of the socket tables that were not valid rows.",
-        "gauge",
-    );
-    let _ = writeln!(out, "{name} {}", prom::go_float(c.malformed_rows as f64));
-    out
 }
 
 /// `{"rows", "states", "rx_queued_bytes", "tx_queued_bytes", "unknown_states", "malformed_rows"}`;

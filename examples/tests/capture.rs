@@ -851,3 +851,117 @@ fn large_captures_stream_through_a_bounded_buffer() {
         "{err:?}"
     );
 }
+
+#[test]
+fn packets_of_link_types_without_a_decoder_are_counted_per_link_type() {
+    let reference = read_all(capture::open(&fixture_gz()).unwrap());
+    // A classic pcap of eight IEEE 802.11 (105) packets: no packet, eight counted under 105.
+    let mut capture = from_bytes(write_pcap(&reference[..8], 105, false, false)).unwrap();
+    assert_eq!(capture.by_ref().count(), 0);
+    assert_eq!(capture.stats().skipped_link_type, 8);
+    assert_eq!(capture.skipped_link_types(), [(105, 8)]);
+    // Decodable ones are not listed.
+    let mut capture = from_bytes(write_pcap(&reference[..8], 1, false, false)).unwrap();
+    assert_eq!(capture.by_ref().count(), 8);
+    assert!(capture.skipped_link_types().is_empty());
+
+    // pcapng: interfaces of 802.11 (105), radiotap (127) and Ethernet, in two sections (the
+    // second redefines interface 0 as 802.11).
+    let mut file = Vec::new();
+    ng_shb(&mut file);
+    ng_idb(&mut file, 127, None);
+    ng_idb(&mut file, 1, None);
+    ng_idb(&mut file, 105, None);
+    for (i, p) in reference[..10].iter().enumerate() {
+        ng_epb(&mut file, (i % 3) as u32, 0, &p.data, p.orig_len);
+    }
+    ng_shb(&mut file);
+    ng_idb(&mut file, 105, None);
+    ng_epb(&mut file, 0, 0, &reference[0].data, reference[0].orig_len);
+    let mut capture = from_bytes(file).unwrap();
+    assert_eq!(capture.by_ref().map(Result::unwrap).count(), 3);
+    assert_eq!(capture.stats().skipped_link_type, 8);
+    assert_eq!(capture.skipped_link_types(), [(105, 4), (127, 4)]);
+}
+
+/// An enhanced packet block whose captured-length field says `caplen` while it holds `data`.
+fn ng_epb_claiming(out: &mut Vec<u8>, caplen: u32, data: &[u8]) -> usize {
+    let at = out.len();
+    ng_epb(out, 0, 0, data, data.len() as u32);
+    out[at + 20..at + 24].copy_from_slice(&caplen.to_le_bytes());
+    at
+}
+
+#[test]
+fn a_pcapng_caplen_beyond_its_block_is_reported_as_such() {
+    let reference = read_all(capture::open(&fixture_gz()).unwrap());
+    let data = &reference[0].data;
+    let mut head = Vec::new();
+    ng_shb(&mut head);
+    ng_idb(&mut head, 1, None);
+    ng_epb(&mut head, 0, 0, data, data.len() as u32);
+    let room = data.len().div_ceil(4) * 4;
+    // The bad block last; followed by more packets; and followed by more than a buffer-full of
+    // them (so the reader has not reached the end of the input when it meets the block).
+    let mut more = Vec::new();
+    while more.len() < 3 * capture::INITIAL_BUFFER {
+        for p in &reference {
+            ng_epb(&mut more, 0, 0, &p.data, p.orig_len);
+        }
+    }
+    for tail in [&[][..], &more[..reference.len() * 3 / 2], &more[..]] {
+        for claimed in [room as u32 + 1, 5000, u32::MAX - 10] {
+            let mut file = head.clone();
+            let at = ng_epb_claiming(&mut file, claimed, data);
+            file.extend(tail);
+            let inputs: [Box<dyn Fn() -> Capture>; 2] = [
+                Box::new(|| from_bytes(file.clone()).unwrap()),
+                Box::new(|| Capture::from_reader(std::io::Cursor::new(gzip(&file))).unwrap()),
+            ];
+            for input in inputs {
+                let (packets, err) = until_error(input());
+                assert_eq!(packets.len(), 1);
+                match err {
+                    Some(CaptureError::CaplenExceedsBlock {
+                        offset,
+                        caplen,
+                        room: r,
+                    }) => {
+                        assert_eq!(offset, at as u64);
+                        assert_eq!(caplen, claimed);
+                        assert_eq!(r as usize, room);
+                    }
+                    other => panic!("claimed {claimed}, tail {}: {other:?}", tail.len()),
+                }
+            }
+            let err = until_error(from_bytes(file.clone()).unwrap()).1.unwrap();
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("captured length of {claimed} bytes"))
+                    && text.contains(&format!("room for {room}"))
+                    && !text.contains("truncated"),
+                "{text}"
+            );
+        }
+    }
+    // A block whose contents are otherwise inconsistent with its length (a name resolution
+    // block whose record runs past the block): malformed, not truncated.
+    let mut file = Vec::new();
+    ng_shb(&mut file);
+    ng_idb(&mut file, 1, None);
+    let at = file.len();
+    let mut nrb = Vec::new();
+    nrb.extend(1u16.to_le_bytes()); // an IPv4 record, declared 200 bytes long
+    nrb.extend(200u16.to_le_bytes());
+    nrb.extend([10, 0, 0, 1]);
+    ng_block(&mut file, 4, &nrb);
+    ng_epb(&mut file, 0, 0, data, data.len() as u32);
+    let (_, err) = until_error(from_bytes(file).unwrap());
+    match err {
+        Some(CaptureError::Malformed { offset, detail }) => {
+            assert_eq!(offset, at as u64);
+            assert!(detail.contains("run past its length"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

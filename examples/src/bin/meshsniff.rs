@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -20,7 +21,7 @@ use examples::meshsniff::series::SeriesTable;
 use examples::meshsniff::sketch::RELATIVE_ERROR;
 use examples::meshsniff::trace::trace_context;
 use examples::meshsniff::watch::{self, Next, StopWhen};
-use examples::meshsniff::{Exchange, Record, Totals, analyze, outcome_of, seconds};
+use examples::meshsniff::{Exchange, Record, Totals, analyze_until, outcome_of, seconds};
 use examples::serve::{ServeLimits, get_only, raise_descriptor_limit, serve};
 use l7decode::flows::FlowLimits;
 use l7decode::mongo::Operation;
@@ -84,7 +85,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_exit(&e),
+    };
     let state: SharedState = Arc::new(Mutex::new(MetricsState {
         series: SeriesTable::new(args.max_series),
         agent: AgentCounters::default(),
@@ -97,30 +101,64 @@ fn main() -> ExitCode {
         live: args.interface.is_some(),
         failed: None,
     };
-    let (totals, mut status) = match &args.interface {
+    let (totals, mut status, unread) = match &args.interface {
         Some(interface) => match live(&args, interface, &state, &mut output) {
-            Ok(done) => done,
+            Ok((totals, status)) => (totals, status, None),
             Err(code) => return code,
         },
-        None => files(&args, &state, &mut output),
+        None => {
+            let run = files(&args, &state, &mut output);
+            let status = if run.unread().is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+            (run.totals, status, run.unread())
+        }
     };
-    if !args.json {
+    if !args.json && output.failed.is_none() {
         let state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = write!(output.out, "{}", table(&state.series, &totals, args.top)) {
+        let mut text = table(&state.series, &totals, args.top);
+        if let Some(unread) = &unread {
+            text.push_str(&format!("{unread}: the figures above are of the rest\n"));
+        }
+        if let Err(e) = output.out.write_all(text.as_bytes()) {
             output.failed.get_or_insert(e);
         }
     }
-    if let Err(e) = output.out.flush() {
-        output.failed.get_or_insert(e);
-    }
-    // A closed pipe (`| head`) ends quietly; any other write error is the run's failure.
-    if let Some(e) = output.failed
-        && e.kind() != std::io::ErrorKind::BrokenPipe
+    if output.failed.is_none()
+        && let Err(e) = output.out.flush()
     {
-        eprintln!("meshsniff: writing the output: {e}");
-        status = ExitCode::FAILURE;
+        output.failed = Some(e);
+    }
+    match output.failed {
+        // A closed pipe (`| head`) ends quietly.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        // Any other write error is the run's failure.
+        Some(e) => {
+            eprintln!("meshsniff: writing the output: {e}");
+            status = ExitCode::FAILURE;
+        }
+        None => {
+            if let Some(unread) = unread {
+                eprintln!("meshsniff: {unread}");
+            }
+        }
     }
     status
+}
+
+/// clap's answer to `--help`, `--version` or a usage error: printed, and the exit code (0, or 2
+/// for a usage error). Help that cannot be written is a failure like any other output.
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    let printed = e.print().and_then(|()| std::io::stdout().flush());
+    match printed {
+        Err(failed) if !e.use_stderr() && failed.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("meshsniff: writing the output: {failed}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
+    }
 }
 
 /// Where records go: JSON lines (line by line when live), and the write error that ended them.
@@ -134,8 +172,13 @@ struct Output<W: Write> {
 }
 
 impl<W: Write> Output<W> {
+    /// Writes a record (when `--json`); `Stop` once the output has failed, so the caller
+    /// stops at once rather than decode what nobody can read.
     fn record(&mut self, r: &Record) -> Next {
-        if !self.json || self.failed.is_some() {
+        if self.failed.is_some() {
+            return Next::Stop;
+        }
+        if !self.json {
             return Next::Continue;
         }
         let mut written = write_record(&mut self.out, &mut self.line, r);
@@ -153,27 +196,57 @@ impl<W: Write> Output<W> {
     }
 }
 
-/// File mode: every capture in turn.
-fn files<W: Write>(args: &Args, state: &SharedState, output: &mut Output<W>) -> (Totals, ExitCode) {
+/// What file mode did.
+#[derive(Debug, Default)]
+struct FilesRun {
+    totals: Totals,
+    /// Captures given (or the bundled one).
+    captures: usize,
+    /// Captures that could not be opened or are not captures.
+    unreadable: usize,
+    /// Captures read up to an error (cut short, malformed).
+    cut_short: usize,
+}
+
+impl FilesRun {
+    /// The summary of what could not be read, if anything could not.
+    fn unread(&self) -> Option<String> {
+        let n = self.captures;
+        match (self.unreadable, self.cut_short) {
+            (0, 0) => None,
+            (a, 0) => Some(format!("{a} of {n} captures could not be read")),
+            (0, b) => Some(format!("{b} of {n} captures could not be read to the end")),
+            (a, b) => Some(format!(
+                "{a} of {n} captures could not be read, {b} not to the end"
+            )),
+        }
+    }
+}
+
+/// File mode: every capture in turn. Captures that cannot be read are reported and counted,
+/// and the rest processed; once the output fails, nothing more is read.
+fn files<W: Write>(args: &Args, state: &SharedState, output: &mut Output<W>) -> FilesRun {
     let mut paths = args.captures.clone();
     if paths.is_empty() {
         paths.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mesh_demo.pcap.gz"));
     }
-    let mut totals = Totals::default();
-    let mut read_any = false;
+    let mut run = FilesRun {
+        captures: paths.len(),
+        ..FilesRun::default()
+    };
     for path in &paths {
-        let capture = match open(path) {
+        let mut capture = match open(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("meshsniff: {}: {e}", path.display());
+                run.unreadable += 1;
                 continue;
             }
         };
-        read_any = true;
         // A progress line on stderr, once a capture takes more than a second.
         let started = Instant::now();
         let (mut seen, mut shown_at) = (0u64, started);
-        let (t, failure) = analyze(capture, |r| {
+        let (t, failure) = analyze_until(&mut capture, FlowLimits::default(), |r| {
             seen += 1;
             if seen % 1024 == 0 && shown_at.elapsed() >= Duration::from_secs(1) {
                 shown_at = Instant::now();
@@ -190,25 +263,35 @@ fn files<W: Write>(args: &Args, state: &SharedState, output: &mut Output<W>) -> 
                     .series
                     .add(&r);
             }
-            let _ = output.record(&r);
+            match output.record(&r) {
+                Next::Continue => ControlFlow::Continue(()),
+                Next::Stop => ControlFlow::Break(()),
+            }
         });
         if shown_at != started {
             eprintln!();
         }
-        add(&mut totals, &t);
+        add(&mut run.totals, &t);
+        if output.failed.is_some() {
+            // Nobody reads the output any more: stop here, without further remarks.
+            break;
+        }
+        for &(link, n) in capture.skipped_link_types() {
+            eprintln!(
+                "meshsniff: {}: {n} packet{} of link type {link} skipped: no decoder for it",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
         if let Some(e) = failure {
             eprintln!(
                 "meshsniff: {}: {e} (kept what was decoded before it)",
                 path.display()
             );
+            run.cut_short += 1;
         }
     }
-    let status = if read_any {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    };
-    (totals, status)
+    run
 }
 
 /// Live mode: capture until a signal or `--duration`, serving `/metrics` when asked.

@@ -1,185 +1,292 @@
-//! `tcpstat`: node_exporter's `node_tcp_connection_states`, from `/proc/net/tcp{,6}` or netlink.
-//!
-//! ```text
-//! tcpstat [--proc-root DIR] [--source proc|netlink] [--format prom|json]
-//!         [--byte-order native|little|big] [--listen ADDR]
-//! ```
+//! `tcpstat`: node_exporter's `node_tcp_connection_states`, from `/proc/net/tcp{,6}` or netlink,
+//! printed once or served at `/metrics`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use examples::meshsniff::metrics::Format;
+use examples::serve::{
+    Handler, Reply, ServeLimits, method_not_allowed, raise_descriptor_limit, serve, text,
+};
 use examples::tcpsource::{self, Collected};
-use examples::tcpstat::{render_json, render_prom};
+use examples::tcpstat::{render_json, render_metrics};
+use hyper::http::request::Parts;
+use hyper::{Method, StatusCode};
 
-const USAGE: &str =
-    "usage: tcpstat [--proc-root DIR] [--source proc|netlink] [--format prom|json] \
-[--byte-order native|little|big] [--listen ADDR]
-
-  --proc-root DIR   read DIR/net/tcp and DIR/net/tcp6 (default /proc)
-  --source          proc (default) or netlink (sock_diag of this network namespace)
-  --format          prom (node_exporter's exposition, default) or json
-  --byte-order      endianness of the host that wrote the files (default native). State counts
-                    and queue sums do not depend on it: only addresses do, and counting never
-                    decodes them; it is checked so scripts that pass it for captures keep working
-  --listen ADDR     serve GET /metrics on ADDR (e.g. 127.0.0.1:9100) instead of printing once";
-
-#[derive(Debug, Clone)]
-struct Options {
+/// Counts TCP sockets by state, as node_exporter's tcpstat collector does
+/// (`node_tcp_connection_states`), from the kernel's socket tables or a sock_diag dump.
+#[derive(Debug, Parser)]
+#[command(name = "tcpstat", version)]
+struct Args {
+    /// Read DIR/net/tcp and DIR/net/tcp6 (a copy of another host's /proc works too).
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
     proc_root: PathBuf,
-    netlink: bool,
-    json: bool,
+    /// Where the counts come from.
+    #[arg(long, value_enum, default_value_t = Source::Proc)]
+    source: Source,
+    /// What is printed (or served).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Prom)]
+    format: OutputFormat,
+    /// Endianness of the host that wrote the files. State counts and queue sums do not depend
+    /// on it (only addresses do, and counting never decodes them); accepted so scripts that
+    /// pass it keep working.
+    #[arg(long, value_enum, default_value_t = ByteOrder::Native)]
+    byte_order: ByteOrder,
+    /// Serve GET /metrics on ADDR (e.g. 127.0.0.1:9100) until SIGINT or SIGTERM, a fresh
+    /// collection per scrape, instead of printing once.
+    #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
 }
 
-fn parse_args(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        proc_root: PathBuf::from("/proc"),
-        netlink: false,
-        json: false,
-        listen: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--proc-root" => o.proc_root = PathBuf::from(value()?),
-            "--source" => match value()?.as_str() {
-                "proc" => o.netlink = false,
-                "netlink" => o.netlink = true,
-                other => return Err(format!("unknown source {other:?}")),
-            },
-            "--format" => match value()?.as_str() {
-                "prom" => o.json = false,
-                "json" => o.json = true,
-                other => return Err(format!("unknown format {other:?}")),
-            },
-            "--byte-order" => match value()?.as_str() {
-                "native" | "little" | "big" => {}
-                other => return Err(format!("unknown byte order {other:?}")),
-            },
-            "--listen" => o.listen = Some(value()?),
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(o)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Source {
+    /// The /proc/net/tcp and /proc/net/tcp6 tables (under --proc-root).
+    Proc,
+    /// A sock_diag dump of this network namespace over netlink.
+    Netlink,
 }
 
-fn collect(o: &Options) -> Result<Collected, String> {
-    if o.netlink {
-        tcpsource::collect_netlink()
-    } else {
-        tcpsource::collect_proc(&o.proc_root)
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// node_exporter's Prometheus exposition (OpenMetrics when a scraper asks for it).
+    Prom,
+    /// One JSON object.
+    Json,
 }
 
-fn render(o: &Options, c: &Collected) -> String {
-    if o.json {
-        render_json(c)
-    } else {
-        render_prom(c)
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ByteOrder {
+    /// This host's.
+    Native,
+    /// Little-endian.
+    Little,
+    /// Big-endian.
+    Big,
+}
+
+/// A remark on stderr; a failing stderr is not worth a panic.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), "tcpstat: {}", format_args!($($arg)*));
+    }};
 }
 
 fn main() -> ExitCode {
-    let options = match examples::cli::args_or_usage("tcpstat", USAGE, parse_args) {
-        Ok(o) => o,
-        Err(code) => return code,
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_exit(&e),
     };
-    if let Some(addr) = &options.listen {
-        return serve(addr, &options);
+    if let Some(addr) = &args.listen {
+        return serve_metrics(addr, args.settings());
     }
-    match collect(&options) {
-        Ok(c) => {
-            c.notes.iter().for_each(|n| eprintln!("tcpstat: {n}"));
-            print!("{}", render(&options, &c));
-            ExitCode::SUCCESS
-        }
+    let collected = match collect(&args.settings()) {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("tcpstat: nothing could be read: {e}");
+            note!("nothing could be read: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (_, text) = render(&collected, args.format, Format::Prometheus);
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) ends quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            note!("writing the output: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn serve(addr: &str, options: &Options) -> ExitCode {
-    let listener = match TcpListener::bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("tcpstat: cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
+/// clap's answer to `--help`, `--version` or a usage error: printed, and the exit code (0, or 2
+/// for a usage error). Help that cannot be written is a failure like any other output.
+fn usage_exit(e: &clap::Error) -> ExitCode {
+    let printed = e.print().and_then(|()| std::io::stdout().flush());
+    match printed {
+        Err(failed) if !e.use_stderr() && failed.kind() != std::io::ErrorKind::BrokenPipe => {
+            note!("writing the output: {failed}");
+            ExitCode::FAILURE
         }
+        _ => ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)),
+    }
+}
+
+/// What a collection needs, for the server's handler to own.
+#[derive(Debug, Clone)]
+struct Settings {
+    proc_root: PathBuf,
+    source: Source,
+    format: OutputFormat,
+}
+
+impl Args {
+    fn settings(&self) -> Settings {
+        Settings {
+            proc_root: self.proc_root.clone(),
+            source: self.source,
+            format: self.format,
+        }
+    }
+}
+
+fn collect(settings: &Settings) -> Result<Collected, String> {
+    match settings.source {
+        Source::Netlink => tcpsource::collect_netlink(),
+        Source::Proc => tcpsource::collect_proc(&settings.proc_root),
+    }
+}
+
+/// Serves `/metrics` on `addr` through the shared server (`examples::serve`) on a
+/// single-threaded runtime on this thread, until SIGINT or SIGTERM (a second one exits at
+/// once).
+fn serve_metrics(addr: &str, settings: Settings) -> ExitCode {
+    let fail = |what: &str, e: std::io::Error| {
+        note!("{what}: {e}");
+        ExitCode::FAILURE
     };
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => return fail(&format!("cannot listen on {addr}"), e),
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        return fail(&format!("cannot listen on {addr}"), e);
+    }
     let local = listener
         .local_addr()
         .map_or_else(|_| addr.to_owned(), |a| a.to_string());
-    eprintln!("tcpstat: listening on http://{local}/metrics");
-    for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                if let Err(e) = answer(stream, options) {
-                    eprintln!("tcpstat: client: {e}");
-                }
-            }
-            Err(e) => eprintln!("tcpstat: accept: {e}"),
-        }
+    let limits = ServeLimits::default();
+    if let Err(e) = raise_descriptor_limit(&limits) {
+        note!("cannot raise the open-file limit for /metrics clients: {e}");
     }
-    ExitCode::SUCCESS
+    // Signals arrive as bytes on a socket pair the runtime waits on.
+    let signals = match signal_pipe() {
+        Ok(s) => s,
+        Err(e) => return fail("cannot handle SIGINT and SIGTERM", e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail("cannot start the server", e),
+    };
+    let handler = Arc::new(Metrics {
+        settings,
+        collections: Arc::new(tokio::sync::Semaphore::new(COLLECTIONS)),
+    });
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let signals = tokio::net::UnixStream::from_std(signals)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        note!("listening on http://{local}/metrics");
+        let server = serve(listener, handler, limits, stopped);
+        tokio::pin!(server);
+        tokio::select! {
+            () = &mut server => {}
+            _ = signals.readable() => {
+                note!("stopping (signal)");
+                let _ = stop.send(true);
+                server.await;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    match served {
+        Ok(()) => {
+            note!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("cannot serve /metrics", e),
+    }
 }
 
-/// One HTTP/1.x exchange: a fresh collection per scrape, as node_exporter does.
-fn answer(stream: TcpStream, options: &Options) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?).take(16 * 1024);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the head; requests are small and bodies are not expected.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+/// `GET /metrics`: a fresh collection per scrape, as node_exporter does; `503` when nothing
+/// could be read. Collections run off the server's thread (a sock_diag dump of a busy host
+/// takes a while), at most [`COLLECTIONS`] at once.
+#[derive(Debug)]
+struct Metrics {
+    settings: Settings,
+    collections: Arc<tokio::sync::Semaphore>,
+}
+
+/// Collections run at once; more scrapes wait for one to finish.
+const COLLECTIONS: usize = 2;
+
+impl Handler for Metrics {
+    fn wants_body(&self, _: &Parts) -> bool {
+        false
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
-    let path = target.split('?').next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => match collect(options) {
-            Ok(c) => {
-                c.notes.iter().for_each(|n| eprintln!("tcpstat: {n}"));
-                let kind = if options.json {
-                    "application/json"
-                } else {
-                    "text/plain; version=0.0.4; charset=utf-8"
-                };
-                ("200 OK", kind, render(options, &c))
+
+    fn respond(&self, head: Parts, _: Bytes) -> Reply {
+        if head.uri.path() != "/metrics" {
+            let response = text(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n");
+            return Box::pin(std::future::ready(response));
+        }
+        if head.method != Method::GET && head.method != Method::HEAD {
+            return Box::pin(std::future::ready(method_not_allowed("GET, HEAD")));
+        }
+        let accept = head
+            .headers
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let format = Format::from_accept(accept);
+        let settings = self.settings.clone();
+        let collections = Arc::clone(&self.collections);
+        Box::pin(async move {
+            let permit = collections.acquire_owned().await;
+            let collected = tokio::task::spawn_blocking(move || {
+                let collected = collect(&settings).map(|c| render(&c, settings.format, format));
+                drop(permit);
+                collected
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the collection failed: {e}")));
+            match collected {
+                Ok((content_type, body)) => text(StatusCode::OK, content_type, body),
+                Err(e) => {
+                    note!("nothing could be read: {e}");
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("nothing could be read: {e}\n"),
+                    )
+                }
             }
-            Err(e) => (
-                "503 Service Unavailable",
-                "text/plain",
-                format!("nothing could be read: {e}\n"),
-            ),
-        },
-        ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-        ),
-    };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+        })
+    }
+}
+
+/// The notes of a collection on stderr, and its body in `output` (`format` as the scraper
+/// asked, for the Prometheus exposition), with its content type.
+fn render(c: &Collected, output: OutputFormat, format: Format) -> (&'static str, String) {
+    c.notes.iter().for_each(|n| note!("{n}"));
+    match output {
+        OutputFormat::Json => ("application/json", render_json(c)),
+        OutputFormat::Prom => (format.content_type(), render_metrics(c, format)),
+    }
+}
+
+/// The reading end of a socket pair that SIGINT and SIGTERM write to. The first signal asks for
+/// a graceful stop; a second one exits at once.
+fn signal_pipe() -> std::io::Result<UnixStream> {
+    let (read, write) = UnixStream::pair()?;
+    read.set_nonblocking(true)?;
+    write.set_nonblocking(true)?;
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))?;
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
+    }
+    Ok(read)
 }

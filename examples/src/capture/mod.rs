@@ -9,9 +9,13 @@
 //! capture of any size is read in constant memory.
 //!
 //! [`Capture`] is an iterator of `Result<Packet, CaptureError>`. Packets whose link type has no
-//! decoder here (see [`LinkType`]) are skipped and counted in [`CaptureStats`], never fatal; so
-//! are pcapng blocks that carry no packet. A file that ends inside a record yields every whole
-//! packet first and then one [`CaptureError::Truncated`] item; nothing follows an error item.
+//! decoder here (see [`LinkType`]) are skipped and counted in [`CaptureStats`] and, per link
+//! type, in [`Capture::skipped_link_types`], never fatal; so are pcapng blocks that carry no
+//! packet. A file that ends inside a record yields every whole packet first and then one
+//! [`CaptureError::Truncated`] item; a pcapng block that is whole but whose contents overrun its
+//! length is [`CaptureError::CaplenExceedsBlock`] (a packet claiming more captured bytes than
+//! its block holds) or [`CaptureError::Malformed`], never a truncation. Nothing follows an error
+//! item.
 //!
 //! [`ip_packet`] strips the link layer (VLAN tags included), and [`tcp_segment`] reads the TCP
 //! segment of what is left with `l7decode`'s [`parse_ip_packet`] (IPv4 and IPv6; IP fragments
@@ -179,7 +183,8 @@ pub struct CaptureStats {
     pub packets: u64,
     /// Yielded packets whose captured length is below their original length.
     pub truncated_packets: u64,
-    /// Packets skipped because their link type has no decoder here.
+    /// Packets skipped because their link type has no decoder here (per link type:
+    /// [`Capture::skipped_link_types`]).
     pub skipped_link_type: u64,
     /// pcapng blocks skipped: blocks that carry no packet (statistics, name resolution,
     /// decryption secrets, custom and unknown blocks) and packet blocks naming an interface
@@ -228,6 +233,16 @@ pub enum CaptureError {
         /// What the parser said.
         detail: String,
     },
+    /// A pcapng packet block whose captured-length field claims more bytes than the block has
+    /// room for: the block is whole (its two length fields agree), its contents are not.
+    CaplenExceedsBlock {
+        /// Offset (in the decompressed stream) of the block.
+        offset: u64,
+        /// The captured length the block claims.
+        caplen: u32,
+        /// Bytes the block has room for after its fixed fields (its length less 32).
+        room: u32,
+    },
     /// One record is bigger than [`MAX_BUFFER`].
     RecordTooLarge {
         /// Offset (in the decompressed stream) of the record.
@@ -270,6 +285,14 @@ impl fmt::Display for CaptureError {
             Self::Malformed { offset, detail } => {
                 write!(f, "malformed capture at byte {offset}: {detail}")
             }
+            Self::CaplenExceedsBlock {
+                offset,
+                caplen,
+                room,
+            } => write!(
+                f,
+                "malformed capture at byte {offset}: a pcapng packet block claims a captured length of {caplen} bytes but has room for {room}"
+            ),
             Self::RecordTooLarge { offset, limit } => write!(
                 f,
                 "capture record at byte {offset} is larger than the {limit}-byte read buffer limit"
@@ -299,6 +322,8 @@ pub fn open(path: &Path) -> Result<Capture, CaptureError> {
 /// A description of one pcapng interface.
 #[derive(Debug, Clone, Copy)]
 struct Interface {
+    /// The `LINKTYPE_*` number.
+    code: u32,
     link: Option<LinkType>,
     /// Timestamp units per second.
     units_per_sec: u64,
@@ -315,10 +340,16 @@ pub struct Capture {
     gzip: bool,
     /// Classic pcap: the file's link type, or `None` when it has no decoder here.
     pcap_link: Option<LinkType>,
+    /// Classic pcap: the file's `LINKTYPE_*` number.
+    pcap_link_code: u32,
     /// pcapng: the current section's interfaces.
     interfaces: Vec<Interface>,
+    /// pcapng: the current section is big-endian.
+    section_big_endian: bool,
     capacity: usize,
     stats: CaptureStats,
+    /// Packets skipped per link type without a decoder, sorted by link type.
+    skipped_links: SkippedLinks,
     done: bool,
     /// Bytes of the reader's buffer the packet lent by the last `next_packet` still occupies:
     /// consumed at the next call.
@@ -396,9 +427,12 @@ impl Capture {
             format,
             gzip,
             pcap_link: None,
+            pcap_link_code: 0,
             interfaces: Vec::new(),
+            section_big_endian: false,
             capacity: INITIAL_BUFFER,
             stats: CaptureStats::default(),
+            skipped_links: SkippedLinks::default(),
             done: false,
             lent: 0,
         })
@@ -419,9 +453,59 @@ impl Capture {
         self.stats
     }
 
+    /// Packets skipped so far because their link type has no decoder here, as
+    /// (`LINKTYPE_*` number, packets), sorted by link type; their sum is
+    /// [`CaptureStats::skipped_link_type`].
+    pub fn skipped_link_types(&self) -> &[(u32, u64)] {
+        &self.skipped_links.0
+    }
+
     fn fail<T>(&mut self, error: CaptureError) -> Option<Result<T, CaptureError>> {
         self.done = true;
         Some(Err(error))
+    }
+
+    /// The error for a pcapng block that lies whole in the buffer but whose contents run past
+    /// its length (the parser asks for more bytes than the block has): a packet block whose
+    /// captured length exceeds its room, or another block with an overrunning field.
+    fn overrun_block(&self) -> Option<CaptureError> {
+        if self.format != Format::PcapNg {
+            return None;
+        }
+        let data = self.reader.data();
+        let u32_at = |at: usize| -> Option<u32> {
+            let bytes: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+            Some(if self.section_big_endian {
+                u32::from_be_bytes(bytes)
+            } else {
+                u32::from_le_bytes(bytes)
+            })
+        };
+        let (block_type, block_len) = (u32_at(0)?, u32_at(4)?);
+        // Not whole yet (or a section header, whose byte order is its own): nothing to say.
+        if block_type == 0x0a0d_0d0a || (data.len() as u64) < u64::from(block_len) {
+            return None;
+        }
+        let offset = self.reader.consumed() as u64;
+        // Enhanced (6) and obsolete (2) packet blocks: 32 bytes of fixed fields, the captured
+        // length at byte 20.
+        if matches!(block_type, 2 | 6)
+            && let Some(caplen) = u32_at(20)
+            && let Some(room) = block_len.checked_sub(32)
+            && u64::from(caplen).div_ceil(4) * 4 > u64::from(room)
+        {
+            return Some(CaptureError::CaplenExceedsBlock {
+                offset,
+                caplen,
+                room,
+            });
+        }
+        Some(CaptureError::Malformed {
+            offset,
+            detail: format!(
+                "a pcapng block of type {block_type:#x} whose contents run past its length of {block_len} bytes"
+            ),
+        })
     }
 
     fn truncated(&self, detail: &'static str) -> CaptureError {
@@ -475,7 +559,8 @@ impl Capture {
                 Ok((offset, block)) => {
                     let packet = match block {
                         PcapBlockOwned::LegacyHeader(header) => {
-                            self.pcap_link = LinkType::from_code(pcap_linktype(header.network.0));
+                            self.pcap_link_code = pcap_linktype(header.network.0);
+                            self.pcap_link = LinkType::from_code(self.pcap_link_code);
                             None
                         }
                         PcapBlockOwned::Legacy(record) => match self.pcap_link {
@@ -494,11 +579,20 @@ impl Capture {
                             }
                             None => {
                                 self.stats.skipped_link_type += 1;
+                                self.skipped_links.add(self.pcap_link_code);
                                 None
                             }
                         },
                         PcapBlockOwned::NG(block) => {
-                            ng_block(buffer, &mut self.interfaces, &mut self.stats, &block)
+                            if let Block::SectionHeader(shb) = &block {
+                                self.section_big_endian = shb.big_endian();
+                            }
+                            let mut section = Section {
+                                interfaces: &mut self.interfaces,
+                                stats: &mut self.stats,
+                                skipped_links: &mut self.skipped_links,
+                            };
+                            ng_block(buffer, &mut section, &block)
                         }
                     };
                     Step::Block(offset, packet)
@@ -510,6 +604,13 @@ impl Capture {
                 Err(PcapError::ReadError) => Step::ReadError,
                 Err(other) => Step::Malformed(describe(&other)),
             };
+            // A pcapng block the buffer holds whole that the parser still wants more bytes for
+            // is inconsistent with its own length, not cut short.
+            if matches!(step, Step::Refill | Step::Grow | Step::UnexpectedEof)
+                && let Some(error) = self.overrun_block()
+            {
+                return self.fail(error);
+            }
             match step {
                 Step::Block(offset, packet) => {
                     let Some(packet) = packet else {
@@ -628,21 +729,56 @@ fn located(buffer: usize, ts_ns: u64, link: LinkType, data: &[u8], orig_len: u32
     }
 }
 
+/// Packets skipped per link type, as (`LINKTYPE_*` number, packets) sorted by link type.
+#[derive(Debug, Default)]
+struct SkippedLinks(Vec<(u32, u64)>);
+
+impl SkippedLinks {
+    fn add(&mut self, code: u32) {
+        match self.0.binary_search_by_key(&code, |(c, _)| *c) {
+            Ok(at) => {
+                if let Some((_, n)) = self.0.get_mut(at) {
+                    *n += 1;
+                }
+            }
+            Err(at) => self.0.insert(at, (code, 1)),
+        }
+    }
+}
+
+/// What a pcapng block may update: the section's interfaces and the counters.
+struct Section<'a> {
+    interfaces: &'a mut Vec<Interface>,
+    stats: &'a mut CaptureStats,
+    skipped_links: &'a mut SkippedLinks,
+}
+
+impl Section<'_> {
+    /// The link type of a packet on `iface`, or `None` (counted) when it has no decoder here.
+    fn link(&mut self, iface: Interface) -> Option<LinkType> {
+        if iface.link.is_none() {
+            self.stats.skipped_link_type += 1;
+            self.skipped_links.add(iface.code);
+        }
+        iface.link
+    }
+}
+
 /// Turns one pcapng block into a packet, keeping the section's interface table up to date.
-fn ng_block(
-    buffer: usize,
-    interfaces: &mut Vec<Interface>,
-    stats: &mut CaptureStats,
-    block: &Block<'_>,
-) -> Option<Located> {
+fn ng_block(buffer: usize, section: &mut Section<'_>, block: &Block<'_>) -> Option<Located> {
+    let Section {
+        interfaces, stats, ..
+    } = section;
     match block {
         Block::SectionHeader(_) => {
             interfaces.clear();
             None
         }
         Block::InterfaceDescription(idb) => {
+            let code = pcap_linktype(idb.linktype.0);
             interfaces.push(Interface {
-                link: LinkType::from_code(pcap_linktype(idb.linktype.0)),
+                code,
+                link: LinkType::from_code(code),
                 units_per_sec: ts_units_per_sec(idb.if_tsresol),
                 offset_sec: idb.ts_offset(),
                 snaplen: idb.snaplen,
@@ -650,14 +786,11 @@ fn ng_block(
             None
         }
         Block::EnhancedPacket(epb) => {
-            let Some(iface) = interfaces.get(epb.if_id as usize) else {
+            let Some(&iface) = interfaces.get(epb.if_id as usize) else {
                 stats.skipped_blocks += 1;
                 return None;
             };
-            let Some(link) = iface.link else {
-                stats.skipped_link_type += 1;
-                return None;
-            };
+            let link = section.link(iface)?;
             let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
             let ts_ns = ng_ts_ns(ts, iface.units_per_sec, iface.offset_sec);
             Some(located(
@@ -669,14 +802,11 @@ fn ng_block(
             ))
         }
         Block::SimplePacket(spb) => {
-            let Some(iface) = interfaces.first() else {
+            let Some(&iface) = interfaces.first() else {
                 stats.skipped_blocks += 1;
                 return None;
             };
-            let Some(link) = iface.link else {
-                stats.skipped_link_type += 1;
-                return None;
-            };
+            let link = section.link(iface)?;
             let mut data = spb.packet_data();
             if iface.snaplen != 0 && data.len() > iface.snaplen as usize {
                 data = &data[..iface.snaplen as usize];

@@ -10,7 +10,9 @@ pub mod sketch;
 pub mod trace;
 pub mod watch;
 
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use l7decode::flows::{FlowEvent, FlowEventKind, FlowLimits, FlowStats, FlowTracker};
 use l7decode::mongo::Operation;
@@ -113,19 +115,48 @@ pub fn analyze_with(
     limits: FlowLimits,
     mut on_record: impl FnMut(Record),
 ) -> (Totals, Option<CaptureError>) {
+    let mut capture = capture;
+    analyze_until(&mut capture, limits, |r| {
+        on_record(r);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`analyze_with`] that `on_record` can stop: once it returns [`ControlFlow::Break`] (its
+/// output is gone, say), no further packet is read and no further record is made; the totals
+/// are those so far, and flows still open are left as they are. The capture is borrowed, so
+/// its [`Capture::stats`] and [`Capture::skipped_link_types`] can be read afterwards.
+///
+/// # Errors
+/// As [`analyze`].
+pub fn analyze_until(
+    capture: &mut Capture,
+    limits: FlowLimits,
+    mut on_record: impl FnMut(Record) -> ControlFlow<()>,
+) -> (Totals, Option<CaptureError>) {
     let mut pipeline = Pipeline::new(limits);
     let mut failure = None;
-    let mut capture = capture;
-    while let Some(packet) = capture.next_packet() {
-        match packet {
-            Ok(packet) => pipeline.packet(&packet, &mut on_record),
-            Err(e) => {
+    let stopped = Cell::new(false);
+    // Records of the same packet after a stop are dropped unseen.
+    let mut sink = |r: Record| {
+        if !stopped.get() && on_record(r).is_break() {
+            stopped.set(true);
+        }
+    };
+    loop {
+        match capture.next_packet() {
+            None => break,
+            Some(Ok(packet)) => pipeline.packet(&packet, &mut sink),
+            Some(Err(e)) => {
                 failure = Some(e);
                 break;
             }
         }
+        if stopped.get() {
+            return (pipeline.totals(), None);
+        }
     }
-    (pipeline.finish(&mut on_record), failure)
+    (pipeline.finish(&mut sink), failure)
 }
 
 /// Packets in, records out: the flow tracker driven by packet time, for captures read from a

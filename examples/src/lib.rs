@@ -1,10 +1,9 @@
-//! Shared pieces of the example programs: the command-line convention, Prometheus text
-//! exposition, tcpstat's sources and renderers, the capture readers (files and live AF_PACKET),
-//! meshsniff's pipeline and metrics, the one HTTP server, and mxproxy (peerx inside a mutual-TLS
-//! TCP proxy) with its echo and load drivers, and tracehdr's pieces.
+//! Shared pieces of the example programs: tcpstat's sources and renderers, the capture readers
+//! (files and live AF_PACKET), meshsniff's pipeline and metrics, the one HTTP server every
+//! exporter uses, tracehdr's service, and mxproxy (peerx inside a mutual-TLS TCP proxy) with its
+//! echo and load drivers.
 
 pub mod capture;
-pub mod cli;
 pub mod meshsniff;
 pub mod metadata_json;
 pub mod mxecho;

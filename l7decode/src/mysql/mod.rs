@@ -22,6 +22,7 @@
 #[cfg(feature = "compression")]
 mod compress;
 mod framing;
+mod rowsync;
 mod session;
 pub mod wire;
 

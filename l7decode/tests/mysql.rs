@@ -621,3 +621,51 @@ fn a_scan_stops_at_its_bounds() {
         }
     }
 }
+
+#[test]
+fn a_snaplen_that_leaves_rows_of_every_segment_counts_them() {
+    // 1024 bytes of each 1448-byte segment, as with DeepFlow's default payload truncation.
+    let (bytes, starts) = reply(400, false, EOF);
+    let mut turns: Vec<Turn> = login(CAPS)
+        .into_iter()
+        .map(|(d, b)| Turn::Bytes(d, b))
+        .collect();
+    turns.push(Turn::Bytes(S, packet(OK, 2)));
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    let mut seen = Vec::new();
+    for (i, segment) in bytes.chunks(1448).enumerate() {
+        let kept = segment.len().min(1024);
+        turns.push(Turn::Bytes(S, segment[..kept].to_vec()));
+        seen.push(i * 1448..i * 1448 + kept);
+        if kept < segment.len() {
+            turns.push(Turn::Gap(S, (segment.len() - kept) as u64));
+        }
+    }
+    turns.push(Turn::Bytes(C, packet(b"\x0e", 0)));
+    turns.push(Turn::Bytes(S, packet(OK, 1)));
+    // The rows a segment shows whole count when it shows three (they chain), or when they are
+    // the first segment's (read in sync) or the last's (they chain to the EOF).
+    let last = seen.len() - 1;
+    let expected: usize = seen
+        .iter()
+        .enumerate()
+        .map(|(k, range)| {
+            let whole = starts
+                .windows(2)
+                .filter(|w| range.contains(&w[0]) && w[1] <= range.end)
+                .count();
+            if k == 0 || k == last || whole >= 3 {
+                whole
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert!(expected > 250 && expected < 400, "{expected}");
+    let (commands, _) = gapped(&turns, Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        (select.status, select.rows, select.flags.gap),
+        (Status::Ok, expected as u64, true)
+    );
+}

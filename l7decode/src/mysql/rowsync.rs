@@ -50,6 +50,19 @@ pub(crate) struct Shape {
     pub(crate) window: usize,
 }
 
+/// What is known of the bytes after those held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Until {
+    /// More may come: a chain that runs past the held bytes waits for them.
+    More,
+    /// A loss comes next: nothing past the held bytes joins them, so a chain must be complete
+    /// within them (and a final terminator at their end is not known to end the reply).
+    Gap,
+    /// The reply is over (the client spoke again, or the server's side ended): the chain must
+    /// end with the reply's last packet exactly where the held bytes end.
+    ReplyEnd,
+}
+
 /// What an offset is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -59,8 +72,8 @@ pub(crate) enum Verdict {
     Reject,
     /// Packets start here.
     Accept,
-    /// (Only when the reply must be over) packets start here and chain over [`CHAIN`] rows, but
-    /// they do not end the reply where its bytes end: no later offset can do better.
+    /// (Only at [`Until::ReplyEnd`]) packets start here and chain over [`CHAIN`] rows, but they
+    /// do not end the reply where its bytes end: no later offset can do better.
     Broken,
 }
 
@@ -78,15 +91,15 @@ enum Kind {
 
 /// Judges `w` (the held bytes from one offset) as the start of the packets after a loss.
 /// `last_seq` is the sequence id of the last header read before the loss and `lost` the bytes
-/// lost or skipped since (this offset's included). `settled`: the reply must be over, so the
-/// chain has to end with its last packet exactly at the end of `w`.
+/// lost or skipped since (this offset's included); `until` says what follows `w`.
 pub(crate) fn judge(
     w: &[u8],
     shape: &Shape,
     last_seq: Option<u8>,
     lost: u64,
-    settled: bool,
+    until: Until,
 ) -> Verdict {
+    let settled = until == Until::ReplyEnd;
     let mut at = 0usize;
     let mut rows = 0usize;
     let mut prev: Option<u8> = None;
@@ -103,10 +116,9 @@ pub(crate) fn judge(
     loop {
         let Some(&[l0, l1, l2, seq]) = w.get(at..at.saturating_add(4)) else {
             // Every packet so far was valid, and none of them ended the reply.
-            return if settled {
-                fail(rows)
-            } else {
-                Verdict::NeedMore(at + 4)
+            return match until {
+                Until::More => Verdict::NeedMore(at + 4),
+                _ => fail(rows),
             };
         };
         let reachable = match prev {
@@ -124,10 +136,9 @@ pub(crate) fn judge(
             return fail(rows);
         }
         let Some(payload) = w.get(at + 4..end) else {
-            return if settled {
-                fail(rows)
-            } else {
-                Verdict::NeedMore(end)
+            return match until {
+                Until::More => Verdict::NeedMore(end),
+                _ => fail(rows),
             };
         };
         let kind = if between {
@@ -153,12 +164,13 @@ pub(crate) fn judge(
             // cannot be shown to end where its bytes do.
             Some(Kind::NextResultset) => return fail(rows),
             Some(Kind::Last) => {
-                return match (end == w.len(), settled) {
-                    (true, true) => Verdict::Accept,
+                return match (end == w.len(), until) {
+                    (true, Until::ReplyEnd) => Verdict::Accept,
                     // Nothing after it yet: it is the reply's end only if nothing more comes
                     // before the client speaks again.
-                    (true, false) => Verdict::NeedMore(end + 1),
-                    (false, _) => fail(rows),
+                    (true, Until::More) => Verdict::NeedMore(end + 1),
+                    // Followed by a loss, or by more bytes: the server was not done.
+                    _ => fail(rows),
                 };
             }
         }
@@ -309,7 +321,7 @@ pub(crate) struct RowScan {
 pub(crate) enum Found {
     /// Packets start at the front of `held`.
     Packets,
-    /// Undecided: more bytes are needed.
+    /// Undecided: more bytes are needed (or, before a loss, the scan goes on after it).
     Waiting,
     /// Nothing can be found (the reply is over without a chain that ends it, or the scan went
     /// past its bound).
@@ -326,8 +338,8 @@ impl RowScan {
         self.need = 0;
     }
 
-    /// Another loss: what is held is no longer contiguous with what follows. Returns the bytes
-    /// dropped.
+    /// Another loss, once what is held was judged with [`Until::Gap`]: it no longer joins what
+    /// follows. Returns the bytes dropped.
     pub(crate) fn gap(&mut self, missing: u64) -> u64 {
         let dropped = self.held.len() as u64;
         self.held.clear();
@@ -343,8 +355,8 @@ impl RowScan {
     }
 
     /// Judges offsets from the front, dropping those rejected; returns what was found and how
-    /// many bytes were dropped. `settled`: the reply must be over (see [`judge`]).
-    pub(crate) fn find(&mut self, shape: &Shape, settled: bool, max_scan: u64) -> (Found, u64) {
+    /// many bytes were dropped. `until` says what follows the held bytes (see [`judge`]).
+    pub(crate) fn find(&mut self, shape: &Shape, until: Until, max_scan: u64) -> (Found, u64) {
         self.need = 0;
         let mut at = 0usize;
         let found = loop {
@@ -352,14 +364,14 @@ impl RowScan {
                 break Found::Nothing;
             }
             let Some(w) = self.held.get(at..).filter(|w| !w.is_empty()) else {
-                break if settled {
+                break if until == Until::ReplyEnd {
                     Found::Nothing
                 } else {
                     Found::Waiting
                 };
             };
             let lost = self.lost.saturating_add(at as u64);
-            match judge(w, shape, self.last_seq, lost, settled) {
+            match judge(w, shape, self.last_seq, lost, until) {
                 Verdict::Accept => break Found::Packets,
                 Verdict::Reject => at += 1,
                 Verdict::Broken => break Found::Nothing,
@@ -420,14 +432,17 @@ mod tests {
     fn three_chained_rows_are_trusted_and_two_wait() {
         let mut w = packet(b"\x011\x03abc", 7);
         w.extend(packet(b"\x012\x02de", 8));
-        assert_eq!(judge(&w, &TEXT, Some(5), 10, false), Verdict::NeedMore(23));
+        assert_eq!(
+            judge(&w, &TEXT, Some(5), 10, Until::More),
+            Verdict::NeedMore(23)
+        );
         w.extend(packet(b"\x013\xfb", 9));
-        assert_eq!(judge(&w, &TEXT, Some(5), 10, false), Verdict::Accept);
+        assert_eq!(judge(&w, &TEXT, Some(5), 10, Until::More), Verdict::Accept);
         // Sequence 7 after 5 needs one whole packet lost: 5 bytes at least.
-        assert_eq!(judge(&w, &TEXT, Some(5), 1, false), Verdict::Reject);
+        assert_eq!(judge(&w, &TEXT, Some(5), 1, Until::More), Verdict::Reject);
         let mut broken = packet(b"\x011\x03abc", 7);
         broken.extend(packet(b"\x012\x02de", 9));
-        assert_eq!(judge(&broken, &TEXT, None, 0, false), Verdict::Reject);
+        assert_eq!(judge(&broken, &TEXT, None, 0, Until::More), Verdict::Reject);
     }
 
     #[test]
@@ -435,32 +450,68 @@ mod tests {
         let mut w = packet(b"\x011\x03abc", 7);
         w.extend(packet(&[0xfe, 0, 0, 2, 0], 8));
         assert_eq!(
-            judge(&w, &TEXT, None, 0, false),
+            judge(&w, &TEXT, None, 0, Until::More),
             Verdict::NeedMore(w.len() + 1)
         );
-        assert_eq!(judge(&w, &TEXT, None, 0, true), Verdict::Accept);
+        assert_eq!(judge(&w, &TEXT, None, 0, Until::ReplyEnd), Verdict::Accept);
         let mut more = w.clone();
         more.push(1);
-        assert_eq!(judge(&more, &TEXT, None, 0, false), Verdict::Reject);
-        assert_eq!(judge(&more, &TEXT, None, 0, true), Verdict::Reject);
+        assert_eq!(judge(&more, &TEXT, None, 0, Until::More), Verdict::Reject);
+        assert_eq!(
+            judge(&more, &TEXT, None, 0, Until::ReplyEnd),
+            Verdict::Reject
+        );
         // MORE_RESULTS: the next resultset's column count confirms it.
         let mut multi = packet(&[0xfe, 0, 0, 0x0a, 0], 8);
         multi.extend(packet(b"\x01", 9));
-        assert_eq!(judge(&multi, &TEXT, None, 0, false), Verdict::Accept);
+        assert_eq!(judge(&multi, &TEXT, None, 0, Until::More), Verdict::Accept);
     }
 
     #[test]
     fn err_and_ok_terminators() {
         let err = packet(b"\xff\xe2\x04#21000Subquery returns more than 1 row", 3);
-        assert_eq!(judge(&err, &TEXT, None, 0, true), Verdict::Accept);
+        assert_eq!(
+            judge(&err, &TEXT, None, 0, Until::ReplyEnd),
+            Verdict::Accept
+        );
         let bad = packet(b"\xff\xe2\x04!21000x", 3);
-        assert_eq!(judge(&bad, &TEXT, None, 0, true), Verdict::Reject);
+        assert_eq!(
+            judge(&bad, &TEXT, None, 0, Until::ReplyEnd),
+            Verdict::Reject
+        );
         let deprecate = Shape {
             deprecate_eof: Some(true),
             ..TEXT
         };
         let ok = packet(&[0xfe, 0, 0, 0x22, 0, 0, 0], 4);
-        assert_eq!(judge(&ok, &deprecate, None, 0, true), Verdict::Accept);
-        assert_eq!(judge(&ok[..9], &deprecate, None, 0, true), Verdict::Reject);
+        assert_eq!(
+            judge(&ok, &deprecate, None, 0, Until::ReplyEnd),
+            Verdict::Accept
+        );
+        assert_eq!(
+            judge(&ok[..9], &deprecate, None, 0, Until::ReplyEnd),
+            Verdict::Reject
+        );
+    }
+
+    #[test]
+    fn before_a_loss_a_chain_waiting_for_bytes_past_it_gives_way() {
+        // `x\x14\0\x06` reads as the header of a 5240-byte packet; three rows follow it.
+        let mut w = b"x\x14\x00\x06".to_vec();
+        w.extend(packet(b"\x011\x03abc", 7));
+        w.extend(packet(b"\x012\x02de", 8));
+        w.extend(packet(b"\x013\xfb", 9));
+        let mut scan = RowScan::default();
+        scan.start(Some(5), 100);
+        scan.held.extend(&w, crate::Timestamp(0));
+        assert_eq!(scan.find(&TEXT, Until::More, 1 << 20), (Found::Waiting, 0));
+        assert!(!scan.ready());
+        assert_eq!(scan.find(&TEXT, Until::Gap, 1 << 20), (Found::Packets, 4));
+        assert_eq!(scan.held.len(), w.len() - 4);
+        // Past its bound, a scan gives up.
+        let mut scan = RowScan::default();
+        scan.start(Some(5), 100);
+        scan.held.extend(&w, crate::Timestamp(0));
+        assert_eq!(scan.find(&TEXT, Until::Gap, 2), (Found::Nothing, 3));
     }
 }

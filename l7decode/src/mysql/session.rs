@@ -10,7 +10,7 @@ use bytes::Bytes;
 #[cfg(feature = "compression")]
 use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
-use super::rowsync::{self, Found, RowScan};
+use super::rowsync::{self, Found, RowScan, Until};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
 use crate::session::{ProtocolSession, Session as SessionApi};
@@ -801,11 +801,18 @@ impl Session {
             return;
         }
         if half.read == Read::RowsLost {
-            // What is held no longer joins what follows: skipped, and the scan goes on after.
-            let dropped = half.rows.gap(missing);
-            self.skip(dir, dropped);
-            return;
+            // What is held is judged knowing nothing past it joins it (a chain waiting for bytes
+            // beyond would otherwise hide rows after it); found, it is read in sync and the loss
+            // falls on the packets as usual. Otherwise it is skipped and the scan goes on after.
+            self.judge_rows(Until::Gap, events);
+            let half = self.half(dir);
+            if half.read == Read::RowsLost {
+                let dropped = half.rows.gap(missing);
+                self.skip(dir, dropped);
+                return;
+            }
         }
+        let half = self.half(dir);
         #[cfg(feature = "compression")]
         let missing = if half.read.compressed() {
             match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
@@ -910,7 +917,7 @@ impl Session {
             .held
             .extend(input.get(..take).unwrap_or_default(), now);
         if half.rows.ready() {
-            self.judge_rows(false, events);
+            self.judge_rows(Until::More, events);
         }
         take
     }
@@ -918,7 +925,7 @@ impl Session {
     /// The reply must be over (the client spoke again, or the server's side ended): the rows
     /// scan is decided with what it holds.
     fn settle_rows(&mut self, events: &mut VecDeque<Event>) {
-        self.judge_rows(true, events);
+        self.judge_rows(Until::ReplyEnd, events);
         if self.halves[1].read == Read::RowsLost {
             self.rows_not_found(events);
         }
@@ -926,13 +933,13 @@ impl Session {
 
     /// Judges what the rows scan holds; replays it in sync once packets are found, gives the
     /// reply up if nothing can be.
-    fn judge_rows(&mut self, settled: bool, events: &mut VecDeque<Event>) {
+    fn judge_rows(&mut self, until: Until, events: &mut VecDeque<Event>) {
         let Some(shape) = self.rows_shape() else {
             self.rows_not_found(events);
             return;
         };
         let max_scan = self.st.max_scan;
-        let (found, skipped) = self.halves[1].rows.find(&shape, settled, max_scan);
+        let (found, skipped) = self.halves[1].rows.find(&shape, until, max_scan);
         self.skip(Direction::ServerToClient, skipped);
         match found {
             Found::Waiting => {}

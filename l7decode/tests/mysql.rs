@@ -669,3 +669,61 @@ fn a_snaplen_that_leaves_rows_of_every_segment_counts_them() {
         (Status::Ok, expected as u64, true)
     );
 }
+
+#[test]
+fn a_packet_whose_first_byte_is_lost_is_never_guessed() {
+    // A row's first byte: a row or the terminator? The rows after it say it was a row (and so
+    // does the EOF right after the last one).
+    let (bytes, starts) = reply(20, false, EOF);
+    for row in [7, 19] {
+        let lost = starts[row] + 4..starts[row] + 5;
+        let (commands, skipped) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+        let (select, _) = select_and_ping(&commands);
+        assert_eq!(
+            summary(select),
+            (Some("COM_QUERY"), Status::Ok, None, Some(2), 20)
+        );
+        assert!(select.flags.gap);
+        assert_eq!(skipped, 0);
+    }
+    // The EOF's first byte: nothing follows before the next command, so the outcome is lost.
+    let terminator = *starts.last().unwrap();
+    let lost = terminator + 4..terminator + 5;
+    let (commands, _) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Missing, None, Some(2), 20)
+    );
+    assert!(select.flags.gap && select.flags.truncated);
+    // A reply's first byte (OK, ERR or a column count): missing, not OK.
+    let err = packet(b"\xff\x7a\x04#42S02Table 'shop.x' doesn't exist", 1);
+    let (commands, _) = gapped(&select_with_loss(CAPS, &err, 4..5), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(select.status, Status::Missing);
+    assert!(select.flags.gap && select.flags.truncated);
+}
+
+#[test]
+fn a_lost_eof_after_the_definitions_teaches_nothing() {
+    // Its first byte lost, the EOF after the definitions must not be read as "no EOF here"
+    // (DEPRECATE_EOF), which would end every later resultset at its definitions' EOF.
+    let (bytes, starts) = reply(4, false, EOF);
+    let defs_eof = starts[0] - 9;
+    let mut turns = select_with_loss(CAPS, &bytes, defs_eof + 4..defs_eof + 5);
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    turns.push(Turn::Bytes(S, bytes.clone()));
+    let (commands, _) = gapped(&turns, Limits::default());
+    let [_, first, _, again] = &commands[..] else {
+        panic!("{commands:#?}")
+    };
+    assert_eq!(
+        (first.status, first.rows, first.flags.gap),
+        (Status::Ok, 4, true)
+    );
+    assert_eq!(
+        summary(again),
+        (Some("COM_QUERY"), Status::Ok, None, Some(2), 4)
+    );
+    assert_eq!(again.flags, Flags::default());
+}

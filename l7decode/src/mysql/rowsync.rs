@@ -312,6 +312,8 @@ pub(crate) struct RowScan {
     pub(crate) lost: u64,
     /// Bytes this scan skipped (bounded by [`crate::Limits::max_unrecognized`]).
     pub(crate) scanned: u64,
+    /// The scan started after a packet whose first byte was lost, not after lost bytes.
+    unsure: bool,
     /// The front offset is undecided until `held` has this many bytes.
     need: usize,
 }
@@ -329,13 +331,22 @@ pub(crate) enum Found {
 }
 
 impl RowScan {
-    /// Starts after a loss, `last_seq` being the last header read and `missing` the bytes lost.
+    /// Starts after a loss, `last_seq` being the last header read and `missing` the bytes lost
+    /// (none when the last packet's first byte was lost: a row or the terminator, unsure).
     pub(crate) fn start(&mut self, last_seq: Option<u8>, missing: u64) {
         self.held.clear();
         self.last_seq = last_seq;
         self.lost = missing;
         self.scanned = 0;
         self.need = 0;
+        self.unsure = missing == 0;
+    }
+
+    /// Whether packets found now follow the unsure packet straight on (nothing lost or skipped
+    /// between): it was then a row, since after a final terminator the server says nothing and
+    /// after one announcing more results a column count (never a valid row) comes first.
+    pub(crate) const fn follows_unsure(&self) -> bool {
+        self.unsure && self.lost == 0
     }
 
     /// Another loss, once what is held was judged with [`Until::Gap`]: it no longer joins what

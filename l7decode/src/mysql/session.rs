@@ -90,6 +90,9 @@ enum Step {
     Again,
     /// The reply ended.
     Done(Status),
+    /// A packet of the rows whose first byte the capture lost: a row, or the terminator, only
+    /// what follows can tell.
+    Unsure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +128,9 @@ enum Action {
     Opaque,
     /// A client command completed: a server side still out of sync starts its reply next.
     Commanded,
+    /// The server's packets are in sync but what the last one was is not known (its first byte
+    /// was lost in the rows): the packets after it are judged as after a loss.
+    RowsUnsure,
 }
 
 /// How a direction's bytes are read, each state by its own function of [`Session`].
@@ -735,6 +741,11 @@ impl Session {
                 self.lose(Direction::ServerToClient);
             }
             Action::Compress => self.compress_from_here(),
+            Action::RowsUnsure => {
+                if !self.lost_in_rows(dir, 0) {
+                    self.lost_by_gap(dir, events);
+                }
+            }
             Action::Opaque => {
                 for half in &mut self.halves {
                     half.read = Read::Opaque;
@@ -890,7 +901,7 @@ impl Session {
         {
             return false;
         }
-        self.st.mark_gap(dir);
+        // The reply being read is the front command's (not the last queued one's).
         if let Some(front) = self.st.pending.front_mut() {
             front.cmd.flags.gap = true;
             // Found again, the packets are read as rows: a scan never starts at a definition.
@@ -946,6 +957,11 @@ impl Session {
             Found::Nothing => self.rows_not_found(events),
             Found::Packets => {
                 self.report_skipped(Direction::ServerToClient, events);
+                if self.halves[1].rows.follows_unsure()
+                    && let Some(cmd) = self.st.front()
+                {
+                    cmd.rows += 1;
+                }
                 let half = &mut self.halves[1];
                 half.read = Read::Plain;
                 half.framer.reset();
@@ -1236,6 +1252,7 @@ impl State {
             Step::More => return Action::None,
             // The packet belongs to the state the reply moved to.
             Step::Again => return self.reply(p, events),
+            Step::Unsure => return Action::RowsUnsure,
             Step::Done(status) => status,
         };
         self.answered_at = p.last;
@@ -1302,6 +1319,11 @@ impl State {
         let Some(cmd) = self.front() else {
             return Step::More;
         };
+        if head_lost(p) {
+            // OK, ERR or a resultset: the byte that says was lost, so is the outcome.
+            cmd.flags.truncated = true;
+            return Step::Done(Status::Missing);
+        }
         match head {
             // A MariaDB progress report is not the reply.
             Some(0xff) if wire::err(p.prefix).is_some_and(|e| e.code == 0xffff) => Step::More,
@@ -1401,6 +1423,12 @@ impl State {
     /// none, which is then read as what follows the definitions.
     fn reply_defs_eof(&mut self, p: &Payload<'_>, then: AfterDefs) -> Step {
         let head = p.prefix.first().copied();
+        // Its first byte lost, the packet is taken for the EOF it most likely is, and nothing
+        // is learnt from it: inferring DEPRECATE_EOF from a lost byte would misread every
+        // resultset after it.
+        if head_lost(p) {
+            return self.after_defs(then);
+        }
         if terminator(head, p.len, self.deprecate_eof) == Some(false) {
             self.deprecate_eof.get_or_insert(false);
             return self.after_defs(then);
@@ -1415,6 +1443,9 @@ impl State {
     /// Rows until the resultset's terminator (an EOF, or an OK with DEPRECATE_EOF), after which
     /// MORE_RESULTS says whether another resultset follows.
     fn reply_rows(&mut self, p: &Payload<'_>) -> Step {
+        if head_lost(p) {
+            return Step::Unsure;
+        }
         let head = p.prefix.first().copied();
         if head == Some(0xff) {
             return self.err(p);
@@ -1508,6 +1539,11 @@ pub(super) fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) ->
         None if len == 5 => Some(false),
         None => (len < 9).then_some(true),
     }
+}
+
+/// Whether the capture lost a payload's first byte (which says what the packet is).
+const fn head_lost(p: &Payload<'_>) -> bool {
+    p.gap && p.prefix.is_empty() && p.len > 0
 }
 
 fn take_err(cmd: &mut Command, prefix: &[u8]) {

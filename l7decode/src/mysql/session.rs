@@ -823,19 +823,21 @@ impl Session {
                 return;
             }
         }
-        let half = self.half(dir);
         #[cfg(feature = "compression")]
-        let missing = if half.read.compressed() {
-            match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
-                Some(plain) => plain,
-                None => {
-                    half.read = Read::CompressedLost;
-                    self.lost_by_gap(dir, events);
-                    return;
+        let missing = {
+            let half = self.half(dir);
+            if half.read.compressed() {
+                match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
+                    Some(plain) => plain,
+                    None => {
+                        half.read = Read::CompressedLost;
+                        self.lost_by_gap(dir, events);
+                        return;
+                    }
                 }
+            } else {
+                missing
             }
-        } else {
-            missing
         };
         // Nothing to skip, or packets already out of sync (frames still in sync).
         if missing == 0 || self.half(dir).read.lost() {

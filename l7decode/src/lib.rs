@@ -134,13 +134,17 @@ pub struct Limits {
     /// longest HTTP head accepted (a longer one is skipped as out of sync), and the largest
     /// MongoDB message read whole, compressed or inflated (of a larger one only the first
     /// `max_buffered` bytes are read, and its record is flagged `truncated`). Counted in
-    /// [`Stats::over_buffered`].
+    /// [`Stats::over_buffered`]. Also the MySQL bytes held after a loss inside a resultset while
+    /// its rows are looked for again (rows that do not fit three at a time are not found; the
+    /// terminator still is).
     pub max_buffered: usize,
     /// Requests awaiting their response (default 1024). Counted in [`Stats::dropped_requests`].
     pub max_pending: usize,
     /// Bytes one direction may skip while nothing recognisable has been seen in the connection,
     /// before it is given up as unknown (default 1 MiB; see [`Connection::with_hint`]). Counted
-    /// in [`Stats::given_up`].
+    /// in [`Stats::given_up`]. Also how far a MySQL reply that lost bytes inside a resultset is
+    /// scanned for its rows before it is given up as `Missing` (the bytes scanned are counted
+    /// in [`Stats::skipped_bytes`]).
     pub max_unrecognized: u64,
     /// MySQL prepared statements remembered per connection, oldest forgotten first (default
     /// 256). Counted in [`Stats::forgotten_statements`].

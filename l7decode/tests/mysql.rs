@@ -8,7 +8,7 @@ mod common;
 use common::packet;
 
 use l7decode::mysql::{Command, Status};
-use l7decode::{Direction, Event, Limits, Protocol};
+use l7decode::{Connection, Direction, Event, Flags, Limits, Protocol, Stats, Timestamp};
 
 const C: Direction = Direction::ClientToServer;
 const S: Direction = Direction::ServerToClient;
@@ -50,13 +50,11 @@ fn summary(c: &Command) -> (Option<&str>, Status, Option<u64>, Option<u64>, u64)
 
 #[test]
 fn debug_output_hides_sql_literals_and_error_texts() {
-    let mut conn = l7decode::Connection::new(Limits::default());
+    let mut conn = Connection::new(Limits::default());
     let query = b"\x03SELECT * FROM users WHERE password = 'hunter2'";
-    conn.feed(C, l7decode::Timestamp(1), &packet(query, 0))
-        .unwrap();
+    conn.feed(C, Timestamp(1), &packet(query, 0)).unwrap();
     let error = b"\xff\x26\x04#23000Duplicate entry 'hunter2' for key 'pw'";
-    conn.feed(S, l7decode::Timestamp(2), &packet(error, 1))
-        .unwrap();
+    conn.feed(S, Timestamp(2), &packet(error, 1)).unwrap();
     let commands: Vec<_> = std::iter::from_fn(|| conn.poll_event())
         .filter_map(|e| match e {
             Event::Mysql(c) => Some(c),
@@ -242,4 +240,490 @@ fn the_statement_table_is_bounded() {
     assert_eq!(executes[0].query(), None);
     assert_eq!(executes[1].query(), Some("SELECT 3"));
     assert_eq!(executes[1].stmt_id, Some(3));
+}
+
+// Losses inside a resultset's rows: the packets after the loss are found again, and the command
+// keeps its real outcome, the rows seen and the `gap` flag.
+
+/// One turn of a conversation with losses: bytes of one direction, or bytes of it lost.
+#[derive(Debug, Clone)]
+enum Turn {
+    Bytes(Direction, Vec<u8>),
+    Gap(Direction, u64),
+}
+
+/// Feeds the turns (bytes in `chunk`-byte pieces, turn `i` at time `10 i`), then both EOFs.
+fn run_with_gaps(turns: &[Turn], chunk: usize, limits: Limits) -> (Vec<Event>, Stats) {
+    let mut conn = Connection::new(limits);
+    let mut out = Vec::new();
+    for (i, turn) in turns.iter().enumerate() {
+        let now = Timestamp(i as u64 * 10);
+        match turn {
+            Turn::Bytes(dir, bytes) => {
+                for piece in bytes.chunks(chunk) {
+                    conn.feed(*dir, now, piece).unwrap();
+                    out.extend(std::iter::from_fn(|| conn.poll_event()));
+                }
+            }
+            Turn::Gap(dir, n) => conn.feed_gap(*dir, now, *n),
+        }
+        out.extend(std::iter::from_fn(|| conn.poll_event()));
+    }
+    conn.feed_eof(C, Timestamp(1_000));
+    conn.feed_eof(S, Timestamp(1_000));
+    out.extend(std::iter::from_fn(|| conn.poll_event()));
+    (out, conn.stats())
+}
+
+/// The records and the server's skipped bytes, after checking that every chunking gives the
+/// same events and counts; a `Resynced` event is only ever the server's.
+fn gapped(turns: &[Turn], limits: Limits) -> (Vec<Command>, u64) {
+    let (whole, stats) = run_with_gaps(turns, usize::MAX, limits);
+    for chunk in [1, 2, 3, 7, 100] {
+        let (events, s) = run_with_gaps(turns, chunk, limits);
+        assert_eq!(events, whole, "chunks of {chunk}");
+        assert_eq!(s, stats, "chunks of {chunk}");
+    }
+    let mut skipped = 0;
+    let commands = whole
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Mysql(c) => Some(*c),
+            Event::Resynced {
+                direction: S,
+                skipped: n,
+            } => {
+                skipped += n;
+                None
+            }
+            Event::Protocol(Protocol::Mysql) => None,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(skipped, stats.skipped_bytes);
+    (commands, skipped)
+}
+
+/// A text row of two values: its number and a name whose length varies with it.
+fn row(n: usize) -> Vec<u8> {
+    let id = n.to_string();
+    let name = format!("customer-{n}-{}", "x".repeat(n * 7 % 23));
+    let mut out = vec![id.len() as u8];
+    out.extend_from_slice(id.as_bytes());
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// A reply of `rows` two-column rows from sequence id 1, ended by `last` (whose payload is
+/// given), with the definitions' EOF unless `deprecate_eof`. Returns the bytes and where each
+/// packet starts (the rows' first, and the terminator's last).
+fn reply(rows: usize, deprecate_eof: bool, last: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    let mut starts = Vec::new();
+    let mut seq = 1u8;
+    let mut put = |out: &mut Vec<u8>, payload: &[u8]| {
+        out.extend(packet(payload, seq));
+        seq = seq.wrapping_add(1);
+    };
+    put(&mut out, b"\x02");
+    for name in ["id", "name"] {
+        let mut def = b"\x03def\x04shop\x01t\x01t".to_vec();
+        def.push(name.len() as u8);
+        def.extend_from_slice(name.as_bytes());
+        def.push(name.len() as u8);
+        def.extend_from_slice(name.as_bytes());
+        def.extend_from_slice(b"\x0c\x21\x00\x50\x00\x00\x00\xfd\x00\x00\x00\x00\x00");
+        put(&mut out, &def);
+    }
+    if !deprecate_eof {
+        put(&mut out, &[0xfe, 0, 0, 0x22, 0]);
+    }
+    for n in 1..=rows {
+        starts.push(out.len());
+        put(&mut out, &row(n));
+    }
+    starts.push(out.len());
+    put(&mut out, last);
+    (out, starts)
+}
+
+const EOF: &[u8] = &[0xfe, 0, 0, 0x22, 0];
+const OK_END: &[u8] = &[0xfe, 0, 0, 0x22, 0, 0, 0];
+const CAPS_DEPRECATE: u32 = CAPS | 0x0100_0000;
+
+/// Login, a SELECT whose reply loses bytes `lost` (a range of `reply`), then a PING.
+fn select_with_loss(caps: u32, reply: &[u8], lost: std::ops::Range<usize>) -> Vec<Turn> {
+    let mut turns: Vec<Turn> = login(caps)
+        .into_iter()
+        .map(|(d, b)| Turn::Bytes(d, b))
+        .collect();
+    turns.push(Turn::Bytes(S, packet(OK, 2)));
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    turns.push(Turn::Bytes(S, reply[..lost.start].to_vec()));
+    turns.push(Turn::Gap(S, lost.len() as u64));
+    turns.push(Turn::Bytes(S, reply[lost.end..].to_vec()));
+    turns.push(Turn::Bytes(C, packet(b"\x0e", 0)));
+    turns.push(Turn::Bytes(S, packet(OK, 1)));
+    turns
+}
+
+/// The SELECT's record and the PING's, checking the login's and the PING's are intact.
+fn select_and_ping(commands: &[Command]) -> (&Command, &Command) {
+    let [login, select, ping] = commands else {
+        panic!("{commands:#?}")
+    };
+    assert_eq!(
+        summary(login),
+        (Some("LOGIN"), Status::Ok, Some(0), None, 0)
+    );
+    assert_eq!(
+        summary(ping),
+        (Some("COM_PING"), Status::Ok, Some(0), None, 0)
+    );
+    assert_eq!(ping.flags, Flags::default());
+    (select, ping)
+}
+
+#[test]
+fn a_loss_inside_rows_resyncs_on_the_next_rows_and_keeps_the_eof_status() {
+    let (bytes, starts) = reply(40, false, EOF);
+    // From the middle of row 10 to the middle of row 20 (1-based): rows 1-9 and 21-40 are seen.
+    let lost = starts[9] + 5..starts[19] + 6;
+    let (commands, skipped) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Ok, None, Some(2), 29)
+    );
+    assert!(select.flags.gap && !select.flags.truncated && !select.flags.missing_response);
+    // What is skipped is the rest of row 20, and the reply ends with its EOF, at its time.
+    assert_eq!(skipped, (starts[20] - starts[19] - 6) as u64);
+    assert_eq!(select.response.unwrap().last, Timestamp(60));
+}
+
+#[test]
+fn a_loss_inside_rows_with_deprecate_eof_ends_at_the_ok() {
+    let (bytes, starts) = reply(40, true, OK_END);
+    let lost = starts[3]..starts[30] + 2;
+    let (commands, _) = gapped(
+        &select_with_loss(CAPS_DEPRECATE, &bytes, lost),
+        Limits::default(),
+    );
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Ok, None, Some(2), 3 + 9)
+    );
+    assert!(select.flags.gap);
+}
+
+#[test]
+fn a_loss_that_ends_at_the_terminator_still_gives_the_status() {
+    for (caps, last) in [(CAPS, EOF), (CAPS_DEPRECATE, OK_END)] {
+        let (bytes, starts) = reply(40, caps == CAPS_DEPRECATE, last);
+        let terminator = *starts.last().unwrap();
+        // Up to exactly the terminator; and up to one byte into the last row.
+        for lost in [starts[25] + 3..terminator, starts[25] + 3..starts[39] + 1] {
+            let (commands, skipped) = gapped(
+                &select_with_loss(caps, &bytes, lost.clone()),
+                Limits::default(),
+            );
+            let (select, _) = select_and_ping(&commands);
+            assert_eq!(
+                summary(select),
+                (Some("COM_QUERY"), Status::Ok, None, Some(2), 25),
+                "{lost:?}"
+            );
+            assert!(select.flags.gap);
+            assert_eq!(skipped, (terminator - lost.end) as u64, "{lost:?}");
+        }
+    }
+}
+
+#[test]
+fn a_loss_before_an_err_that_aborts_the_rows_gives_err() {
+    let err = b"\xff\xe2\x04#21000Subquery returns more than 1 row";
+    for deprecate in [false, true] {
+        let caps = if deprecate { CAPS_DEPRECATE } else { CAPS };
+        let (bytes, starts) = reply(30, deprecate, err);
+        // Two rows after the loss: fewer than trusted alone, but the ERR ends the reply.
+        let lost = starts[10] + 1..starts[28];
+        let (commands, _) = gapped(&select_with_loss(caps, &bytes, lost), Limits::default());
+        let (select, _) = select_and_ping(&commands);
+        assert_eq!(
+            summary(select),
+            (Some("COM_QUERY"), Status::Err, None, Some(2), 12)
+        );
+        assert_eq!(select.error_code, Some(1250));
+        assert_eq!(select.sqlstate(), Some("21000"));
+        assert!(select.flags.gap);
+    }
+}
+
+#[test]
+fn packets_hidden_in_a_row_after_a_loss_are_not_taken_for_the_reply() {
+    // The row the loss cuts holds what looks like an EOF (and after it, rows) in its value.
+    let mut fake = packet(&[0xfe, 0, 0, 0x22, 0], 9);
+    fake.extend(packet(b"\x011\x011", 10));
+    let mut value = b"zz".to_vec();
+    value.extend_from_slice(&fake);
+    let mut hiding = vec![1, b'7', value.len() as u8];
+    hiding.extend_from_slice(&value);
+    let mut bytes = Vec::new();
+    let mut seq = 1u8;
+    for payload in [&b"\x02"[..], b"\x03def", b"\x03def", EOF] {
+        bytes.extend(packet(payload, seq));
+        seq += 1;
+    }
+    let mut starts = Vec::new();
+    for n in 1..=12 {
+        starts.push(bytes.len());
+        let payload = if n == 7 { hiding.clone() } else { row(n) };
+        bytes.extend(packet(&payload, seq));
+        seq += 1;
+    }
+    bytes.extend(packet(EOF, seq));
+    // The loss ends inside row 7, just before the fake packets.
+    let lost = starts[2] + 2..starts[6] + 4 + 5;
+    let (commands, skipped) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Ok, None, Some(2), 2 + 5)
+    );
+    assert_eq!(skipped, (starts[7] - starts[6] - 9) as u64);
+}
+
+#[test]
+fn junk_after_a_loss_is_skipped_and_the_next_reply_is_not_misread() {
+    let (bytes, starts) = reply(20, false, EOF);
+    // The rest of the reply is lost but for bytes that only look like packets: a header whose
+    // payload is not a row, a chain broken by its sequence ids, a terminator followed by more.
+    let mut junk = packet(b"\x05abc", 30);
+    junk.extend(packet(b"\x011\x011", 31));
+    junk.extend(packet(b"\x011\x011", 33));
+    junk.extend(packet(EOF, 34));
+    junk.extend(b"\x01\x02");
+    let mut turns = select_with_loss(CAPS, &bytes, starts[5] + 2..bytes.len());
+    let Turn::Bytes(_, tail) = &mut turns[6] else {
+        panic!()
+    };
+    *tail = junk.clone();
+    let (commands, skipped) = gapped(&turns, Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    // Given up as before this resynchronisation existed: missing, flagged, its rows kept.
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Missing, None, Some(2), 5)
+    );
+    assert!(select.flags.gap && select.flags.truncated);
+    assert_eq!(skipped, junk.len() as u64);
+}
+
+#[test]
+fn a_loss_in_the_first_resultset_of_a_call_keeps_both() {
+    let mut turns: Vec<Turn> = login(CAPS)
+        .into_iter()
+        .map(|(d, b)| Turn::Bytes(d, b))
+        .collect();
+    turns.push(Turn::Bytes(S, packet(OK, 2)));
+    turns.push(Turn::Bytes(C, packet(b"\x03CALL p()", 0)));
+    let mut seq = 1;
+    let first = resultset(30, 0x000a, &mut seq);
+    let mut rest = resultset(2, 0x000a, &mut seq);
+    rest.extend(packet(OK, seq));
+    // Rows of one value `1` are 6 bytes each, after 3 + 29 + 9 bytes of count, definition, EOF.
+    let rows_at = 41;
+    turns.push(Turn::Bytes(S, first[..rows_at + 6 * 4 + 3].to_vec()));
+    turns.push(Turn::Gap(S, 6 * 20));
+    turns.push(Turn::Bytes(
+        S,
+        [&first[rows_at + 6 * 24 + 3..], &rest[..]].concat(),
+    ));
+    let (commands, skipped) = gapped(&turns, Limits::default());
+    let [_, call] = &commands[..] else {
+        panic!("{commands:#?}")
+    };
+    assert_eq!(
+        summary(call),
+        (Some("COM_QUERY"), Status::Ok, Some(0), Some(1), 4 + 5 + 2)
+    );
+    assert_eq!(call.resultsets, 2);
+    assert!(call.flags.gap);
+    assert_eq!(skipped, 3);
+}
+
+#[test]
+fn losses_every_few_bytes_still_find_the_final_terminator() {
+    // As at a small snaplen: of each 60 bytes only the first 20 are captured.
+    let (bytes, _) = reply(60, false, EOF);
+    let mut turns: Vec<Turn> = login(CAPS)
+        .into_iter()
+        .map(|(d, b)| Turn::Bytes(d, b))
+        .collect();
+    turns.push(Turn::Bytes(S, packet(OK, 2)));
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    let segments: Vec<&[u8]> = bytes.chunks(60).collect();
+    for (i, segment) in segments.iter().enumerate() {
+        let seen = if i + 1 == segments.len() {
+            segment.len()
+        } else {
+            segment.len().min(20)
+        };
+        turns.push(Turn::Bytes(S, segment[..seen].to_vec()));
+        if seen < segment.len() {
+            turns.push(Turn::Gap(S, (segment.len() - seen) as u64));
+        }
+    }
+    turns.push(Turn::Bytes(C, packet(b"\x0e", 0)));
+    turns.push(Turn::Bytes(S, packet(OK, 1)));
+    let last = bytes.len() % 60;
+    assert!(last >= EOF.len() + 4, "the last segment holds the EOF");
+    let (commands, _) = gapped(&turns, Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!((select.status, select.flags.gap), (Status::Ok, true));
+    // No three rows fit in what each segment shows: none is counted, only the outcome is known.
+    assert_eq!(select.rows, 0);
+}
+
+#[test]
+fn a_scan_stops_at_its_bounds() {
+    let (bytes, starts) = reply(200, false, EOF);
+    let lost = starts[5] + 2..starts[10] + 3;
+    // A window too small for three rows: the rows after the loss are not counted, but the EOF
+    // ending the reply is still found.
+    let (commands, _) = gapped(
+        &select_with_loss(CAPS, &bytes, lost.clone()),
+        Limits::default().max_buffered(40),
+    );
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!((select.status, select.rows), (Status::Ok, 5));
+    // A scan allowed too few bytes gives up as before.
+    let (commands, _) = gapped(
+        &select_with_loss(CAPS, &bytes, lost.clone()),
+        Limits::default().max_unrecognized(10),
+    );
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(select.status, Status::Missing);
+    assert!(select.flags.gap && select.flags.truncated);
+    // The window never holds more than its bound.
+    let mut conn = Connection::new(Limits::default().max_buffered(4096));
+    for turn in select_with_loss(CAPS, &bytes, lost) {
+        match turn {
+            Turn::Bytes(dir, b) => {
+                for piece in b.chunks(1448) {
+                    conn.feed(dir, Timestamp(0), piece).unwrap();
+                    assert!(conn.buffered_bytes() < 4096 * 2 + 8192);
+                }
+            }
+            Turn::Gap(dir, n) => conn.feed_gap(dir, Timestamp(0), n),
+        }
+    }
+}
+
+#[test]
+fn a_snaplen_that_leaves_rows_of_every_segment_counts_them() {
+    // 1024 bytes of each 1448-byte segment, as with DeepFlow's default payload truncation.
+    let (bytes, starts) = reply(400, false, EOF);
+    let mut turns: Vec<Turn> = login(CAPS)
+        .into_iter()
+        .map(|(d, b)| Turn::Bytes(d, b))
+        .collect();
+    turns.push(Turn::Bytes(S, packet(OK, 2)));
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    let mut seen = Vec::new();
+    for (i, segment) in bytes.chunks(1448).enumerate() {
+        let kept = segment.len().min(1024);
+        turns.push(Turn::Bytes(S, segment[..kept].to_vec()));
+        seen.push(i * 1448..i * 1448 + kept);
+        if kept < segment.len() {
+            turns.push(Turn::Gap(S, (segment.len() - kept) as u64));
+        }
+    }
+    turns.push(Turn::Bytes(C, packet(b"\x0e", 0)));
+    turns.push(Turn::Bytes(S, packet(OK, 1)));
+    // The rows a segment shows whole count when it shows three (they chain), or when they are
+    // the first segment's (read in sync) or the last's (they chain to the EOF).
+    let last = seen.len() - 1;
+    let expected: usize = seen
+        .iter()
+        .enumerate()
+        .map(|(k, range)| {
+            let whole = starts
+                .windows(2)
+                .filter(|w| range.contains(&w[0]) && w[1] <= range.end)
+                .count();
+            if k == 0 || k == last || whole >= 3 {
+                whole
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert!(expected > 250 && expected < 400, "{expected}");
+    let (commands, _) = gapped(&turns, Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        (select.status, select.rows, select.flags.gap),
+        (Status::Ok, expected as u64, true)
+    );
+}
+
+#[test]
+fn a_packet_whose_first_byte_is_lost_is_never_guessed() {
+    // A row's first byte: a row or the terminator? The rows after it say it was a row (and so
+    // does the EOF right after the last one).
+    let (bytes, starts) = reply(20, false, EOF);
+    for row in [7, 19] {
+        let lost = starts[row] + 4..starts[row] + 5;
+        let (commands, skipped) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+        let (select, _) = select_and_ping(&commands);
+        assert_eq!(
+            summary(select),
+            (Some("COM_QUERY"), Status::Ok, None, Some(2), 20)
+        );
+        assert!(select.flags.gap);
+        assert_eq!(skipped, 0);
+    }
+    // The EOF's first byte: nothing follows before the next command, so the outcome is lost.
+    let terminator = *starts.last().unwrap();
+    let lost = terminator + 4..terminator + 5;
+    let (commands, _) = gapped(&select_with_loss(CAPS, &bytes, lost), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(
+        summary(select),
+        (Some("COM_QUERY"), Status::Missing, None, Some(2), 20)
+    );
+    assert!(select.flags.gap && select.flags.truncated);
+    // A reply's first byte (OK, ERR or a column count): missing, not OK.
+    let err = packet(b"\xff\x7a\x04#42S02Table 'shop.x' doesn't exist", 1);
+    let (commands, _) = gapped(&select_with_loss(CAPS, &err, 4..5), Limits::default());
+    let (select, _) = select_and_ping(&commands);
+    assert_eq!(select.status, Status::Missing);
+    assert!(select.flags.gap && select.flags.truncated);
+}
+
+#[test]
+fn a_lost_eof_after_the_definitions_teaches_nothing() {
+    // Its first byte lost, the EOF after the definitions must not be read as "no EOF here"
+    // (DEPRECATE_EOF), which would end every later resultset at its definitions' EOF.
+    let (bytes, starts) = reply(4, false, EOF);
+    let defs_eof = starts[0] - 9;
+    let mut turns = select_with_loss(CAPS, &bytes, defs_eof + 4..defs_eof + 5);
+    turns.push(Turn::Bytes(C, packet(b"\x03SELECT id, name FROM t", 0)));
+    turns.push(Turn::Bytes(S, bytes.clone()));
+    let (commands, _) = gapped(&turns, Limits::default());
+    let [_, first, _, again] = &commands[..] else {
+        panic!("{commands:#?}")
+    };
+    assert_eq!(
+        (first.status, first.rows, first.flags.gap),
+        (Status::Ok, 4, true)
+    );
+    assert_eq!(
+        summary(again),
+        (Some("COM_QUERY"), Status::Ok, None, Some(2), 4)
+    );
+    assert_eq!(again.flags, Flags::default());
 }

@@ -272,3 +272,103 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// The commands (and skipped bytes) of the turns with bytes `lost` of turn `at` lost.
+fn decode_with_loss(
+    turns: &[(Direction, Vec<u8>)],
+    cuts: &[usize],
+    (at, lost): (usize, std::ops::Range<usize>),
+) -> (Vec<Command>, u64) {
+    let mut conn = Connection::new(Limits::default());
+    let mut commands = Vec::new();
+    let mut drain = |conn: &mut Connection| {
+        while let Some(e) = conn.poll_event() {
+            match e {
+                Event::Mysql(c) => commands.push(*c),
+                Event::Protocol(p) => assert_eq!(p, Protocol::Mysql),
+                Event::Resynced { direction, .. } => assert_eq!(direction, S),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    for (i, (dir, bytes)) in turns.iter().enumerate() {
+        let step = cuts[i % cuts.len()].max(1);
+        let now = Timestamp(i as u64);
+        let pieces: Vec<&[u8]> = if i == at {
+            vec![&bytes[..lost.start], &bytes[lost.end..]]
+        } else {
+            vec![bytes]
+        };
+        for (k, part) in pieces.iter().enumerate() {
+            if k == 1 {
+                conn.feed_gap(*dir, now, lost.len() as u64);
+                drain(&mut conn);
+            }
+            for piece in part.chunks(step) {
+                conn.feed(*dir, now, piece).unwrap();
+                drain(&mut conn);
+            }
+        }
+    }
+    conn.feed_eof(C, Timestamp(1 << 40));
+    conn.feed_eof(S, Timestamp(1 << 40));
+    drain(&mut conn);
+    (commands, conn.stats().skipped_bytes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Bytes lost anywhere in one reply: in any chunking the same records; every other command
+    /// exactly as generated; the damaged one with its real outcome (and no more rows than it
+    /// had), or reported missing, flagged either way.
+    #[test]
+    fn a_loss_in_a_reply_damages_only_that_reply(
+        deprecate_eof in any::<bool>(),
+        cmds in prop::collection::vec(cmd_strategy(), 1..6),
+        which in any::<prop::sample::Index>(),
+        from in 0u32..1000,
+        to in 1u32..=1000,
+        cuts in prop::collection::vec(prop_oneof![1usize..64, 1usize..5000], 1..4),
+    ) {
+        let (turns, want) = conversation(deprecate_eof, &cmds);
+        // Replies to the generated commands: the server turns after the login's.
+        let replies: Vec<usize> = (3..turns.len()).filter(|&i| turns[i].0 == S).collect();
+        let at = replies[which.index(replies.len())];
+        let len = turns[at].1.len();
+        let start = len * from as usize / 1000;
+        let end = start + ((len - start) * to as usize / 1000).max(1);
+        let loss = (at, start..end.min(len));
+        prop_assume!(loss.1.start < loss.1.end);
+        let (got, skipped) = decode_with_loss(&turns, &[usize::MAX], loss.clone());
+        prop_assert_eq!(decode_with_loss(&turns, &cuts, loss.clone()), (got.clone(), skipped));
+        // The damaged command: the one whose request precedes the reply turn (the login's
+        // record comes first, from the handshake response, the first client turn).
+        let damaged = turns[..at].iter().filter(|(d, _)| *d == C).count() - 1;
+        prop_assert_eq!(got.len(), want.len());
+        for (i, (c, w)) in got.iter().zip(&want).enumerate() {
+            let summary = (
+                c.name().unwrap(),
+                c.status,
+                c.text_len,
+                c.affected_rows,
+                c.num_fields,
+                c.rows,
+                c.error_code,
+            );
+            if i != damaged {
+                prop_assert_eq!(summary, *w, "command {}", i);
+                continue;
+            }
+            prop_assert!(c.flags.gap, "{:?}", c);
+            if c.status == Status::Missing {
+                prop_assert!(c.flags.truncated || c.flags.missing_response, "{:?}", c);
+            } else {
+                prop_assert_eq!(c.status, w.1, "{:?}", c);
+                // An ERR's code is there unless the loss took it.
+                prop_assert!(c.error_code.is_none() || c.error_code == w.6, "{:?}", c);
+                prop_assert!(c.rows <= w.5, "{:?}", c);
+            }
+        }
+    }
+}

@@ -60,6 +60,9 @@ pub(crate) struct Framer {
     prefix: Vec<u8>,
     /// The last step completed a payload; it is cleared at the next step.
     complete: bool,
+    /// Sequence id of the last complete header: where the packets after a loss must continue
+    /// from (kept across [`Framer::reset`], which a loss calls).
+    last_seq: Option<u8>,
 }
 
 impl Framer {
@@ -80,6 +83,7 @@ impl Framer {
             gap: false,
             prefix: Vec::new(),
             complete: false,
+            last_seq: None,
         }
     }
 
@@ -106,6 +110,11 @@ impl Framer {
             0
         };
         payload + self.header_len as u64
+    }
+
+    /// Sequence id of the last packet header read, if any.
+    pub(crate) const fn last_seq(&self) -> Option<u8> {
+        self.last_seq
     }
 
     /// Consumes a prefix of `input`; returns its length and whether a payload completed (read it
@@ -135,6 +144,7 @@ impl Framer {
             }
             let [l0, l1, l2, seq] = self.header;
             let len = u32::from_le_bytes([l0, l1, l2, 0]);
+            self.last_seq = Some(seq);
             if !self.building {
                 self.building = true;
                 self.seq = seq;

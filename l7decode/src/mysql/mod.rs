@@ -14,14 +14,19 @@
 //! * The compressed protocol is a stream layer under the packets (feature `compression`, on by
 //!   default).
 //! * A capture that starts mid-connection resynchronises on a plausible command confirmed by its
-//!   reply, learning DEPRECATE_EOF from the replies; a gap inside a packet is skipped in sync,
-//!   elsewhere the direction resynchronises. Records are flagged, never invented.
+//!   reply, learning DEPRECATE_EOF from the replies; a gap inside a packet is skipped in sync.
+//!   A gap inside a resultset (its rows, or the column definitions before them) keeps the
+//!   command: the packets after it are found again by their chained headers and the shape of
+//!   the rows, and the terminator gives the real outcome (the record counts the rows seen and is
+//!   flagged `gap`). Elsewhere the direction resynchronises at the next command. Records are
+//!   flagged, never invented: an outcome whose deciding byte was lost is `Missing`.
 
 #![deny(clippy::indexing_slicing)]
 
 #[cfg(feature = "compression")]
 mod compress;
 mod framing;
+mod rowsync;
 mod session;
 pub mod wire;
 
@@ -102,12 +107,14 @@ pub struct Command {
     pub warnings: u16,
     /// Columns of the first resultset (for PREPARE: of the statement's resultset).
     pub num_fields: Option<u64>,
-    /// Rows, over every resultset of the reply.
+    /// Rows, over every resultset of the reply: those seen, when the capture lost some
+    /// (`flags.gap`).
     pub rows: u64,
     /// Resultsets in the reply.
     pub resultsets: u32,
-    /// Anomalies: `gap` (bytes lost inside it), `orphan` (a reply whose command the capture
-    /// missed), `missing_response`, `truncated` (its text was cut by the capture).
+    /// Anomalies: `gap` (bytes lost inside it; in a resultset, rows were lost and the status is
+    /// still the terminator's), `orphan` (a reply whose command the capture missed),
+    /// `missing_response`, `truncated` (its text, or the reply's end, was cut by the capture).
     pub flags: Flags,
 }
 

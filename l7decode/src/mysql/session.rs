@@ -10,6 +10,7 @@ use bytes::Bytes;
 #[cfg(feature = "compression")]
 use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
+use super::rowsync::{self, Found, RowScan, Until};
 use super::wire::{self, caps};
 use super::{Command, Span, Status};
 use crate::session::{ProtocolSession, Session as SessionApi};
@@ -89,6 +90,9 @@ enum Step {
     Again,
     /// The reply ended.
     Done(Status),
+    /// A packet of the rows whose first byte the capture lost: a row, or the terminator, only
+    /// what follows can tell.
+    Unsure,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +111,9 @@ struct Pending {
     /// Reported at its deadline (if confirmed): it holds its place, so that a reply that still
     /// comes is read (and consumed) as its own rather than as the next command's.
     timed_out: bool,
+    /// Columns of the resultset being read (for a CALL, the current one, which the record's
+    /// `num_fields` is not): what its rows must hold to be found again after a loss.
+    columns: Option<u64>,
 }
 
 /// What the state machine asks of the framing after a payload.
@@ -121,6 +128,9 @@ enum Action {
     Opaque,
     /// A client command completed: a server side still out of sync starts its reply next.
     Commanded,
+    /// The server's packets are in sync but what the last one was is not known (its first byte
+    /// was lost in the rows): the packets after it are judged as after a loss.
+    RowsUnsure,
 }
 
 /// How a direction's bytes are read, each state by its own function of [`Session`].
@@ -142,6 +152,11 @@ enum Read {
     /// TLS after an SSLRequest, or the direction ended: bytes are only counted, and nothing
     /// moves the direction out of this state.
     Opaque,
+    /// The server's side lost bytes inside a resultset's rows (plain protocol): the bytes after
+    /// the loss are held and judged as packet starts until rows chain again or the reply's
+    /// terminator is found where it ends (`scan_rows`, see [`rowsync`]). Not [`Read::lost`]:
+    /// the reply is still this command's, and nothing else may claim these bytes.
+    RowsLost,
 }
 
 impl Read {
@@ -198,6 +213,8 @@ struct Half {
     read: Read,
     /// While lost: the bytes being judged as a command start, and when the first came.
     window: Window,
+    /// While [`Read::RowsLost`]: the bytes being judged as packet starts.
+    rows: RowScan,
     /// No byte of this side was seen yet: a command found at its first byte starts where the
     /// capture does.
     untouched: bool,
@@ -213,6 +230,7 @@ impl Half {
             inflate: None,
             read: if lost { Read::PlainLost } else { Read::Plain },
             window: Window::default(),
+            rows: RowScan::default(),
             untouched: true,
         }
     }
@@ -266,6 +284,10 @@ struct State {
     server_ended: bool,
     /// Statements forgotten at `max_statements`.
     forgotten: u64,
+    /// [`Limits::max_buffered`]: the longest chain of packets judged after a loss in rows.
+    max_window: usize,
+    /// [`Limits::max_unrecognized`]: how far a scan for rows goes before it gives up.
+    max_scan: u64,
 }
 
 /// One connection's MySQL/MariaDB session; see [`mysql::Decoder`](super::Decoder) to use it on
@@ -373,7 +395,7 @@ impl SessionApi for Session {
             let inflate = h.inflate.as_ref().map_or(0, |z| z.heap_bytes());
             #[cfg(not(feature = "compression"))]
             let inflate = 0;
-            h.framer.heap_bytes() + h.window.heap_bytes() + inflate
+            h.framer.heap_bytes() + h.window.heap_bytes() + h.rows.held.capacity() + inflate
         };
         self.halves.iter().map(half).sum::<usize>()
             + self.st.pending.capacity() * size_of::<Pending>()
@@ -470,6 +492,8 @@ impl Session {
                 timeout: limits.response_timeout_ns(),
                 server_ended: false,
                 forgotten: 0,
+                max_window: limits.max_buffered,
+                max_scan: limits.max_unrecognized,
             },
         }
     }
@@ -496,6 +520,7 @@ impl Session {
                 Read::Compressed | Read::CompressedPacketsLost => {
                     self.feed_compressed(dir, now, input, events)
                 }
+                Read::RowsLost => self.scan_rows(now, input, events),
                 Read::Opaque => input.len(),
             };
             input = input.get(used..).unwrap_or_default();
@@ -687,6 +712,15 @@ impl Session {
 
     /// Reads the payload the framer of `dir` just completed.
     fn payload(&mut self, dir: Direction, events: &mut VecDeque<Event>) -> Action {
+        // A client command means the reply before it is over: a rows scan still undecided
+        // decides now, before the command claims the server's next bytes.
+        if dir == Direction::ClientToServer
+            && self.st.phase == Phase::Commands
+            && self.halves[1].read == Read::RowsLost
+            && self.halves[0].framer.payload().seq == 0
+        {
+            self.settle_rows(events);
+        }
         let Self { halves, st } = self;
         st.messages += 1;
         let Some(half) = halves.get(index(dir)) else {
@@ -707,6 +741,11 @@ impl Session {
                 self.lose(Direction::ServerToClient);
             }
             Action::Compress => self.compress_from_here(),
+            Action::RowsUnsure => {
+                if !self.lost_in_rows(dir, 0) {
+                    self.lost_by_gap(dir, events);
+                }
+            }
             Action::Opaque => {
                 for half in &mut self.halves {
                     half.read = Read::Opaque;
@@ -772,18 +811,33 @@ impl Session {
             half.window.clear();
             return;
         }
-        #[cfg(feature = "compression")]
-        let missing = if half.read.compressed() {
-            match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
-                Some(plain) => plain,
-                None => {
-                    half.read = Read::CompressedLost;
-                    self.lost_by_gap(dir, events);
-                    return;
-                }
+        if half.read == Read::RowsLost {
+            // What is held is judged knowing nothing past it joins it (a chain waiting for bytes
+            // beyond would otherwise hide rows after it); found, it is read in sync and the loss
+            // falls on the packets as usual. Otherwise it is skipped and the scan goes on after.
+            self.judge_rows(Until::Gap, events);
+            let half = self.half(dir);
+            if half.read == Read::RowsLost {
+                let dropped = half.rows.gap(missing);
+                self.skip(dir, dropped);
+                return;
             }
-        } else {
-            missing
+        }
+        #[cfg(feature = "compression")]
+        let missing = {
+            let half = self.half(dir);
+            if half.read.compressed() {
+                match half.inflate.as_mut().and_then(|z| z.gap(missing)) {
+                    Some(plain) => plain,
+                    None => {
+                        half.read = Read::CompressedLost;
+                        self.lost_by_gap(dir, events);
+                        return;
+                    }
+                }
+            } else {
+                missing
+            }
         };
         // Nothing to skip, or packets already out of sync (frames still in sync).
         if missing == 0 || self.half(dir).read.lost() {
@@ -795,6 +849,7 @@ impl Session {
                 let action = self.payload(dir, events);
                 self.apply(dir, action, events);
             }
+            GapOutcome::Lost if self.lost_in_rows(dir, missing) => {}
             GapOutcome::Lost => self.lost_by_gap(dir, events),
         }
     }
@@ -817,9 +872,132 @@ impl Session {
         }
     }
 
+    /// The shape of the rows the front command's reply is reading (or, in its column
+    /// definitions, will read), if it knows their column count.
+    fn rows_shape(&self) -> Option<rowsync::Shape> {
+        let front = self.st.pending.front()?;
+        let rows_next = match front.reply {
+            Reply::Rows => true,
+            Reply::Defs { then, .. } | Reply::DefsEof { then } => then == AfterDefs::Rows,
+            _ => false,
+        };
+        if !rows_next {
+            return None;
+        }
+        Some(rowsync::Shape {
+            columns: front.columns?,
+            binary: matches!(front.cmd.code, Some(0x17 | 0x1c | 0xfa)),
+            deprecate_eof: self.st.deprecate_eof,
+            window: self.st.max_window,
+        })
+    }
+
+    /// A loss the framer of `dir` could not skip in sync: inside a resultset (plain protocol,
+    /// server side), the reply is kept and its rows looked for again. A loss in the column
+    /// definitions counts too: a small snaplen cuts the first segment of every resultset there.
+    /// Returns whether that is what happens.
+    fn lost_in_rows(&mut self, dir: Direction, missing: u64) -> bool {
+        if dir != Direction::ServerToClient
+            || self.half(dir).read != Read::Plain
+            || self.rows_shape().is_none()
+        {
+            return false;
+        }
+        // The reply being read is the front command's (not the last queued one's).
+        if let Some(front) = self.st.pending.front_mut() {
+            front.cmd.flags.gap = true;
+            // Found again, the packets are read as rows: a scan never starts at a definition.
+            front.reply = Reply::Rows;
+        }
+        let half = self.half(dir);
+        let last_seq = half.framer.last_seq();
+        half.framer.reset();
+        half.rows.start(last_seq, missing);
+        half.read = Read::RowsLost;
+        true
+    }
+
+    /// Server bytes while the rows are looked for again: held (at most [`Limits::max_buffered`]
+    /// of them) and judged; once packets are found, what is held is read again in sync.
+    fn scan_rows(&mut self, now: Timestamp, input: &[u8], events: &mut VecDeque<Event>) -> usize {
+        let max_window = self.st.max_window;
+        let half = &mut self.halves[1];
+        // Never more than the window holds: a front offset still undecided needs no more than
+        // that, so once judged, room is made.
+        let room = max_window.saturating_sub(half.rows.held.len()).max(1);
+        let take = input.len().min(room);
+        half.rows
+            .held
+            .extend(input.get(..take).unwrap_or_default(), now);
+        if half.rows.ready() {
+            self.judge_rows(Until::More, events);
+        }
+        take
+    }
+
+    /// The reply must be over (the client spoke again, or the server's side ended): the rows
+    /// scan is decided with what it holds.
+    fn settle_rows(&mut self, events: &mut VecDeque<Event>) {
+        self.judge_rows(Until::ReplyEnd, events);
+        if self.halves[1].read == Read::RowsLost {
+            self.rows_not_found(events);
+        }
+    }
+
+    /// Judges what the rows scan holds; replays it in sync once packets are found, gives the
+    /// reply up if nothing can be.
+    fn judge_rows(&mut self, until: Until, events: &mut VecDeque<Event>) {
+        let Some(shape) = self.rows_shape() else {
+            self.rows_not_found(events);
+            return;
+        };
+        let max_scan = self.st.max_scan;
+        let (found, skipped) = self.halves[1].rows.find(&shape, until, max_scan);
+        self.skip(Direction::ServerToClient, skipped);
+        match found {
+            Found::Waiting => {}
+            Found::Nothing => self.rows_not_found(events),
+            Found::Packets => {
+                self.report_skipped(Direction::ServerToClient, events);
+                if self.halves[1].rows.follows_unsure()
+                    && let Some(cmd) = self.st.front()
+                {
+                    cmd.rows += 1;
+                }
+                let half = &mut self.halves[1];
+                half.read = Read::Plain;
+                half.framer.reset();
+                let (bytes, runs) = half.rows.held.take_runs();
+                // Each byte keeps its own arrival time, as if it had come in sync.
+                let mut at = 0;
+                for (len, time) in runs {
+                    let run = bytes.get(at..at + len).unwrap_or_default();
+                    self.feed_bytes(Direction::ServerToClient, time, run, events);
+                    at += len;
+                }
+            }
+        }
+    }
+
+    /// The rows could not be found again: the reply is reported as it stood (`Missing`, as for
+    /// any loss out of sync), and the server's side waits for the next command.
+    fn rows_not_found(&mut self, events: &mut VecDeque<Event>) {
+        let dir = Direction::ServerToClient;
+        let half = self.half(dir);
+        let held = half.rows.held.len() as u64;
+        half.rows.held.clear();
+        half.read = Read::Plain;
+        self.skip(dir, held);
+        self.lost_by_gap(dir, events);
+    }
+
     /// The end of `dir`: a half-read window or packet never became anything; when the server's
     /// side ends, commands still waiting are reported without a reply.
     fn end(&mut self, dir: Direction, events: &mut VecDeque<Event>) {
+        if self.half(dir).read == Read::RowsLost {
+            // The server said all it will: the reply must end where its bytes do.
+            self.settle_rows(events);
+        }
         let half = self.half(dir);
         let partial = half.window.len() as u64 + half.framer.partial_len();
         half.window.clear();
@@ -920,6 +1098,7 @@ impl State {
                     reply: Reply::Auth,
                     confirmed: true,
                     timed_out: false,
+                    columns: None,
                 });
                 Action::None
             }
@@ -1021,6 +1200,7 @@ impl State {
             reply,
             confirmed,
             timed_out: false,
+            columns: None,
         });
         Action::Commanded
     }
@@ -1074,6 +1254,7 @@ impl State {
             Step::More => return Action::None,
             // The packet belongs to the state the reply moved to.
             Step::Again => return self.reply(p, events),
+            Step::Unsure => return Action::RowsUnsure,
             Step::Done(status) => status,
         };
         self.answered_at = p.last;
@@ -1140,6 +1321,11 @@ impl State {
         let Some(cmd) = self.front() else {
             return Step::More;
         };
+        if head_lost(p) {
+            // OK, ERR or a resultset: the byte that says was lost, so is the outcome.
+            cmd.flags.truncated = true;
+            return Step::Done(Status::Missing);
+        }
         match head {
             // A MariaDB progress report is not the reply.
             Some(0xff) if wire::err(p.prefix).is_some_and(|e| e.code == 0xffff) => Step::More,
@@ -1163,6 +1349,9 @@ impl State {
                 Some((columns, used)) if columns > 0 => {
                     cmd.num_fields.get_or_insert(columns);
                     cmd.resultsets += 1;
+                    if let Some(front) = self.pending.front_mut() {
+                        front.columns = Some(columns);
+                    }
                     // With optional resultset metadata (MySQL 8) or MariaDB's metadata cache, a
                     // flag byte follows the count: 0 means no definitions follow.
                     let next = match p.prefix.get(used) {
@@ -1236,6 +1425,12 @@ impl State {
     /// none, which is then read as what follows the definitions.
     fn reply_defs_eof(&mut self, p: &Payload<'_>, then: AfterDefs) -> Step {
         let head = p.prefix.first().copied();
+        // Its first byte lost, the packet is taken for the EOF it most likely is, and nothing
+        // is learnt from it: inferring DEPRECATE_EOF from a lost byte would misread every
+        // resultset after it.
+        if head_lost(p) {
+            return self.after_defs(then);
+        }
         if terminator(head, p.len, self.deprecate_eof) == Some(false) {
             self.deprecate_eof.get_or_insert(false);
             return self.after_defs(then);
@@ -1250,6 +1445,9 @@ impl State {
     /// Rows until the resultset's terminator (an EOF, or an OK with DEPRECATE_EOF), after which
     /// MORE_RESULTS says whether another resultset follows.
     fn reply_rows(&mut self, p: &Payload<'_>) -> Step {
+        if head_lost(p) {
+            return Step::Unsure;
+        }
         let head = p.prefix.first().copied();
         if head == Some(0xff) {
             return self.err(p);
@@ -1333,7 +1531,7 @@ impl State {
 /// `None` not at all (a row, whose first byte may be 0xFE too when its first value is long).
 /// With DEPRECATE_EOF unknown, an EOF is exactly 5 bytes and a shorter-than-9 0xFE packet of
 /// another length is an OK.
-fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) -> Option<bool> {
+pub(super) fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) -> Option<bool> {
     if head != Some(0xfe) {
         return None;
     }
@@ -1343,6 +1541,11 @@ fn terminator(head: Option<u8>, len: u64, deprecate: Option<bool>) -> Option<boo
         None if len == 5 => Some(false),
         None => (len < 9).then_some(true),
     }
+}
+
+/// Whether the capture lost a payload's first byte (which says what the packet is).
+const fn head_lost(p: &Payload<'_>) -> bool {
+    p.gap && p.prefix.is_empty() && p.len > 0
 }
 
 fn take_err(cmd: &mut Command, prefix: &[u8]) {

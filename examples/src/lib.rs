@@ -9,6 +9,7 @@ pub mod metadata_json;
 pub mod mxecho;
 pub mod mxproxy;
 pub mod serve;
+pub mod signals;
 pub mod tcpsource;
 pub mod tcpstat;
 pub mod tracehdr;

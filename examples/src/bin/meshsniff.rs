@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use examples::meshsniff::trace::trace_context;
 use examples::meshsniff::watch::{self, Next, StopWhen};
 use examples::meshsniff::{Exchange, Record, Totals, analyze_until, outcome_of, seconds};
 use examples::serve::{ServeLimits, get_only, raise_descriptor_limit, serve};
+use examples::signals::on_stop_signals;
 use l7decode::flows::FlowLimits;
 use l7decode::mongo::Operation;
 use l7decode::mysql::Command;
@@ -314,17 +314,10 @@ fn live<W: Write>(
         eprintln!("meshsniff: {e}");
         ExitCode::FAILURE
     })?;
-    let signalled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The first signal stops the capture and flushes; a second one exits at once.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&signalled)));
-        if let Err(e) = registered {
-            eprintln!("meshsniff: cannot handle signal {signal}: {e}");
-            return Err(ExitCode::FAILURE);
-        }
-    }
+    let signals = on_stop_signals().map_err(|e| {
+        eprintln!("meshsniff: cannot handle SIGINT and SIGTERM: {e}");
+        ExitCode::FAILURE
+    })?;
     let server = match args.listen {
         Some(addr) => Some(MetricsServer::start(addr, state)?),
         None => None,
@@ -338,7 +331,7 @@ fn live<W: Write>(
             .unwrap_or_default()
     );
     let stop = StopWhen {
-        signalled: &signalled,
+        signalled: signals.flag(),
         deadline: args.duration.map(|d| Instant::now() + d),
     };
     let (summary, failure) = watch::run(&mut capture, FlowLimits::default(), state, stop, |r| {

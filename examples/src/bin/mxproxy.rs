@@ -14,12 +14,11 @@
 //! usage errors and a configuration that cannot be used (unreadable or invalid metadata, metadata
 //! peers would refuse, unusable TLS material).
 
+use examples::signals::on_stop_signals;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -279,7 +278,8 @@ fn run((mut config, max_given): (ProxyConfig, bool)) -> Result<(), Failure> {
     } else if !max_given {
         config.max_connections = config.max_connections.min(room.max(1));
     }
-    let stop = signals().map_err(|e| Failure::Runtime(format!("cannot handle signals: {e}")))?;
+    let stop =
+        on_stop_signals().map_err(|e| Failure::Runtime(format!("cannot handle signals: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -294,28 +294,11 @@ fn run((mut config, max_given): (ProxyConfig, bool)) -> Result<(), Failure> {
             "mxproxy {role:?} listening on {} metrics {metrics}",
             running.listen
         ))?;
-        let stop = tokio::net::UnixStream::from_std(stop)
+        stop.wait()
+            .await
             .map_err(|e| Failure::Runtime(format!("cannot wait for signals: {e}")))?;
-        // Readable once a signal has written its byte (or the other end is gone).
-        let _ = stop.readable().await;
         // Stop accepting, let scrapes in flight finish, then exit.
         running.shut_down().await;
         Ok(())
     })
-}
-
-/// SIGINT and SIGTERM: the first writes a byte to the returned socket; a second one exits at
-/// once.
-fn signals() -> std::io::Result<std::os::unix::net::UnixStream> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let (read, write) = std::os::unix::net::UnixStream::pair()?;
-    read.set_nonblocking(true)?;
-    write.set_nonblocking(true)?;
-    let signalled = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))?;
-        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
-        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-    }
-    Ok(read)
 }

@@ -1,12 +1,11 @@
 //! `tcpstat`: node_exporter's `node_tcp_connection_states`, from `/proc/net/tcp{,6}` or netlink,
 //! printed once or served at `/metrics`.
 
+use examples::signals::on_stop_signals;
 use std::io::Write;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -168,8 +167,7 @@ fn serve_metrics(addr: &str, settings: Settings) -> ExitCode {
     if let Err(e) = raise_descriptor_limit(&limits) {
         note!("cannot raise the open-file limit for /metrics clients: {e}");
     }
-    // Signals arrive as bytes on a socket pair the runtime waits on.
-    let signals = match signal_pipe() {
+    let signals = match on_stop_signals() {
         Ok(s) => s,
         Err(e) => return fail("cannot handle SIGINT and SIGTERM", e),
     };
@@ -186,14 +184,13 @@ fn serve_metrics(addr: &str, settings: Settings) -> ExitCode {
     });
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let signals = tokio::net::UnixStream::from_std(signals)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         note!("listening on http://{local}/metrics");
         let server = serve(listener, handler, limits, stopped);
         tokio::pin!(server);
         tokio::select! {
             () = &mut server => {}
-            _ = signals.readable() => {
+            _ = signals.wait() => {
                 note!("stopping (signal)");
                 let _ = stop.send(true);
                 server.await;
@@ -274,19 +271,4 @@ fn render(c: &Collected, output: OutputFormat, format: Format) -> (&'static str,
         OutputFormat::Json => ("application/json", render_json(c)),
         OutputFormat::Prom => (format.content_type(), render_metrics(c, format)),
     }
-}
-
-/// The reading end of a socket pair that SIGINT and SIGTERM write to. The first signal asks for
-/// a graceful stop; a second one exits at once.
-fn signal_pipe() -> std::io::Result<UnixStream> {
-    let (read, write) = UnixStream::pair()?;
-    read.set_nonblocking(true)?;
-    write.set_nonblocking(true)?;
-    let signalled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))?;
-        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
-        signal_hook::low_level::pipe::register(signal, write.try_clone()?)?;
-    }
-    Ok(read)
 }

@@ -4,10 +4,10 @@
 //! Exit status: 0 when a result was printed (invalid headers included, and when a closed pipe
 //! ended the output), 1 for I/O errors, 2 for usage errors and unusable input.
 
+use examples::signals::on_stop_signals;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -163,17 +163,13 @@ fn run_service(args: &Serve) -> ExitCode {
     if let Err(e) = raise_descriptor_limit(&limits) {
         eprintln!("tracehdr: cannot raise the open-file limit for clients: {e}");
     }
-    let signalled = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The first signal stops the server gracefully; a second one exits at once.
-        let registered =
-            signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&signalled))
-                .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&signalled)));
-        if let Err(e) = registered {
-            eprintln!("tracehdr: cannot handle signal {signal}: {e}");
+    let signals = match on_stop_signals() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("tracehdr: cannot handle SIGINT and SIGTERM: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
     let listener = match std::net::TcpListener::bind(args.addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
     {
@@ -207,10 +203,9 @@ fn run_service(args: &Serve) -> ExitCode {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            while !signalled.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if signals.wait().await.is_ok() {
+                let _ = stop.send(true);
             }
-            let _ = stop.send(true);
         });
         eprintln!("tracehdr: listening on http://{local}");
         serve(listener, Arc::new(suite), limits, stopped).await;

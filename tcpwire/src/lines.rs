@@ -200,8 +200,17 @@ mod tests {
     #[test]
     fn lines_are_the_same_in_any_chunking() {
         let input = b"ab\n\nlong-line-here\ncd\nunterminated";
-        testkit::assert_chunking_invariant(input, 200, |chunks| collect(input, 8, chunks));
         let lines = collect(input, 8, &[input]);
+        // Every split into two or three chunks, and one byte at a time (no testkit here: unit
+        // tests also run in the published package, where the workspace's dev-crates are absent).
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let chunks = [&input[..i], &input[i..j], &input[j..]];
+                assert_eq!(collect(input, 8, &chunks), lines, "split at {i} and {j}");
+            }
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(collect(input, 8, &bytes), lines, "1-byte chunks");
         assert_eq!(lines[0], (b"ab".to_vec(), 0, false));
         assert_eq!(lines[1], (b"".to_vec(), 3, false));
         assert_eq!(lines[2], (b"".to_vec(), 4, true));

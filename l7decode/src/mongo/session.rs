@@ -698,7 +698,7 @@ fn read<'a>(
         msg.truncated |= !whole;
         msg.inflated_over = !whole;
     }
-    #[cfg(not(feature = "compression"))]
+    #[cfg(not(any(feature = "compression", feature = "snappy")))]
     let _ = (keep, plain);
     msg
 }

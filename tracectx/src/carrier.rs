@@ -36,6 +36,7 @@ impl Carrier for [(&[u8], &[u8])] {
 }
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 impl Carrier for http::HeaderMap {
     fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         // HeaderMap names are lowercase already; `get_all` keeps repeated fields in order.

@@ -70,6 +70,7 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod b3;
 mod baggage;
@@ -95,6 +96,7 @@ pub use config::{Config, InvalidB3Single, KeyGrammar};
 pub use error::{Error, ErrorKind, Field};
 pub use ids::{Sampling, SpanId, TraceFlags, TraceId};
 #[cfg(feature = "ot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ot")))]
 pub use ot::{OtSpanContext, decode_ot_span_context, encode_ot_span_context};
 pub use request_id::{
     Decision, REQUEST_ID_LEN, REQUEST_ID_MAX_LEN, RandomSource, SamplingConfig, TRACE_REASON_INDEX,

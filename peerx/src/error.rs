@@ -40,18 +40,23 @@ pub enum ErrorKind {
     #[error("invalid base64")]
     Base64,
     /// An output buffer is too small.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes required.
-        required: usize,
-        /// Bytes offered.
-        capacity: usize,
+        /// Bytes the output must hold (in total, not in addition).
+        needed: usize,
     },
-    /// Peer bytes were fed before the negotiated ALPN was set ([`Exchange::set_alpn`](crate::Exchange::set_alpn)).
+    /// Caller misuse: peer bytes were fed before the negotiated ALPN was set
+    /// ([`Exchange::set_alpn`](crate::Exchange::set_alpn)); the machine cannot yet tell whether
+    /// the exchange runs at all. Call `set_alpn` (with `None` when no ALPN was negotiated) first.
     #[error("peer bytes fed before the ALPN was known")]
     AlpnNotSet,
-    /// Input after the exchange was closed by policy or after end of stream.
-    #[error("input after the exchange ended")]
+    /// Caller misuse: peer bytes were fed after
+    /// [`Exchange::feed_eof`](crate::Exchange::feed_eof) (the same name as in `l7decode`).
+    #[error("input fed after end of input")]
+    FedAfterEof,
+    /// Caller misuse: input after [`Event::Close`](crate::Event::Close), where the policy asked
+    /// the caller to close the connection.
+    #[error("input after the exchange asked to close the connection")]
     Closed,
 }
 

@@ -236,6 +236,8 @@ pub struct Exchange {
     deadline: Option<Timestamp>,
     /// `NoPeer(Timeout)` was reported before the peer sent anything; a frame may still come.
     silent_timeout: bool,
+    /// [`Exchange::feed_eof`] was called: later input is misuse.
+    eof: bool,
     stats: Stats,
 }
 
@@ -250,6 +252,7 @@ impl Exchange {
             events: VecDeque::new(),
             deadline: None,
             silent_timeout: false,
+            eof: false,
             stats: Stats::default(),
         }
     }
@@ -296,12 +299,16 @@ impl Exchange {
     /// the peer's frame and are consumed.
     ///
     /// # Errors
-    /// [`ErrorKind::AlpnNotSet`] before [`Exchange::set_alpn`], [`ErrorKind::Closed`] after an
-    /// [`Event::Close`] or [`Exchange::feed_eof`]. Nothing is consumed then.
+    /// Caller misuse only (malformed peer input is an [`Event`]): [`ErrorKind::FedAfterEof`]
+    /// after [`Exchange::feed_eof`], [`ErrorKind::AlpnNotSet`] before [`Exchange::set_alpn`],
+    /// [`ErrorKind::Closed`] after an [`Event::Close`]. Nothing is consumed then.
     ///
     /// # Panics
     /// Never.
     pub fn feed(&mut self, now: Timestamp, bytes: &[u8]) -> Result<Range<usize>, Error> {
+        if self.eof {
+            return Err(Error::new(ErrorKind::FedAfterEof, 0));
+        }
         let mut at = 0;
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
@@ -438,8 +445,10 @@ impl Exchange {
 
     /// The peer closed its direction. A frame still incomplete ends the exchange without a peer;
     /// its held bytes are handed back (or dropped with [`Event::Close`] under
-    /// [`MalformedPolicy::Close`]). Later [`Exchange::feed`] calls are refused.
+    /// [`MalformedPolicy::Close`]). Later [`Exchange::feed`] calls are refused with
+    /// [`ErrorKind::FedAfterEof`].
     pub fn feed_eof(&mut self, _now: Timestamp) {
+        self.eof = true;
         self.give_up(NoPeerReason::PeerClosed);
         if self.state != State::AwaitAlpn {
             self.state = State::Closed;

@@ -382,10 +382,7 @@ pub fn encode_frame_with_limits(
     }
     let total = HEADER_LEN + any_len;
     if out.remaining_mut() < total {
-        let kind = ErrorKind::BufferTooSmall {
-            required: total,
-            capacity: out.remaining_mut(),
-        };
+        let kind = ErrorKind::BufferTooSmall { needed: total };
         return Err(Error::new(kind, 0));
     }
     out.put_u32(MAGIC);

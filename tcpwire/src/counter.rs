@@ -267,12 +267,13 @@ impl StateCounter {
         }
     }
 
-    /// Ends the stream, counting a last line that had no newline. The counter can then read
-    /// another table into the same counts.
+    /// Ends the stream, counting a last line that had no newline (a truncated capture; recorded
+    /// in [`Stats::unterminated_last_line`]). The counter can then read another table into the
+    /// same counts.
     ///
     /// # Panics
     /// Never.
-    pub fn finish(&mut self) {
+    pub fn feed_eof(&mut self) {
         if let Some(line) = self.lines.finish() {
             self.tally.stats.unterminated_last_line = true;
             self.tally.count_line(line);

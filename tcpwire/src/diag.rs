@@ -14,6 +14,17 @@ pub enum DumpProgress {
     Done,
 }
 
+/// What a [`DiagCounter`] has read so far; `Copy` counters for the caller's metrics backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DiagStats {
+    /// Netlink messages read.
+    pub messages: u64,
+    /// Of those, messages of a type that was skipped (neither a socket, `NLMSG_DONE` nor
+    /// `NLMSG_ERROR`).
+    pub skipped: u64,
+}
+
 /// Counts the sockets of a sock_diag dump. The caller owns the netlink socket: it sends the
 /// request from [`encode_sock_diag_request`](crate::encode_sock_diag_request), then feeds each
 /// datagram it receives until [`DumpProgress::Done`].
@@ -24,8 +35,7 @@ pub enum DumpProgress {
 #[derive(Debug, Default, Clone)]
 pub struct DiagCounter {
     counts: TcpCounts,
-    messages: u64,
-    skipped: u64,
+    stats: DiagStats,
     done: bool,
 }
 
@@ -61,7 +71,7 @@ impl DiagCounter {
                     }
                 };
             at += consumed;
-            self.messages += 1;
+            self.stats.messages += 1;
             match message {
                 NetlinkMessage::InetDiag(msg) => {
                     self.counts
@@ -78,7 +88,7 @@ impl DiagCounter {
                 NetlinkMessage::Error { errno } => {
                     return Err(Error::new(ErrorKind::NetlinkErrno { errno }, here));
                 }
-                NetlinkMessage::Other { .. } => self.skipped += 1,
+                NetlinkMessage::Other { .. } => self.stats.skipped += 1,
             }
         }
         Ok(if self.done {
@@ -93,9 +103,9 @@ impl DiagCounter {
         &self.counts
     }
 
-    /// Netlink messages read, and of those, of a type that was skipped.
-    pub const fn messages(&self) -> (u64, u64) {
-        (self.messages, self.skipped)
+    /// Counters so far.
+    pub const fn stats(&self) -> DiagStats {
+        self.stats
     }
 
     /// Whether the last datagram fed ended a dump with `NLMSG_DONE`.

@@ -86,12 +86,10 @@ pub enum ErrorKind {
         family: u8,
     },
     /// An output buffer is too small for the encoded message.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes required.
-        required: usize,
-        /// Bytes offered.
-        capacity: usize,
+        /// Bytes the output must hold (in total, not in addition).
+        needed: usize,
     },
     /// A `/proc/net/sockstat` line that does not follow `PROTO: key value ...`.
     #[error("malformed sockstat line")]

@@ -25,7 +25,7 @@
 //! for chunk in file.chunks(4096) {
 //!     counter.feed(chunk);
 //! }
-//! counter.finish();
+//! counter.feed_eof();
 //! let counts = counter.counts();
 //! assert_eq!(counts.state(TcpState::LISTEN), 1);
 //! assert_eq!(counts.state(TcpState::ESTABLISHED), 1);
@@ -47,7 +47,7 @@ mod reader;
 mod wire;
 
 pub use counter::{QueueSemantics, StateCounter, TcpCounts};
-pub use diag::{DiagCounter, DumpProgress};
+pub use diag::{DiagCounter, DiagStats, DumpProgress};
 pub use error::{Column, Error, ErrorKind};
 pub use reader::{Config, Event, Limits, Rows, Stats, TableReader};
 pub use wire::netlink::{

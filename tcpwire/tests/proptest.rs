@@ -140,7 +140,7 @@ fn read(chunks: &[&[u8]], order: ByteOrder) -> (Vec<RowFields>, TcpCounts, u64) 
             }
         }
     }
-    assert!(reader.finish().is_none());
+    assert!(reader.feed_eof().is_none());
     (rows, counts, reader.stats().malformed)
 }
 
@@ -179,7 +179,7 @@ proptest! {
         prop_assert_eq!(counts, expected);
         let mut counter = StateCounter::new(Limits::default());
         chunks.iter().for_each(|c| counter.feed(c));
-        counter.finish();
+        counter.feed_eof();
         prop_assert_eq!(counter.counts(), &expected);
     }
 
@@ -212,7 +212,7 @@ proptest! {
             }
             prop_assert!(reader.buffered() <= 128);
         }
-        let _ = reader.finish();
+        let _ = reader.feed_eof();
         prop_assert_eq!(reader.stats().bytes, data.len() as u64);
     }
 }

@@ -181,6 +181,7 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Base64 => "base64",
         ErrorKind::BufferTooSmall { .. } => "buffer_too_small",
         ErrorKind::AlpnNotSet => "alpn_not_set",
+        ErrorKind::FedAfterEof => "fed_after_eof",
         ErrorKind::Closed => "closed",
         _ => "other",
     }

@@ -44,13 +44,7 @@ pub fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     }
     let needed = unpadded.len() / 4 * 3 + (unpadded.len() % 4).saturating_sub(1);
     if out.len() < needed {
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall {
-                required: needed,
-                capacity: out.len(),
-            },
-            0,
-        ));
+        return Err(Error::new(ErrorKind::BufferTooSmall { needed: needed }, 0));
     }
     let mut written = 0;
     for (i, quad) in unpadded.chunks(4).enumerate() {
@@ -78,13 +72,7 @@ pub fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
 pub fn encode_base64(bytes: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let needed = bytes.len().div_ceil(3) * 4;
     if out.len() < needed {
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall {
-                required: needed,
-                capacity: out.len(),
-            },
-            0,
-        ));
+        return Err(Error::new(ErrorKind::BufferTooSmall { needed: needed }, 0));
     }
     for (chunk, dst) in bytes.chunks(3).zip(out.chunks_mut(4)) {
         let mut three = [0u8; 3];

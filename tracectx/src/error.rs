@@ -58,12 +58,11 @@ pub enum ErrorKind {
         found: u16,
     },
     /// A caller buffer is too small for the encoded value.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes the encoding needs.
-        required: u16,
-        /// Bytes the caller offered.
-        capacity: u16,
+        /// Bytes the output must hold (in total, not in addition; an upper bound where the exact
+        /// size is only known once written).
+        needed: usize,
     },
 }
 

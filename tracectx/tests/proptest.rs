@@ -194,7 +194,8 @@ fn tracestate_truncation_drops_long_members_first_then_from_the_right() {
 #[test]
 fn ot_span_context_round_trips() {
     let mut out = [0u8; 256];
-    let text = encode_ot_span_context(1, 2, true, &[("k", "v")], &mut out)
+    let (trace, span) = (TraceId::from_u64(1), SpanId(2u64.to_be_bytes()));
+    let text = write_ot_span_context(trace, span, true, &[("k", "v")], &mut out)
         .unwrap()
         .to_owned();
     assert_eq!(
@@ -203,6 +204,9 @@ fn ot_span_context_round_trips() {
     );
     let mut scratch = [0u8; 64];
     let ctx = decode_ot_span_context(text.as_bytes(), &mut scratch).unwrap();
-    assert_eq!((ctx.trace_id, ctx.span_id, ctx.sampled), (1, 2, true));
+    assert_eq!(
+        (ctx.trace_id, ctx.span_id, ctx.sampled),
+        (trace, span, true)
+    );
     assert_eq!(ctx.baggage().collect::<Vec<_>>(), vec![("k", "v")]);
 }

@@ -61,6 +61,18 @@ pub enum ErrorKind {
 }
 
 /// An error with the byte offset (from the start of the parsed input) where it was detected.
+///
+/// Malformed peer input met by [`Exchange`](crate::Exchange) is an
+/// [`Event`](crate::Event), not an `Err`; an `Err` there is caller misuse. The tier-1 parsers
+/// return errors for what they cannot read:
+///
+/// ```
+/// use peerx::{ErrorKind, Limits, parse_frame};
+///
+/// let err = parse_frame(b"GET / HTTP/1.1\r\n", &Limits::default()).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::BadMagic { found: u32::from_be_bytes(*b"GET ") });
+/// assert_eq!(err.offset(), 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

@@ -32,6 +32,34 @@ pub struct DiagStats {
 /// Queue sums follow the kernel's `inet_diag` semantics: LISTEN sockets report their accept
 /// backlog as `rqueue` and their maximum backlog as `wqueue` (see
 /// [`QueueSemantics::NodeExporter`](crate::QueueSemantics::NodeExporter)).
+///
+/// ```
+/// use tcpwire::{DiagCounter, DumpProgress, ErrorKind};
+///
+/// /// A netlink message: `nlmsghdr` (length, type, flags, sequence, port id) and a payload.
+/// fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+///     let mut m = Vec::new();
+///     m.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+///     m.extend_from_slice(&kind.to_ne_bytes());
+///     m.extend_from_slice(&[0; 10]); // flags, sequence, port id
+///     m.extend_from_slice(payload);
+///     m
+/// }
+/// const NLMSG_ERROR: u16 = 2;
+/// const NLMSG_DONE: u16 = 3;
+///
+/// let mut counter = DiagCounter::new();
+/// let done = message(NLMSG_DONE, &0i32.to_ne_bytes());
+/// assert_eq!(counter.feed_datagram(&done)?, DumpProgress::Done);
+/// assert!(counter.is_done());
+/// assert_eq!(counter.stats().messages, 1);
+///
+/// // The kernel refused the request (EACCES): an error, never a panic.
+/// let refused = message(NLMSG_ERROR, &(-13i32).to_ne_bytes());
+/// let err = counter.feed_datagram(&refused).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NetlinkErrno { errno: 13 });
+/// # Ok::<(), tcpwire::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct DiagCounter {
     counts: TcpCounts,

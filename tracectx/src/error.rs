@@ -105,6 +105,16 @@ pub enum Field {
 }
 
 /// An error with the byte offset (within the header value) where it was detected.
+///
+/// ```
+/// use tracectx::{Config, ErrorKind, Field, parse_traceparent};
+///
+/// // Uppercase hex is invalid unless `Config::uppercase_hex` allows it.
+/// let err = parse_traceparent(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", &Config::default())
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidByte { field: Field::TraceId });
+/// assert_eq!(err.offset(), 4); // the `B`: the first uppercase hex digit
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

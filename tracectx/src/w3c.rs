@@ -62,6 +62,16 @@ pub(crate) fn ows_prefix(bytes: &[u8]) -> usize {
 /// Version `00` must be exactly 55 characters. A higher version is read at the same offsets and
 /// may carry more after a `-`; `ff` is invalid. Ids must be lowercase hex and non-zero.
 ///
+/// ```
+/// use tracectx::{Config, TraceId, parse_traceparent};
+///
+/// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &Config::default())?;
+/// assert_eq!(tp.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_eq!(tp.parent_id.to_string(), "00f067aa0ba902b7");
+/// assert!(tp.flags.is_sampled());
+/// # Ok::<(), tracectx::Error>(())
+/// ```
+///
 /// # Errors
 /// A typed reason naming the field and the byte.
 ///

@@ -305,6 +305,18 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 ///
 /// Not for the header line: callers tell it apart with [`is_header`].
 ///
+/// ```
+/// use std::net::SocketAddr;
+/// use tcpwire::{RowOptions, TcpState, parse_row};
+///
+/// let line = b"   1: 0100007F:0016 0100007F:D2F0 01 00000010:00000000 01:00000014 00000000  1000        0 4242 2 0000000000000000 20 4 1 10 -1";
+/// let row = parse_row(line, RowOptions::default())?;
+/// assert_eq!(row.state(), TcpState::ESTABLISHED);
+/// assert_eq!(row.local(), "127.0.0.1:22".parse::<SocketAddr>().unwrap());
+/// assert_eq!((row.tx_queue(), row.inode()), (16, Some(4242)));
+/// # Ok::<(), tcpwire::Error>(())
+/// ```
+///
 /// # Errors
 /// [`ErrorKind::MissingColumn`] when the row ends before the tenth column (`inode`),
 /// [`ErrorKind::BadColumn`] when a column breaks its grammar or type range, and in strict mode

@@ -132,10 +132,9 @@ pub fn inject_traceparent(tp: &TraceParent, headers: &mut impl Injector) {
 /// Never.
 pub fn inject_tracestate(state: &TraceState<'_>, headers: &mut impl Injector) {
     let mut out = [0u8; TRACESTATE_INJECT_MAX_LEN];
-    let n = state.write(&mut out, TRACESTATE_INJECT_MAX_LEN);
-    match out.get(..n).and_then(|v| core::str::from_utf8(v).ok()) {
-        Some(value) if !value.is_empty() => headers.set("tracestate", value),
-        _ => headers.remove("tracestate"),
+    match state.write(&mut out, TRACESTATE_INJECT_MAX_LEN) {
+        "" => headers.remove("tracestate"),
+        value => headers.set("tracestate", value),
     }
 }
 

@@ -312,8 +312,9 @@ impl<'a> TraceState<'a> {
     }
 
     /// Writes `k=v,k=v` into `out`, keeping at most `max_len` bytes: whole members only, dropping
-    /// first those longer than 128 bytes, then from the right, as the spec says. Returns the length.
-    pub fn write(&self, out: &mut [u8], max_len: usize) -> usize {
+    /// first those longer than 128 bytes, then from the right, as the spec says, and returns the value
+    /// written (empty when no member fits).
+    pub fn write<'o>(&self, out: &'o mut [u8], max_len: usize) -> &'o str {
         let member_len = |(k, v): (&[u8], &[u8])| k.len() + 1 + v.len();
         let total = |skip_long: bool, count: usize| -> usize {
             let kept = self
@@ -344,7 +345,8 @@ impl<'a> TraceState<'a> {
             put(out, &mut at, b"=");
             put(out, &mut at, v);
         }
-        at
+        // Members were validated against the W3C grammar: printable ASCII.
+        core::str::from_utf8(out.get(..at).unwrap_or_default()).unwrap_or_default()
     }
 }
 

@@ -2,6 +2,8 @@
 //! agreement per kind is printed; every case must agree.
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
+// The vectors include `x-ot-span-context` cases: all of them or none.
+#![cfg(feature = "ot")]
 
 use serde_json::{Value, json};
 use tracectx::*;

@@ -57,7 +57,7 @@ pub fn typed_parse(data: &[u8]) -> StateTally {
             }
         });
     }
-    if let Some(Event::Row(row)) = reader.finish() {
+    if let Some(Event::Row(row)) = reader.feed_eof() {
         counts.add_row(&row);
     }
     tally(&counts)
@@ -69,7 +69,7 @@ pub fn count(data: &[u8]) -> StateTally {
     for chunk in data.chunks(CHUNK) {
         counter.feed(chunk);
     }
-    counter.finish();
+    counter.feed_eof();
     tally(counter.counts())
 }
 
@@ -108,7 +108,7 @@ pub fn count_file(path: &Path) -> (u64, StateTally) {
         }
         counter.feed(&buf[..n]);
     }
-    counter.finish();
+    counter.feed_eof();
     (counter.stats().bytes, tally(counter.counts()))
 }
 
@@ -143,7 +143,7 @@ pub fn typed_file(path: &Path) -> StateTally {
             }
         });
     }
-    if let Some(Event::Row(row)) = reader.finish() {
+    if let Some(Event::Row(row)) = reader.feed_eof() {
         counts.add_row(&row);
     }
     tally(&counts)
@@ -219,7 +219,7 @@ pub fn run(dir: &Path, rows: u64, samples: usize) -> Vec<Comparison> {
             || {
                 let mut c = StateCounter::new(Limits::default());
                 data.chunks(CHUNK).for_each(|chunk| c.feed(chunk));
-                c.finish();
+                c.feed_eof();
                 c.stats().lines
             },
             || memchr::memchr_iter(b'\n', &data).count() as u64,

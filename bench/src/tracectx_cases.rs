@@ -45,11 +45,10 @@ pub fn ours_w3c(headers: &[(&str, &str)]) -> u64 {
     let tp_text = write_traceparent(&tp, &mut tp_out);
     let mut ts_out = [0u8; 512];
     let mut state = TraceState::default();
-    let ts_len = match extract_tracestate_into(headers, &config, &mut state) {
+    let ts_text = match extract_tracestate_into(headers, &config, &mut state) {
         Ok(true) => state.write(&mut ts_out, 512),
-        _ => 0,
+        _ => "",
     };
-    let ts_text = std::str::from_utf8(&ts_out[..ts_len]).unwrap_or_default();
     sum([("traceparent", tp_text), ("tracestate", ts_text)])
 }
 

@@ -77,13 +77,13 @@ fn stream_file(path: &Path, counter: &mut StateCounter, buf: &mut [u8]) -> io::R
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                counter.finish();
+                counter.feed_eof();
                 return Err(e);
             }
         };
         counter.feed(buf.get(..n).unwrap_or_default());
     }
-    counter.finish();
+    counter.feed_eof();
     Ok(())
 }
 

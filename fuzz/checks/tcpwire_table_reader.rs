@@ -24,7 +24,7 @@ pub(crate) fn check(data: &[u8]) {
             }
             assert!(reader.buffered() <= limits.max_line);
         }
-        if let Some(event) = reader.finish() {
+        if let Some(event) = reader.feed_eof() {
             record(event, &mut counts);
         }
         (events, counts, reader.stats())
@@ -45,7 +45,7 @@ pub(crate) fn check(data: &[u8]) {
     for chunk in &split {
         counter.feed(chunk);
     }
-    counter.finish();
+    counter.feed_eof();
     let (_, counts, stats) = whole;
     let fast = counter.stats();
     assert_eq!((fast.lines, fast.headers, fast.blank_lines), (stats.lines, stats.headers, stats.blank_lines));

@@ -6,7 +6,7 @@
 
 /// Runs every property on one input.
 pub(crate) fn check(data: &[u8]) {
-    use tracectx::{SamplingConfig, TraceReason, decide, decode_ot_span_context, encode_ot_span_context, request_id_integer, trace_reason};
+    use tracectx::{SamplingConfig, TraceReason, decide, decode_ot_span_context, write_ot_span_context, request_id_integer, trace_reason};
     let Some((&control, id)) = data.split_first() else { return };
     let mut config = SamplingConfig::default();
     config.random_sampling = f64::from(control % 101);
@@ -39,7 +39,7 @@ pub(crate) fn check(data: &[u8]) {
     if let Ok(ctx) = decode_ot_span_context(data, &mut scratch) {
         let _ = ctx.baggage().count();
         let mut out = [0u8; 128];
-        let text = encode_ot_span_context(ctx.trace_id, ctx.span_id, ctx.sampled, &[], &mut out).expect("fits");
+        let text = write_ot_span_context(ctx.trace_id, ctx.span_id, ctx.sampled, &[], &mut out).expect("fits");
         let mut scratch2 = [0u8; 128];
         let again = decode_ot_span_context(text.as_bytes(), &mut scratch2).expect("our output decodes");
         assert_eq!((again.trace_id, again.span_id, again.sampled), (ctx.trace_id, ctx.span_id, ctx.sampled));

@@ -40,22 +40,39 @@ pub enum ErrorKind {
     #[error("invalid base64")]
     Base64,
     /// An output buffer is too small.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes required.
-        required: usize,
-        /// Bytes offered.
-        capacity: usize,
+        /// Bytes the output must hold (in total, not in addition).
+        needed: usize,
     },
-    /// Peer bytes were fed before the negotiated ALPN was set ([`Exchange::set_alpn`](crate::Exchange::set_alpn)).
+    /// Caller misuse: peer bytes were fed before the negotiated ALPN was set
+    /// ([`Exchange::set_alpn`](crate::Exchange::set_alpn)); the machine cannot yet tell whether
+    /// the exchange runs at all. Call `set_alpn` (with `None` when no ALPN was negotiated) first.
     #[error("peer bytes fed before the ALPN was known")]
     AlpnNotSet,
-    /// Input after the exchange was closed by policy or after end of stream.
-    #[error("input after the exchange ended")]
+    /// Caller misuse: peer bytes were fed after
+    /// [`Exchange::feed_eof`](crate::Exchange::feed_eof) (the same name as in `l7decode`).
+    #[error("input fed after end of input")]
+    FedAfterEof,
+    /// Caller misuse: input after [`Event::Close`](crate::Event::Close), where the policy asked
+    /// the caller to close the connection.
+    #[error("input after the exchange asked to close the connection")]
     Closed,
 }
 
 /// An error with the byte offset (from the start of the parsed input) where it was detected.
+///
+/// Malformed peer input met by [`Exchange`](crate::Exchange) is an
+/// [`Event`](crate::Event), not an `Err`; an `Err` there is caller misuse. The tier-1 parsers
+/// return errors for what they cannot read:
+///
+/// ```
+/// use peerx::{ErrorKind, Limits, parse_frame};
+///
+/// let err = parse_frame(b"GET / HTTP/1.1\r\n", &Limits::default()).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::BadMagic { found: u32::from_be_bytes(*b"GET ") });
+/// assert_eq!(err.offset(), 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

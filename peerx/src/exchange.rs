@@ -2,6 +2,7 @@
 
 use alloc::collections::VecDeque;
 use core::ops::Range;
+use core::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -15,8 +16,38 @@ use crate::{Limits, Status};
 pub const ISTIO_PEER_EXCHANGE_ALPN: &[u8] = b"istio-peer-exchange";
 
 /// Nanoseconds on a clock the caller chooses; the machine never reads a clock.
+///
+/// Build one from the time elapsed since any fixed instant of the caller's (the connection's
+/// start, a monotonic clock's origin):
+///
+/// ```
+/// use core::time::Duration;
+/// use peerx::Timestamp;
+///
+/// assert_eq!(Timestamp::from(Duration::from_millis(1500)), Timestamp(1_500_000_000));
+/// assert_eq!(Timestamp(1_500_000_000).as_duration(), Duration::from_millis(1500));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The instant `elapsed` after the clock's origin; saturates at `u64::MAX` nanoseconds
+    /// (about 584 years).
+    pub fn from_duration(elapsed: Duration) -> Self {
+        Self(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The time since the clock's origin.
+    pub const fn as_duration(self) -> Duration {
+        Duration::from_nanos(self.0)
+    }
+}
+
+impl From<Duration> for Timestamp {
+    fn from(elapsed: Duration) -> Self {
+        Self::from_duration(elapsed)
+    }
+}
 
 /// What to do with a peer frame that announces itself (its first bytes match the magic) but cannot
 /// be used: a payload over the limit, empty, or not an `Any(Struct)`, or a frame cut short by the
@@ -236,6 +267,8 @@ pub struct Exchange {
     deadline: Option<Timestamp>,
     /// `NoPeer(Timeout)` was reported before the peer sent anything; a frame may still come.
     silent_timeout: bool,
+    /// [`Exchange::feed_eof`] was called: later input is misuse.
+    eof: bool,
     stats: Stats,
 }
 
@@ -250,6 +283,7 @@ impl Exchange {
             events: VecDeque::new(),
             deadline: None,
             silent_timeout: false,
+            eof: false,
             stats: Stats::default(),
         }
     }
@@ -296,12 +330,16 @@ impl Exchange {
     /// the peer's frame and are consumed.
     ///
     /// # Errors
-    /// [`ErrorKind::AlpnNotSet`] before [`Exchange::set_alpn`], [`ErrorKind::Closed`] after an
-    /// [`Event::Close`] or [`Exchange::feed_eof`]. Nothing is consumed then.
+    /// Caller misuse only (malformed peer input is an [`Event`]): [`ErrorKind::FedAfterEof`]
+    /// after [`Exchange::feed_eof`], [`ErrorKind::AlpnNotSet`] before [`Exchange::set_alpn`],
+    /// [`ErrorKind::Closed`] after an [`Event::Close`]. Nothing is consumed then.
     ///
     /// # Panics
     /// Never.
     pub fn feed(&mut self, now: Timestamp, bytes: &[u8]) -> Result<Range<usize>, Error> {
+        if self.eof {
+            return Err(Error::new(ErrorKind::FedAfterEof, 0));
+        }
         let mut at = 0;
         loop {
             let rest = bytes.get(at..).unwrap_or_default();
@@ -438,8 +476,10 @@ impl Exchange {
 
     /// The peer closed its direction. A frame still incomplete ends the exchange without a peer;
     /// its held bytes are handed back (or dropped with [`Event::Close`] under
-    /// [`MalformedPolicy::Close`]). Later [`Exchange::feed`] calls are refused.
+    /// [`MalformedPolicy::Close`]). Later [`Exchange::feed`] calls are refused with
+    /// [`ErrorKind::FedAfterEof`].
     pub fn feed_eof(&mut self, _now: Timestamp) {
+        self.eof = true;
         self.give_up(NoPeerReason::PeerClosed);
         if self.state != State::AwaitAlpn {
             self.state = State::Closed;
@@ -484,6 +524,16 @@ impl Exchange {
             }
             _ => {}
         }
+    }
+
+    /// Whether the exchange is over: the peer's frame was read or given up on, the exchange is
+    /// off ([`Event::Disabled`]), or it was closed ([`Event::Close`], [`Exchange::feed_eof`]).
+    /// From then on [`Exchange::feed`] returns every byte as application data (or refuses it
+    /// after a close), so once [`Exchange::poll_event`] is drained the caller may stop feeding
+    /// the machine and copy the stream directly. Not yet after a `NoPeer(Timeout)` before any
+    /// peer byte: a late frame would still be consumed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Disabled | State::Passing | State::Closed)
     }
 
     /// The next event; drain until `None` after every input.

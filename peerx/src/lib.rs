@@ -19,39 +19,83 @@
 //!
 //! The crate performs no I/O, reads no clock, spawns no threads; parsing never allocates.
 //!
+//! Encoders share one convention: the verb is `encode_*` ([`encode_frame`],
+//! [`encode_frame_with_limits`], [`Metadata::encode_peer_struct`], [`encode_base64`]), the
+//! output is appended to any [`bytes::BufMut`] (a `Vec<u8>`, a `BytesMut`, a `&mut [u8]`) and the
+//! length written comes back; an output with too little room is
+//! [`ErrorKind::BufferTooSmall`] and nothing is written. `bytes` is re-exported ([`bytes`]) since
+//! its types are in this API.
+//!
 //! # Run loop
+//! One side of one connection, with the I/O the caller owns shown as comments. The exchange
+//! ends one of four ways: the peer's frame ([`Event::Peer`]), no frame ([`Event::NoPeer`]:
+//! not an exchange peer, malformed, closed early or timed out), the exchange off
+//! ([`Event::Disabled`]), or a close the policy asks for ([`Event::Close`]). From
+//! [`Exchange::is_done`] on, the stream is plain application data.
 //! ```
-//! use bytes::Bytes;
+//! use core::time::Duration;
+//! use peerx::bytes::Bytes;
 //! use peerx::{Config, Event, Exchange, Metadata, Timestamp, Value, encode_frame};
+//!
+//! /// What one wait on the socket gave (a script here; a `read` with a timeout in real life).
+//! enum Read { Bytes(&'static [u8]), TimedOut, Closed }
+//!
+//! /// Hands what the events carry to the application, in order.
+//! fn drain(exchange: &mut Exchange, app: &mut Vec<u8>, namespace: &mut Option<String>) {
+//!     while let Some(event) = exchange.poll_event() {
+//!         match event {
+//!             Event::Peer(peer) => {
+//!                 *namespace = peer.metadata().workload().map(|w| w.namespace.to_owned());
+//!             }
+//!             Event::Forward(held) => app.extend_from_slice(&held), // bytes held back, first
+//!             Event::NoPeer(_reason) => { /* peer unknown: fall back to discovery */ }
+//!             Event::Close(_reason) => { /* close the connection */ }
+//!             _ => {}
+//!         }
+//!     }
+//! }
 //!
 //! let mut me = Metadata::default();
 //! me.peer.insert("NAMESPACE".into(), Value::from("default"));
 //! let mut frame = Vec::new();
 //! encode_frame(&me, &mut frame)?;
+//! let frame: &'static [u8] = frame.leak();
 //!
-//! let mut exchange = Exchange::new(Config::new(Bytes::from(frame.clone())));
-//! exchange.set_alpn(Timestamp(0), Some(b"istio-peer-exchange"));
-//! if let Some(ours) = exchange.poll_transmit() {
-//!     // socket.write_all(&ours) before any application byte
-//!     assert_eq!(ours, frame);
-//! }
-//! // Bytes read from the peer (here: the same frame and some application data).
-//! let mut inbound = frame.clone();
-//! inbound.extend_from_slice(b"hello");
-//! let app = exchange.feed(Timestamp(10), &inbound)?;
-//! while let Some(event) = exchange.poll_event() {
-//!     match event {
-//!         Event::Peer(peer) => {
-//!             let workload = peer.metadata().workload().expect("names a peer");
-//!             assert_eq!(workload.namespace, "default");
+//! // The peer sends its frame in two reads, then application bytes.
+//! let mut socket = [Read::Bytes(&frame[..5]), Read::Bytes(&frame[5..]), Read::Bytes(b"hello")]
+//!     .into_iter();
+//! let mut exchange = Exchange::new(Config::new(Bytes::from_static(frame)));
+//! let (mut app, mut namespace) = (Vec::new(), None);
+//! let mut now = Timestamp::from(Duration::ZERO); // time since the connection started
+//! exchange.set_alpn(now, Some(b"istio-peer-exchange")); // what the TLS handshake negotiated
+//! while !exchange.is_done() {
+//!     if let Some(ours) = exchange.poll_transmit() {
+//!         // socket.write_all(&ours), before any application byte
+//!         assert_eq!(ours, frame);
+//!     }
+//!     // Wait for the socket, but no later than the machine's deadline.
+//!     let _deadline = exchange.poll_timeout();
+//!     now = Timestamp::from(now.as_duration() + Duration::from_millis(1));
+//!     match socket.next().unwrap_or(Read::Closed) {
+//!         Read::Bytes(bytes) => {
+//!             let range = exchange.feed(now, bytes)?;
+//!             drain(&mut exchange, &mut app, &mut namespace); // `Forward` comes before the range
+//!             app.extend_from_slice(&bytes[range]);
 //!         }
-//!         Event::Forward(held) => { /* application.write(&held) */ }
-//!         Event::NoPeer(reason) => { /* peer unknown: fall back to discovery */ }
-//!         Event::Close(reason) => { /* close the connection */ }
-//!         _ => {}
+//!         Read::TimedOut => exchange.handle_timeout(now),
+//!         Read::Closed => exchange.feed_eof(now),
+//!     }
+//!     drain(&mut exchange, &mut app, &mut namespace);
+//! }
+//! drain(&mut exchange, &mut app, &mut namespace);
+//! // Done: the rest of the stream is application data; the exchange is no longer needed.
+//! for read in socket {
+//!     if let Read::Bytes(bytes) = read {
+//!         app.extend_from_slice(bytes);
 //!     }
 //! }
-//! assert_eq!(&inbound[app], b"hello"); // then: application.write(&inbound[app])
+//! assert_eq!(namespace.as_deref(), Some("default"));
+//! assert_eq!(app, b"hello");
 //! # Ok::<(), peerx::Error>(())
 //! ```
 
@@ -59,6 +103,8 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub use bytes;
 
 mod error;
 mod exchange;

@@ -271,7 +271,9 @@ impl Metadata {
         Self { peer, id }
     }
 
-    /// Copies received metadata (`None` when the frame named no peer; the id is kept).
+    /// Copies received metadata into owned form. When the frame named no peer
+    /// ([`PeerMetadata::peer`] is `None`), [`Metadata::peer`] is an empty map; the node id is
+    /// kept either way.
     pub fn from_view(view: &PeerMetadata<'_>) -> Self {
         Self {
             peer: view.peer().map(struct_from_view).unwrap_or_default(),
@@ -382,10 +384,7 @@ pub fn encode_frame_with_limits(
     }
     let total = HEADER_LEN + any_len;
     if out.remaining_mut() < total {
-        let kind = ErrorKind::BufferTooSmall {
-            required: total,
-            capacity: out.remaining_mut(),
-        };
+        let kind = ErrorKind::BufferTooSmall { needed: total };
         return Err(Error::new(kind, 0));
     }
     out.put_u32(MAGIC);

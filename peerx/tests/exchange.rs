@@ -269,3 +269,52 @@ fn application_bytes_are_never_copied() {
     assert_eq!(stats.bytes_passed, app.len() as u64);
     assert_eq!(stats.bytes_forwarded, 0);
 }
+
+#[test]
+fn is_done_once_the_frame_is_read_and_feed_after_eof_is_fed_after_eof() {
+    let frame = frame_for("ns");
+    let mut ex = Exchange::new(Config::new(frame.clone()));
+    assert!(!ex.is_done(), "waiting for the ALPN");
+    ex.set_alpn(Timestamp(0), Some(peerx::ISTIO_PEER_EXCHANGE_ALPN));
+    assert!(!ex.is_done(), "waiting for the peer's frame");
+    assert_eq!(ex.feed(Timestamp(1), &frame[..3]).unwrap(), 3..3);
+    assert!(!ex.is_done(), "inside the frame");
+    let rest = frame.len() - 3;
+    assert_eq!(
+        ex.feed(Timestamp(2), &frame[3..]).unwrap(),
+        rest..rest,
+        "all frame"
+    );
+    assert!(ex.is_done());
+    assert!(matches!(ex.poll_event(), Some(Event::Peer(_))));
+    assert_eq!(
+        ex.feed(Timestamp(3), b"app").unwrap(),
+        0..3,
+        "plain data now"
+    );
+
+    ex.feed_eof(Timestamp(4));
+    assert!(ex.is_done());
+    let err = ex.feed(Timestamp(5), b"x").unwrap_err();
+    assert_eq!(err.kind(), peerx::ErrorKind::FedAfterEof);
+
+    let mut off = Exchange::new(default_config());
+    off.set_alpn(Timestamp(0), Some(b"h2"));
+    assert!(off.is_done(), "the exchange is off");
+    assert_eq!(off.poll_event(), Some(Event::Disabled));
+}
+
+#[test]
+fn timestamps_come_from_durations() {
+    use core::time::Duration;
+    assert_eq!(
+        Timestamp::from(Duration::from_secs(5)),
+        Timestamp(5_000_000_000)
+    );
+    assert_eq!(
+        Timestamp::from(Duration::MAX),
+        Timestamp(u64::MAX),
+        "saturates"
+    );
+    assert_eq!(Timestamp(7).as_duration(), Duration::from_nanos(7));
+}

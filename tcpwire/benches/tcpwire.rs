@@ -29,7 +29,7 @@ fn read_table(data: &[u8], chunk: usize) -> TcpCounts {
 fn count_table(data: &[u8], chunk: usize) -> TcpCounts {
     let mut counter = StateCounter::new(Limits::default());
     data.chunks(chunk).for_each(|piece| counter.feed(piece));
-    counter.finish();
+    counter.feed_eof();
     *counter.counts()
 }
 

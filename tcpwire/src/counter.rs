@@ -192,6 +192,20 @@ impl TcpCounts {
 ///
 /// It checks less than [`TableReader`](crate::TableReader): rows whose other columns are damaged
 /// are still counted. On well-formed tables both give identical [`TcpCounts`].
+///
+/// ```
+/// use tcpwire::{Limits, StateCounter, TcpState};
+///
+/// let table = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1061 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0016 0100007F:D2F0 01 00000010:00000000 01:00000014 00000000  1000        0 4242 2 0000000000000000 20 4 1 10 -1";
+/// let mut counter = StateCounter::new(Limits::default());
+/// for chunk in table.chunks(64) {
+///     counter.feed(chunk);
+/// }
+/// counter.feed_eof(); // the last row has no newline: it is counted now
+/// assert_eq!(counter.counts().state(TcpState::LISTEN), 1);
+/// assert_eq!(counter.counts().state(TcpState::ESTABLISHED), 1);
+/// assert_eq!(counter.stats().rows, 2);
+/// ```
 #[derive(Debug)]
 pub struct StateCounter {
     lines: LineAssembler,
@@ -267,12 +281,13 @@ impl StateCounter {
         }
     }
 
-    /// Ends the stream, counting a last line that had no newline. The counter can then read
-    /// another table into the same counts.
+    /// Ends the stream, counting a last line that had no newline (a truncated capture; recorded
+    /// in [`Stats::unterminated_last_line`]). The counter can then read another table into the
+    /// same counts.
     ///
     /// # Panics
     /// Never.
-    pub fn finish(&mut self) {
+    pub fn feed_eof(&mut self) {
         if let Some(line) = self.lines.finish() {
             self.tally.stats.unterminated_last_line = true;
             self.tally.count_line(line);

@@ -14,6 +14,17 @@ pub enum DumpProgress {
     Done,
 }
 
+/// What a [`DiagCounter`] has read so far; `Copy` counters for the caller's metrics backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct DiagStats {
+    /// Netlink messages read.
+    pub messages: u64,
+    /// Of those, messages of a type that was skipped (neither a socket, `NLMSG_DONE` nor
+    /// `NLMSG_ERROR`).
+    pub skipped: u64,
+}
+
 /// Counts the sockets of a sock_diag dump. The caller owns the netlink socket: it sends the
 /// request from [`encode_sock_diag_request`](crate::encode_sock_diag_request), then feeds each
 /// datagram it receives until [`DumpProgress::Done`].
@@ -21,11 +32,38 @@ pub enum DumpProgress {
 /// Queue sums follow the kernel's `inet_diag` semantics: LISTEN sockets report their accept
 /// backlog as `rqueue` and their maximum backlog as `wqueue` (see
 /// [`QueueSemantics::NodeExporter`](crate::QueueSemantics::NodeExporter)).
+///
+/// ```
+/// use tcpwire::{DiagCounter, DumpProgress, ErrorKind};
+///
+/// /// A netlink message: `nlmsghdr` (length, type, flags, sequence, port id) and a payload.
+/// fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+///     let mut m = Vec::new();
+///     m.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+///     m.extend_from_slice(&kind.to_ne_bytes());
+///     m.extend_from_slice(&[0; 10]); // flags, sequence, port id
+///     m.extend_from_slice(payload);
+///     m
+/// }
+/// const NLMSG_ERROR: u16 = 2;
+/// const NLMSG_DONE: u16 = 3;
+///
+/// let mut counter = DiagCounter::new();
+/// let done = message(NLMSG_DONE, &0i32.to_ne_bytes());
+/// assert_eq!(counter.feed_datagram(&done)?, DumpProgress::Done);
+/// assert!(counter.is_done());
+/// assert_eq!(counter.stats().messages, 1);
+///
+/// // The kernel refused the request (EACCES): an error, never a panic.
+/// let refused = message(NLMSG_ERROR, &(-13i32).to_ne_bytes());
+/// let err = counter.feed_datagram(&refused).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::NetlinkErrno { errno: 13 });
+/// # Ok::<(), tcpwire::Error>(())
+/// ```
 #[derive(Debug, Default, Clone)]
 pub struct DiagCounter {
     counts: TcpCounts,
-    messages: u64,
-    skipped: u64,
+    stats: DiagStats,
     done: bool,
 }
 
@@ -61,7 +99,7 @@ impl DiagCounter {
                     }
                 };
             at += consumed;
-            self.messages += 1;
+            self.stats.messages += 1;
             match message {
                 NetlinkMessage::InetDiag(msg) => {
                     self.counts
@@ -78,7 +116,7 @@ impl DiagCounter {
                 NetlinkMessage::Error { errno } => {
                     return Err(Error::new(ErrorKind::NetlinkErrno { errno }, here));
                 }
-                NetlinkMessage::Other { .. } => self.skipped += 1,
+                NetlinkMessage::Other { .. } => self.stats.skipped += 1,
             }
         }
         Ok(if self.done {
@@ -93,9 +131,9 @@ impl DiagCounter {
         &self.counts
     }
 
-    /// Netlink messages read, and of those, of a type that was skipped.
-    pub const fn messages(&self) -> (u64, u64) {
-        (self.messages, self.skipped)
+    /// Counters so far.
+    pub const fn stats(&self) -> DiagStats {
+        self.stats
     }
 
     /// Whether the last datagram fed ended a dump with `NLMSG_DONE`.

@@ -86,12 +86,10 @@ pub enum ErrorKind {
         family: u8,
     },
     /// An output buffer is too small for the encoded message.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes required.
-        required: usize,
-        /// Bytes offered.
-        capacity: usize,
+        /// Bytes the output must hold (in total, not in addition).
+        needed: usize,
     },
     /// A `/proc/net/sockstat` line that does not follow `PROTO: key value ...`.
     #[error("malformed sockstat line")]
@@ -102,6 +100,15 @@ pub enum ErrorKind {
 /// within the stream for the streaming readers, within the buffer for netlink parsing.
 ///
 /// [`parse_row`]: crate::parse_row
+///
+/// ```
+/// use tcpwire::{Column, ErrorKind, RowOptions, parse_row};
+///
+/// let err = parse_row(b"   0: 0100007F:0016 00000000:0000 XY", RowOptions::default()).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::BadColumn { column: Column::State });
+/// assert_eq!(err.offset(), 34); // where the state column starts
+/// assert_eq!(err.to_string(), "malformed State column at byte 34");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

@@ -12,6 +12,11 @@
 //!   [`TcpCounts`]. The caller owns the socket.
 //! * `/proc/net/sockstat`: [`parse_sockstat`] for O(1) totals.
 //!
+//! Encoders share one convention: the verb is `encode_*` ([`encode_row`],
+//! [`encode_sock_diag_request`]), the output goes into the start of a caller's `&mut [u8]`, the
+//! length written comes back, and a short buffer is [`ErrorKind::BufferTooSmall`] with the length
+//! needed. Constants give sizes that always suffice ([`ROW_MAX_LEN`], [`SOCK_DIAG_REQUEST_LEN`]).
+//!
 //! The crate never performs I/O, reads a clock or spawns threads; it does not allocate per row.
 //! Bad input is normal input: a malformed row is an [`Event::Malformed`] with its stream offset and
 //! never spoils the rest of the table; unknown state codes are kept, never an error.
@@ -25,7 +30,7 @@
 //! for chunk in file.chunks(4096) {
 //!     counter.feed(chunk);
 //! }
-//! counter.finish();
+//! counter.feed_eof();
 //! let counts = counter.counts();
 //! assert_eq!(counts.state(TcpState::LISTEN), 1);
 //! assert_eq!(counts.state(TcpState::ESTABLISHED), 1);
@@ -47,7 +52,7 @@ mod reader;
 mod wire;
 
 pub use counter::{QueueSemantics, StateCounter, TcpCounts};
-pub use diag::{DiagCounter, DumpProgress};
+pub use diag::{DiagCounter, DiagStats, DumpProgress};
 pub use error::{Column, Error, ErrorKind};
 pub use reader::{Config, Event, Limits, Rows, Stats, TableReader};
 pub use wire::netlink::{
@@ -56,8 +61,8 @@ pub use wire::netlink::{
     parse_netlink_message,
 };
 pub use wire::row::{
-    ByteOrder, FullTail, RowFields, RowOptions, TCP4_HEADER, TCP4_LINE_WIDTH, TCP6_HEADER, TcpRow,
-    encode_row, is_blank_line, is_header, parse_row,
+    ByteOrder, FullTail, ROW_MAX_LEN, RowFields, RowOptions, TCP4_HEADER, TCP4_LINE_WIDTH,
+    TCP6_HEADER, TcpRow, encode_row, is_blank_line, is_header, parse_row,
 };
 pub use wire::sockstat::{
     Sockstat, SockstatCounters, TcpSockstat, parse_sockstat, sockstat_counters,

@@ -167,7 +167,7 @@ fn interpret<'a>(
 ///         }
 ///     }
 /// }
-/// assert!(reader.finish().is_none());
+/// assert!(reader.feed_eof().is_none());
 /// assert_eq!(listening, 1);
 /// ```
 #[derive(Debug)]
@@ -188,10 +188,12 @@ impl TableReader {
     }
 
     /// Takes the next chunk and returns the events of the lines it completes. A line cut by the
-    /// chunk's end is kept (bounded) and completed by the next chunk or by [`TableReader::finish`].
+    /// chunk's end is kept (bounded) and completed by the next chunk or by
+    /// [`TableReader::feed_eof`].
     ///
-    /// Dropping the iterator early skips the remaining rows of this chunk (they are still counted
-    /// in [`TableReader::stats`]); the stream stays consistent.
+    /// Dropping the returned [`Rows`] early drains it: the rest of the chunk is consumed as if
+    /// iterated (counted in [`TableReader::stats`], nothing carried over or lost from the stream's
+    /// framing); only the events themselves are not seen.
     ///
     /// # Panics
     /// Never.
@@ -205,12 +207,26 @@ impl TableReader {
         }
     }
 
-    /// Ends the stream: a last line without a newline (a truncated capture) is read now. The
-    /// reader can then start another table.
+    /// Ends the stream: a last line without a newline (a truncated capture) is read now and
+    /// returned as its event — a final [`Event::Row`] (or [`Event::Malformed`]) the caller must
+    /// handle like any other; `None` when the stream ended with a newline (or the line was a
+    /// header or blank). [`Stats::unterminated_last_line`] records that it happened. The reader
+    /// can then start another table.
+    ///
+    /// ```
+    /// use tcpwire::{Config, Event, TableReader};
+    ///
+    /// // A capture cut just before the last newline.
+    /// let table = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1061 1 0000000000000000 100 0 0 10 0";
+    /// let mut reader = TableReader::new(Config::default());
+    /// assert_eq!(reader.feed(table).count(), 0); // the row is still held
+    /// assert!(matches!(reader.feed_eof(), Some(Event::Row(_))));
+    /// assert!(reader.stats().unterminated_last_line);
+    /// ```
     ///
     /// # Panics
     /// Never.
-    pub fn finish(&mut self) -> Option<Event<'_>> {
+    pub fn feed_eof(&mut self) -> Option<Event<'_>> {
         let line = self.lines.finish()?;
         self.stats.unterminated_last_line = true;
         interpret(
@@ -246,6 +262,21 @@ const fn zero_stats() -> Stats {
 }
 
 /// The events of one chunk; see [`TableReader::feed`].
+///
+/// Dropping it early drains it: the remaining lines of the chunk are consumed exactly as if they
+/// had been iterated (framed, parsed and counted in [`Stats`]), so the stream stays consistent and
+/// nothing is lost but the events the caller chose not to look at. This is the rule for every
+/// borrowing iterator of the family.
+///
+/// ```
+/// use tcpwire::{Config, TableReader};
+///
+/// let table = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1061 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1062 1 0000000000000000 100 0 0 10 0\n";
+/// let mut reader = TableReader::new(Config::default());
+/// let first = reader.feed(table).next(); // look at one row, drop the rest
+/// assert!(first.is_some());
+/// assert_eq!(reader.stats().rows, 2); // both were read
+/// ```
 #[derive(Debug)]
 pub struct Rows<'a> {
     lines: Lines<'a>,

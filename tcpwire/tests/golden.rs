@@ -32,7 +32,7 @@ fn read_all(chunks: &[&[u8]], config: Config) -> (Vec<String>, TcpCounts, tcpwir
             take(event, &mut counts);
         }
     }
-    if let Some(event) = reader.finish() {
+    if let Some(event) = reader.feed_eof() {
         take(event, &mut counts);
     }
     (events, counts, reader.stats())
@@ -43,7 +43,7 @@ fn count_all(chunks: &[&[u8]]) -> (TcpCounts, tcpwire::Stats) {
     for chunk in chunks {
         counter.feed(chunk);
     }
-    counter.finish();
+    counter.feed_eof();
     (*counter.counts(), counter.stats())
 }
 

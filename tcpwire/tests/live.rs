@@ -26,11 +26,11 @@ fn live_proc_net_tcp_parses_cleanly() {
                 }
             }
         }
-        assert!(reader.finish().is_none(), "{path} ends with a newline");
+        assert!(reader.feed_eof().is_none(), "{path} ends with a newline");
         assert_eq!(reader.stats().headers, 1, "{path}");
         let mut counter = StateCounter::new(Limits::default());
         counter.feed(&table);
-        counter.finish();
+        counter.feed_eof();
         assert_eq!(counter.counts(), &counts, "{path}");
     }
     if !read_any {

@@ -36,13 +36,7 @@ fn request_matches_the_kernel_abi() {
     assert_eq!(&buf[..72], &expected[..]);
     assert_eq!(buf[72], 0xAA, "nothing written past the request");
     let short = encode_sock_diag_request(&request, &mut [0u8; 71]).unwrap_err();
-    assert_eq!(
-        short.kind(),
-        ErrorKind::BufferTooSmall {
-            required: 72,
-            capacity: 71
-        }
-    );
+    assert_eq!(short.kind(), ErrorKind::BufferTooSmall { needed: 72 });
     assert_eq!(StateMask::ALL.with(TcpState(0x0D)).0, 0x2FFF);
 }
 

@@ -7,9 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use proptest::prelude::*;
 use tcpwire::{
-    ByteOrder, Config, Event, FullTail, Limits, RowFields, RowOptions, StateCounter, TCP4_HEADER,
-    TCP4_LINE_WIDTH, TCP6_HEADER, TableReader, TcpCounts, TcpState, TimerKind, encode_row,
-    parse_row,
+    ByteOrder, Config, Event, FullTail, Limits, ROW_MAX_LEN, RowFields, RowOptions, StateCounter,
+    TCP4_HEADER, TCP4_LINE_WIDTH, TCP6_HEADER, TableReader, TcpCounts, TcpState, TimerKind,
+    encode_row, parse_row,
 };
 
 fn endpoint(v6: bool) -> impl Strategy<Value = SocketAddr> {
@@ -99,9 +99,9 @@ fn order() -> impl Strategy<Value = ByteOrder> {
 }
 
 fn encode(fields: &RowFields, order: ByteOrder) -> String {
-    let mut line = String::new();
-    encode_row(fields, order, &mut line).unwrap();
-    line
+    let mut line = [0u8; ROW_MAX_LEN];
+    let n = encode_row(fields, order, &mut line).unwrap();
+    String::from_utf8(line[..n].to_vec()).unwrap()
 }
 
 /// A whole table as the kernel writes it: header, rows, IPv4 lines padded to 149 bytes.
@@ -140,7 +140,7 @@ fn read(chunks: &[&[u8]], order: ByteOrder) -> (Vec<RowFields>, TcpCounts, u64) 
             }
         }
     }
-    assert!(reader.finish().is_none());
+    assert!(reader.feed_eof().is_none());
     (rows, counts, reader.stats().malformed)
 }
 
@@ -179,7 +179,7 @@ proptest! {
         prop_assert_eq!(counts, expected);
         let mut counter = StateCounter::new(Limits::default());
         chunks.iter().for_each(|c| counter.feed(c));
-        counter.finish();
+        counter.feed_eof();
         prop_assert_eq!(counter.counts(), &expected);
     }
 
@@ -212,7 +212,29 @@ proptest! {
             }
             prop_assert!(reader.buffered() <= 128);
         }
-        let _ = reader.finish();
+        let _ = reader.feed_eof();
         prop_assert_eq!(reader.stats().bytes, data.len() as u64);
     }
+}
+
+#[test]
+fn the_widest_row_fits_row_max_len_and_a_short_buffer_says_what_it_needs() {
+    let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::from(u128::MAX)), u16::MAX);
+    let mut tail = FullTail::default();
+    (tail.rto, tail.ato, tail.quick_ack, tail.cwnd, tail.ssthresh) =
+        (u64::MAX, u64::MAX, u32::MAX, u32::MAX, i32::MIN);
+    let mut f = RowFields::default();
+    (f.slot, f.local, f.remote, f.state) = (u64::MAX, v6, v6, TcpState(0xFF));
+    (f.tx_queue, f.rx_queue, f.timer) = (u32::MAX, u32::MAX, TimerKind(0xFF));
+    (f.timer_expiry, f.retransmits, f.uid, f.probes) = (u64::MAX, u32::MAX, u32::MAX, i32::MIN);
+    (f.inode, f.ref_count, f.pointer, f.tail) =
+        (Some(u64::MAX), Some(i32::MIN), Some(u64::MAX), Some(tail));
+    let mut out = [0u8; ROW_MAX_LEN];
+    let n = encode_row(&f, ByteOrder::Little, &mut out).unwrap();
+    assert!(n <= ROW_MAX_LEN, "{n}");
+    let short = encode_row(&f, ByteOrder::Little, &mut out[..n - 1]).unwrap_err();
+    assert_eq!(
+        short.kind(),
+        tcpwire::ErrorKind::BufferTooSmall { needed: n }
+    );
 }

@@ -34,7 +34,7 @@ fn w3c(headers: &[(&str, &str)], config: &Config) -> usize {
     let mut ts = [0u8; 512];
     let mut state = TraceState::default();
     n + match extract_tracestate_into(headers, config, &mut state) {
-        Ok(true) => state.write(&mut ts, 512),
+        Ok(true) => state.write(&mut ts, 512).len(),
         _ => 0,
     }
 }

@@ -195,6 +195,18 @@ pub fn extract_b3_multi<C: Carrier + ?Sized>(
 /// Reads B3 the way a receiver should: the single header takes precedence; an invalid single
 /// header falls back to the multi headers or fails, per [`Config::invalid_b3_single`].
 ///
+/// ```
+/// use tracectx::{B3, Config, Sampling, extract_b3};
+///
+/// let headers = [("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")];
+/// let Some(B3::Context(ctx)) = extract_b3(&headers, &Config::default())? else { panic!() };
+/// assert_eq!(ctx.sampling, Sampling::Accept);
+/// assert_eq!(ctx.parent_span_id.unwrap().to_string(), "05e3ac9a4f6e3b90");
+/// // No B3 header at all is not an error.
+/// assert_eq!(extract_b3(&[("traceparent", "…")], &Config::default())?, None);
+/// # Ok::<(), tracectx::Error>(())
+/// ```
+///
 /// # Errors
 /// As for [`parse_b3_single`] and [`extract_b3_multi`].
 pub fn extract_b3<C: Carrier + ?Sized>(carrier: &C, config: &Config) -> Result<Option<B3>, Error> {

@@ -8,11 +8,45 @@ use crate::error::{Error, ErrorKind, Field};
 use crate::w3c::{ows_prefix, trim_ows};
 
 /// One `key=value;prop;prop=v` member, borrowed; the value is still percent-encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its `Debug` shows the member as text (bytes outside printable ASCII escaped), not as arrays
+/// of numbers:
+///
+/// ```
+/// use tracectx::{Config, extract_baggage};
+///
+/// let headers = [("baggage", "user=alice%20b;ttl=30")];
+/// let member = extract_baggage(&headers, &Config::default()).next().unwrap()?;
+/// assert_eq!(
+///     format!("{member:?}"),
+///     r#"BaggageMember { key: "user", value: "alice%20b", properties: "ttl=30" }"#
+/// );
+/// # Ok::<(), tracectx::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct BaggageMember<'a> {
     key: &'a str,
     value: &'a [u8],
     properties: &'a [u8],
+}
+
+impl core::fmt::Debug for BaggageMember<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BaggageMember")
+            .field("key", &self.key)
+            .field("value", &Text(self.value))
+            .field("properties", &Text(self.properties))
+            .finish()
+    }
+}
+
+/// Bytes shown as a quoted string, non-printable bytes escaped.
+struct Text<'a>(&'a [u8]);
+
+impl core::fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "\"{}\"", self.0.escape_ascii())
+    }
 }
 
 impl<'a> BaggageMember<'a> {
@@ -422,24 +456,14 @@ pub fn percent_decode<'o>(input: &[u8], out: &'o mut [u8]) -> Result<&'o str, Er
     // First the raw bytes (a `%` not followed by two hex digits stays as is).
     let mut len = 0;
     let mut i = 0;
-    let too_small = |required: usize, capacity: usize| {
-        Error::at(
-            ErrorKind::BufferTooSmall {
-                required: u16::try_from(required).unwrap_or(u16::MAX),
-                capacity: u16::try_from(capacity).unwrap_or(u16::MAX),
-            },
-            0,
-        )
-    };
+    let too_small = |required: usize| Error::at(ErrorKind::BufferTooSmall { needed: required }, 0);
     while let Some(&b) = input.get(i) {
         let hex = |j: usize| input.get(i + j).and_then(|c| (*c as char).to_digit(16));
         let (byte, step) = match (b, hex(1), hex(2)) {
             (b'%', Some(h), Some(l)) => ((h * 16 + l) as u8, 3),
             _ => (b, 1),
         };
-        let capacity = out.len();
-        *out.get_mut(len)
-            .ok_or_else(|| too_small(input.len() * 3, capacity))? = byte;
+        *out.get_mut(len).ok_or_else(|| too_small(input.len() * 3))? = byte;
         len += 1;
         i += step;
     }
@@ -448,7 +472,7 @@ pub fn percent_decode<'o>(input: &[u8], out: &'o mut [u8]) -> Result<&'o str, Er
     let invalid = count_invalid(out.get(..len).unwrap_or_default());
     let total = len + 2 * invalid;
     if total > out.len() {
-        return Err(too_small(total, out.len()));
+        return Err(too_small(total));
     }
     if invalid > 0 {
         expand_invalid(out, len, total);

@@ -58,12 +58,11 @@ pub enum ErrorKind {
         found: u16,
     },
     /// A caller buffer is too small for the encoded value.
-    #[error("output buffer of {capacity} bytes, {required} needed")]
+    #[error("output buffer too small: {needed} bytes needed")]
     BufferTooSmall {
-        /// Bytes the encoding needs.
-        required: u16,
-        /// Bytes the caller offered.
-        capacity: u16,
+        /// Bytes the output must hold (in total, not in addition; an upper bound where the exact
+        /// size is only known once written).
+        needed: usize,
     },
 }
 
@@ -106,6 +105,16 @@ pub enum Field {
 }
 
 /// An error with the byte offset (within the header value) where it was detected.
+///
+/// ```
+/// use tracectx::{Config, ErrorKind, Field, parse_traceparent};
+///
+/// // Uppercase hex is invalid unless `Config::uppercase_hex` allows it.
+/// let err = parse_traceparent(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", &Config::default())
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidByte { field: Field::TraceId });
+/// assert_eq!(err.offset(), 4); // the `B`: the first uppercase hex digit
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

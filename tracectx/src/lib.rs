@@ -39,6 +39,16 @@
 //! [`validate_request_id`] (visible ASCII, at most [`REQUEST_ID_MAX_LEN`] bytes). None of them
 //! can emit a control character, so none can split or extend a header on the next hop.
 //!
+//! Writers share one convention: the verb is `write_*` (or a `write` method), the output goes
+//! into a caller buffer (`&mut [u8]`, a fixed-size array where the length is fixed, such as
+//! [`TRACEPARENT_LEN`]) and the value written comes back as `&str` borrowed from it; nothing
+//! allocates. Where a buffer can be too small the writer returns
+//! [`ErrorKind::BufferTooSmall`]; the W3C writers instead keep whole members within the space
+//! and report what they left out. To set the headers of an outgoing request in one call, the
+//! `inject_*` functions ([`inject_traceparent`], [`inject_tracestate`], [`inject_b3_single`],
+//! [`inject_b3_multi`], [`inject_baggage`]) write into any [`Injector`] (with the `http`
+//! feature, `http::HeaderMap` is one).
+//!
 //! ```
 //! use tracectx::{BAGGAGE_MAX_BYTES, Config, extract_baggage, validate_request_id};
 //!
@@ -91,13 +101,16 @@ pub use baggage::{
     BAGGAGE_MAX_BYTES, BAGGAGE_MAX_MEMBERS, BaggageMember, BaggageWritten, Members,
     extract_baggage, percent_decode, write_baggage,
 };
-pub use carrier::Carrier;
+pub use carrier::{
+    Carrier, Injector, TRACESTATE_INJECT_MAX_LEN, inject_b3_multi, inject_b3_single,
+    inject_baggage, inject_traceparent, inject_tracestate,
+};
 pub use config::{Config, InvalidB3Single, KeyGrammar};
 pub use error::{Error, ErrorKind, Field};
 pub use ids::{Sampling, SpanId, TraceFlags, TraceId};
 #[cfg(feature = "ot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ot")))]
-pub use ot::{OtSpanContext, decode_ot_span_context, encode_ot_span_context};
+pub use ot::{OtSpanContext, decode_ot_span_context, write_ot_span_context};
 pub use request_id::{
     Decision, REQUEST_ID_LEN, REQUEST_ID_MAX_LEN, RandomSource, SamplingConfig, TRACE_REASON_INDEX,
     TraceReason, decide, generate_request_id, request_id_integer, sampling_bucket,

@@ -4,14 +4,15 @@
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::{Error, ErrorKind, Field};
+use crate::ids::{SpanId, TraceId};
 
 /// A decoded OT span context; baggage borrows the decode buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OtSpanContext<'a> {
-    /// 64-bit trace id.
-    pub trace_id: u64,
-    /// 64-bit span id.
-    pub span_id: u64,
+    /// The trace id; the format carries 64 bits, so it is a 64-bit [`TraceId`].
+    pub trace_id: TraceId,
+    /// The span id.
+    pub span_id: SpanId,
     /// Whether the trace is sampled.
     pub sampled: bool,
     basic: &'a [u8],
@@ -85,12 +86,7 @@ pub fn decode_ot_span_context<'s>(
             0,
         )
     })?;
-    let mut ctx = OtSpanContext {
-        trace_id: 0,
-        span_id: 0,
-        sampled: false,
-        basic,
-    };
+    let (mut trace_id, mut span_id, mut sampled) = (0u64, 0u64, false);
     let mut fields = Pb(basic);
     while !fields.0.is_empty() {
         let (number, wire, payload) = fields.next().ok_or_else(|| corrupt(0))?;
@@ -98,13 +94,13 @@ pub fn decode_ot_span_context<'s>(
             Ok(u64::from_le_bytes(p.try_into().map_err(|_| corrupt(0))?))
         };
         match (number, wire) {
-            (1, 1) => ctx.trace_id = fixed(payload)?,
-            (2, 1) => ctx.span_id = fixed(payload)?,
-            (3, 0) => ctx.sampled = payload.first().is_some_and(|b| *b != 0),
+            (1, 1) => trace_id = fixed(payload)?,
+            (2, 1) => span_id = fixed(payload)?,
+            (3, 0) => sampled = payload.first().is_some_and(|b| *b != 0),
             _ => {}
         }
     }
-    if ctx.trace_id == 0 || ctx.span_id == 0 {
+    if trace_id == 0 || span_id == 0 {
         return Err(Error::at(
             ErrorKind::ZeroId {
                 field: Field::OtSpanContext,
@@ -112,16 +108,42 @@ pub fn decode_ot_span_context<'s>(
             0,
         ));
     }
-    Ok(ctx)
+    Ok(OtSpanContext {
+        trace_id: TraceId::from_u64(trace_id),
+        span_id: SpanId(span_id.to_be_bytes()),
+        sampled,
+        basic,
+    })
 }
 
-/// Encodes an OT span context (ids, sampled, `baggage`) as the header value into `out`.
+/// Writes an OT span context (ids, sampled, `baggage`) as the `x-ot-span-context` header value
+/// into `out` and returns it.
+///
+/// The format carries 64-bit ids: a 128-bit `trace_id` is sent as its low 64 bits (its
+/// rightmost 16 hex digits), as B3 receivers that only know 64 bits read it.
+///
+/// ```
+/// use tracectx::{SpanId, TraceId, decode_ot_span_context, write_ot_span_context};
+///
+/// let (trace, span) = (TraceId::from_u64(0x0af7651916cd43dd), SpanId(0xb7ad6b7169203331u64.to_be_bytes()));
+/// let mut out = [0u8; 128];
+/// let value = write_ot_span_context(trace, span, true, &[("user", "alice")], &mut out)?;
+/// let mut scratch = [0u8; 128];
+/// let ctx = decode_ot_span_context(value.as_bytes(), &mut scratch)?;
+/// assert_eq!((ctx.trace_id, ctx.span_id, ctx.sampled), (trace, span, true));
+/// assert_eq!(ctx.baggage().collect::<Vec<_>>(), [("user", "alice")]);
+/// # Ok::<(), tracectx::Error>(())
+/// ```
 ///
 /// # Errors
-/// [`ErrorKind::BufferTooSmall`].
-pub fn encode_ot_span_context<'o>(
-    trace_id: u64,
-    span_id: u64,
+/// [`ErrorKind::BufferTooSmall`] when `out` cannot hold the value, or the baggage is too large
+/// for the encoder (more than 127 bytes of protobuf).
+///
+/// # Panics
+/// Never.
+pub fn write_ot_span_context<'o>(
+    trace_id: TraceId,
+    span_id: SpanId,
     sampled: bool,
     baggage: &[(&str, &str)],
     out: &'o mut [u8],
@@ -131,15 +153,9 @@ pub fn encode_ot_span_context<'o>(
     let mut raw = [0u8; 512];
     let mut at = 0;
     let mut put = |bytes: &[u8], at: &mut usize| -> Result<(), Error> {
-        let dst = raw.get_mut(*at..*at + bytes.len()).ok_or_else(|| {
-            Error::at(
-                ErrorKind::BufferTooSmall {
-                    required: 512,
-                    capacity: 512,
-                },
-                0,
-            )
-        })?;
+        let dst = raw
+            .get_mut(*at..*at + bytes.len())
+            .ok_or_else(|| Error::at(ErrorKind::BufferTooSmall { needed: 512 }, 0))?;
         dst.copy_from_slice(bytes);
         *at += bytes.len();
         Ok(())
@@ -152,17 +168,18 @@ pub fn encode_ot_span_context<'o>(
             .sum::<usize>();
     if basic_len > 127 || baggage.iter().any(|(k, v)| entry_len(k, v) > 127) {
         return Err(Error::at(
-            ErrorKind::BufferTooSmall {
-                required: u16::try_from(basic_len).unwrap_or(u16::MAX),
-                capacity: 127,
-            },
+            ErrorKind::BufferTooSmall { needed: basic_len },
             0,
         ));
     }
     put(&[0x12, basic_len as u8, 0x09], &mut at)?;
-    put(&trace_id.to_le_bytes(), &mut at)?;
+    let [_, _, _, _, _, _, _, _, t0, t1, t2, t3, t4, t5, t6, t7] = trace_id.bytes();
+    put(
+        &u64::from_be_bytes([t0, t1, t2, t3, t4, t5, t6, t7]).to_le_bytes(),
+        &mut at,
+    )?;
     put(&[0x11], &mut at)?;
-    put(&span_id.to_le_bytes(), &mut at)?;
+    put(&u64::from_be_bytes(span_id.0).to_le_bytes(), &mut at)?;
     put(&[0x18, u8::from(sampled)], &mut at)?;
     for (k, v) in baggage {
         put(&[0x22, entry_len(k, v) as u8, 0x0A, k.len() as u8], &mut at)?;
@@ -247,14 +264,7 @@ fn base64_decode(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
         if bits >= 8 {
             bits -= 8;
             let byte = (acc >> bits) as u8;
-            let capacity = u16::try_from(out.len()).unwrap_or(u16::MAX);
-            let small = Error::at(
-                ErrorKind::BufferTooSmall {
-                    required: u16::try_from(text.len()).unwrap_or(u16::MAX),
-                    capacity,
-                },
-                0,
-            );
+            let small = Error::at(ErrorKind::BufferTooSmall { needed: text.len() }, 0);
             *out.get_mut(len).ok_or(small)? = byte;
             len += 1;
         }
@@ -268,13 +278,7 @@ fn base64_decode(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
 fn base64_encode(bytes: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     let needed = bytes.len().div_ceil(3) * 4;
     if out.len() < needed {
-        return Err(Error::at(
-            ErrorKind::BufferTooSmall {
-                required: u16::try_from(needed).unwrap_or(u16::MAX),
-                capacity: u16::try_from(out.len()).unwrap_or(u16::MAX),
-            },
-            0,
-        ));
+        return Err(Error::at(ErrorKind::BufferTooSmall { needed }, 0));
     }
     for (chunk, dst) in bytes.chunks(3).zip(out.chunks_mut(4)) {
         let b = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));

@@ -62,6 +62,16 @@ pub(crate) fn ows_prefix(bytes: &[u8]) -> usize {
 /// Version `00` must be exactly 55 characters. A higher version is read at the same offsets and
 /// may carry more after a `-`; `ff` is invalid. Ids must be lowercase hex and non-zero.
 ///
+/// ```
+/// use tracectx::{Config, TraceId, parse_traceparent};
+///
+/// let tp = parse_traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &Config::default())?;
+/// assert_eq!(tp.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_eq!(tp.parent_id.to_string(), "00f067aa0ba902b7");
+/// assert!(tp.flags.is_sampled());
+/// # Ok::<(), tracectx::Error>(())
+/// ```
+///
 /// # Errors
 /// A typed reason naming the field and the byte.
 ///
@@ -302,8 +312,9 @@ impl<'a> TraceState<'a> {
     }
 
     /// Writes `k=v,k=v` into `out`, keeping at most `max_len` bytes: whole members only, dropping
-    /// first those longer than 128 bytes, then from the right, as the spec says. Returns the length.
-    pub fn write(&self, out: &mut [u8], max_len: usize) -> usize {
+    /// first those longer than 128 bytes, then from the right, as the spec says, and returns the value
+    /// written (empty when no member fits).
+    pub fn write<'o>(&self, out: &'o mut [u8], max_len: usize) -> &'o str {
         let member_len = |(k, v): (&[u8], &[u8])| k.len() + 1 + v.len();
         let total = |skip_long: bool, count: usize| -> usize {
             let kept = self
@@ -334,7 +345,8 @@ impl<'a> TraceState<'a> {
             put(out, &mut at, b"=");
             put(out, &mut at, v);
         }
-        at
+        // Members were validated against the W3C grammar: printable ASCII.
+        core::str::from_utf8(out.get(..at).unwrap_or_default()).unwrap_or_default()
     }
 }
 

@@ -181,6 +181,7 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Base64 => "base64",
         ErrorKind::BufferTooSmall { .. } => "buffer_too_small",
         ErrorKind::AlpnNotSet => "alpn_not_set",
+        ErrorKind::FedAfterEof => "fed_after_eof",
         ErrorKind::Closed => "closed",
         _ => "other",
     }
@@ -486,7 +487,7 @@ fn header_encode(from: &Input) -> Result<(), Failure> {
     metadata
         .encode_peer_struct_with_limits(&Limits::default(), &mut inner)
         .map_err(|e| Failure::Usage(refused(e)))?;
-    let mut text = vec![0; inner.len().div_ceil(3) * 4];
+    let mut text = Vec::new();
     let len = encode_base64(&inner, &mut text)
         .map_err(|e| Failure::Runtime(format!("cannot encode base64: {e}")))?;
     let mut out = format!("{HEADER_PEER_METADATA}: ");

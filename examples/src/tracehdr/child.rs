@@ -32,12 +32,8 @@ pub fn incoming_w3c(
     let state = match extract_tracestate(h, config) {
         Ok(Some(state)) => {
             let mut buf = [0u8; TRACESTATE_BUF];
-            let n = state.write(&mut buf, TRACESTATE_BUF);
-            // Written from validated members: printable ASCII.
-            std::str::from_utf8(buf.get(..n).unwrap_or_default())
-                .ok()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+            let value = state.write(&mut buf, TRACESTATE_BUF);
+            (!value.is_empty()).then(|| value.to_owned())
         }
         Ok(None) | Err(_) => None,
     };

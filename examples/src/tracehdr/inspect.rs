@@ -162,8 +162,8 @@ fn ot_json(h: &[(&[u8], &[u8])]) -> Value {
                 c.baggage().map(|(k, v)| (k.to_owned(), json!(v))).collect();
             json!({
                 "result": "valid",
-                "trace_id": format!("{:016x}", c.trace_id),
-                "span_id": format!("{:016x}", c.span_id),
+                "trace_id": c.trace_id.to_string(),
+                "span_id": c.span_id.to_string(),
                 "sampled": c.sampled,
                 "baggage": baggage,
             })

@@ -2,6 +2,8 @@
 //! inner `Struct` (padding written, optional when read); `x-envoy-peer-metadata-id` is the node id.
 #![deny(clippy::indexing_slicing)]
 
+use bytes::BufMut;
+
 use super::structure::StructView;
 use crate::Limits;
 use crate::error::{Error, ErrorKind};
@@ -44,13 +46,7 @@ pub fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     }
     let needed = unpadded.len() / 4 * 3 + (unpadded.len() % 4).saturating_sub(1);
     if out.len() < needed {
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall {
-                required: needed,
-                capacity: out.len(),
-            },
-            0,
-        ));
+        return Err(Error::new(ErrorKind::BufferTooSmall { needed }, 0));
     }
     let mut written = 0;
     for (i, quad) in unpadded.chunks(4).enumerate() {
@@ -71,38 +67,42 @@ pub fn decode_base64(text: &[u8], out: &mut [u8]) -> Result<usize, Error> {
     Ok(written)
 }
 
-/// Encodes `bytes` as padded standard base64 into `out`, returning the length written.
+/// Encodes `bytes` as padded standard base64 (the `x-envoy-peer-metadata` value), appends it to
+/// `out` and returns the length written.
+///
+/// ```
+/// let mut value = Vec::new();
+/// assert_eq!(peerx::encode_base64(b"peer", &mut value)?, 8);
+/// assert_eq!(value, b"cGVlcg==");
+/// # Ok::<(), peerx::Error>(())
+/// ```
 ///
 /// # Errors
-/// [`ErrorKind::BufferTooSmall`] when `out` is shorter than `4 * ceil(len / 3)`.
-pub fn encode_base64(bytes: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+/// [`ErrorKind::BufferTooSmall`] when `out` has room for fewer than `4 * ceil(len / 3)` bytes
+/// (a `Vec` or `BytesMut` always has room); nothing is written then.
+///
+/// # Panics
+/// Never.
+pub fn encode_base64(bytes: &[u8], out: &mut impl BufMut) -> Result<usize, Error> {
     let needed = bytes.len().div_ceil(3) * 4;
-    if out.len() < needed {
-        return Err(Error::new(
-            ErrorKind::BufferTooSmall {
-                required: needed,
-                capacity: out.len(),
-            },
-            0,
-        ));
+    if out.remaining_mut() < needed {
+        return Err(Error::new(ErrorKind::BufferTooSmall { needed }, 0));
     }
-    for (chunk, dst) in bytes.chunks(3).zip(out.chunks_mut(4)) {
+    for chunk in bytes.chunks(3) {
         let mut three = [0u8; 3];
         three
             .get_mut(..chunk.len())
             .unwrap_or_default()
             .copy_from_slice(chunk);
         let acc = u32::from_be_bytes([0, three[0], three[1], three[2]]);
-        for (j, slot) in dst.iter_mut().enumerate() {
-            *slot = if j <= chunk.len() {
-                ALPHABET
-                    .get(((acc >> (18 - 6 * j)) & 63) as usize)
-                    .copied()
-                    .unwrap_or(b'=')
-            } else {
-                b'='
-            };
+        let mut quad = [b'='; 4];
+        for (j, slot) in quad.iter_mut().enumerate().take(chunk.len() + 1) {
+            *slot = ALPHABET
+                .get(((acc >> (18 - 6 * j)) & 63) as usize)
+                .copied()
+                .unwrap_or(b'=');
         }
+        out.put_slice(&quad);
     }
     Ok(needed)
 }

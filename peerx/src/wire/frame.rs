@@ -116,6 +116,24 @@ pub fn parse_frame_header(buf: &[u8], limits: &Limits) -> Result<Status<FrameHea
 /// Reads one whole frame from the start of `buf` and decodes its payload. Bytes after the frame
 /// are not looked at (`consumed` tells where they start).
 ///
+/// ```
+/// use peerx::{Limits, Metadata, Status, Value, encode_frame, parse_frame};
+///
+/// let mut me = Metadata::default();
+/// me.peer.insert("NAMESPACE".into(), Value::from("default"));
+/// let mut bytes = Vec::new();
+/// encode_frame(&me, &mut bytes)?;
+/// let limits = Limits::default();
+/// // A strict prefix is `Partial`, with the exact shortfall once the header is in.
+/// let Status::Partial { needed } = parse_frame(&bytes[..10], &limits)? else { panic!() };
+/// assert_eq!(needed.map(|n| n.get()), Some(bytes.len() - 10));
+/// bytes.extend_from_slice(b"application data");
+/// let Status::Complete { value: frame, consumed } = parse_frame(&bytes, &limits)? else { panic!() };
+/// assert_eq!(frame.metadata().workload().unwrap().namespace, "default");
+/// assert_eq!(&bytes[consumed..], b"application data");
+/// # Ok::<(), peerx::Error>(())
+/// ```
+///
 /// # Errors
 /// Those of [`parse_frame_header`], then for the payload: [`ErrorKind::Protobuf`] (not an
 /// `Any`, or a malformed `Struct`), [`ErrorKind::NotUtf8`], [`ErrorKind::WrongTypeUrl`],

@@ -126,11 +126,9 @@ impl SockDiagRequest {
 /// # Panics
 /// Never.
 pub fn encode_sock_diag_request(request: &SockDiagRequest, out: &mut [u8]) -> Result<usize, Error> {
-    let capacity = out.len();
     let Some(out) = out.get_mut(..SOCK_DIAG_REQUEST_LEN) else {
         let kind = ErrorKind::BufferTooSmall {
-            required: SOCK_DIAG_REQUEST_LEN,
-            capacity,
+            needed: SOCK_DIAG_REQUEST_LEN,
         };
         return Err(Error::new(kind, 0));
     };

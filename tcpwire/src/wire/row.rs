@@ -305,6 +305,18 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 ///
 /// Not for the header line: callers tell it apart with [`is_header`].
 ///
+/// ```
+/// use std::net::SocketAddr;
+/// use tcpwire::{RowOptions, TcpState, parse_row};
+///
+/// let line = b"   1: 0100007F:0016 0100007F:D2F0 01 00000010:00000000 01:00000014 00000000  1000        0 4242 2 0000000000000000 20 4 1 10 -1";
+/// let row = parse_row(line, RowOptions::default())?;
+/// assert_eq!(row.state(), TcpState::ESTABLISHED);
+/// assert_eq!(row.local(), "127.0.0.1:22".parse::<SocketAddr>().unwrap());
+/// assert_eq!((row.tx_queue(), row.inode()), (16, Some(4242)));
+/// # Ok::<(), tcpwire::Error>(())
+/// ```
+///
 /// # Errors
 /// [`ErrorKind::MissingColumn`] when the row ends before the tenth column (`inode`),
 /// [`ErrorKind::BadColumn`] when a column breaks its grammar or type range, and in strict mode
@@ -774,19 +786,67 @@ fn decode_address(hex: &[u8], order: ByteOrder) -> Option<IpAddr> {
     }
 }
 
-/// Writes one row exactly as the kernel's printer for its kind does (`%4d: %08X:%04X …`), without
-/// the newline and without the padding the IPv4 table adds (see [`TCP4_LINE_WIDTH`]).
+/// Encodes one row exactly as the kernel's printer for its kind does (`%4d: %08X:%04X …`), without
+/// the newline and without the padding the IPv4 table adds (see [`TCP4_LINE_WIDTH`]), into the
+/// start of `out`, and returns its length. A buffer of [`ROW_MAX_LEN`] bytes always suffices.
 ///
 /// Rows with a [`FullTail`] use the 17-column full-socket layout; others use the 12-column
 /// layout, or stop early when `ref_count` or `pointer` is absent (a tail needs both, a pointer
 /// needs the reference count, as in the order the columns are read).
 ///
+/// ```
+/// use tcpwire::{ByteOrder, ROW_MAX_LEN, RowOptions, encode_row, parse_row};
+///
+/// let line = b"   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1061 1 0000000000000000 100 0 0 10 0";
+/// let row = parse_row(line, RowOptions::default())?;
+/// let mut out = [0u8; ROW_MAX_LEN];
+/// let n = encode_row(row.fields(), ByteOrder::Little, &mut out)?;
+/// assert_eq!(&out[..n], &line[..]);
+/// # Ok::<(), tcpwire::Error>(())
+/// ```
+///
 /// # Errors
-/// Only those of `out`.
+/// [`ErrorKind::BufferTooSmall`] with the row's length when `out` is shorter (what was written
+/// into `out` is then unspecified).
 ///
 /// # Panics
 /// Never.
-pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Write) -> fmt::Result {
+pub fn encode_row(fields: &RowFields, order: ByteOrder, out: &mut [u8]) -> Result<usize, Error> {
+    let mut writer = SliceWriter { out, len: 0 };
+    // `SliceWriter` never fails: it only counts what does not fit.
+    let _ = format_row(fields, order, &mut writer);
+    if writer.len > writer.out.len() {
+        return Err(Error::new(
+            ErrorKind::BufferTooSmall { needed: writer.len },
+            0,
+        ));
+    }
+    Ok(writer.len)
+}
+
+/// The longest row [`encode_row`] writes: every column at its widest (a 20-digit slot, IPv6
+/// endpoints, negative `i32`s, 20-digit `u64`s) is 296 bytes.
+pub const ROW_MAX_LEN: usize = 320;
+
+/// Writes into a byte slice, counting (not writing) whatever does not fit.
+struct SliceWriter<'a> {
+    out: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if let Some(dst) = self.out.get_mut(self.len..end) {
+            dst.copy_from_slice(s.as_bytes());
+        }
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The kernel's row printer, over any `fmt::Write`.
+fn format_row(fields: &RowFields, order: ByteOrder, out: &mut impl fmt::Write) -> fmt::Result {
     write!(out, "{:4}: ", fields.slot)?;
     write_endpoint(fields.local, order, out)?;
     out.write_char(' ')?;

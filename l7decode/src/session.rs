@@ -77,7 +77,7 @@ pub trait Session: core::fmt::Debug {
 ///
 /// ```
 /// use l7decode::{Direction, Event, Limits, Timestamp};
-/// use l7decode::mysql::{Decoder, Status};
+/// use l7decode::mysql::{Decoder, Outcome};
 ///
 /// // A MySQL connection joined after its login: a COM_QUERY ("SELECT 1") and its reply.
 /// let mut mysql = Decoder::new(Limits::default());
@@ -86,7 +86,7 @@ pub trait Session: core::fmt::Debug {
 /// mysql.feed(Direction::ServerToClient, Timestamp(4_000), reply)?;
 /// while let Some(event) = mysql.poll_event() {
 ///     if let Event::Mysql(c) = event {
-///         assert_eq!((c.query(), c.status, c.rows), (Some("SELECT 1"), Status::Ok, 1));
+///         assert_eq!((c.query(), c.outcome, c.rows), (Some("SELECT 1"), Outcome::Ok, 1));
 ///         assert_eq!(c.latency_ns(), Some(3_000));
 ///     }
 /// }

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use l7decode::mongo::Operation;
-use l7decode::mysql::{Command, Outcome as MysqlStatus};
+use l7decode::mysql::{Command, Outcome as MysqlOutcome};
 use l7decode::{Transaction, mongo};
 
 use super::{Exchange, Record, sql_shape};
@@ -212,8 +212,8 @@ fn mysql(c: &Command, endpoint: &mut String) -> Observation {
         None => write!(endpoint, "{name}"),
     };
     let outcome = match c.outcome {
-        MysqlStatus::Err => Outcome::Error,
-        MysqlStatus::Missing => Outcome::Missing,
+        MysqlOutcome::Err => Outcome::Error,
+        MysqlOutcome::Missing => Outcome::Missing,
         _ => Outcome::Ok,
     };
     Observation {

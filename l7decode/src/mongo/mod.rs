@@ -355,8 +355,9 @@ impl Operation {
         self.texts.get(self.db)
     }
 
-    /// The collection, when the command's first element names one (as the truth files have
-    /// it: `None` for getMore, whose first element is the cursor id).
+    /// The collection, when the command's first element's value names one (`find: "users"`,
+    /// `insert: "orders"`); `None` when it is not a string, as for getMore, whose first element
+    /// is the cursor id (see [`Operation::target_collection`]).
     pub fn collection(&self) -> Option<&str> {
         self.texts.get(self.collection)
     }

@@ -32,7 +32,8 @@ pub mod op {
 /// The largest message a server accepts (maxMessageSizeBytes).
 pub const MAX_MESSAGE: u32 = 48_000_000;
 
-/// The name of an opcode, as the truth files spell it.
+/// The name of an opcode as MongoDB's wire protocol docs spell it (`OP_MSG`, `OP_QUERY`, …);
+/// `None` for a code MongoDB does not define.
 pub const fn opcode_name(opcode: i32) -> Option<&'static str> {
     Some(match opcode {
         op::REPLY => "OP_REPLY",
@@ -53,7 +54,8 @@ pub const fn opcode_name(opcode: i32) -> Option<&'static str> {
 pub struct Header {
     /// messageLength, the header included.
     pub len: u32,
-    /// requestID (an int32 on the wire, kept as u32 as tshark shows it).
+    /// requestID (an int32 on the wire, kept as u32: ids are compared, never signed, and
+    /// Wireshark shows them unsigned).
     pub request_id: u32,
     /// responseTo: on a reply, the requestID it answers; on a request, nothing (0 from the
     /// drivers, [`NO_RESPONSE_TO`] from MongoDB's own C++ client up to 3.2, the mongo shell).

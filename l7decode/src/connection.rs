@@ -372,6 +372,12 @@ impl Connection {
     /// The end of one direction. A close-delimited response ends here; when the server's side
     /// ends, requests still waiting are reported without a response. Later calls for the same
     /// direction do nothing.
+    ///
+    /// A FIN ends its direction only. A RST ends the connection: feed what the reassembler
+    /// delivered before it (and, after a [`Reassembler::flush`](crate::reassembly::Reassembler::flush),
+    /// what it held), then call `feed_eof` for **both** directions, so that a close-delimited
+    /// response ends and the requests it left unanswered are reported (flagged
+    /// `missing_response`) at once rather than at their timeout. [`crate::flows`] does this.
     pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
         if self.closed.end(dir) {
             self.session.eof(dir, now, &mut self.events);

@@ -13,7 +13,9 @@
 //!   ([`Evidence`] says which, so a guessed direction is visible);
 //! * per direction, a [`Reassembler`]; the peer's acknowledgements turn holes the capture lost
 //!   into gaps at once; data, gaps and FINs go to the flow's [`Connection`];
-//! * RST ends both directions at once; a flow closed by FIN or RST is remembered for
+//! * RST ends both directions at once (the held bytes of each are flushed as gaps and data,
+//!   then both directions of its [`Connection`] get `feed_eof`, so what waited for an answer
+//!   is reported at the reset, not at its timeout); a flow closed by FIN or RST is remembered for
 //!   [`FlowLimits::closed_linger`] (like TIME_WAIT) so what still arrives for it (the last ACK,
 //!   retransmissions, a replayed SYN with the same initial sequence number) is dropped and
 //!   counted, never opening a second flow or counting lost bytes;

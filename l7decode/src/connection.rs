@@ -333,7 +333,8 @@ impl Connection {
     }
 
     /// In-order bytes of one direction. Bodies are counted, never copied; a head cut by the end of
-    /// `bytes` is kept (bounded by [`Limits::max_buffered`]). Returns the bytes accepted (all).
+    /// `bytes` is kept (bounded by [`Limits::max_buffered`]). All of `bytes` is always taken: there
+    /// is nothing to feed again.
     ///
     /// # Errors
     /// [`ErrorKind::FedAfterEof`] after [`Connection::feed_eof`] for that direction.
@@ -341,11 +342,11 @@ impl Connection {
     /// # Panics
     /// Never, on any input.
     #[inline]
-    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<(), Error> {
         // The bulk of an HTTP stream fed in small pieces: more of a body or a head that these
         // bytes do not end (never in a direction that ended).
         if self.session.take_in_place(dir, now, bytes) {
-            return Ok(bytes.len());
+            return Ok(());
         }
         if self.closed.ended(dir) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
@@ -355,7 +356,7 @@ impl Connection {
             Active::Http(http) if http.at_start(dir) => self.feed_first_bytes(dir, now, bytes),
             session => session.feed(dir, now, bytes, &mut self.events),
         }
-        Ok(bytes.len())
+        Ok(())
     }
 
     /// Bytes lost by the capture in one direction. Inside a body or packet of known length they

@@ -123,7 +123,8 @@ impl<S: ProtocolSession> Decoder<S> {
         }
     }
 
-    /// In-order bytes of one direction. Returns the bytes accepted (all).
+    /// In-order bytes of one direction, all of them taken (what a message needs beyond them is
+    /// kept, bounded by [`crate::Limits`]; nothing is handed back to feed again).
     ///
     /// # Errors
     /// [`ErrorKind::FedAfterEof`] after [`Decoder::feed_eof`] for that direction.
@@ -131,17 +132,17 @@ impl<S: ProtocolSession> Decoder<S> {
     /// # Panics
     /// Never, on any input.
     #[inline]
-    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<(), Error> {
         // Never taken in place in a direction that ended.
         if self.session.take_in_place(dir, now, bytes) {
-            return Ok(bytes.len());
+            return Ok(());
         }
         if self.closed.ended(dir) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
         }
         self.stats.bytes += bytes.len() as u64;
         self.session.feed(dir, now, bytes, &mut self.events);
-        Ok(bytes.len())
+        Ok(())
     }
 
     /// Bytes of one direction lost by the capture: skipped in sync where the framing allows,

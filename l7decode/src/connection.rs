@@ -237,7 +237,29 @@ impl Session for Active {
     }
 }
 
-/// The decoder for one connection.
+/// The decoder for one connection: its two in-order byte streams in, [`Event`]s out, whichever
+/// protocol it carries (see the [crate docs](crate) for a run loop with timeouts).
+///
+/// ```
+/// use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+///
+/// let mut conn = Connection::new(Limits::default());
+/// conn.feed(Direction::ClientToServer, Timestamp(10), b"GET /health HTTP/1.1\r\n\r\n")?;
+/// conn.feed(Direction::ServerToClient, Timestamp(30), b"HTTP/1.1 204 No Content\r\n\r\n")?;
+/// // The connection is reset: both directions end.
+/// conn.feed_eof(Direction::ClientToServer, Timestamp(40));
+/// conn.feed_eof(Direction::ServerToClient, Timestamp(40));
+/// let mut records = 0;
+/// while let Some(event) = conn.poll_event() {
+///     match event {
+///         Event::Protocol(p) => assert_eq!(p, Protocol::Http),
+///         Event::Transaction(t) => records += usize::from(t.status() == Some(204)),
+///         _ => {}
+///     }
+/// }
+/// assert_eq!((records, conn.protocol()), (1, Some(Protocol::Http)));
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 pub struct Connection {
     limits: Limits,
     /// What the server's port suggests; consulted only when the bytes cannot tell.

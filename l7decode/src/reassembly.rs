@@ -291,6 +291,21 @@ enum Pending {
 }
 
 /// The stream of one TCP direction, put back in order. See the [module docs](self).
+///
+/// ```
+/// use l7decode::Timestamp;
+/// use l7decode::reassembly::{Event, Reassembler, ReassemblyConfig, TcpFlags};
+///
+/// let mut r = Reassembler::new(ReassemblyConfig::default());
+/// let _ = r.segment(Timestamp(1), 1, TcpFlags::ACK, b"ab"); // fixes the start: "ab" delivered
+/// let _ = r.segment(Timestamp(2), 5, TcpFlags::ACK, b"ef"); // held: "cd" is missing
+/// // The capture never shows "cd": the end of the input gives the hole up.
+/// let events: Vec<_> = r.flush(Timestamp(3)).collect();
+/// assert_eq!(
+///     events,
+///     [Event::Gap { now: Timestamp(3), missing: 2 }, Event::Data { now: Timestamp(2), bytes: b"ef" }]
+/// );
+/// ```
 pub struct Reassembler {
     config: ReassemblyConfig,
     /// Whether the first segment has fixed the stream's start.

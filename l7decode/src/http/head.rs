@@ -219,7 +219,20 @@ fn config() -> httparse::ParserConfig {
     c
 }
 
-/// Parses a request head at the start of `buf`.
+/// Parses a request head at the start of `buf`: [`Status::Complete`] with the head and its length
+/// (the body, if any, starts at `consumed`), or [`Status::Partial`] while the head's empty line
+/// has not come; a strict prefix of a head is never an error.
+///
+/// ```
+/// use l7decode::{BodyFraming, Status, parse_request};
+///
+/// let buf = b"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello";
+/// let Status::Complete { value: head, consumed } = parse_request(buf)? else { panic!("a whole head") };
+/// assert_eq!((head.method, head.uri, head.header("host")), (Some("POST"), Some("/orders"), Some(&b"shop"[..])));
+/// assert_eq!((head.request_framing(), &buf[consumed..]), (BodyFraming::Length(5), &b"hello"[..]));
+/// assert!(parse_request(&buf[..20])?.is_partial());
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`ErrorKind::Malformed`] with httparse's offset-free verdict mapped to offset 0.
@@ -245,7 +258,19 @@ pub fn parse_request(buf: &[u8]) -> Result<Status<Head<'_>>, Error> {
     }
 }
 
-/// Parses a response head at the start of `buf`.
+/// Parses a response head at the start of `buf`, as [`parse_request`] does a request's. How its
+/// body is framed depends on the request's method: [`Head::response_framing`].
+///
+/// ```
+/// use l7decode::{BodyFraming, Status, parse_response};
+///
+/// let buf = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n";
+/// let Status::Complete { value: head, .. } = parse_response(buf)? else { panic!("a whole head") };
+/// assert_eq!((head.status, head.reason), (Some(404), Some("Not Found")));
+/// assert_eq!(head.response_framing(Some("GET")), BodyFraming::Chunked);
+/// assert_eq!(head.response_framing(Some("HEAD")), BodyFraming::Empty);
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`ErrorKind::Malformed`].

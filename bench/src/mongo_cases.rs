@@ -70,7 +70,11 @@ fn bodies(connections: &[Turns]) -> Vec<Vec<u8>> {
     for turns in connections {
         for (_, bytes) in turns {
             let mut at = 0;
-            while let Some(h) = bytes.get(at..).and_then(l7decode::mongo::wire::header) {
+            while let Some(h) = bytes
+                .get(at..)
+                .and_then(|b| l7decode::mongo::wire::parse_header(b).complete())
+                .map(|(h, _)| h)
+            {
                 let end = at + h.len as usize;
                 if h.opcode == 2013
                     && let Some(body) = bytes.get(at + 21..end.min(bytes.len()))

@@ -14,7 +14,7 @@ use common::{
     analyze_records, data, each_data_frame_lost, micros_of, pcap_records, ports_and_payload, truth,
 };
 use examples::meshsniff::{Record, Totals, analyze};
-use l7decode::mongo::{Operation, Status, wire};
+use l7decode::mongo::{Operation, Outcome, wire};
 
 const DIR: &str = "tests/data/foreign/mongo";
 const CLIENT: &str = "192.0.2.10:50644";
@@ -30,7 +30,7 @@ struct Expected {
     command: &'static str,
     db: &'static str,
     collection: Option<&'static str>,
-    status: Status,
+    status: Outcome,
     ok: Option<f64>,
     errmsg: Option<&'static str>,
     code: Option<i64>,
@@ -50,7 +50,7 @@ const fn command(request_id: u32, command: &'static str, db: &'static str) -> Ex
         command,
         db,
         collection: None,
-        status: Status::Ok,
+        status: Outcome::Ok,
         ok: Some(1.0),
         errmsg: None,
         code: None,
@@ -76,7 +76,7 @@ const fn query(request_id: u32, get_more: bool, docs: i32, cursor: i64) -> Expec
         },
         db: "test",
         collection: Some("users"),
-        status: Status::Ok,
+        status: Outcome::Ok,
         ok: None,
         errmsg: None,
         code: None,
@@ -102,7 +102,7 @@ const SESSION: [Expected; 15] = [
         ..command(3, "getLog", "admin")
     },
     Expected {
-        status: Status::Error,
+        status: Outcome::Error,
         ok: Some(0.0),
         errmsg: Some("not running with --replSet"),
         code: Some(76),
@@ -122,7 +122,7 @@ const SESSION: [Expected; 15] = [
     // A duplicate key: ok 1 with a write error, its message next to its code.
     Expected {
         collection: Some("users"),
-        status: Status::WriteError,
+        status: Outcome::WriteError,
         n: Some(0),
         write_errors: &[(11000, DUP)],
         ..command(7, "insert", "test")
@@ -137,14 +137,14 @@ const SESSION: [Expected; 15] = [
     query(11, false, 2, STALE_CURSOR),
     // The cursor timed out on the server: CursorNotFound, no document.
     Expected {
-        status: Status::CursorNotFound,
+        status: Outcome::CursorNotFound,
         reply_flags: 1,
         cursor_id: None,
         ..query(12, true, 0, 0)
     },
     // db.users.find({age: {$bad: 1}}): QueryFailure with `$err` and `code`.
     Expected {
-        status: Status::QueryFailure,
+        status: Outcome::QueryFailure,
         errmsg: Some(BAD_OPERATOR),
         code: Some(17287),
         reply_flags: 2,
@@ -153,7 +153,7 @@ const SESSION: [Expected; 15] = [
         ..query(13, false, 1, 0)
     },
     Expected {
-        status: Status::Error,
+        status: Outcome::Error,
         ok: Some(0.0),
         errmsg: Some("no such cmd: noSuchCmd"),
         code: Some(59),
@@ -198,7 +198,7 @@ fn summary(o: &Operation) -> String {
         "{:?} {:?} {:?} {:?} {:?}",
         o.request_id,
         o.command(),
-        o.status,
+        o.outcome,
         o.number_returned,
         o.flags
     )
@@ -206,7 +206,7 @@ fn summary(o: &Operation) -> String {
 
 /// What the reply says, the same whether its request was seen or not.
 fn assert_reply(o: &Operation, e: &Expected, what: &str) {
-    assert_eq!(o.status, e.status, "{what}");
+    assert_eq!(o.outcome, e.status, "{what}");
     assert_eq!(
         o.response_opcode.and_then(wire::opcode_name),
         Some("OP_REPLY")
@@ -330,7 +330,7 @@ fn the_whole_session_decodes_exactly() {
     // the commands by their `ok`.
     let errors = records
         .iter()
-        .filter(|r| r.mongo().unwrap().status != Status::Ok)
+        .filter(|r| r.mongo().unwrap().outcome != Outcome::Ok)
         .count();
     assert_eq!(errors, 5);
 }
@@ -370,8 +370,8 @@ fn joined_inside_the_big_insert() {
     assert_cut(&records, cut(name), name);
     let orphan = records[0].mongo().unwrap();
     assert_eq!(
-        (orphan.flags.orphan, orphan.status, orphan.n),
-        (true, Status::Ok, Some(120))
+        (orphan.flags.orphan, orphan.outcome, orphan.n),
+        (true, Outcome::Ok, Some(120))
     );
     assert_eq!(records.len(), 1 + 9);
     assert_eq!(totals.skipped_bytes, rest_of(name, 6, true));
@@ -451,7 +451,7 @@ fn a_lost_segment_damages_only_its_own_operation() {
         for r in &records {
             let o = r.mongo().unwrap();
             let damaged =
-                o.flags.gap || o.flags.truncated || o.flags.orphan || o.status == Status::Missing;
+                o.flags.gap || o.flags.truncated || o.flags.orphan || o.outcome == Outcome::Missing;
             match o.request_id {
                 Some(id) if !damaged => assert_operation(r, o, expected(id), &what),
                 Some(id) => assert_eq!(id, touched[0], "{what}: {}", summary(o)),

@@ -14,7 +14,7 @@ mod common;
 
 use common::decode;
 use examples::meshsniff::Totals;
-use l7decode::mysql::{Command, Status};
+use l7decode::mysql::{Command, Outcome};
 
 /// The records of a capture of this directory, and its totals.
 fn commands(name: &str) -> (Totals, Vec<Command>) {
@@ -45,7 +45,7 @@ fn line(c: &Command) -> String {
     format!(
         "{} {} {:?} rows={} fields={}{err} [{flags}]",
         c.name().unwrap(),
-        c.status.as_str(),
+        c.outcome.as_str(),
         c.query().unwrap_or(""),
         c.rows,
         c.num_fields.map_or("-".to_owned(), |n| n.to_string()),
@@ -126,8 +126,8 @@ fn damaged(name: &str, whole: &str, expected: &[String], lost: u64, skipped: u64
             continue;
         }
         assert_eq!(
-            (c.status, c.error_code, c.error_message()),
-            (w.status, w.error_code, w.error_message()),
+            (c.outcome, c.error_code, c.error_message()),
+            (w.outcome, w.error_code, w.error_message()),
             "{name}"
         );
         assert_eq!((c.request, c.query()), (w.request, w.query()), "{name}");
@@ -183,10 +183,14 @@ fn snapped(name: &str, whole: &str, expected: &[String]) {
             .unwrap();
         assert!(w.query().unwrap_or("").starts_with(c.query().unwrap_or("")));
         assert!(c.rows <= w.rows, "{name}");
-        if c.status == Status::Missing {
+        if c.outcome == Outcome::Missing {
             assert!(c.flags.gap && c.flags.truncated, "{name}");
         } else {
-            assert_eq!((c.status, c.error_code), (w.status, w.error_code), "{name}");
+            assert_eq!(
+                (c.outcome, c.error_code),
+                (w.outcome, w.error_code),
+                "{name}"
+            );
             let last = |c: &Command| c.response.map(|r| r.last);
             assert_eq!(last(c), last(w), "{name}");
         }

@@ -13,7 +13,7 @@ use common::{
     truth_by_request,
 };
 use examples::meshsniff::Record;
-use l7decode::mongo::{Operation, Status, wire};
+use l7decode::mongo::{Operation, Outcome, wire};
 
 /// The operations with a request, in order of the request's last byte (the truth's order).
 fn operations(records: &[Record]) -> Vec<(&Record, &Operation)> {
@@ -32,7 +32,7 @@ fn summary(o: &Operation) -> String {
         o.request_id,
         o.command(),
         o.collection(),
-        o.status,
+        o.outcome,
         o.response_messages,
         o.flags
     )
@@ -88,7 +88,7 @@ fn assert_matches(r: &Record, o: &Operation, e: &serde_json::Value, what: &str) 
         e["req_bytes"].as_u64().unwrap(),
         "{id}"
     );
-    assert_eq!(o.status.as_str(), e["status"].as_str().unwrap(), "{id}");
+    assert_eq!(o.outcome.as_str(), e["status"].as_str().unwrap(), "{id}");
     assert_eq!(
         o.response_opcode.and_then(wire::opcode_name),
         e["resp_opcode"].as_str(),
@@ -237,7 +237,7 @@ fn a_lost_segment_damages_only_its_own_operation() {
             let ops = operations(&got);
             let (damaged, whole): (Vec<_>, Vec<_>) = ops.into_iter().partition(|(_, o)| {
                 let f = o.flags;
-                f.gap || f.truncated || f.missing_response || o.status == Status::Missing
+                f.gap || f.truncated || f.missing_response || o.outcome == Outcome::Missing
             });
             assert_eq!(
                 whole.len(),
@@ -273,7 +273,7 @@ fn deepflow_mongo_captures() {
         .iter()
         .map(|r| {
             let o = r.mongo().unwrap();
-            (o.command(), o.db(), o.status.as_str())
+            (o.command(), o.db(), o.outcome.as_str())
         })
         .collect();
     assert_eq!(
@@ -312,9 +312,15 @@ fn deepflow_mongo_captures() {
             find.command(),
             find.db(),
             find.collection(),
-            find.status,
+            find.outcome,
             find.batch_docs
         ),
-        (Some("find"), Some("sky-test"), Some("query"), Status::Ok, 1)
+        (
+            Some("find"),
+            Some("sky-test"),
+            Some("query"),
+            Outcome::Ok,
+            1
+        )
     );
 }

@@ -13,7 +13,7 @@ use common::{
     truth_by_request,
 };
 use examples::meshsniff::Record;
-use l7decode::mysql::{Command, Status};
+use l7decode::mysql::{Command, Outcome};
 
 /// The records' commands in order of their command's last byte (the truth's order).
 fn commands(records: &[Record]) -> Vec<(&Record, &Command)> {
@@ -29,7 +29,7 @@ fn summary(c: &Command) -> String {
     format!(
         "{:?} {:?} {:?} {:?} {:?}",
         c.name(),
-        c.status,
+        c.outcome,
         c.query().map(|q| q.chars().take(40).collect::<String>()),
         c.error_code,
         c.flags
@@ -45,7 +45,7 @@ fn assert_matches(r: &Record, c: &Command, e: &serde_json::Value, what: &str, co
     assert_eq!(r.server.to_string(), e["server"].as_str().unwrap(), "{id}");
     assert_eq!(c.name(), e["command"].as_str(), "{id}");
     assert_eq!(c.code.map(u64::from), e["command_code"].as_u64(), "{id}");
-    assert_eq!(c.status.as_str(), e["status"].as_str().unwrap(), "{id}");
+    assert_eq!(c.outcome.as_str(), e["status"].as_str().unwrap(), "{id}");
     if let Some(q) = e["query"].as_str() {
         let ours: String = c.query().unwrap().chars().take(512).collect();
         assert_eq!(ours, q, "{id}");
@@ -255,7 +255,7 @@ fn a_lost_segment_damages_only_its_own_command() {
             let got = commands(&got);
             let (damaged, whole): (Vec<_>, Vec<_>) = got.into_iter().partition(|(_, c)| {
                 let f = c.flags;
-                f.gap || f.truncated || f.missing_response || c.status == Status::Missing
+                f.gap || f.truncated || f.missing_response || c.outcome == Outcome::Missing
             });
             // Every command the lost frame did not carry is decoded exactly, unflagged.
             assert_eq!(
@@ -335,18 +335,18 @@ fn a_snaplen_keeps_every_command_and_flags_what_it_cut() {
             );
             // The reply's outcome as the truth has it; or, where the cut took packet boundaries
             // with it, reported missing and flagged, never guessed.
-            if c.status.as_str() == e["status"].as_str().unwrap() {
+            if c.outcome.as_str() == e["status"].as_str().unwrap() {
                 exact += 1;
                 assert_eq!(
                     c.error_code.map(u64::from),
                     e["error_code"].as_u64(),
                     "{id}"
                 );
-                if c.status != Status::NoResponseExpected && !c.flags.gap {
+                if c.outcome != Outcome::NoResponseExpected && !c.flags.gap {
                     assert_matches(r, c, e, &what, name == "mysql_compressed");
                 }
             } else {
-                assert_eq!(c.status, Status::Missing, "{id}");
+                assert_eq!(c.outcome, Outcome::Missing, "{id}");
                 assert!(c.flags.gap && c.flags.truncated, "{id}");
             }
             if let (Some(ours), Some(theirs)) = (c.num_fields, e["num_fields"].as_u64()) {
@@ -695,7 +695,7 @@ fn deepflow_mysql_captures() {
                 let query: &'static str = Box::leak(query.into_boxed_str());
                 (
                     c.name().unwrap(),
-                    c.status.as_str(),
+                    c.outcome.as_str(),
                     query,
                     c.error_code,
                     c.num_fields,

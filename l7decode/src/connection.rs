@@ -237,7 +237,29 @@ impl Session for Active {
     }
 }
 
-/// The decoder for one connection.
+/// The decoder for one connection: its two in-order byte streams in, [`Event`]s out, whichever
+/// protocol it carries (see the [crate docs](crate) for a run loop with timeouts).
+///
+/// ```
+/// use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
+///
+/// let mut conn = Connection::new(Limits::default());
+/// conn.feed(Direction::ClientToServer, Timestamp(10), b"GET /health HTTP/1.1\r\n\r\n")?;
+/// conn.feed(Direction::ServerToClient, Timestamp(30), b"HTTP/1.1 204 No Content\r\n\r\n")?;
+/// // The connection is reset: both directions end.
+/// conn.feed_eof(Direction::ClientToServer, Timestamp(40));
+/// conn.feed_eof(Direction::ServerToClient, Timestamp(40));
+/// let mut records = 0;
+/// while let Some(event) = conn.poll_event() {
+///     match event {
+///         Event::Protocol(p) => assert_eq!(p, Protocol::Http),
+///         Event::Transaction(t) => records += usize::from(t.status() == Some(204)),
+///         _ => {}
+///     }
+/// }
+/// assert_eq!((records, conn.protocol()), (1, Some(Protocol::Http)));
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 pub struct Connection {
     limits: Limits,
     /// What the server's port suggests; consulted only when the bytes cannot tell.
@@ -333,7 +355,8 @@ impl Connection {
     }
 
     /// In-order bytes of one direction. Bodies are counted, never copied; a head cut by the end of
-    /// `bytes` is kept (bounded by [`Limits::max_buffered`]). Returns the bytes accepted (all).
+    /// `bytes` is kept (bounded by [`Limits::max_buffered`]). All of `bytes` is always taken: there
+    /// is nothing to feed again.
     ///
     /// # Errors
     /// [`ErrorKind::FedAfterEof`] after [`Connection::feed_eof`] for that direction.
@@ -341,11 +364,11 @@ impl Connection {
     /// # Panics
     /// Never, on any input.
     #[inline]
-    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<(), Error> {
         // The bulk of an HTTP stream fed in small pieces: more of a body or a head that these
         // bytes do not end (never in a direction that ended).
         if self.session.take_in_place(dir, now, bytes) {
-            return Ok(bytes.len());
+            return Ok(());
         }
         if self.closed.ended(dir) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
@@ -355,7 +378,7 @@ impl Connection {
             Active::Http(http) if http.at_start(dir) => self.feed_first_bytes(dir, now, bytes),
             session => session.feed(dir, now, bytes, &mut self.events),
         }
-        Ok(bytes.len())
+        Ok(())
     }
 
     /// Bytes lost by the capture in one direction. Inside a body or packet of known length they
@@ -372,6 +395,12 @@ impl Connection {
     /// The end of one direction. A close-delimited response ends here; when the server's side
     /// ends, requests still waiting are reported without a response. Later calls for the same
     /// direction do nothing.
+    ///
+    /// A FIN ends its direction only. A RST ends the connection: feed what the reassembler
+    /// delivered before it (and, after a [`Reassembler::flush`](crate::reassembly::Reassembler::flush),
+    /// what it held), then call `feed_eof` for **both** directions, so that a close-delimited
+    /// response ends and the requests it left unanswered are reported (flagged
+    /// `missing_response`) at once rather than at their timeout. [`crate::flows`] does this.
     pub fn feed_eof(&mut self, dir: Direction, now: Timestamp) {
         if self.closed.end(dir) {
             self.session.eof(dir, now, &mut self.events);

@@ -33,6 +33,21 @@ pub enum ErrorKind {
 }
 
 /// An error with the byte offset (from the start of the parsed input) where it was detected.
+///
+/// `Copy`, and it borrows nothing, so it can be kept or sent anywhere; match on [`Error::kind`].
+///
+/// ```
+/// use l7decode::{Connection, Direction, ErrorKind, Limits, Timestamp, parse_request};
+///
+/// // A peer's bytes that break the grammar, from a tier-1 parser:
+/// let err = parse_request(b"GET / HTTX/1.1\r\n\r\n").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Malformed);
+/// // Caller misuse, from a tier-2 decoder:
+/// let mut conn = Connection::new(Limits::default());
+/// conn.feed_eof(Direction::ClientToServer, Timestamp(1));
+/// let err = conn.feed(Direction::ClientToServer, Timestamp(2), b"GET").unwrap_err();
+/// assert_eq!((err.kind(), err.to_string().as_str()), (ErrorKind::FedAfterEof, "input fed after end of stream at byte 0"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} at byte {offset}")]
 pub struct Error {

@@ -13,7 +13,9 @@
 //!   ([`Evidence`] says which, so a guessed direction is visible);
 //! * per direction, a [`Reassembler`]; the peer's acknowledgements turn holes the capture lost
 //!   into gaps at once; data, gaps and FINs go to the flow's [`Connection`];
-//! * RST ends both directions at once; a flow closed by FIN or RST is remembered for
+//! * RST ends both directions at once (the held bytes of each are flushed as gaps and data,
+//!   then both directions of its [`Connection`] get `feed_eof`, so what waited for an answer
+//!   is reported at the reset, not at its timeout); a flow closed by FIN or RST is remembered for
 //!   [`FlowLimits::closed_linger`] (like TIME_WAIT) so what still arrives for it (the last ACK,
 //!   retransmissions, a replayed SYN with the same initial sequence number) is dropped and
 //!   counted, never opening a second flow or counting lost bytes;
@@ -436,6 +438,50 @@ const FLOW_BYTES: usize = size_of::<Option<Flow>>()
     + size_of::<u32>();
 
 /// Every TCP flow of a capture point; see the [module docs](self).
+///
+/// ```
+/// use l7decode::flows::{FlowEventKind, FlowLimits, FlowTracker, parse_ip_packet};
+/// use l7decode::{Event, Timestamp};
+///
+/// # // An IPv4 packet carrying one TCP segment (checksums are not checked).
+/// # fn ipv4_tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+/// #     let total = (40 + payload.len()) as u16;
+/// #     let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0];
+/// #     p.extend_from_slice(&src.0);
+/// #     p.extend_from_slice(&dst.0);
+/// #     p.extend_from_slice(&src.1.to_be_bytes());
+/// #     p.extend_from_slice(&dst.1.to_be_bytes());
+/// #     p.extend_from_slice(&seq.to_be_bytes());
+/// #     p.extend_from_slice(&ack.to_be_bytes());
+/// #     p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+/// #     p.extend_from_slice(payload);
+/// #     p
+/// # }
+/// let (client, server) = (([10, 0, 0, 1], 40_000), ([10, 0, 0, 2], 80));
+/// let (request, response): (&[u8], &[u8]) =
+///     (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+/// let packets = [
+///     ipv4_tcp(client, server, 100, 0, 0x02, b""),                   // SYN
+///     ipv4_tcp(server, client, 500, 101, 0x12, b""),                 // SYN-ACK
+///     ipv4_tcp(client, server, 101, 501, 0x18, request),             // PSH-ACK
+///     ipv4_tcp(server, client, 501, 101 + request.len() as u32, 0x18, response),
+///     ipv4_tcp(client, server, 101 + request.len() as u32, 0, 0x04, b""), // RST
+/// ];
+/// let mut tracker = FlowTracker::new(FlowLimits::default());
+/// let mut seen = Vec::new();
+/// for (i, packet) in packets.iter().enumerate() {
+///     tracker.segment(Timestamp(i as u64 * 1_000), &parse_ip_packet(packet)?);
+///     while let Some(event) = tracker.poll_event() {
+///         match event.kind {
+///             FlowEventKind::Decoded(Event::Transaction(t)) => seen.push(format!("{:?}", t.status())),
+///             FlowEventKind::Closed { cause, .. } => seen.push(format!("{cause:?}")),
+///             _ => {}
+///         }
+///     }
+/// }
+/// assert_eq!(seen, ["Some(200)", "Rst"]);
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct FlowTracker {
     limits: FlowLimits,

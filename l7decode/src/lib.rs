@@ -74,13 +74,59 @@ mod window;
 
 pub use connection::{Connection, Event, Flags, Protocol, Stats};
 pub use error::{Error, ErrorKind};
-pub use http::chunked::{ChunkedScanner, Scan};
+pub use http::chunked::ChunkedScanner;
 pub use http::head::{
-    BodyFraming, FramingFlags, Head, HeadStatus, MAX_HEADERS, looks_like_request,
-    looks_like_response, parse_request, parse_response, starts_message_mid_line,
+    BodyFraming, FramingFlags, Head, MAX_HEADERS, looks_like_request, looks_like_response,
+    parse_request, parse_response, starts_message_mid_line,
 };
 pub use http::{Message, Transaction};
 pub use session::{Decoder, ProtocolSession};
+
+/// What a parser made of input that may be incomplete: the one shape every tier-1 function of
+/// this crate returns where a strict prefix of valid input is possible.
+///
+/// A strict prefix of a valid message is [`Status::Partial`], never an `Err`; `consumed` is never
+/// more than the input's length.
+///
+/// ```
+/// use l7decode::{Status, parse_request};
+///
+/// let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody";
+/// assert!(matches!(parse_request(&head[..10])?, Status::Partial { .. }));
+/// let Status::Complete { value, consumed } = parse_request(head)? else { panic!("a whole head") };
+/// assert_eq!((value.method, consumed), (Some("GET"), head.len() - 4));
+/// # Ok::<(), l7decode::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status<T> {
+    /// A whole value, read from the first `consumed` bytes of the input.
+    Complete {
+        /// What was parsed.
+        value: T,
+        /// Bytes of the input it took.
+        consumed: usize,
+    },
+    /// The input ends before the value does.
+    Partial {
+        /// How many more bytes are needed at least, when the parser knows.
+        needed: Option<core::num::NonZeroUsize>,
+    },
+}
+
+impl<T> Status<T> {
+    /// The value and its length, when complete.
+    pub fn complete(self) -> Option<(T, usize)> {
+        match self {
+            Self::Complete { value, consumed } => Some((value, consumed)),
+            Self::Partial { .. } => None,
+        }
+    }
+
+    /// Whether more input is needed.
+    pub const fn is_partial(&self) -> bool {
+        matches!(self, Self::Partial { .. })
+    }
+}
 
 /// Nanoseconds since an epoch the caller chooses (usually the capture's clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -64,9 +64,19 @@ use crate::Timestamp;
 /// The TCP header flags the reassembler looks at: an open newtype over the flags byte of the TCP
 /// header (byte 13), so `TcpFlags(tcp_header[13])` can be passed straight through.
 ///
-/// The reassembler looks only at [`TcpFlags::FIN`], [`TcpFlags::SYN`] and [`TcpFlags::RST`]; the
-/// flow tracker ([`crate::flows`]) also at [`TcpFlags::ACK`]. Other bits (PSH, URG, …) are
-/// ignored. Combine flags with `|`.
+/// Every flag of that byte has its constant; the reassembler looks only at [`TcpFlags::FIN`],
+/// [`TcpFlags::SYN`] and [`TcpFlags::RST`], the flow tracker ([`crate::flows`]) also at
+/// [`TcpFlags::ACK`]; the others ([`TcpFlags::PSH`], [`TcpFlags::URG`], [`TcpFlags::ECE`],
+/// [`TcpFlags::CWR`]) are ignored, so the byte can be passed as it is. Combine flags with `|`.
+///
+/// ```
+/// use l7decode::reassembly::TcpFlags;
+///
+/// let tcp_header = [0u8; 20]; // …as captured
+/// let flags = TcpFlags(tcp_header[13]);
+/// assert!(!flags.rst());
+/// assert!((TcpFlags::PSH | TcpFlags::ACK).ack());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(pub u8);
 
@@ -79,8 +89,16 @@ impl TcpFlags {
     pub const SYN: Self = Self(0x02);
     /// RST (`0x04`): the connection was reset.
     pub const RST: Self = Self(0x04);
+    /// PSH (`0x08`): push the data to the application (ignored).
+    pub const PSH: Self = Self(0x08);
     /// ACK (`0x10`): the acknowledgement number is meaningful.
     pub const ACK: Self = Self(0x10);
+    /// URG (`0x20`): the urgent pointer is meaningful (ignored; urgent data stays in the stream).
+    pub const URG: Self = Self(0x20);
+    /// ECE (`0x40`): ECN echo (ignored).
+    pub const ECE: Self = Self(0x40);
+    /// CWR (`0x80`): congestion window reduced (ignored).
+    pub const CWR: Self = Self(0x80);
 
     /// Whether every bit of `other` is set in `self`.
     pub const fn contains(self, other: Self) -> bool {
@@ -205,6 +223,13 @@ pub enum Event<'a> {
         now: Timestamp,
     },
     /// The connection was reset. Emitted once, after the data that was in order at the time.
+    ///
+    /// Nothing more of this direction will be delivered by the network, though the capture may
+    /// still show retransmissions of it. What to do: [`Reassembler::flush`] (any bytes held
+    /// beyond a hole become a gap and data, as no retransmission will fill the hole), feed
+    /// that to the [`Connection`](crate::Connection), then end **both** of its directions with
+    /// [`Connection::feed_eof`](crate::Connection::feed_eof): a reset ends the connection, not
+    /// one side of it. [`crate::flows::FlowTracker`] does exactly that.
     Rst {
         /// Time of the segment carrying the RST.
         now: Timestamp,
@@ -266,6 +291,21 @@ enum Pending {
 }
 
 /// The stream of one TCP direction, put back in order. See the [module docs](self).
+///
+/// ```
+/// use l7decode::Timestamp;
+/// use l7decode::reassembly::{Event, Reassembler, ReassemblyConfig, TcpFlags};
+///
+/// let mut r = Reassembler::new(ReassemblyConfig::default());
+/// let _ = r.segment(Timestamp(1), 1, TcpFlags::ACK, b"ab"); // fixes the start: "ab" delivered
+/// let _ = r.segment(Timestamp(2), 5, TcpFlags::ACK, b"ef"); // held: "cd" is missing
+/// // The capture never shows "cd": the end of the input gives the hole up.
+/// let events: Vec<_> = r.flush(Timestamp(3)).collect();
+/// assert_eq!(
+///     events,
+///     [Event::Gap { now: Timestamp(3), missing: 2 }, Event::Data { now: Timestamp(2), bytes: b"ef" }]
+/// );
+/// ```
 pub struct Reassembler {
     config: ReassemblyConfig,
     /// Whether the first segment has fixed the stream's start.
@@ -684,8 +724,11 @@ impl Reassembler {
 /// The events of one [`Reassembler::segment`] or [`Reassembler::flush`] call, in stream order.
 ///
 /// An iterator of [`Event`]s whose `Data` slices borrow the caller's payload or the reassembler.
-/// Drain it before feeding the next segment to see every event; the reassembler's state was
-/// already updated, so dropping it early loses events but never corrupts the stream.
+///
+/// Dropping it drains it: the events not yet iterated are consumed as if they had been (the
+/// reassembler's state already counts them delivered) and are not produced again, so the stream
+/// stays consistent and the next call starts after them. This is the workspace's one rule for a
+/// borrowing iterator dropped early; to see every event, iterate it to the end.
 #[must_use = "the events carry the reassembled bytes; drain them"]
 pub struct Delivered<'a> {
     now: Timestamp,

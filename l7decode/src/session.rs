@@ -77,7 +77,7 @@ pub trait Session: core::fmt::Debug {
 ///
 /// ```
 /// use l7decode::{Direction, Event, Limits, Timestamp};
-/// use l7decode::mysql::{Decoder, Status};
+/// use l7decode::mysql::{Decoder, Outcome};
 ///
 /// // A MySQL connection joined after its login: a COM_QUERY ("SELECT 1") and its reply.
 /// let mut mysql = Decoder::new(Limits::default());
@@ -86,7 +86,7 @@ pub trait Session: core::fmt::Debug {
 /// mysql.feed(Direction::ServerToClient, Timestamp(4_000), reply)?;
 /// while let Some(event) = mysql.poll_event() {
 ///     if let Event::Mysql(c) = event {
-///         assert_eq!((c.query(), c.status, c.rows), (Some("SELECT 1"), Status::Ok, 1));
+///         assert_eq!((c.query(), c.outcome, c.rows), (Some("SELECT 1"), Outcome::Ok, 1));
 ///         assert_eq!(c.latency_ns(), Some(3_000));
 ///     }
 /// }
@@ -123,7 +123,8 @@ impl<S: ProtocolSession> Decoder<S> {
         }
     }
 
-    /// In-order bytes of one direction. Returns the bytes accepted (all).
+    /// In-order bytes of one direction, all of them taken (what a message needs beyond them is
+    /// kept, bounded by [`crate::Limits`]; nothing is handed back to feed again).
     ///
     /// # Errors
     /// [`ErrorKind::FedAfterEof`] after [`Decoder::feed_eof`] for that direction.
@@ -131,17 +132,17 @@ impl<S: ProtocolSession> Decoder<S> {
     /// # Panics
     /// Never, on any input.
     #[inline]
-    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<usize, Error> {
+    pub fn feed(&mut self, dir: Direction, now: Timestamp, bytes: &[u8]) -> Result<(), Error> {
         // Never taken in place in a direction that ended.
         if self.session.take_in_place(dir, now, bytes) {
-            return Ok(bytes.len());
+            return Ok(());
         }
         if self.closed.ended(dir) {
             return Err(Error::new(ErrorKind::FedAfterEof, 0));
         }
         self.stats.bytes += bytes.len() as u64;
         self.session.feed(dir, now, bytes, &mut self.events);
-        Ok(bytes.len())
+        Ok(())
     }
 
     /// Bytes of one direction lost by the capture: skipped in sync where the framing allows,

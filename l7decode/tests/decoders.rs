@@ -158,7 +158,7 @@ fn mysql_conversation() -> Vec<(Direction, Vec<u8>)> {
 
 #[test]
 fn mysql_records_are_the_connections() {
-    use l7decode::mysql::Status;
+    use l7decode::mysql::Outcome;
     let events = same_as_connection::<l7decode::mysql::Session>(
         &mysql_conversation(),
         Limits::default(),
@@ -167,17 +167,17 @@ fn mysql_records_are_the_connections() {
     let summary: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Mysql(c) => Some((c.name(), c.query(), c.status, c.rows)),
+            Event::Mysql(c) => Some((c.name(), c.query(), c.outcome, c.rows)),
             _ => None,
         })
         .collect();
     assert_eq!(
         summary,
         [
-            (Some("LOGIN"), None, Status::Ok, 0),
-            (Some("COM_QUERY"), Some("SELECT 1"), Status::Ok, 1),
-            (Some("COM_QUERY"), Some("SELEC 2"), Status::Err, 0),
-            (Some("COM_QUIT"), None, Status::NoResponseExpected, 0),
+            (Some("LOGIN"), None, Outcome::Ok, 0),
+            (Some("COM_QUERY"), Some("SELECT 1"), Outcome::Ok, 1),
+            (Some("COM_QUERY"), Some("SELEC 2"), Outcome::Err, 0),
+            (Some("COM_QUIT"), None, Outcome::NoResponseExpected, 0),
         ]
     );
 }
@@ -200,7 +200,7 @@ fn mongo_conversation() -> Vec<(Direction, Vec<u8>)> {
 
 #[test]
 fn mongo_records_are_the_connections() {
-    use l7decode::mongo::Status;
+    use l7decode::mongo::Outcome;
     let events = same_as_connection::<l7decode::mongo::Session>(
         &mongo_conversation(),
         Limits::default(),
@@ -209,15 +209,15 @@ fn mongo_records_are_the_connections() {
     let summary: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Mongo(o) => Some((o.request_id, o.collection(), o.status)),
+            Event::Mongo(o) => Some((o.request_id, o.collection(), o.outcome)),
             _ => None,
         })
         .collect();
     assert_eq!(
         summary,
         [
-            (Some(2), Some("users"), Status::Ok),
-            (Some(1), Some("items"), Status::Error),
+            (Some(2), Some("users"), Outcome::Ok),
+            (Some(1), Some("items"), Outcome::Error),
         ]
     );
 }

@@ -57,7 +57,7 @@ fn a_mongodb_message_over_the_bound_is_read_in_part_never_buffered_whole() {
     assert_eq!((op.command(), op.db()), (Some("insert"), Some("shop")));
     assert!(op.flags.truncated);
     assert_eq!(op.request.unwrap().bytes, big.len() as u64);
-    assert_eq!(op.status, l7decode::mongo::Status::Ok);
+    assert_eq!(op.outcome, l7decode::mongo::Outcome::Ok);
     assert_eq!(stats.over_buffered, 1);
     // Fed as segments, the decoder never holds more than the bound (and its fixed state).
     let mut conn = Connection::new(limits);

@@ -10,7 +10,7 @@ mod common;
 
 use l7decode::mongo::bson::Doc;
 use l7decode::mongo::wire::crc32c;
-use l7decode::mongo::{Operation, Status};
+use l7decode::mongo::{Operation, Outcome};
 use l7decode::{Direction, Event, Limits, Protocol};
 use proptest::prelude::*;
 
@@ -177,7 +177,7 @@ fn checksums_flags_and_sequences() {
         (ops[0].command(), ops[0].db(), ops[0].collection()),
         (Some("insert"), Some("shop"), Some("items"))
     );
-    assert_eq!((ops[0].status, ops[0].n), (Status::Ok, Some(2)));
+    assert_eq!((ops[0].outcome, ops[0].n), (Outcome::Ok, Some(2)));
     assert_eq!(ops[1].checksum_ok, Some(false));
     assert!(ops[2].invalid && ops[2].command().is_none());
 }
@@ -293,18 +293,18 @@ fn exhaust_chains_and_write_errors() {
         (3, &[200, 201, 202][..], 6, Some(77))
     );
     assert_eq!(
-        (ops[1].status, ops[1].write_error_codes()),
-        (Status::WriteError, &[11000][..])
+        (ops[1].outcome, ops[1].write_error_codes()),
+        (Outcome::WriteError, &[11000][..])
     );
     assert_eq!(
         (
-            ops[2].status,
+            ops[2].outcome,
             ops[2].code,
             ops[2].code_name(),
             ops[2].errmsg()
         ),
         (
-            Status::Error,
+            Outcome::Error,
             Some(26),
             Some("NamespaceNotFound"),
             Some("ns not found")
@@ -317,8 +317,8 @@ fn exhaust_chains_and_write_errors() {
         "{shown}"
     );
     assert_eq!(
-        (ops[3].status, ops[3].more_to_come),
-        (Status::NoResponseExpected, true)
+        (ops[3].outcome, ops[3].more_to_come),
+        (Outcome::NoResponseExpected, true)
     );
 }
 
@@ -389,8 +389,8 @@ fn compressed_messages_are_unwrapped_or_reported_as_compressed() {
         (Some(2), Some("find"), false)
     );
     assert_eq!(
-        (ops[2].compressor, ops[2].command(), ops[2].status),
-        (Some(3), None, Status::Ok)
+        (ops[2].compressor, ops[2].command(), ops[2].outcome),
+        (Some(3), None, Outcome::Ok)
     );
 }
 
@@ -428,14 +428,23 @@ fn legacy_queries_replies_and_writes() {
         (
             ops[0].command(),
             ops[0].db(),
-            ops[0].status,
+            ops[0].outcome,
             ops[0].reply_flags
         ),
-        (Some("count"), Some("legacy"), Status::QueryFailure, Some(2))
+        (
+            Some("count"),
+            Some("legacy"),
+            Outcome::QueryFailure,
+            Some(2)
+        )
     );
     assert_eq!(
-        (ops[1].command(), ops[1].collection(), ops[1].status),
-        (Some("OP_INSERT"), Some("items"), Status::NoResponseExpected)
+        (ops[1].command(), ops[1].collection(), ops[1].outcome),
+        (
+            Some("OP_INSERT"),
+            Some("items"),
+            Outcome::NoResponseExpected
+        )
     );
 }
 
@@ -570,7 +579,7 @@ fn assert_shell_session(ops: &[Operation]) {
                 o.request_id,
                 o.command(),
                 o.collection(),
-                o.status,
+                o.outcome,
                 o.ok,
                 o.errmsg(),
                 o.code,
@@ -585,7 +594,7 @@ fn assert_shell_session(ops: &[Operation]) {
                 Some(1),
                 Some("insert"),
                 Some("users"),
-                Status::Ok,
+                Outcome::Ok,
                 Some(1.0),
                 None,
                 None,
@@ -596,7 +605,7 @@ fn assert_shell_session(ops: &[Operation]) {
                 Some(2),
                 Some("OP_QUERY(find)"),
                 Some("users"),
-                Status::Ok,
+                Outcome::Ok,
                 None,
                 None,
                 None,
@@ -606,7 +615,7 @@ fn assert_shell_session(ops: &[Operation]) {
                 Some(3),
                 Some("OP_GET_MORE"),
                 Some("users"),
-                Status::Ok,
+                Outcome::Ok,
                 None,
                 None,
                 None,
@@ -723,8 +732,8 @@ fn other_plausibility_checks_still_reject_junk() {
     let (ops, skipped) = joined_mid_stream(&turns);
     assert_eq!(ops.len(), 1, "{ops:#?}");
     assert_eq!(
-        (ops[0].request_id, ops[0].command(), ops[0].status),
-        (Some(6), Some("ping"), Status::Ok)
+        (ops[0].request_id, ops[0].command(), ops[0].outcome),
+        (Some(6), Some("ping"), Outcome::Ok)
     );
     assert_eq!(skipped, 20 + junk.len() as u64);
 }
@@ -791,33 +800,33 @@ fn legacy_reply_success_is_decided_by_flags_and_ok_only_by_commands() {
     let ops = operations(&turns, Limits::default());
     let got: Vec<_> = ops
         .iter()
-        .map(|o| (o.request_id.unwrap(), o.status, o.ok, o.errmsg(), o.code))
+        .map(|o| (o.request_id.unwrap(), o.outcome, o.ok, o.errmsg(), o.code))
         .collect();
     assert_eq!(
         got,
         [
-            (1, Status::Ok, None, None, None),
-            (2, Status::CursorNotFound, None, None, None),
+            (1, Outcome::Ok, None, None, None),
+            (2, Outcome::CursorNotFound, None, None, None),
             (
                 3,
-                Status::QueryFailure,
+                Outcome::QueryFailure,
                 None,
                 Some("BadValue unknown operator: $bad"),
                 Some(17287)
             ),
-            (4, Status::Error, Some(0.0), Some("ns not found"), None),
-            (5, Status::Error, None, None, None),
+            (4, Outcome::Error, Some(0.0), Some("ns not found"), None),
+            (5, Outcome::Error, None, None, None),
             (
                 6,
-                Status::QueryFailure,
+                Outcome::QueryFailure,
                 None,
                 Some("not master"),
                 Some(10107)
             ),
-            (7, Status::Ok, None, None, None),
+            (7, Outcome::Ok, None, None, None),
         ]
     );
-    assert_eq!(Status::CursorNotFound.as_str(), "CURSOR_NOT_FOUND");
+    assert_eq!(Outcome::CursorNotFound.as_str(), "CURSOR_NOT_FOUND");
     // The wire's flags are reported as they were.
     let flags: Vec<_> = ops.iter().map(|o| o.reply_flags).collect();
     assert_eq!(
@@ -894,7 +903,7 @@ fn orphan_legacy_replies_are_read_by_their_first_document() {
         .map(|o| {
             (
                 o.flags.orphan,
-                o.status,
+                o.outcome,
                 o.ok,
                 o.errmsg(),
                 o.code,
@@ -908,24 +917,24 @@ fn orphan_legacy_replies_are_read_by_their_first_document() {
         [
             (
                 true,
-                Status::Error,
+                Outcome::Error,
                 Some(0.0),
                 Some("unauthorized"),
                 Some(13),
                 0,
                 None
             ),
-            (true, Status::Ok, None, None, None, 2, Some(5)),
+            (true, Outcome::Ok, None, None, None, 2, Some(5)),
             (
                 true,
-                Status::QueryFailure,
+                Outcome::QueryFailure,
                 None,
                 Some("bad"),
                 Some(2),
                 0,
                 None
             ),
-            (true, Status::CursorNotFound, None, None, None, 0, None),
+            (true, Outcome::CursorNotFound, None, None, None, 0, None),
         ]
     );
 }
@@ -993,7 +1002,7 @@ fn write_errors_keep_code_and_message() {
     ];
     let ops = operations(&turns, Limits::default());
     let w = &ops[0];
-    assert_eq!(w.status, Status::WriteError);
+    assert_eq!(w.outcome, Outcome::WriteError);
     assert_eq!(
         w.write_error_codes(),
         [11000, 11000, 121, 11000, 11000, 11000, 11000, 11000]
@@ -1018,11 +1027,11 @@ fn write_errors_keep_code_and_message() {
     let legacy = &ops[1];
     assert_eq!(
         (
-            legacy.status,
+            legacy.outcome,
             legacy.write_errors().collect::<Vec<_>>(),
             legacy.text_cut()
         ),
-        (Status::WriteError, vec![(11000, Some(dup))], false)
+        (Outcome::WriteError, vec![(11000, Some(dup))], false)
     );
 }
 
@@ -1036,11 +1045,11 @@ fn pending_requests_are_bounded() {
     let ops = operations(&turns, Limits::default().max_pending(2));
     // The three oldest were given up on as the bound was reached, the fourth when the server's
     // side ended; the last one paired.
-    let missing = ops.iter().filter(|o| o.status == Status::Missing).count();
+    let missing = ops.iter().filter(|o| o.outcome == Outcome::Missing).count();
     assert_eq!(missing, 4);
     assert!(
         ops.iter()
-            .any(|o| o.request_id == Some(5) && o.status == Status::Ok)
+            .any(|o| o.request_id == Some(5) && o.outcome == Outcome::Ok)
     );
 }
 
@@ -1100,17 +1109,17 @@ proptest! {
                 ok_reply(1000 + id, id, &[])
             };
             turns.push((S, reply));
-            want.push((name.clone(), coll.clone(), if *fail { Status::Error } else { Status::Ok }, *docs as u32));
+            want.push((name.clone(), coll.clone(), if *fail { Outcome::Error } else { Outcome::Ok }, *docs as u32));
         }
         let whole = common::run(&turns, usize::MAX, Limits::default(), 1_000_000);
         prop_assert_eq!(&common::run(&turns, cut, Limits::default(), 1_000_000), &whole);
-        let got: Vec<(String, String, Status, u32)> = whole
+        let got: Vec<(String, String, Outcome, u32)> = whole
             .iter()
             .filter_map(|e| match e {
                 Event::Mongo(o) => Some((
                     o.command().unwrap().to_owned(),
                     o.collection().unwrap().to_owned(),
-                    o.status,
+                    o.outcome,
                     o.sequences().map(|(_, n)| n).sum(),
                 )),
                 _ => None,

@@ -7,7 +7,7 @@
 mod common;
 use common::packet;
 
-use l7decode::mysql::{Command, Status};
+use l7decode::mysql::{Command, Outcome};
 use l7decode::{Connection, Direction, Event, Flags, Limits, Protocol, Stats, Timestamp};
 
 const C: Direction = Direction::ClientToServer;
@@ -44,8 +44,8 @@ fn commands(turns: &[(Direction, Vec<u8>)], limits: Limits) -> Vec<Command> {
         .collect()
 }
 
-fn summary(c: &Command) -> (Option<&str>, Status, Option<u64>, Option<u64>, u64) {
-    (c.name(), c.status, c.affected_rows, c.num_fields, c.rows)
+fn summary(c: &Command) -> (Option<&str>, Outcome, Option<u64>, Option<u64>, u64) {
+    (c.name(), c.outcome, c.affected_rows, c.num_fields, c.rows)
 }
 
 #[test]
@@ -86,7 +86,7 @@ fn auth_switch_rounds_belong_to_the_login() {
     assert_eq!(got.len(), 2);
     assert_eq!(
         summary(&got[0]),
-        (Some("LOGIN"), Status::Ok, Some(0), None, 0)
+        (Some("LOGIN"), Outcome::Ok, Some(0), None, 0)
     );
     assert_eq!(
         (got[0].user(), got[0].schema()),
@@ -95,7 +95,7 @@ fn auth_switch_rounds_belong_to_the_login() {
     assert_eq!(got[0].response.unwrap().bytes, 27 + 2 + 7);
     assert_eq!(
         summary(&got[1]),
-        (Some("COM_PING"), Status::Ok, Some(0), None, 0)
+        (Some("COM_PING"), Outcome::Ok, Some(0), None, 0)
     );
 }
 
@@ -136,7 +136,7 @@ fn local_infile_data_is_not_read_as_commands() {
     assert_eq!(got.len(), 2);
     assert_eq!(
         summary(&got[1]),
-        (Some("COM_QUERY"), Status::Ok, Some(2), None, 0)
+        (Some("COM_QUERY"), Outcome::Ok, Some(2), None, 0)
     );
 }
 
@@ -181,17 +181,17 @@ fn multi_resultsets_progress_reports_and_statistics() {
     assert_eq!(got.len(), 4);
     assert_eq!(
         summary(&got[1]),
-        (Some("COM_QUERY"), Status::Ok, Some(0), Some(1), 5)
+        (Some("COM_QUERY"), Outcome::Ok, Some(0), Some(1), 5)
     );
     assert_eq!(got[1].resultsets, 2);
     assert_eq!(
         summary(&got[2]),
-        (Some("COM_QUERY"), Status::Ok, Some(0), None, 0)
+        (Some("COM_QUERY"), Outcome::Ok, Some(0), None, 0)
     );
     assert_eq!(got[2].error_code, None);
     assert_eq!(
         summary(&got[3]),
-        (Some("COM_STATISTICS"), Status::Ok, None, None, 0)
+        (Some("COM_STATISTICS"), Outcome::Ok, None, None, 0)
     );
 }
 
@@ -212,7 +212,7 @@ fn a_resultset_without_metadata_goes_straight_to_rows() {
     let got = commands(&turns, Limits::default());
     assert_eq!(
         summary(&got[1]),
-        (Some("COM_QUERY"), Status::Ok, None, Some(2), 2)
+        (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 2)
     );
 }
 
@@ -375,11 +375,11 @@ fn select_and_ping(commands: &[Command]) -> (&Command, &Command) {
     };
     assert_eq!(
         summary(login),
-        (Some("LOGIN"), Status::Ok, Some(0), None, 0)
+        (Some("LOGIN"), Outcome::Ok, Some(0), None, 0)
     );
     assert_eq!(
         summary(ping),
-        (Some("COM_PING"), Status::Ok, Some(0), None, 0)
+        (Some("COM_PING"), Outcome::Ok, Some(0), None, 0)
     );
     assert_eq!(ping.flags, Flags::default());
     (select, ping)
@@ -394,7 +394,7 @@ fn a_loss_inside_rows_resyncs_on_the_next_rows_and_keeps_the_eof_status() {
     let (select, _) = select_and_ping(&commands);
     assert_eq!(
         summary(select),
-        (Some("COM_QUERY"), Status::Ok, None, Some(2), 29)
+        (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 29)
     );
     assert!(select.flags.gap && !select.flags.truncated && !select.flags.missing_response);
     // What is skipped is the rest of row 20, and the reply ends with its EOF, at its time.
@@ -413,7 +413,7 @@ fn a_loss_inside_rows_with_deprecate_eof_ends_at_the_ok() {
     let (select, _) = select_and_ping(&commands);
     assert_eq!(
         summary(select),
-        (Some("COM_QUERY"), Status::Ok, None, Some(2), 3 + 9)
+        (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 3 + 9)
     );
     assert!(select.flags.gap);
 }
@@ -432,7 +432,7 @@ fn a_loss_that_ends_at_the_terminator_still_gives_the_status() {
             let (select, _) = select_and_ping(&commands);
             assert_eq!(
                 summary(select),
-                (Some("COM_QUERY"), Status::Ok, None, Some(2), 25),
+                (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 25),
                 "{lost:?}"
             );
             assert!(select.flags.gap);
@@ -453,7 +453,7 @@ fn a_loss_before_an_err_that_aborts_the_rows_gives_err() {
         let (select, _) = select_and_ping(&commands);
         assert_eq!(
             summary(select),
-            (Some("COM_QUERY"), Status::Err, None, Some(2), 12)
+            (Some("COM_QUERY"), Outcome::Err, None, Some(2), 12)
         );
         assert_eq!(select.error_code, Some(1250));
         assert_eq!(select.sqlstate(), Some("21000"));
@@ -490,7 +490,7 @@ fn packets_hidden_in_a_row_after_a_loss_are_not_taken_for_the_reply() {
     let (select, _) = select_and_ping(&commands);
     assert_eq!(
         summary(select),
-        (Some("COM_QUERY"), Status::Ok, None, Some(2), 2 + 5)
+        (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 2 + 5)
     );
     assert_eq!(skipped, (starts[7] - starts[6] - 9) as u64);
 }
@@ -515,7 +515,7 @@ fn junk_after_a_loss_is_skipped_and_the_next_reply_is_not_misread() {
     // Given up as before this resynchronisation existed: missing, flagged, its rows kept.
     assert_eq!(
         summary(select),
-        (Some("COM_QUERY"), Status::Missing, None, Some(2), 5)
+        (Some("COM_QUERY"), Outcome::Missing, None, Some(2), 5)
     );
     assert!(select.flags.gap && select.flags.truncated);
     assert_eq!(skipped, junk.len() as u64);
@@ -547,7 +547,7 @@ fn a_loss_in_the_first_resultset_of_a_call_keeps_both() {
     };
     assert_eq!(
         summary(call),
-        (Some("COM_QUERY"), Status::Ok, Some(0), Some(1), 4 + 5 + 2)
+        (Some("COM_QUERY"), Outcome::Ok, Some(0), Some(1), 4 + 5 + 2)
     );
     assert_eq!(call.resultsets, 2);
     assert!(call.flags.gap);
@@ -582,7 +582,7 @@ fn losses_every_few_bytes_still_find_the_final_terminator() {
     assert!(last >= EOF.len() + 4, "the last segment holds the EOF");
     let (commands, _) = gapped(&turns, Limits::default());
     let (select, _) = select_and_ping(&commands);
-    assert_eq!((select.status, select.flags.gap), (Status::Ok, true));
+    assert_eq!((select.outcome, select.flags.gap), (Outcome::Ok, true));
     // No three rows fit in what each segment shows: none is counted, only the outcome is known.
     assert_eq!(select.rows, 0);
 }
@@ -598,14 +598,14 @@ fn a_scan_stops_at_its_bounds() {
         Limits::default().max_buffered(40),
     );
     let (select, _) = select_and_ping(&commands);
-    assert_eq!((select.status, select.rows), (Status::Ok, 5));
+    assert_eq!((select.outcome, select.rows), (Outcome::Ok, 5));
     // A scan allowed too few bytes gives up as before.
     let (commands, _) = gapped(
         &select_with_loss(CAPS, &bytes, lost.clone()),
         Limits::default().max_unrecognized(10),
     );
     let (select, _) = select_and_ping(&commands);
-    assert_eq!(select.status, Status::Missing);
+    assert_eq!(select.outcome, Outcome::Missing);
     assert!(select.flags.gap && select.flags.truncated);
     // The window never holds more than its bound.
     let mut conn = Connection::new(Limits::default().max_buffered(4096));
@@ -665,8 +665,8 @@ fn a_snaplen_that_leaves_rows_of_every_segment_counts_them() {
     let (commands, _) = gapped(&turns, Limits::default());
     let (select, _) = select_and_ping(&commands);
     assert_eq!(
-        (select.status, select.rows, select.flags.gap),
-        (Status::Ok, expected as u64, true)
+        (select.outcome, select.rows, select.flags.gap),
+        (Outcome::Ok, expected as u64, true)
     );
 }
 
@@ -681,7 +681,7 @@ fn a_packet_whose_first_byte_is_lost_is_never_guessed() {
         let (select, _) = select_and_ping(&commands);
         assert_eq!(
             summary(select),
-            (Some("COM_QUERY"), Status::Ok, None, Some(2), 20)
+            (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 20)
         );
         assert!(select.flags.gap);
         assert_eq!(skipped, 0);
@@ -693,14 +693,14 @@ fn a_packet_whose_first_byte_is_lost_is_never_guessed() {
     let (select, _) = select_and_ping(&commands);
     assert_eq!(
         summary(select),
-        (Some("COM_QUERY"), Status::Missing, None, Some(2), 20)
+        (Some("COM_QUERY"), Outcome::Missing, None, Some(2), 20)
     );
     assert!(select.flags.gap && select.flags.truncated);
     // A reply's first byte (OK, ERR or a column count): missing, not OK.
     let err = packet(b"\xff\x7a\x04#42S02Table 'shop.x' doesn't exist", 1);
     let (commands, _) = gapped(&select_with_loss(CAPS, &err, 4..5), Limits::default());
     let (select, _) = select_and_ping(&commands);
-    assert_eq!(select.status, Status::Missing);
+    assert_eq!(select.outcome, Outcome::Missing);
     assert!(select.flags.gap && select.flags.truncated);
 }
 
@@ -718,12 +718,12 @@ fn a_lost_eof_after_the_definitions_teaches_nothing() {
         panic!("{commands:#?}")
     };
     assert_eq!(
-        (first.status, first.rows, first.flags.gap),
-        (Status::Ok, 4, true)
+        (first.outcome, first.rows, first.flags.gap),
+        (Outcome::Ok, 4, true)
     );
     assert_eq!(
         summary(again),
-        (Some("COM_QUERY"), Status::Ok, None, Some(2), 4)
+        (Some("COM_QUERY"), Outcome::Ok, None, Some(2), 4)
     );
     assert_eq!(again.flags, Flags::default());
 }

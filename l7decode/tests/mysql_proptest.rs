@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
-use l7decode::mysql::{Command, MAX_PACKET, Status};
+use l7decode::mysql::{Command, MAX_PACKET, Outcome};
 use l7decode::{Connection, Direction, Event, Limits, Protocol, Timestamp};
 use proptest::prelude::*;
 
@@ -80,7 +80,7 @@ fn cmd_strategy() -> impl Strategy<Value = Cmd> {
 /// (name, status, text length, affected rows, columns, rows, error code).
 type Want = (
     &'static str,
-    Status,
+    Outcome,
     u64,
     Option<u64>,
     Option<u64>,
@@ -129,13 +129,13 @@ fn conversation(deprecate_eof: bool, cmds: &[Cmd]) -> (Vec<(Direction, Vec<u8>)>
         (C, packets(&hello, 1).0),
         (S, packets(&ok(0, 2), 2).0),
     ];
-    let mut want: Vec<Want> = vec![("LOGIN", Status::Ok, 0, Some(0), None, 0, None)];
+    let mut want: Vec<Want> = vec![("LOGIN", Outcome::Ok, 0, Some(0), None, 0, None)];
     for cmd in cmds {
         match cmd {
             Cmd::Ping => {
                 turns.push((C, packets(&[0x0e], 0).0));
                 turns.push((S, packets(&ok(0, 2), 1).0));
-                want.push(("COM_PING", Status::Ok, 0, Some(0), None, 0, None));
+                want.push(("COM_PING", Outcome::Ok, 0, Some(0), None, 0, None));
             }
             Cmd::Query(len, reply) => {
                 let mut q = vec![0x03];
@@ -153,7 +153,7 @@ fn conversation(deprecate_eof: bool, cmds: &[Cmd]) -> (Vec<(Direction, Vec<u8>)>
                         put(&ok(*n, 2), &mut server);
                         (
                             "COM_QUERY",
-                            Status::Ok,
+                            Outcome::Ok,
                             *len as u64,
                             Some(*n),
                             None,
@@ -168,7 +168,7 @@ fn conversation(deprecate_eof: bool, cmds: &[Cmd]) -> (Vec<(Direction, Vec<u8>)>
                         put(&e, &mut server);
                         (
                             "COM_QUERY",
-                            Status::Err,
+                            Outcome::Err,
                             *len as u64,
                             None,
                             None,
@@ -201,7 +201,7 @@ fn conversation(deprecate_eof: bool, cmds: &[Cmd]) -> (Vec<(Direction, Vec<u8>)>
                         }
                         (
                             "COM_QUERY",
-                            Status::Ok,
+                            Outcome::Ok,
                             *len as u64,
                             None,
                             Some(*columns),
@@ -218,7 +218,7 @@ fn conversation(deprecate_eof: bool, cmds: &[Cmd]) -> (Vec<(Direction, Vec<u8>)>
     turns.push((C, packets(&[0x01], 0).0));
     want.push((
         "COM_QUIT",
-        Status::NoResponseExpected,
+        Outcome::NoResponseExpected,
         0,
         None,
         None,
@@ -267,7 +267,7 @@ proptest! {
         prop_assert_eq!(skipped, 0);
         let got: Vec<Want> = got
             .iter()
-            .map(|c| (c.name().unwrap(), c.status, c.text_len, c.affected_rows, c.num_fields, c.rows, c.error_code))
+            .map(|c| (c.name().unwrap(), c.outcome, c.text_len, c.affected_rows, c.num_fields, c.rows, c.error_code))
             .collect();
         prop_assert_eq!(got, want);
     }
@@ -349,7 +349,7 @@ proptest! {
         for (i, (c, w)) in got.iter().zip(&want).enumerate() {
             let summary = (
                 c.name().unwrap(),
-                c.status,
+                c.outcome,
                 c.text_len,
                 c.affected_rows,
                 c.num_fields,
@@ -361,10 +361,10 @@ proptest! {
                 continue;
             }
             prop_assert!(c.flags.gap, "{:?}", c);
-            if c.status == Status::Missing {
+            if c.outcome == Outcome::Missing {
                 prop_assert!(c.flags.truncated || c.flags.missing_response, "{:?}", c);
             } else {
-                prop_assert_eq!(c.status, w.1, "{:?}", c);
+                prop_assert_eq!(c.outcome, w.1, "{:?}", c);
                 // An ERR's code is there unless the loss took it.
                 prop_assert!(c.error_code.is_none() || c.error_code == w.6, "{:?}", c);
                 prop_assert!(c.rows <= w.5, "{:?}", c);

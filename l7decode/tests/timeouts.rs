@@ -155,7 +155,7 @@ fn http_deadlines_wait_for_responses_being_read_and_queued_requests() {
 
 #[test]
 fn mysql_command_reported_at_its_deadline_and_its_late_reply_consumed() {
-    use l7decode::mysql::Status;
+    use l7decode::mysql::Outcome;
     // Joined after the login: a command, then (late) its one-row resultset.
     let resultset = one_row_resultset();
     let conn = Connection::new(limits());
@@ -169,11 +169,11 @@ fn mysql_command_reported_at_its_deadline_and_its_late_reply_consumed() {
     let records: Vec<_> = after
         .iter()
         .filter_map(|e| match e {
-            Event::Mysql(c) => Some((c.name(), c.status, c.flags)),
+            Event::Mysql(c) => Some((c.name(), c.outcome, c.flags)),
             _ => None,
         })
         .collect();
-    assert_eq!(records, [(Some("COM_PING"), Status::Ok, Flags::default())]);
+    assert_eq!(records, [(Some("COM_PING"), Outcome::Ok, Flags::default())]);
     assert_eq!(
         (stats.transactions, stats.timed_out, stats.late_responses),
         (2, 1, 1)
@@ -182,7 +182,7 @@ fn mysql_command_reported_at_its_deadline_and_its_late_reply_consumed() {
 
 #[test]
 fn mongo_request_reported_at_its_deadline_and_its_late_reply_consumed() {
-    use l7decode::mongo::Status;
+    use l7decode::mongo::Outcome;
     let find = |id, coll| op_msg(id, 0, &doc(&[("find", Ok(coll)), ("$db", Ok("shop"))]));
     let ok = |id, to| op_msg(id, to, &doc(&[("ok", Err(1.0))]));
     let conn = Connection::new(limits());
@@ -196,11 +196,11 @@ fn mongo_request_reported_at_its_deadline_and_its_late_reply_consumed() {
     let records: Vec<_> = after
         .iter()
         .filter_map(|e| match e {
-            Event::Mongo(o) => Some((o.collection(), o.status, o.flags)),
+            Event::Mongo(o) => Some((o.collection(), o.outcome, o.flags)),
             _ => None,
         })
         .collect();
-    assert_eq!(records, [(Some("next"), Status::Ok, Flags::default())]);
+    assert_eq!(records, [(Some("next"), Outcome::Ok, Flags::default())]);
     assert_eq!(
         (stats.transactions, stats.timed_out, stats.late_responses),
         (2, 1, 1)

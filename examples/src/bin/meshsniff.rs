@@ -652,7 +652,7 @@ fn mongo_json(r: &Record, o: &Operation) -> Value {
             "reply_flags": o.reply_flags,
             "number_returned": o.number_returned,
             "checksum_ok": o.checksum_ok,
-            "status": o.status.as_str(),
+            "status": o.outcome.as_str(),
             "flags": flag_names(o.flags),
         }),
     );
@@ -744,7 +744,7 @@ fn mysql_json(r: &Record, c: &Command) -> Value {
             "query_truncated": query_truncated,
             "stmt_id": c.stmt_id,
             "prepared_stmt_id": c.prepared_stmt_id,
-            "status": c.status.as_str(),
+            "status": c.outcome.as_str(),
             "error_code": c.error_code,
             "error_message": c.error_message(),
             "affected_rows": c.affected_rows,

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use l7decode::mongo::Operation;
-use l7decode::mysql::{Command, Status as MysqlStatus};
+use l7decode::mysql::{Command, Outcome as MysqlOutcome};
 use l7decode::{Transaction, mongo};
 
 use super::{Exchange, Record, sql_shape};
@@ -211,9 +211,9 @@ fn mysql(c: &Command, endpoint: &mut String) -> Observation {
         ),
         None => write!(endpoint, "{name}"),
     };
-    let outcome = match c.status {
-        MysqlStatus::Err => Outcome::Error,
-        MysqlStatus::Missing => Outcome::Missing,
+    let outcome = match c.outcome {
+        MysqlOutcome::Err => Outcome::Error,
+        MysqlOutcome::Missing => Outcome::Missing,
         _ => Outcome::Ok,
     };
     Observation {
@@ -232,9 +232,9 @@ fn mongodb(o: &Operation, endpoint: &mut String) -> Observation {
         (Some(db), None) => write!(endpoint, " {db}"),
         _ => Ok(()),
     };
-    let outcome = match o.status {
-        mongo::Status::Ok | mongo::Status::NoResponseExpected => Outcome::Ok,
-        mongo::Status::Missing => Outcome::Missing,
+    let outcome = match o.outcome {
+        mongo::Outcome::Ok | mongo::Outcome::NoResponseExpected => Outcome::Ok,
+        mongo::Outcome::Missing => Outcome::Missing,
         _ => Outcome::Error,
     };
     Observation {

@@ -68,6 +68,34 @@ impl fmt::Debug for Segment<'_> {
 ///
 /// # Panics
 /// Never, on any input.
+///
+/// ```
+/// use l7decode::ErrorKind;
+/// use l7decode::flows::parse_ip_packet;
+/// use l7decode::reassembly::TcpFlags;
+///
+/// # // An IPv4 packet carrying one TCP segment (checksums are not checked).
+/// # fn ipv4_tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+/// #     let total = (40 + payload.len()) as u16;
+/// #     let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 6, 0, 0];
+/// #     p.extend_from_slice(&src.0);
+/// #     p.extend_from_slice(&dst.0);
+/// #     p.extend_from_slice(&src.1.to_be_bytes());
+/// #     p.extend_from_slice(&dst.1.to_be_bytes());
+/// #     p.extend_from_slice(&seq.to_be_bytes());
+/// #     p.extend_from_slice(&ack.to_be_bytes());
+/// #     p.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+/// #     p.extend_from_slice(payload);
+/// #     p
+/// # }
+/// let packet = ipv4_tcp(([10, 0, 0, 1], 40_000), ([10, 0, 0, 2], 80), 7, 0, 0x18, b"GET");
+/// let segment = parse_ip_packet(&packet)?;
+/// assert_eq!((segment.src.port(), segment.dst.port(), segment.seq), (40_000, 80, 7));
+/// assert_eq!((segment.flags, segment.payload), (TcpFlags::PSH | TcpFlags::ACK, &b"GET"[..]));
+/// // Cut inside the TCP header:
+/// assert_eq!(parse_ip_packet(&packet[..30]).unwrap_err().kind(), ErrorKind::Truncated);
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 pub fn parse_ip_packet(packet: &[u8]) -> Result<Segment<'_>, Error> {
     let Some(first) = packet.first() else {
         return Err(truncated(0));

@@ -3,6 +3,7 @@
 //! (bounded).
 #![deny(clippy::indexing_slicing)]
 
+use crate::Status;
 use crate::error::{Error, ErrorKind};
 
 /// Longest chunk-size or trailer line kept across feeds.
@@ -43,34 +44,32 @@ impl Default for ChunkedScanner {
     }
 }
 
-/// What a scan step found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scan {
-    /// All of the input belongs to the body; more is needed.
-    NeedMore,
-    /// The body ended after this many bytes of the input.
-    Done(usize),
-}
-
 impl ChunkedScanner {
     /// Whether the terminating chunk and trailers were seen.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
-    /// Feeds body bytes.
+    /// Feeds body bytes: [`Status::Complete`] when the body ended after `consumed` bytes of
+    /// `input` (the rest is not the body's), [`Status::Partial`] when all of `input` belongs to
+    /// the body, whose state the scanner keeps, and more is needed.
     ///
     /// # Errors
     /// [`ErrorKind::Malformed`] for a bad or over-long size line, or a missing CRLF after data.
     /// Its offset (into `input`) is where the body stopped making sense: the bad byte, the first
     /// byte past the line limit, or the end of an unparsable line; the same stream position
     /// however the body was chunked.
-    pub fn scan(&mut self, input: &[u8]) -> Result<Scan, Error> {
+    pub fn scan(&mut self, input: &[u8]) -> Result<Status<()>, Error> {
         let mut at = 0;
         while at < input.len() {
             let rest = input.get(at..).unwrap_or_default();
             match self.state {
-                State::Done => return Ok(Scan::Done(at)),
+                State::Done => {
+                    return Ok(Status::Complete {
+                        value: (),
+                        consumed: at,
+                    });
+                }
                 State::Data(left) => {
                     let take = (rest.len() as u64).min(left) as usize;
                     self.body_bytes += take as u64;
@@ -110,7 +109,7 @@ impl ChunkedScanner {
                     }
                     let Some(nl) = nl else {
                         self.keep(rest);
-                        return Ok(Scan::NeedMore);
+                        return Ok(Status::Partial { needed: None });
                     };
                     let line = self.complete_line(rest.get(..nl).unwrap_or_default());
                     at += nl + 1;
@@ -121,9 +120,12 @@ impl ChunkedScanner {
             }
         }
         Ok(if self.state == State::Done {
-            Scan::Done(at)
+            Status::Complete {
+                value: (),
+                consumed: at,
+            }
         } else {
-            Scan::NeedMore
+            Status::Partial { needed: None }
         })
     }
 

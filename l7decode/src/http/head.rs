@@ -2,6 +2,7 @@
 //! traffic needs, and the body framing they imply.
 #![deny(clippy::indexing_slicing)]
 
+use crate::Status;
 use crate::error::{Error, ErrorKind};
 
 /// Most headers a head may carry (httparse needs a fixed array).
@@ -207,15 +208,6 @@ pub fn looks_like_response(buf: &[u8]) -> bool {
     buf.starts_with(START) || START.starts_with(buf)
 }
 
-/// Outcome of parsing a head.
-#[derive(Debug, Clone, Copy)]
-pub enum HeadStatus<'a> {
-    /// A whole head.
-    Complete(Head<'a>),
-    /// More bytes needed.
-    Partial,
-}
-
 fn config() -> httparse::ParserConfig {
     let mut c = httparse::ParserConfig::default();
     c.allow_spaces_after_header_name_in_responses(true)
@@ -227,11 +219,24 @@ fn config() -> httparse::ParserConfig {
     c
 }
 
-/// Parses a request head at the start of `buf`.
+/// Parses a request head at the start of `buf`: [`Status::Complete`] with the head and its length
+/// (the body, if any, starts at `consumed`), or [`Status::Partial`] while the head's empty line
+/// has not come; a strict prefix of a head is never an error.
+///
+/// ```
+/// use l7decode::{BodyFraming, Status, parse_request};
+///
+/// let buf = b"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello";
+/// let Status::Complete { value: head, consumed } = parse_request(buf)? else { panic!("a whole head") };
+/// assert_eq!((head.method, head.uri, head.header("host")), (Some("POST"), Some("/orders"), Some(&b"shop"[..])));
+/// assert_eq!((head.request_framing(), &buf[consumed..]), (BodyFraming::Length(5), &b"hello"[..]));
+/// assert!(parse_request(&buf[..20])?.is_partial());
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`ErrorKind::Malformed`] with httparse's offset-free verdict mapped to offset 0.
-pub fn parse_request(buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
+pub fn parse_request(buf: &[u8]) -> Result<Status<Head<'_>>, Error> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match config().parse_request(&mut req, buf) {
@@ -243,18 +248,33 @@ pub fn parse_request(buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
             if head.version == 0 && !keep_alive(&head) {
                 head.flags.close = true;
             }
-            Ok(HeadStatus::Complete(head))
+            Ok(Status::Complete {
+                consumed: head.len,
+                value: head,
+            })
         }
-        Ok(httparse::Status::Partial) => Ok(HeadStatus::Partial),
+        Ok(httparse::Status::Partial) => Ok(Status::Partial { needed: None }),
         Err(_) => Err(Error::new(ErrorKind::Malformed, 0)),
     }
 }
 
-/// Parses a response head at the start of `buf`.
+/// Parses a response head at the start of `buf`, as [`parse_request`] does a request's. How its
+/// body is framed depends on the request's method: [`Head::response_framing`].
+///
+/// ```
+/// use l7decode::{BodyFraming, Status, parse_response};
+///
+/// let buf = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n";
+/// let Status::Complete { value: head, .. } = parse_response(buf)? else { panic!("a whole head") };
+/// assert_eq!((head.status, head.reason), (Some(404), Some("Not Found")));
+/// assert_eq!(head.response_framing(Some("GET")), BodyFraming::Chunked);
+/// assert_eq!(head.response_framing(Some("HEAD")), BodyFraming::Empty);
+/// # Ok::<(), l7decode::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`ErrorKind::Malformed`].
-pub fn parse_response(buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
+pub fn parse_response(buf: &[u8]) -> Result<Status<Head<'_>>, Error> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
     match config().parse_response(&mut resp, buf) {
@@ -266,9 +286,12 @@ pub fn parse_response(buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
             if head.version == 0 && !keep_alive(&head) {
                 head.flags.close = true;
             }
-            Ok(HeadStatus::Complete(head))
+            Ok(Status::Complete {
+                consumed: head.len,
+                value: head,
+            })
         }
-        Ok(httparse::Status::Partial) => Ok(HeadStatus::Partial),
+        Ok(httparse::Status::Partial) => Ok(Status::Partial { needed: None }),
         Err(_) => Err(Error::new(ErrorKind::Malformed, 0)),
     }
 }
@@ -363,11 +386,12 @@ fn summarize<'a>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)] // a panic is how a test reports failure
 
-    use super::{HeadStatus, parse_request, parse_response};
+    use super::{parse_request, parse_response};
+    use crate::Status;
 
     #[test]
     fn empty_lines_before_a_start_line_are_not_part_of_the_header_block() {
-        let Ok(HeadStatus::Complete(head)) =
+        let Ok(Status::Complete { value: head, .. }) =
             parse_response(b"\r\n\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         else {
             panic!("a response head")
@@ -378,7 +402,8 @@ mod tests {
         );
         assert_eq!(head.headers, b"Content-Length: 2\r\n\r\n");
         assert_eq!(head.content_length, Some(2));
-        let Ok(HeadStatus::Complete(head)) = parse_request(b"\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        let Ok(Status::Complete { value: head, .. }) =
+            parse_request(b"\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         else {
             panic!("a request head")
         };

@@ -16,9 +16,10 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::chunked::{ChunkedScanner, Scan};
-use super::head::{BodyFraming, Head, HeadStatus, MIN_HEAD, parse_request, parse_response};
+use super::chunked::ChunkedScanner;
+use super::head::{BodyFraming, Head, MIN_HEAD, parse_request, parse_response};
 use super::transaction::{Message, Transaction};
+use crate::Status;
 use crate::error::Error;
 use crate::held::Held;
 use crate::session::{ProtocolSession, Session as SessionApi};
@@ -669,13 +670,13 @@ impl Session {
             match parse(input) {
                 // A head longer than the buffer limit is refused even when it came whole, as it
                 // would be when gathered from pieces.
-                Ok(HeadStatus::Complete(head)) if head.len <= limit => {
+                Ok(Status::Complete { value: head, .. }) if head.len <= limit => {
                     let (summary, len) = (head_summary(&head), head.len);
                     let bytes = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
                     self.on_head(dir, now, summary, bytes, out);
                     len
                 }
-                Ok(HeadStatus::Partial) if input.len() < limit => {
+                Ok(Status::Partial { .. }) if input.len() < limit => {
                     half.buf.extend(input, now);
                     input.len()
                 }
@@ -703,10 +704,12 @@ impl Session {
                 return take;
             }
             let verdict = match parse(&half.buf) {
-                Ok(HeadStatus::Complete(head)) => Some(Ok((head_summary(&head), head.len))),
-                Ok(HeadStatus::Partial) if half.buf.len() < limit => None,
+                Ok(Status::Complete { value: head, .. }) => {
+                    Some(Ok((head_summary(&head), head.len)))
+                }
+                Ok(Status::Partial { .. }) if half.buf.len() < limit => None,
                 // Too long a head (counted), or not a head.
-                Ok(HeadStatus::Partial) => Some(Err(true)),
+                Ok(Status::Partial { .. }) => Some(Err(true)),
                 Err(_) => Some(Err(false)),
             };
             match verdict {
@@ -861,13 +864,13 @@ impl Session {
             Body::Chunked(mut scanner) => {
                 let before = scanner.body_bytes;
                 match scanner.scan(input) {
-                    Ok(Scan::Done(n)) => {
+                    Ok(Status::Complete { consumed: n, .. }) => {
                         self.add_body(dir, now, scanner.body_bytes - before);
                         self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
                         self.message_done(dir, Some(now), out);
                         return n;
                     }
-                    Ok(Scan::NeedMore) => {
+                    Ok(Status::Partial { .. }) => {
                         let counted = scanner.body_bytes - before;
                         self.add_body(dir, now, counted);
                         self.half(dir).phase = Phase::Body(Body::Chunked(scanner));
@@ -1188,7 +1191,7 @@ impl Session {
     }
 }
 
-fn parse_head(dir: Direction, buf: &[u8]) -> Result<HeadStatus<'_>, Error> {
+fn parse_head(dir: Direction, buf: &[u8]) -> Result<Status<Head<'_>>, Error> {
     match dir {
         Direction::ClientToServer => parse_request(buf),
         Direction::ServerToClient => parse_response(buf),

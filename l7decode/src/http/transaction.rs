@@ -47,21 +47,50 @@ impl Message {
         &self.head
     }
 
-    /// The first value of a header, OWS-trimmed, without allocating.
+    /// The first value of a header (ASCII case-insensitive name), OWS-trimmed, without
+    /// allocating. [`Message::header_values`] gives every one.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.head
-            .split(|b| *b == b'\n')
-            .skip(1)
-            .filter_map(|line| {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                let colon = line.iter().position(|b| *b == b':')?;
-                Some((
-                    line.get(..colon)?.trim_ascii(),
-                    line.get(colon + 1..)?.trim_ascii(),
-                ))
-            })
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        self.header_values(name).next()
+    }
+
+    /// Every value of a header (ASCII case-insensitive name), in the order received, each
+    /// OWS-trimmed, borrowed from the kept head: nothing is allocated or parsed again beyond
+    /// splitting its lines. A field sent on several lines (`Set-Cookie`, `Via`, `traceparent`
+    /// repeated by proxies) yields each line's value; a comma-separated list stays one value.
+    ///
+    /// ```
+    /// use l7decode::{Direction, Event, Limits, Timestamp, http};
+    ///
+    /// let mut d = http::Decoder::new(Limits::default());
+    /// d.feed(Direction::ClientToServer, Timestamp(1), b"GET / HTTP/1.1\r\nVia: 1.1 a\r\nHost: x\r\nvia: 1.1 b, 1.1 c\r\n\r\n")?;
+    /// d.feed(Direction::ServerToClient, Timestamp(2), b"HTTP/1.1 204 No Content\r\n\r\n")?;
+    /// let Some(Event::Transaction(t)) = d.poll_event() else { panic!("a transaction") };
+    /// let request = t.request.as_ref().expect("its request");
+    /// let via: Vec<&[u8]> = request.header_values("Via").collect();
+    /// assert_eq!(via, [&b"1.1 a"[..], b"1.1 b, 1.1 c"]);
+    /// assert_eq!(request.header("via"), Some(&b"1.1 a"[..]));
+    /// # Ok::<(), l7decode::Error>(())
+    /// ```
+    pub fn header_values<'m, 'n>(
+        &'m self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'m [u8]> + use<'m, 'n> {
+        self.header_pairs()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
+    }
+
+    /// Every header field as `(name, value)`, in the order received, each OWS-trimmed and
+    /// borrowed from the kept head (a line without a colon is skipped).
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.head.split(|b| *b == b'\n').skip(1).filter_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|b| *b == b':')?;
+            Some((
+                line.get(..colon)?.trim_ascii(),
+                line.get(colon + 1..)?.trim_ascii(),
+            ))
+        })
     }
 
     fn start_line(&self) -> &[u8] {

@@ -48,7 +48,7 @@ pub type Decoder = crate::Decoder<Session>;
 /// documents being results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Status {
+pub enum Outcome {
     /// `ok: 1`, or a query's OP_REPLY without a failure flag.
     Ok,
     /// A command's reply with `ok: 0` (or no `ok`).
@@ -65,8 +65,10 @@ pub enum Status {
     Missing,
 }
 
-impl Status {
-    /// The truth files' spelling.
+impl Outcome {
+    /// The outcome's name in upper snake case (`OK`, `ERROR`, `WRITE_ERROR`, `QUERY_FAILURE`,
+    /// `CURSOR_NOT_FOUND`, `NO_RESPONSE_EXPECTED`, `MISSING`). Stable: fit for logs and metric
+    /// labels.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "OK",
@@ -236,7 +238,7 @@ pub struct Operation {
     /// up): what could be read is reported, the rest is not guessed.
     pub invalid: bool,
     /// How it ended.
-    pub status: Status,
+    pub outcome: Outcome,
     /// Anomalies: `gap`, `orphan`, `missing_response`, `truncated` (a message over the size
     /// kept, or cut by the capture).
     pub flags: Flags,
@@ -294,7 +296,7 @@ impl core::fmt::Debug for Operation {
             .field("number_returned", &self.number_returned)
             .field("checksum_ok", &self.checksum_ok)
             .field("invalid", &self.invalid)
-            .field("status", &self.status)
+            .field("outcome", &self.outcome)
             .field("flags", &self.flags)
             .finish()
     }
@@ -338,7 +340,7 @@ impl Operation {
             number_returned: None,
             checksum_ok: None,
             invalid: false,
-            status: Status::Missing,
+            outcome: Outcome::Missing,
             flags: Flags::default(),
         }
     }
@@ -353,8 +355,9 @@ impl Operation {
         self.texts.get(self.db)
     }
 
-    /// The collection, when the command's first element names one (as the truth files have
-    /// it: `None` for getMore, whose first element is the cursor id).
+    /// The collection, when the command's first element's value names one (`find: "users"`,
+    /// `insert: "orders"`); `None` when it is not a string, as for getMore, whose first element
+    /// is the cursor id (see [`Operation::target_collection`]).
     pub fn collection(&self) -> Option<&str> {
         self.texts.get(self.collection)
     }

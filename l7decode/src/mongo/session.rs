@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 
 use super::bson::Doc;
 use super::wire::{self, Header, Summary, op};
-use super::{Operation, Replies, Status, TextRef};
+use super::{Operation, Outcome, Replies, TextRef};
 use crate::session::{ProtocolSession, Session as SessionApi};
 use crate::skipped::Skipped;
 use crate::window::Window;
@@ -165,7 +165,7 @@ impl SessionApi for Session {
             };
             waiting.timed_out = true;
             let mut record = waiting.op.clone();
-            record.status = Status::Missing;
+            record.outcome = Outcome::Missing;
             record.flags.missing_response = true;
             record.flags.timed_out = true;
             self.records += 1;
@@ -456,7 +456,7 @@ impl Session {
         if p.timed_out {
             return;
         }
-        p.op.status = Status::Missing;
+        p.op.outcome = Outcome::Missing;
         p.op.flags.missing_response = p.op.response.is_none();
         p.op.flags.truncated |= p.op.response.is_some();
         self.records += 1;
@@ -573,7 +573,7 @@ impl Session {
                 op::UPDATE | op::INSERT | op::DELETE | op::KILL_CURSORS
             );
         if no_reply {
-            op.status = Status::NoResponseExpected;
+            op.outcome = Outcome::NoResponseExpected;
             self.records += 1;
             events.push_back(Event::Mongo(op));
             return;
@@ -607,7 +607,7 @@ impl Session {
             let mut op = Operation::new(None, msg.opcode);
             op.flags.orphan = true;
             take_reply(&mut op, &msg);
-            op.status = status_from(&op);
+            op.outcome = status_from(&op);
             self.records += 1;
             events.push_back(Event::Mongo(op));
             return;
@@ -627,7 +627,7 @@ impl Session {
         if let Some(mut done) = self.remove(position)
             && !done.timed_out
         {
-            done.op.status = status_from(&done.op);
+            done.op.outcome = status_from(&done.op);
             self.records += 1;
             events.push_back(Event::Mongo(done.op));
         }
@@ -879,21 +879,21 @@ fn take_write_errors(op: &mut Operation, errors: Option<Doc<'_>>) {
 
 /// The outcome of a finished operation, from its first reply: a legacy reply's failure flags
 /// first; then a query's results are a success, and a command's `ok` decides.
-fn status_from(op: &Operation) -> Status {
+fn status_from(op: &Operation) -> Outcome {
     let flags = op.reply_flags.unwrap_or(0);
     if flags & wire::reply_flags::QUERY_FAILURE != 0 || op.err_document {
-        Status::QueryFailure
+        Outcome::QueryFailure
     } else if flags & wire::reply_flags::CURSOR_NOT_FOUND != 0 {
-        Status::CursorNotFound
+        Outcome::CursorNotFound
     } else if op.replies == Replies::Results {
-        Status::Ok
+        Outcome::Ok
     } else if op.ok == Some(1.0) {
         if op.write_error_count > 0 || op.write_concern_error {
-            Status::WriteError
+            Outcome::WriteError
         } else {
-            Status::Ok
+            Outcome::Ok
         }
     } else {
-        Status::Error
+        Outcome::Error
     }
 }

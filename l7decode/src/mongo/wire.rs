@@ -5,6 +5,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use super::bson::Doc;
+use crate::Status;
 
 /// Opcodes.
 pub mod op {
@@ -31,7 +32,8 @@ pub mod op {
 /// The largest message a server accepts (maxMessageSizeBytes).
 pub const MAX_MESSAGE: u32 = 48_000_000;
 
-/// The name of an opcode, as the truth files spell it.
+/// The name of an opcode as MongoDB's wire protocol docs spell it (`OP_MSG`, `OP_QUERY`, …);
+/// `None` for a code MongoDB does not define.
 pub const fn opcode_name(opcode: i32) -> Option<&'static str> {
     Some(match opcode {
         op::REPLY => "OP_REPLY",
@@ -52,7 +54,8 @@ pub const fn opcode_name(opcode: i32) -> Option<&'static str> {
 pub struct Header {
     /// messageLength, the header included.
     pub len: u32,
-    /// requestID (an int32 on the wire, kept as u32 as tshark shows it).
+    /// requestID (an int32 on the wire, kept as u32: ids are compared, never signed, and
+    /// Wireshark shows them unsigned).
     pub request_id: u32,
     /// responseTo: on a reply, the requestID it answers; on a request, nothing (0 from the
     /// drivers, [`NO_RESPONSE_TO`] from MongoDB's own C++ client up to 3.2, the mongo shell).
@@ -69,8 +72,33 @@ fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     Some(i32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// The header at the start of `b` (16 bytes).
-pub fn header(b: &[u8]) -> Option<Header> {
+/// The header at the start of `b`: [`Status::Complete`] with `consumed` 16, or
+/// [`Status::Partial`] with the bytes missing when `b` is shorter. Any 16 bytes are a header;
+/// whether it is a sane one is [`sane_header`]'s and [`plausible_header`]'s question.
+///
+/// ```
+/// use l7decode::Status;
+/// use l7decode::mongo::wire::{self, op};
+///
+/// let msg = [&38u32.to_le_bytes()[..], &7u32.to_le_bytes(), &0u32.to_le_bytes(), &op::MSG.to_le_bytes()].concat();
+/// let Status::Complete { value, consumed: 16 } = wire::parse_header(&msg) else { panic!("16 bytes") };
+/// assert_eq!((value.len, value.request_id, value.opcode), (38, 7, op::MSG));
+/// assert!(matches!(wire::parse_header(&msg[..10]), Status::Partial { needed: Some(n) } if n.get() == 6));
+/// ```
+pub fn parse_header(b: &[u8]) -> Status<Header> {
+    match header(b) {
+        Some(value) => Status::Complete {
+            value,
+            consumed: 16,
+        },
+        None => Status::Partial {
+            needed: core::num::NonZeroUsize::new(16usize.saturating_sub(b.len())),
+        },
+    }
+}
+
+/// The header at the start of `b`, when it has 16 bytes.
+pub(crate) fn header(b: &[u8]) -> Option<Header> {
     Some(Header {
         len: u32_at(b, 0)?,
         request_id: u32_at(b, 4)?,

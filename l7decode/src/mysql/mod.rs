@@ -46,7 +46,7 @@ pub type Decoder = crate::Decoder<Session>;
 /// How a command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Status {
+pub enum Outcome {
     /// OK, a resultset, PREPARE_OK, or the statistics string.
     Ok,
     /// An ERR packet (see [`Command::error_code`]).
@@ -57,8 +57,9 @@ pub enum Status {
     Missing,
 }
 
-impl Status {
-    /// The truth files' spelling: `OK`, `ERR`, `NO_RESPONSE_EXPECTED`, `MISSING`.
+impl Outcome {
+    /// The outcome's name in upper case, as MySQL's docs spell the packets: `OK`, `ERR`,
+    /// `NO_RESPONSE_EXPECTED`, `MISSING`. Stable: fit for logs and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "OK",
@@ -83,7 +84,7 @@ pub struct Command {
     /// The reply (all its packets), when one came.
     pub response: Option<Span>,
     /// How it ended.
-    pub status: Status,
+    pub outcome: Outcome,
     pub(crate) text: Bytes,
     /// Full length of the SQL text in bytes (of which the first ones are kept).
     pub text_len: u64,
@@ -125,7 +126,7 @@ impl core::fmt::Debug for Command {
             .field("name", &self.name())
             .field("request", &self.request)
             .field("response", &self.response)
-            .field("status", &self.status)
+            .field("outcome", &self.outcome)
             .field("text_len", &self.text_len)
             .field("text_kept", &self.text.len())
             .field("user", &self.user())
@@ -153,7 +154,7 @@ impl Command {
             code,
             request: None,
             response: None,
-            status: Status::Missing,
+            outcome: Outcome::Missing,
             text: Bytes::new(),
             text_len: 0,
             user: Bytes::new(),

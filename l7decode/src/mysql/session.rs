@@ -12,7 +12,7 @@ use super::compress::{Inflate, Piece};
 use super::framing::{Framer, GapOutcome, Payload};
 use super::rowsync::{self, Found, RowScan, Until};
 use super::wire::{self, caps};
-use super::{Command, Span, Status};
+use super::{Command, Outcome, Span};
 use crate::session::{ProtocolSession, Session as SessionApi};
 use crate::skipped::Skipped;
 use crate::window::Window;
@@ -89,7 +89,7 @@ enum Step {
     /// The reply moved to a state that reads this same packet.
     Again,
     /// The reply ended.
-    Done(Status),
+    Done(Outcome),
     /// A packet of the rows whose first byte the capture lost: a row, or the terminator, only
     /// what follows can tell.
     Unsure,
@@ -365,7 +365,7 @@ impl SessionApi for Session {
             st.timed_out += 1;
             if waiting.confirmed {
                 let mut record = waiting.cmd.clone();
-                record.status = Status::Missing;
+                record.outcome = Outcome::Missing;
                 record.flags.missing_response = true;
                 record.flags.timed_out = true;
                 st.records += 1;
@@ -1030,7 +1030,7 @@ impl State {
         if !p.confirmed || p.timed_out {
             return;
         }
-        p.cmd.status = Status::Missing;
+        p.cmd.outcome = Outcome::Missing;
         p.cmd.flags.missing_response = p.cmd.response.is_none();
         p.cmd.flags.truncated |= p.cmd.response.is_some();
         p.cmd.flags.gap |= gap;
@@ -1132,7 +1132,7 @@ impl State {
             && let Some(done) = self.pop_front()
         {
             self.deprecate_eof = Some(true);
-            self.report(done, Status::Ok, events);
+            self.report(done, Outcome::Ok, events);
         }
         let mut cmd = Command::new(Some(code));
         cmd.request = Some(span(p));
@@ -1188,7 +1188,7 @@ impl State {
         }
         if matches!(code, 0x01 | 0x18 | 0x19) {
             if confirmed {
-                cmd.status = Status::NoResponseExpected;
+                cmd.outcome = Outcome::NoResponseExpected;
                 self.records += 1;
                 events.push_back(Event::Mysql(Box::new(cmd)));
             }
@@ -1261,8 +1261,8 @@ impl State {
         let Some(finished) = self.pop_front() else {
             return Action::None;
         };
-        let login_ok = finished.cmd.code.is_none() && status == Status::Ok;
-        if matches!(finished.cmd.code, Some(0x11 | 0x1f)) && status == Status::Ok {
+        let login_ok = finished.cmd.code.is_none() && status == Outcome::Ok;
+        if matches!(finished.cmd.code, Some(0x11 | 0x1f)) && status == Outcome::Ok {
             self.statements.clear();
         }
         self.report(finished, status, events);
@@ -1289,7 +1289,7 @@ impl State {
     fn after_defs(&mut self, then: AfterDefs) -> Step {
         match then {
             AfterDefs::Rows => self.then(Reply::Rows),
-            AfterDefs::PrepareColumns(0) | AfterDefs::Done => Step::Done(Status::Ok),
+            AfterDefs::PrepareColumns(0) | AfterDefs::Done => Step::Done(Outcome::Ok),
             AfterDefs::PrepareColumns(columns) => self.then(Reply::Defs {
                 left: columns,
                 then: AfterDefs::Done,
@@ -1310,7 +1310,7 @@ impl State {
         if let Some(cmd) = self.front() {
             take_err(cmd, p.prefix);
         }
-        Step::Done(Status::Err)
+        Step::Done(Outcome::Err)
     }
 
     /// The first packet of a reply (or, after MORE_RESULTS, of the next resultset): OK, ERR,
@@ -1324,7 +1324,7 @@ impl State {
         if head_lost(p) {
             // OK, ERR or a resultset: the byte that says was lost, so is the outcome.
             cmd.flags.truncated = true;
-            return Step::Done(Status::Missing);
+            return Step::Done(Outcome::Missing);
         }
         match head {
             // A MariaDB progress report is not the reply.
@@ -1339,7 +1339,7 @@ impl State {
                 if ok.status & wire::MORE_RESULTS_EXISTS != 0 && head == Some(0x00) {
                     Step::More
                 } else {
-                    Step::Done(Status::Ok)
+                    Step::Done(Outcome::Ok)
                 }
             }
             // LOCAL INFILE: the client sends the file (continuation packets), then the server
@@ -1366,7 +1366,7 @@ impl State {
                     };
                     self.then(next)
                 }
-                _ => Step::Done(Status::Ok),
+                _ => Step::Done(Outcome::Ok),
             },
         }
     }
@@ -1375,7 +1375,7 @@ impl State {
     /// column definitions follow.
     fn prepare_ok(&mut self, p: &Payload<'_>) -> Step {
         let Some(ok) = wire::prepare_ok(p.prefix, p.len) else {
-            return Step::Done(Status::Ok);
+            return Step::Done(Outcome::Ok);
         };
         let Some(cmd) = self.front() else {
             return Step::More;
@@ -1401,7 +1401,7 @@ impl State {
                 then: AfterDefs::Done,
             })
         } else {
-            Step::Done(Status::Ok)
+            Step::Done(Outcome::Ok)
         }
     }
 
@@ -1470,7 +1470,7 @@ impl State {
         if status & wire::MORE_RESULTS_EXISTS != 0 {
             self.then(Reply::First)
         } else {
-            Step::Done(Status::Ok)
+            Step::Done(Outcome::Ok)
         }
     }
 
@@ -1482,7 +1482,7 @@ impl State {
                     cmd.affected_rows.get_or_insert(ok.affected_rows);
                     cmd.last_insert_id.get_or_insert(ok.last_insert_id);
                 }
-                Step::Done(Status::Ok)
+                Step::Done(Outcome::Ok)
             }
             Some(0xff) => self.err(p),
             _ => Step::More,
@@ -1493,7 +1493,7 @@ impl State {
     fn reply_field_list(&mut self, p: &Payload<'_>) -> Step {
         match p.prefix.first() {
             Some(0xff) => self.err(p),
-            Some(0xfe) if p.len < 9 || self.deprecate_eof == Some(true) => Step::Done(Status::Ok),
+            Some(0xfe) if p.len < 9 || self.deprecate_eof == Some(true) => Step::Done(Outcome::Ok),
             _ => Step::More,
         }
     }
@@ -1503,18 +1503,18 @@ impl State {
         if p.prefix.first() == Some(&0xff) {
             self.err(p)
         } else {
-            Step::Done(Status::Ok)
+            Step::Done(Outcome::Ok)
         }
     }
 
     /// Reports a command that got its reply; one already reported at its deadline had a late
     /// reply, consumed without a second record.
-    fn report(&mut self, mut finished: Pending, status: Status, events: &mut VecDeque<Event>) {
+    fn report(&mut self, mut finished: Pending, status: Outcome, events: &mut VecDeque<Event>) {
         if finished.timed_out {
             self.late += 1;
             return;
         }
-        finished.cmd.status = status;
+        finished.cmd.outcome = status;
         self.records += 1;
         events.push_back(Event::Mysql(Box::new(finished.cmd)));
     }

@@ -152,7 +152,7 @@ pub fn client_hello(b: &[u8], len: u64) -> Option<ClientHello<'_>> {
 
 /// An OK packet's counters (header `0x00`, or `0xFE` where it ends a resultset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Ok {
+pub struct OkPacket {
     /// Rows changed.
     pub affected_rows: u64,
     /// AUTO_INCREMENT value generated.
@@ -164,13 +164,13 @@ pub struct Ok {
 }
 
 /// The fields after an OK packet's header byte.
-pub fn ok(b: &[u8]) -> Option<Ok> {
+pub fn ok(b: &[u8]) -> Option<OkPacket> {
     let rest = b.get(1..)?;
     let (affected_rows, a) = lenenc(rest)?;
     let (last_insert_id, i) = lenenc(rest.get(a..)?)?;
     let status = u16_at(rest, a + i).unwrap_or(0);
     let warnings = u16_at(rest, a + i + 2).unwrap_or(0);
-    Some(Ok {
+    Some(OkPacket {
         affected_rows,
         last_insert_id,
         status,
@@ -185,7 +185,7 @@ pub fn eof_status(b: &[u8]) -> u16 {
 
 /// An ERR packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Err<'a> {
+pub struct ErrPacket<'a> {
     /// Error code (MariaDB's 0xFFFF is a progress report, not an error).
     pub code: u16,
     /// SQLSTATE, when the packet carries one.
@@ -195,7 +195,7 @@ pub struct Err<'a> {
 }
 
 /// The fields of an ERR packet (header `0xFF`).
-pub fn err(b: &[u8]) -> Option<Err<'_>> {
+pub fn err(b: &[u8]) -> Option<ErrPacket<'_>> {
     if b.first() != Some(&0xff) {
         return None;
     }
@@ -207,7 +207,7 @@ pub fn err(b: &[u8]) -> Option<Err<'_>> {
         }
         _ => (None, rest),
     };
-    Some(Err {
+    Some(ErrPacket {
         code,
         sqlstate,
         message,

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::{Event, Flags, HeadStatus, Message, Phase, Session, head_summary, parse_head};
+use super::{Event, Flags, Message, Phase, Session, head_summary, parse_head};
 use crate::http::head::{looks_like_request, looks_like_response, starts_message_mid_line};
 use crate::{Direction, Protocol, Timestamp};
 
@@ -266,7 +266,7 @@ impl Session {
         };
         let mut closed = half.buf.get(..cut).unwrap_or_default().to_vec();
         closed.extend_from_slice(b"\r\n");
-        let Ok(HeadStatus::Complete(head)) = parse_head(dir, &closed) else {
+        let Ok(crate::Status::Complete { value: head, .. }) = parse_head(dir, &closed) else {
             return;
         };
         let summary = head_summary(&head);

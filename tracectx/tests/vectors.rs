@@ -1,9 +1,9 @@
 //! Every shared vector (from the specs and the anchors' own tests) as a data-driven test. The
 //! agreement per kind is printed; every case must agree.
 
-#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 // The vectors include `x-ot-span-context` cases: all of them or none.
 #![cfg(feature = "ot")]
+#![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
 use serde_json::{Value, json};
 use tracectx::*;

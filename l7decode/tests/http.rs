@@ -552,3 +552,25 @@ fn debug_output_shows_lengths_not_heads() {
     // The heads are there for who asks.
     assert!(t.request.as_ref().unwrap().header("cookie") == Some(&b"session=abc123"[..]));
 }
+
+#[test]
+fn http_on_a_database_port_is_http() {
+    for port in [27017, 3306] {
+        let events = run_hinted(
+            &[
+                (C, 1, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+                (S, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            ],
+            Limits::default(),
+            Protocol::for_port(port),
+        );
+        let statuses: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Transaction(t) => t.status(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(statuses, [200], "{port}: {events:?}");
+    }
+}

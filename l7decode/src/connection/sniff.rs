@@ -49,6 +49,12 @@ fn first_bytes(dir: Direction, b: &[u8], known: Option<Protocol>) -> Option<Firs
     }
 }
 
+/// Whether a client's first bytes start an HTTP request line (`METHOD /`).
+fn request_line(dir: Direction, first: &[u8]) -> bool {
+    dir == Direction::ClientToServer
+        && crate::http::head::starts_message_mid_line(first, true) == Some(true)
+}
+
 /// TLS, MySQL, or neither (before MongoDB is considered).
 fn first_bytes_before_mongo(
     dir: Direction,
@@ -191,10 +197,19 @@ impl Connection {
                 };
                 self.enter_mongo(lost, dir, &probe);
             }
-            FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mongo) => {
+            // HTTP on any port is HTTP: a request line outweighs a MySQL or MongoDB port.
+            FirstBytes::Other
+                if known.is_none()
+                    && self.hint == Some(Protocol::Mongo)
+                    && !request_line(dir, &probe) =>
+            {
                 self.enter_mongo([true, true], dir, &probe);
             }
-            FirstBytes::Other if known.is_none() && self.hint == Some(Protocol::Mysql) => {
+            FirstBytes::Other
+                if known.is_none()
+                    && self.hint == Some(Protocol::Mysql)
+                    && !request_line(dir, &probe) =>
+            {
                 self.enter_mysql(Mysql::searching(limits), dir, &probe);
             }
             FirstBytes::Other => {

@@ -861,19 +861,26 @@ fn callbacks_that_never_answer_hold_only_their_own_request_until_the_deadline() 
     // The POST listing them answers once its deadline passes: 1.5 s, not 32 × 5 s.
     let (status, took) = hanging.join().unwrap();
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Well under 32 × 5 s, with room for a loaded machine.
     assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    let logged: Vec<String> = server.log.try_iter().collect();
-    assert_eq!(
+    // The 32 log lines may still be on their way when the answer is read.
+    let mut logged: Vec<String> = Vec::new();
+    let silent_lines = |logged: &[String]| {
         logged
             .iter()
             .filter(|l| l.contains("no answer within the deadline"))
-            .count(),
-        32,
-        "{logged:?}"
-    );
+            .count()
+    };
+    let waited = std::time::Instant::now();
+    while silent_lines(&logged) < 32 && waited.elapsed() < Duration::from_secs(5) {
+        if let Ok(line) = server.log.recv_timeout(Duration::from_millis(100)) {
+            logged.push(line);
+        }
+    }
+    assert_eq!(silent_lines(&logged), 32, "{logged:?}");
     drop(silent);
     assert!(server.terminate(Duration::from_secs(5)).success());
 }

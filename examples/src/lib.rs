@@ -4,6 +4,7 @@
 //! echo and load drivers.
 
 pub mod capture;
+pub mod exposition;
 pub mod meshsniff;
 pub mod metadata_json;
 pub mod mxecho;

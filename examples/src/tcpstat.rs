@@ -7,7 +7,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tcpwire::QueueSemantics;
 
-use crate::meshsniff::metrics::{Format, prometheus_text};
+use crate::exposition::{Format, prometheus_text};
 use crate::tcpsource::Collected;
 
 /// node_exporter's metric family, name and help text exactly as node_exporter exposes them.

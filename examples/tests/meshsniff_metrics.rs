@@ -9,8 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use examples::capture::open;
+use examples::exposition::Format;
 use examples::meshsniff::analyze;
-use examples::meshsniff::metrics::{AgentCounters, Exposition, Format, MetricsState};
+use examples::meshsniff::metrics::{AgentCounters, Exposition, MetricsState};
 use examples::meshsniff::series::{OTHER, SeriesTable, Server};
 
 fn demo_table(max_series: usize) -> SeriesTable {

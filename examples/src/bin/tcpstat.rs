@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use examples::meshsniff::metrics::Format;
+use examples::exposition::Format;
 use examples::serve::{
     Handler, Reply, ServeLimits, method_not_allowed, raise_descriptor_limit, serve, text,
 };

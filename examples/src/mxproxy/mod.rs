@@ -29,12 +29,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::exposition::Format;
 use crate::serve::{ServeLimits, get_only, serve};
 use telemetry::{MAX_LABEL_VALUE_BYTES, Metrics, WorkloadLabels};
 use tls::TlsMaterial;
-
-/// The content type of the exposition (`prometheus-client`'s text encoding is OpenMetrics).
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Which side of the connection this proxy serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +235,10 @@ pub async fn start(config: ProxyConfig) -> Result<Running, String> {
             listener(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
         metrics_addr = Some(endpoint.local_addr().map_err(|e| e.to_string())?);
         let exposition = Arc::clone(&metrics);
-        let handler = get_only("/metrics", move |_| (OPENMETRICS, exposition.encode()));
+        let handler = get_only("/metrics", move |_| {
+            // `prometheus-client`'s text encoding is OpenMetrics.
+            (Format::OpenMetrics.content_type(), exposition.encode())
+        });
         metrics_server = Some(tokio::spawn(serve(
             endpoint,
             handler,

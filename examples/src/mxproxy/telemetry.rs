@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 use super::Role;
 use super::tls::spiffe_namespace;
+use crate::exposition::Escaped;
 
 const UNKNOWN: &str = "unknown";
 
@@ -40,20 +41,7 @@ impl From<&str> for LabelValue {
 
 impl EncodeLabelValue for LabelValue {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        use std::fmt::Write;
-        let mut rest = self.0.as_str();
-        while let Some(at) = rest.find(['\\', '"', '\n']) {
-            let (plain, tail) = rest.split_at(at);
-            encoder.write_str(plain)?;
-            let mut chars = tail.chars();
-            encoder.write_str(match chars.next() {
-                Some('\\') => "\\\\",
-                Some('"') => "\\\"",
-                _ => "\\n",
-            })?;
-            rest = chars.as_str();
-        }
-        encoder.write_str(rest)
+        Escaped(&self.0).encode(encoder)
     }
 }
 

@@ -127,8 +127,10 @@ impl SeriesTable {
         self.records += 1;
         let mut endpoint = std::mem::take(&mut self.endpoint);
         let observation = observe(record, &mut endpoint);
+        // An exemplar goes on a latency bucket: none to read without a latency.
         let exemplar = record
             .http()
+            .filter(|_| observation.latency_ns.is_some())
             .and_then(|t| t.request.as_ref())
             .and_then(exemplar_label);
         if let Some(series) = self.series_for(observation.protocol, record.server, &endpoint) {

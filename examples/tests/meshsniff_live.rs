@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -190,17 +190,7 @@ impl Sniffer {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        thread::spawn(move || {
-            for line in lines.lines() {
-                let Ok(line) = line else { return };
-                eprintln!("[meshsniff] {line}");
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stderr = common::stderr_lines(&mut child, Some("[meshsniff]"));
         let mut sniffer = Self {
             child,
             stderr,

@@ -3,15 +3,14 @@
 
 #![allow(clippy::unwrap_used)] // a panic is how a test reports failure
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-#[path = "common/slowloris.rs"]
-mod slowloris;
+mod common;
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -279,16 +278,7 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, stderr) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in lines.lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stderr = common::stderr_lines(&mut child, None);
         let line = stderr.recv_timeout(Duration::from_secs(10)).unwrap();
         let addr = line
             .trim()
@@ -467,14 +457,14 @@ fn metrics_answer_within_a_second_under_2000_slowloris_connections() {
             ]),
     );
     // One slow client first (a server that answers one connection at a time fails here fast).
-    let mut held = slowloris::open(server.addr, 1);
-    let (slowest, _) = slowloris::scrape_times(server.addr, "/metrics", 1);
+    let mut held = common::slowloris::open(server.addr, 1);
+    let (slowest, _) = common::slowloris::scrape_times(server.addr, "/metrics", 1);
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");
-    held.extend(slowloris::open(server.addr, 1999));
+    held.extend(common::slowloris::open(server.addr, 1999));
     assert_eq!(held.len(), 2000);
     for _ in 0..3 {
-        slowloris::trickle(&mut held);
-        let (slowest, statuses) = slowloris::scrape_times(server.addr, "/metrics", 5);
+        common::slowloris::trickle(&mut held);
+        let (slowest, statuses) = common::slowloris::scrape_times(server.addr, "/metrics", 5);
         assert!(slowest < Duration::from_secs(1), "{slowest:?}");
         assert!(
             statuses.iter().all(|s| s.starts_with("HTTP/1.1 200")),

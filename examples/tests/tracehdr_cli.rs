@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -433,22 +433,14 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(process.stderr.take().unwrap());
-        let mut first = String::new();
-        stderr.read_line(&mut first).unwrap();
+        // Drained as it comes, so the server never blocks on it.
+        let log = common::stderr_lines(&mut process, None);
+        let first = log.recv_timeout(Duration::from_secs(10)).unwrap();
         let addr = first
             .trim()
             .strip_prefix("tracehdr: listening on http://")
             .unwrap_or_else(|| panic!("first stderr line: {first:?}"))
             .to_owned();
-        // Keep draining stderr so the server never blocks on it.
-        let (tx, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let Ok(line) = line else { return };
-                let _ = tx.send(line);
-            }
-        });
         (Self { process, log }, addr)
     }
 

@@ -6,6 +6,29 @@
 pub mod netns;
 pub mod slowloris;
 
+/// A child's stderr, line by line on a channel, read by a thread of its own so the child never
+/// blocks on a full pipe; each line is also echoed to the test's stderr after `echo` when given.
+pub fn stderr_lines(
+    child: &mut std::process::Child,
+    echo: Option<&'static str>,
+) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    std::thread::spawn(move || {
+        for line in lines {
+            let Ok(line) = line else { return };
+            if let Some(prefix) = echo {
+                eprintln!("{prefix} {line}");
+            }
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
